@@ -1,0 +1,55 @@
+"""E-mail addresses: validated and normalised with email-validator, offline.
+
+The policy, chosen for a mailing list (see docs/subscribers.md):
+
+* internationalised addresses are accepted (they need an SMTPUTF8 relay to deliver);
+* ``Name <address>`` is accepted and the name kept, as address books export it;
+* quoted local parts, IP-address domains, empty local parts and special-use domains
+  (``.test``, ``.local``, ``.invalid`` ...) are refused: relays and mail clients
+  handle them badly, and no real subscriber has one;
+* no DNS lookups: an import must not depend on the network.
+"""
+
+from dataclasses import dataclass
+
+from email_validator import EmailNotValidError, validate_email
+
+POLICY = {
+    "check_deliverability": False,
+    "allow_smtputf8": True,
+    "allow_quoted_local": False,
+    "allow_domain_literal": False,
+    "allow_display_name": True,
+    "allow_empty_local": False,
+    "test_environment": False,
+}
+
+
+class InvalidAddress(ValueError):
+    """The text is not an address this list accepts; ``str()`` says why."""
+
+
+@dataclass(frozen=True)
+class Address:
+    email: str
+    display_name: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The mailbox identity: one subscriber per key, however the address was spelt."""
+        return email_key(self.email)
+
+
+def email_key(normalized: str) -> str:
+    return normalized.casefold()
+
+
+def parse_address(text: str) -> Address:
+    """Validate and normalise one address; raise :class:`InvalidAddress` with the reason."""
+    if not text or not text.strip():
+        raise InvalidAddress("the address is empty")
+    try:
+        valid = validate_email(text.strip(), **POLICY)  # type: ignore[arg-type]
+    except EmailNotValidError as exc:
+        raise InvalidAddress(str(exc)) from None
+    return Address(email=valid.normalized, display_name=valid.display_name or None)

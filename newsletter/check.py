@@ -1,0 +1,78 @@
+"""``newsletter check``: find every problem in a site folder, each with file and line."""
+
+import re
+from pathlib import Path
+
+from jinja2 import Environment, TemplateSyntaxError
+
+from newsletter.csvfile import read_subscriber_csv
+from newsletter.errors import ImportFileError
+from newsletter.schedules import load_schedules
+from newsletter.settings import Problem, SiteConfig, read_config
+
+TEMPLATES_DIR = "templates"
+# mjml-python copies an unknown tag into the HTML without a word, so typos are caught here.
+MJML_TAGS = {
+    "mjml", "mj-head", "mj-body", "mj-attributes", "mj-all", "mj-class", "mj-breakpoint",
+    "mj-font", "mj-preview", "mj-style", "mj-title", "mj-accordion", "mj-accordion-element",
+    "mj-accordion-title", "mj-accordion-text", "mj-button", "mj-carousel", "mj-carousel-image",
+    "mj-column", "mj-divider", "mj-group", "mj-hero", "mj-image", "mj-navbar", "mj-navbar-link",
+    "mj-raw", "mj-section", "mj-social", "mj-social-element", "mj-spacer", "mj-table", "mj-text",
+    "mj-wrapper", "mj-include",
+}
+TAG = re.compile(r"</?\s*(mj[a-z-]*)", re.IGNORECASE)
+
+
+def template_files(site_dir: Path) -> list[Path]:
+    return sorted(p for p in (site_dir / TEMPLATES_DIR).rglob("*.j2") if p.is_file())
+
+
+def _check_template(path: Path, environment: Environment) -> list[Problem]:
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        environment.parse(text, name=path.name, filename=str(path))
+    except TemplateSyntaxError as exc:
+        return [Problem(path, exc.lineno, "", f"template syntax error: {exc.message}")]
+    problems = []
+    if path.name.endswith(".mjml.j2"):
+        for number, line in enumerate(text.splitlines(), start=1):
+            for tag in TAG.findall(line):
+                if tag.lower() not in MJML_TAGS:
+                    problems.append(Problem(path, number, "", f"unknown MJML tag <{tag}>"))
+    return problems
+
+
+def _group_files(site_dir: Path, config: SiteConfig) -> list[Problem]:
+    problems = []
+    config_file = site_dir / "newsletter.toml"
+    for slug, group in config.groups.items():
+        for suffix in (".mjml.j2", ".txt.j2"):
+            wanted = site_dir / TEMPLATES_DIR / f"{group.template}{suffix}"
+            if not wanted.is_file():
+                problems.append(Problem(config_file, None, f"groups.{slug}.template",
+                                        f"{wanted.relative_to(site_dir)} does not exist"))
+        csv_path = site_dir / (group.subscribers or f"subscribers/{slug}.csv")
+        if csv_path.is_file():
+            try:
+                read_subscriber_csv(csv_path)
+            except ImportFileError as exc:
+                problems.append(Problem(csv_path, None, "", str(exc)))
+    return problems
+
+
+def check_site(site_dir: Path) -> tuple[list[Problem], dict[str, int]]:
+    """Every problem in the site, and a count of what was checked."""
+    config, problems = read_config(site_dir)
+    counts = {"groups": 0, "schedules": 0, "templates": 0}
+    templates = template_files(site_dir)
+    environment = Environment(autoescape=True)
+    for path in templates:
+        problems.extend(_check_template(path, environment))
+    counts["templates"] = len(templates)
+    if config is not None:
+        counts["groups"] = len(config.groups)
+        problems.extend(_group_files(site_dir, config))
+        schedules, schedule_problems = load_schedules(site_dir, config.groups)
+        problems.extend(schedule_problems)
+        counts["schedules"] = len(schedules)
+    return problems, counts

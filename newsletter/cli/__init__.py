@@ -1,0 +1,76 @@
+"""The ``newsletter`` command: a thin layer that parses, calls the library, and prints."""
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy.exc import SQLAlchemyError
+
+from newsletter.cli.context import AppContext
+from newsletter.errors import NewsletterError
+
+
+class CliError(click.ClickException):
+    """A library error shown as one line on stderr with the error's exit code."""
+
+    def __init__(self, error: NewsletterError) -> None:
+        super().__init__(str(error))
+        self.exit_code = error.exit_code
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+class NewsletterGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NewsletterError as exc:
+            raise CliError(exc) from exc
+        except SQLAlchemyError as exc:
+            message = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            error = NewsletterError(f"database error: {message}; nothing was changed")
+            raise CliError(error) from exc
+        except KeyboardInterrupt:
+            click.echo("interrupted; the current change was rolled back", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=NewsletterGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--site", "site_dir", type=click.Path(file_okay=False, path_type=Path),
+              envvar="NEWSLETTER_SITE", show_envvar=True,
+              help="The site folder (the one holding newsletter.toml). Default: the current folder.")
+@click.option("--database-url", metavar="URL",
+              help="Override [database] url, e.g. postgresql+psycopg://postgres@127.0.0.1/news")
+@click.option("--transport", type=click.Choice(["outbox", "smtp", "memory"]),
+              help="Override [delivery] transport.")
+@click.version_option(package_name="newsletter")
+@click.pass_context
+def main(ctx: click.Context, site_dir: Path | None, database_url: str | None,
+         transport: str | None) -> None:
+    """Collect patent-information news, build each group's edition, and send it.
+
+    \b
+    Quick tour of the example site:
+      newsletter check
+      newsletter subscribers import uk subscribers/uk.csv
+      newsletter items add --file samples/items/2026-11-wipo-user-survey.md
+      newsletter items list
+      newsletter status
+
+    Settings come from newsletter.toml, then NEWSLETTER_* environment variables,
+    then these options. Secrets come only from the environment.
+    """
+    ctx.obj = AppContext(site_dir, {"database.url": database_url, "delivery.transport": transport})
+    ctx.call_on_close(ctx.obj.close)
+
+
+def _register() -> None:
+    from newsletter.cli import items, site, subscribers
+
+    for command in (site.init, site.check, site.status, subscribers.subscribers, items.items):
+        main.add_command(command)
+
+
+_register()

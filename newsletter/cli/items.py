@@ -1,0 +1,237 @@
+"""``newsletter items ...``: the shared pool of news items."""
+
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from newsletter import items as library
+from newsletter.cli.context import AppContext
+from newsletter.cli.output import emit_json, table
+from newsletter.errors import InputError
+from newsletter.items import ItemDraft, as_utc
+from newsletter.language import normalize_language
+from newsletter.models import Item, ItemKind, ItemStatus
+from newsletter.sources.files import read_item_file
+
+pass_app = click.make_pass_decorator(AppContext)
+KINDS = [k.value for k in ItemKind]
+
+
+class When(click.ParamType):
+    """A date (2026-12-03) or a date and time with its offset (2026-12-03T14:00+01:00)."""
+
+    name = "DATE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, date):
+            return value
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a date such as 2026-12-03 or 2026-12-03T14:00+01:00", param, ctx)
+        return parsed.date() if len(value) == 10 else parsed
+
+
+WHEN = When()
+
+
+def _language(code: str | None) -> str | None:
+    if code is None:
+        return None
+    try:
+        return normalize_language(code)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _item_fields(title: str | None, url: str | None, summary: str | None, kind: str | None,
+                 topic: str | None, language: str | None, when: Any, start: Any, end: Any,
+                 place: str | None, deadline: Any) -> dict[str, Any]:
+    """The flags that were given, converted to item fields."""
+    fields: dict[str, Any] = {
+        "title": title, "url": url, "summary_md": summary,
+        "kind": ItemKind(kind) if kind else None, "topic": topic, "language": _language(language),
+        "published_at": as_utc(when, what="--date"),
+        "event_start": as_utc(start, what="--start"), "event_end": as_utc(end, what="--end"),
+        "event_place": place,
+        "deadline": deadline.date() if isinstance(deadline, datetime) else deadline,
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _item_options(function: Any) -> Any:
+    options = [
+        click.option("--title", help="The headline."),
+        click.option("--url", help="Link to the full story (http or https)."),
+        click.option("--summary", help="Summary in Markdown (no raw HTML)."),
+        click.option("--kind", type=click.Choice(KINDS), help="What sort of news it is."),
+        click.option("--topic", help="Section it goes in, e.g. WIPO, EPO, IP5."),
+        click.option("--language", help="Language the item is written in (default: the site's)."),
+        click.option("--date", "when", type=WHEN, help="Publication date."),
+        click.option("--start", type=WHEN, help="Event start, with offset: 2026-12-03T14:00+01:00."),
+        click.option("--end", type=WHEN, help="Event end."),
+        click.option("--place", help="Event place (a city, or Online)."),
+        click.option("--deadline", type=WHEN, help="Survey answer deadline."),
+        click.option("--group", "groups", multiple=True,
+                     help="Target this group (repeatable). Default: every group."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+@click.group()
+def items() -> None:
+    """Queue, edit, approve, reject and target news items."""
+
+
+@items.command()
+@_item_options
+@click.option("--file", "files", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Markdown file with front matter (repeatable); flags are then ignored.")
+@click.option("--approve", is_flag=True, help="Approve at once instead of proposing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the items as JSON.")
+@pass_app
+def add(app: AppContext, files: tuple[Path, ...], approve: bool, as_json: bool,
+        groups: tuple[str, ...], **flags: Any) -> None:
+    """Queue a news item, from flags or from Markdown files.
+
+    \b
+    Examples:
+      newsletter items add --title "EPO: new Espacenet release" \\
+          --url https://www.epo.org/news --topic EPO --summary "What changed, **in short**."
+      newsletter items add --kind survey --title "WIPO user survey" --deadline 2027-01-15 \\
+          --url https://www.wipo.int/survey --group cepiug --group uk
+      newsletter items add --file samples/items/2026-11-wipo-user-survey.md
+    """
+    settings = app.settings
+    if files:
+        drafts = [read_item_file(path, default_language=settings.site.language) for path in files]
+    else:
+        fields = _item_fields(**flags)
+        if "title" not in fields:
+            raise InputError("give --title (or --file FILE); see `newsletter items add --help`")
+        fields.setdefault("language", settings.site.language)
+        drafts = [ItemDraft(**fields, groups=list(groups) or None)]
+    results = []
+    with app.site.transaction() as session:
+        for draft in drafts:
+            item, created = library.add_item(session, settings, draft, actor=app.actor, approve=approve)
+            results.append((item, created, library.target_slugs(session, item)))
+    if as_json:
+        emit_json([_as_dict(item, targets) | {"created": created} for item, created, targets in results])
+        return
+    for item, created, targets in results:
+        verb = f"added item #{item.id} ({item.status})" if created else f"item #{item.id} already in the pool"
+        click.echo(f"{verb}: {item.title} -> {', '.join(targets)}")
+
+
+def _as_dict(item: Item, targets: list[str]) -> dict[str, Any]:
+    data = item.model_dump(exclude={"fingerprint"})
+    data["groups"] = targets
+    return data
+
+
+@items.command("list")
+@click.option("--status", type=click.Choice([s.value for s in ItemStatus]), help="Only this state.")
+@click.option("--group", help="Only items meant for this group.")
+@click.option("--topic", help="Only this topic.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_app
+def list_(app: AppContext, status: str | None, group: str | None, topic: str | None,
+          as_json: bool) -> None:
+    """List items, newest first."""
+    with app.site.transaction() as session:
+        found = library.list_items(session, app.settings, status=status, group=group, topic=topic)
+        rows = [(item, library.target_slugs(session, item)) for item in found]
+    if as_json:
+        emit_json([_as_dict(item, targets) for item, targets in rows])
+        return
+    table(["id", "status", "kind", "topic", "date", "groups", "title"],
+          [(i.id, i.status, i.kind, i.topic, i.published_at.date() if i.published_at else "",
+            ",".join(t), i.title) for i, t in rows])
+
+
+@items.command()
+@click.argument("item_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_app
+def show(app: AppContext, item_id: int, as_json: bool) -> None:
+    """Show one item with its provenance, targeting and translations."""
+    with app.site.transaction() as session:
+        item = library.get_item(session, item_id)
+        targets = library.target_slugs(session, item)
+        translated = library.translations(session, item)
+    data = _as_dict(item, targets)
+    data["translations"] = {t.language: {"title": t.title, "summary_md": t.summary_md} for t in translated}
+    if as_json:
+        emit_json(data)
+        return
+    for key in ("id", "title", "status", "kind", "topic", "language", "url", "groups", "published_at",
+                "event_start", "event_end", "event_place", "deadline", "origin", "editor",
+                "created_at", "updated_at"):
+        value = data.get(key)
+        if value not in (None, "", []):
+            click.echo(f"{key + ':':14} {', '.join(value) if isinstance(value, list) else value}")
+    for language, text in data["translations"].items():
+        click.echo(f"{'title [' + language + ']:':14} {text['title']}")
+    if item.summary_md:
+        click.echo("\n" + item.summary_md)
+
+
+def _set_status(app: AppContext, item_ids: tuple[int, ...], status: ItemStatus) -> None:
+    if not item_ids:
+        raise InputError("give at least one item id (see `newsletter items list`)")
+    with app.site.transaction() as session:
+        changed = library.set_status(session, item_ids, status, actor=app.actor)
+    for item in changed:
+        click.echo(f"{status}: #{item.id} {item.title}")
+
+
+@items.command()
+@click.argument("item_ids", nargs=-1, type=int)
+@click.option("--all-proposed", is_flag=True, help="Approve every proposed item.")
+@pass_app
+def approve(app: AppContext, item_ids: tuple[int, ...], all_proposed: bool) -> None:
+    """Approve items so editions can carry them: `items approve 3 4 7`."""
+    if all_proposed:
+        with app.site.transaction() as session:
+            proposed = library.list_items(session, app.settings, status=ItemStatus.PROPOSED)
+        item_ids += tuple(i.id for i in proposed if i.id is not None)
+        if not item_ids:
+            click.echo("no proposed items")
+            return
+    _set_status(app, item_ids, ItemStatus.APPROVED)
+
+
+@items.command()
+@click.argument("item_ids", nargs=-1, type=int)
+@pass_app
+def reject(app: AppContext, item_ids: tuple[int, ...]) -> None:
+    """Reject items: they stay in the pool but no edition carries them."""
+    _set_status(app, item_ids, ItemStatus.REJECTED)
+
+
+@items.command()
+@click.argument("item_id", type=int)
+@_item_options
+@click.option("--all-groups", is_flag=True, help="Target every group again.")
+@pass_app
+def edit(app: AppContext, item_id: int, groups: tuple[str, ...], all_groups: bool,
+         **flags: Any) -> None:
+    """Change an item's fields or its target groups.
+
+    \b
+    Example:
+      newsletter items edit 4 --title "Corrected headline" --group dach --group fr
+    """
+    fields = _item_fields(**flags)
+    targets: list[str] | None = ["*"] if all_groups else (list(groups) or None)
+    if not fields and targets is None:
+        raise InputError("nothing to change; give at least one option (see --help)")
+    with app.site.transaction() as session:
+        item = library.edit_item(session, app.settings, item_id, fields, actor=app.actor, groups=targets)
+        slugs = library.target_slugs(session, item)
+    click.echo(f"updated #{item.id}: {item.title} -> {', '.join(slugs)}")

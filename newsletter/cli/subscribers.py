@@ -1,0 +1,159 @@
+"""``newsletter subscribers ...``: lists of people per group."""
+
+import sys
+from pathlib import Path
+
+import click
+
+from newsletter import subscribers as library
+from newsletter.cli.context import AppContext
+from newsletter.cli.output import emit_json, table
+from newsletter.errors import InputError
+from newsletter.models import MembershipStatus
+
+pass_app = click.make_pass_decorator(AppContext)
+STATUSES = [s.value for s in MembershipStatus]
+
+
+@click.group()
+def subscribers() -> None:
+    """Import, add, remove, list, export and forget subscribers."""
+
+
+class _DryRun(Exception):
+    """Raised inside the transaction so a dry run rolls everything back."""
+
+
+@subscribers.command("import")
+@click.argument("group")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--dry-run", is_flag=True, help="Report what would change; change nothing.")
+@click.option("--strict", is_flag=True, help="Change nothing if any row is rejected.")
+@pass_app
+def import_(app: AppContext, group: str, file: Path, as_json: bool, dry_run: bool, strict: bool) -> None:
+    """Import FILE (CSV with an email column, optional name and language) into GROUP.
+
+    Comma- or semicolon-separated, UTF-8 with or without BOM. Addresses are validated
+    and normalised; repeated rows are merged; importing the same file again changes
+    nothing. Unsubscribed, bounced and complained members stay as they are.
+
+    \b
+    Example:
+      newsletter subscribers import dach subscribers/dach.csv
+      newsletter subscribers import uk export.csv --dry-run --json
+    """
+    report = None
+    try:
+        with app.site.transaction() as session:
+            report = library.import_csv(session, app.settings, group, file, actor=app.actor,
+                                        dry_run=dry_run)
+            if dry_run or (strict and report.rejected):
+                raise _DryRun
+    except _DryRun:
+        pass
+    assert report is not None
+    if as_json:
+        emit_json(report)
+    else:
+        _print_report(report, dry_run)
+    if strict and report.rejected:
+        raise InputError(f"{len(report.rejected)} row(s) rejected and --strict given; nothing was imported")
+
+
+def _print_report(report: library.ImportReport, dry_run: bool) -> None:
+    prefix = "dry run, would have: " if dry_run else ""
+    click.echo(f"{prefix}{report.summary()}")
+    sections = [
+        ("rejected", report.rejected),
+        ("merged duplicate rows", report.duplicates),
+        ("left as they were", report.kept),
+        ("warnings", report.warnings),
+    ]
+    for title, notes in sections:
+        if notes:
+            click.echo(f"{title}:")
+            for note in notes:
+                click.echo(f"  line {note.line}: {note.email!r}: {note.reason}")
+    if report.ignored_columns:
+        click.echo(f"ignored columns: {', '.join(report.ignored_columns)}")
+
+
+@subscribers.command()
+@click.argument("group")
+@click.argument("email")
+@click.option("--name", help="The person's name, used in the greeting and the To header.")
+@click.option("--language", help="Their language (en, de, fr, ...); default: the group's.")
+@pass_app
+def add(app: AppContext, group: str, email: str, name: str | None, language: str | None) -> None:
+    """Add EMAIL to GROUP as an active member (the operator vouches for consent).
+
+    \b
+    Example:
+      newsletter subscribers add fr "Marie Dupont <marie@example.org>" --language fr
+    """
+    with app.site.transaction() as session:
+        outcome = library.add(session, app.settings, group, email, actor=app.actor, name=name,
+                              language=language)
+    click.echo(f"{outcome}: {email.strip()} in {group}")
+
+
+@subscribers.command()
+@click.argument("group")
+@click.argument("email")
+@pass_app
+def remove(app: AppContext, group: str, email: str) -> None:
+    """Unsubscribe EMAIL from GROUP (their other groups are untouched)."""
+    with app.site.transaction() as session:
+        changed = library.remove(session, app.settings, group, email, actor=app.actor)
+    click.echo(f"{'unsubscribed' if changed else 'already not active'}: {email.strip()} from {group}")
+
+
+@subscribers.command("list")
+@click.argument("group")
+@click.option("--status", "statuses", multiple=True, type=click.Choice(STATUSES),
+              help="Only members in this state (repeatable). Default: all.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_app
+def list_(app: AppContext, group: str, statuses: tuple[str, ...], as_json: bool) -> None:
+    """List the members of GROUP."""
+    with app.site.transaction() as session:
+        rows = list(library.members(session, app.settings, group, statuses))
+    if as_json:
+        emit_json(rows)
+        return
+    table(["email", "name", "language", "status", "source", "since"],
+          [(m.email, m.name, m.language, m.status, m.source, m.since) for m in rows])
+
+
+@subscribers.command()
+@click.argument("group")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to this file instead of standard output.")
+@click.option("--all", "everyone", is_flag=True, help="Include pending and ended memberships.")
+@pass_app
+def export(app: AppContext, group: str, output: Path | None, everyone: bool) -> None:
+    """Export GROUP's members as CSV (by default only the active ones)."""
+    statuses = () if everyone else (MembershipStatus.ACTIVE.value,)
+    with app.site.transaction() as session:
+        rows = library.members(session, app.settings, group, statuses)
+        if output is None:
+            library.export_csv(rows, sys.stdout)
+            return
+        with output.open("w", encoding="utf-8", newline="") as handle:
+            count = library.export_csv(rows, handle)
+    click.echo(f"exported {count} member(s) of {group} to {output}", err=True)
+
+
+@subscribers.command()
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_app
+def forget(app: AppContext, email: str, yes: bool) -> None:
+    """Erase EMAIL everywhere (GDPR erasure); only an anonymous audit line remains."""
+    if not yes and sys.stdin.isatty():
+        click.confirm(f"Erase {email} and all their records? This cannot be undone", abort=True)
+    with app.site.transaction() as session:
+        counts = library.forget(session, email, actor=app.actor)
+    click.echo(f"erased {email.strip()}: {counts['memberships']} membership(s), "
+               f"{counts['deliveries']} delivery record(s), {counts['events']} event(s)")

@@ -1,0 +1,51 @@
+"""The exceptions the library raises, all under one base class.
+
+Every message is written for the person at the terminal: it says what went wrong,
+where (file, line, key or record), and what to do about it. The CLI prints the
+message as one line on stderr and exits non-zero; a traceback is always a bug.
+
+    NewsletterError                 base of everything below
+    ├── ConfigError                 newsletter.toml, environment or a schedule file is wrong
+    ├── SiteError                   the site folder is missing or incomplete
+    ├── InputError                  a file or argument given on the command line is unusable
+    │   └── ImportFileError         a subscriber CSV cannot be read at all
+    ├── NotFoundError               a group, subscriber, item or edition does not exist
+    ├── StateError                  the action is not allowed in the record's current state
+    └── DatabaseError               the database cannot be reached or migrated
+"""
+
+
+class NewsletterError(Exception):
+    """Base class: ``str(error)`` is a complete, user-facing sentence."""
+
+    exit_code = 1
+
+
+class ConfigError(NewsletterError):
+    """A setting is missing or invalid; the message names the file and the key."""
+
+
+class SiteError(NewsletterError):
+    """The site folder is missing or lacks something it needs."""
+
+
+class InputError(NewsletterError):
+    """A file or value given by the user cannot be used."""
+
+    exit_code = 2
+
+
+class ImportFileError(InputError):
+    """A subscriber import file cannot be read (encoding, header, delimiter)."""
+
+
+class NotFoundError(NewsletterError):
+    """The named record does not exist."""
+
+
+class StateError(NewsletterError):
+    """The record is in a state that does not allow the action."""
+
+
+class DatabaseError(NewsletterError):
+    """The database cannot be reached, created or migrated."""

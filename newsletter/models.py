@@ -1,0 +1,258 @@
+"""The data model: SQLModel tables and their status vocabularies.
+
+The site folder declares groups and sources; these tables remember everything that
+happens to them. Uniqueness rules carry the product's promises:
+
+* ``Delivery(edition_id, subscriber_id)`` is unique: nobody gets an edition twice;
+* ``Edition(group_id, schedule, period_key)`` is unique: a period is built once;
+* ``EditionItem(group_id, item_id)`` is unique: an item is offered to a group once;
+* ``Membership(subscriber_id, group_id)`` is unique, and its status is sticky.
+
+All timestamps are timezone-aware UTC (see :class:`UTCDateTime`).
+"""
+
+# No `from __future__ import annotations` here: SQLModel reads the annotations at runtime.
+import enum
+from datetime import UTC, date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlmodel import Field, SQLModel, UniqueConstraint
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """A datetime column that refuses naive values and always reads back aware UTC.
+
+    SQLite keeps no zone, PostgreSQL does; this makes both behave the same.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: give it a time zone")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _enum(enum_cls: type[enum.StrEnum]) -> Any:
+    # Stored as its plain value in a VARCHAR: no PostgreSQL enum types to migrate.
+    return sa.Enum(
+        enum_cls, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e]
+    )
+
+
+def _when(**kwargs: Any) -> Any:
+    return Field(sa_type=UTCDateTime, **kwargs)
+
+
+class MembershipStatus(enum.StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+    @property
+    def sticky(self) -> bool:
+        """An ended membership stays ended whatever an import says; only a new opt-in revives it."""
+        return self in {MembershipStatus.UNSUBSCRIBED, MembershipStatus.BOUNCED, MembershipStatus.COMPLAINED}
+
+
+class ItemStatus(enum.StrEnum):
+    PROPOSED = "proposed"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class ItemKind(enum.StrEnum):
+    NEWS = "news"
+    PRODUCT = "product"
+    REPORT = "report"
+    SURVEY = "survey"
+    EVENT = "event"
+    MEETING = "meeting"
+
+
+class EditionStatus(enum.StrEnum):
+    DRAFT = "draft"
+    APPROVED = "approved"
+    SENDING = "sending"
+    SENT = "sent"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+
+
+class DeliveryStatus(enum.StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class Group(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    slug: str = Field(unique=True, max_length=63)
+    name: str
+    language: str = Field(max_length=35)
+    timezone: str = Field(max_length=64)
+    created_at: datetime = _when(default_factory=utcnow)
+
+
+class Subscriber(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320)
+    # The address folded to lower case: one subscriber per mailbox, whatever the spelling.
+    email_key: str = Field(unique=True, max_length=320)
+    name: str | None = None
+    language: str | None = Field(default=None, max_length=35)
+    created_at: datetime = _when(default_factory=utcnow)
+    updated_at: datetime = _when(default_factory=utcnow)
+
+
+class Membership(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("subscriber_id", "group_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True, ondelete="CASCADE")
+    group_id: int = Field(foreign_key="group.id", index=True)
+    status: MembershipStatus = Field(sa_type=_enum(MembershipStatus), index=True)
+    source: str = ""
+    consent_text: str | None = None
+    consent_ip: str | None = Field(default=None, max_length=45)
+    consent_at: datetime | None = _when(default=None)
+    confirmed_at: datetime | None = _when(default=None)
+    status_changed_at: datetime = _when(default_factory=utcnow)
+    bounce_score: float = 0.0
+    created_at: datetime = _when(default_factory=utcnow)
+
+
+class Source(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=100)
+    url: str
+    topic: str = ""
+    etag: str | None = None
+    last_modified: str | None = None
+    last_fetched_at: datetime | None = _when(default=None)
+    last_error: str | None = None
+    created_at: datetime = _when(default_factory=utcnow)
+
+
+class Item(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("source_id", "guid"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    title: str
+    url: str | None = None
+    canonical_url: str | None = Field(default=None, index=True)
+    # Identity for de-duplication: the canonical URL, or the title and date when there is none.
+    fingerprint: str = Field(unique=True, max_length=64)
+    summary_md: str = ""
+    summary_html: str = ""
+    kind: ItemKind = Field(sa_type=_enum(ItemKind), default=ItemKind.NEWS)
+    topic: str = Field(default="", index=True)
+    language: str = Field(default="en", max_length=35)
+    status: ItemStatus = Field(sa_type=_enum(ItemStatus), default=ItemStatus.PROPOSED, index=True)
+    all_groups: bool = True
+    source_id: int | None = Field(default=None, foreign_key="source.id")
+    guid: str | None = None
+    editor: str | None = None
+    origin: str | None = None
+    published_at: datetime | None = _when(default=None)
+    created_at: datetime = _when(default_factory=utcnow)
+    updated_at: datetime = _when(default_factory=utcnow)
+    event_start: datetime | None = _when(default=None)
+    event_end: datetime | None = _when(default=None)
+    event_place: str | None = None
+    deadline: date | None = None
+
+
+class ItemTarget(SQLModel, table=True):
+    """The groups an item is meant for, when it is not meant for every group."""
+
+    item_id: int = Field(foreign_key="item.id", primary_key=True, ondelete="CASCADE")
+    group_id: int = Field(foreign_key="group.id", primary_key=True)
+
+
+class ItemTranslation(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("item_id", "language"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    item_id: int = Field(foreign_key="item.id", index=True, ondelete="CASCADE")
+    language: str = Field(max_length=35)
+    title: str
+    summary_md: str = ""
+    summary_html: str = ""
+
+
+class Edition(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("group_id", "schedule", "period_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    group_id: int = Field(foreign_key="group.id", index=True)
+    schedule: str = Field(default="manual", max_length=100)
+    period_key: str = Field(max_length=64)
+    subject: str = ""
+    status: EditionStatus = Field(sa_type=_enum(EditionStatus), default=EditionStatus.DRAFT)
+    html: str | None = None
+    text: str | None = None
+    created_at: datetime = _when(default_factory=utcnow)
+    approved_at: datetime | None = _when(default=None)
+    sent_at: datetime | None = _when(default=None)
+
+
+class EditionItem(SQLModel, table=True):
+    # group_id repeats the edition's group so the database itself refuses an item
+    # being offered to the same group twice.
+    __table_args__ = (UniqueConstraint("group_id", "item_id"),)
+
+    edition_id: int = Field(foreign_key="edition.id", primary_key=True, ondelete="CASCADE")
+    item_id: int = Field(foreign_key="item.id", primary_key=True)
+    group_id: int = Field(foreign_key="group.id")
+    position: int = 0
+
+
+class Delivery(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("edition_id", "subscriber_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    edition_id: int = Field(foreign_key="edition.id", index=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True, ondelete="CASCADE")
+    status: DeliveryStatus = Field(sa_type=_enum(DeliveryStatus), default=DeliveryStatus.QUEUED, index=True)
+    attempts: int = 0
+    next_attempt_at: datetime | None = _when(default=None)
+    last_error: str | None = None
+    message_id: str | None = None
+    sent_at: datetime | None = _when(default=None)
+
+
+class Event(SQLModel, table=True):
+    """The append-only audit log: who did what, when, and through which channel."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _when(default_factory=utcnow, index=True)
+    kind: str = Field(max_length=40, index=True)
+    actor: str = ""
+    source: str = ""
+    subscriber_id: int | None = Field(
+        default=None, foreign_key="subscriber.id", index=True, ondelete="SET NULL"
+    )
+    group_id: int | None = Field(default=None, foreign_key="group.id")
+    edition_id: int | None = Field(default=None, foreign_key="edition.id")
+    item_id: int | None = Field(default=None, foreign_key="item.id", ondelete="SET NULL")
+    detail: str = "{}"

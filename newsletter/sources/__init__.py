@@ -1,0 +1,1 @@
+"""Where items come from: Markdown files written by editors (and, later, feeds)."""

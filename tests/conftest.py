@@ -1,0 +1,88 @@
+"""Shared fixtures: example sites built in temp dirs, on SQLite and (when configured) PostgreSQL.
+
+Set NEWSLETTER_TEST_POSTGRES_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)
+to run every test that takes ``db_url`` on PostgreSQL as well; each such test gets a
+schema of its own, dropped afterwards.
+"""
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from newsletter.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+CORPORA = REPO.parent / "shared" / "corpora"
+POSTGRES_URL = os.environ.get("NEWSLETTER_TEST_POSTGRES_URL")
+EXAMPLE_PARTS = ("newsletter.toml", "templates", "subscribers", "schedules", "samples")
+
+
+def _backends() -> list[object]:
+    backends: list[object] = ["sqlite"]
+    if POSTGRES_URL:
+        backends.append(pytest.param("postgres", marks=pytest.mark.postgres))
+    return backends
+
+
+@pytest.fixture(params=_backends())
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file, or a PostgreSQL schema of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    assert POSTGRES_URL
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def site_dir(tmp_path: Path) -> Path:
+    """A copy of the repository's example site in a temp dir."""
+    site = tmp_path / "site"
+    site.mkdir()
+    for part in EXAMPLE_PARTS:
+        source = REPO / part
+        if source.is_dir():
+            shutil.copytree(source, site / part)
+        elif source.is_file():
+            shutil.copy(source, site / part)
+    return site
+
+
+class Cli:
+    """Runs `newsletter` in-process against one site and one database."""
+
+    def __init__(self, site: Path, db_url: str) -> None:
+        self.site = site
+        self.db_url = db_url
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, ok: bool = True, input: str | None = None) -> Result:
+        result = self.runner.invoke(
+            main, ["--site", str(self.site), "--database-url", self.db_url, *args], input=input,
+            catch_exceptions=False,
+        )
+        if ok:
+            assert result.exit_code == 0, f"exit {result.exit_code}: {result.output}"
+        return result
+
+
+@pytest.fixture
+def cli(site_dir: Path, db_url: str) -> Cli:
+    return Cli(site_dir, db_url)
