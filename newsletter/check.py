@@ -13,12 +13,40 @@ from newsletter.settings import Problem, SiteConfig, read_config
 TEMPLATES_DIR = "templates"
 # mjml-python copies an unknown tag into the HTML without a word, so typos are caught here.
 MJML_TAGS = {
-    "mjml", "mj-head", "mj-body", "mj-attributes", "mj-all", "mj-class", "mj-breakpoint",
-    "mj-font", "mj-preview", "mj-style", "mj-title", "mj-accordion", "mj-accordion-element",
-    "mj-accordion-title", "mj-accordion-text", "mj-button", "mj-carousel", "mj-carousel-image",
-    "mj-column", "mj-divider", "mj-group", "mj-hero", "mj-image", "mj-navbar", "mj-navbar-link",
-    "mj-raw", "mj-section", "mj-social", "mj-social-element", "mj-spacer", "mj-table", "mj-text",
-    "mj-wrapper", "mj-include",
+    "mjml",
+    "mj-head",
+    "mj-body",
+    "mj-attributes",
+    "mj-all",
+    "mj-class",
+    "mj-breakpoint",
+    "mj-font",
+    "mj-preview",
+    "mj-style",
+    "mj-title",
+    "mj-accordion",
+    "mj-accordion-element",
+    "mj-accordion-title",
+    "mj-accordion-text",
+    "mj-button",
+    "mj-carousel",
+    "mj-carousel-image",
+    "mj-column",
+    "mj-divider",
+    "mj-group",
+    "mj-hero",
+    "mj-image",
+    "mj-navbar",
+    "mj-navbar-link",
+    "mj-raw",
+    "mj-section",
+    "mj-social",
+    "mj-social-element",
+    "mj-spacer",
+    "mj-table",
+    "mj-text",
+    "mj-wrapper",
+    "mj-include",
 }
 TAG = re.compile(r"</?\s*(mj[a-z-]*)", re.IGNORECASE)
 
@@ -49,8 +77,14 @@ def _group_files(site_dir: Path, config: SiteConfig) -> list[Problem]:
         for suffix in (".mjml.j2", ".txt.j2"):
             wanted = site_dir / TEMPLATES_DIR / f"{group.template}{suffix}"
             if not wanted.is_file():
-                problems.append(Problem(config_file, None, f"groups.{slug}.template",
-                                        f"{wanted.relative_to(site_dir)} does not exist"))
+                problems.append(
+                    Problem(
+                        config_file,
+                        None,
+                        f"groups.{slug}.template",
+                        f"{wanted.relative_to(site_dir)} does not exist",
+                    )
+                )
         csv_path = site_dir / (group.subscribers or f"subscribers/{slug}.csv")
         if csv_path.is_file():
             try:

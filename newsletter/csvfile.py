@@ -92,7 +92,9 @@ def read_subscriber_csv(path: Path) -> CsvFile:
                 f"{path}:{first + 1}: no 'email' column in the header (found {found}); "
                 "the first row must name the columns, e.g. email,name,language"
             )
-        index = {name: columns.index(name) for name in ("email", "name", "language") if name in columns}
+        index: dict[str, int] = {
+            name: columns.index(name) for name in ("email", "name", "language") if name in columns
+        }
         rows = []
         for line, record in records:
             if not any(cell.strip() for cell in record):

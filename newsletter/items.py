@@ -22,9 +22,24 @@ from newsletter.settings import Settings
 
 # Query parameters that identify a campaign or a click, never the page itself.
 TRACKING_PARAMETERS = [
-    "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "utm_id",
-    "fbclid", "gclid", "dclid", "msclkid", "mc_cid", "mc_eid", "_hsenc", "_hsmi", "mkt_tok",
-    "igshid", "yclid", "ref_src",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "utm_id",
+    "fbclid",
+    "gclid",
+    "dclid",
+    "msclkid",
+    "mc_cid",
+    "mc_eid",
+    "_hsenc",
+    "_hsmi",
+    "mkt_tok",
+    "igshid",
+    "yclid",
+    "ref_src",
 ]
 
 
@@ -136,11 +151,18 @@ def add_item(
     assert item.id is not None
     _set_targets(session, item, targets)
     for language, translation in draft.translations.items():
-        session.add(ItemTranslation(item_id=item.id, language=language, title=translation.title,
-                                    summary_md=translation.summary_md,
-                                    summary_html=markdown_to_html(translation.summary_md)))
-    audit.record(session, "item-add", actor=actor, source=draft.origin, item_id=item.id,
-                 status=str(item.status))
+        session.add(
+            ItemTranslation(
+                item_id=item.id,
+                language=language,
+                title=translation.title,
+                summary_md=translation.summary_md,
+                summary_html=markdown_to_html(translation.summary_md),
+            )
+        )
+    audit.record(
+        session, "item-add", actor=actor, source=draft.origin, item_id=item.id, status=str(item.status)
+    )
     return item, True
 
 
@@ -162,8 +184,10 @@ def get_item(session: Session, item_id: int) -> Item:
 def target_slugs(session: Session, item: Item) -> list[str]:
     if item.all_groups:
         return ["*"]
-    query = select(Group.slug).join(ItemTarget, col(ItemTarget.group_id) == Group.id).where(
-        ItemTarget.item_id == item.id
+    query = (
+        select(Group.slug)
+        .join(ItemTarget, col(ItemTarget.group_id) == Group.id)
+        .where(ItemTarget.item_id == item.id)
     )
     return sorted(session.exec(query))
 
@@ -173,9 +197,7 @@ def translations(session: Session, item: Item) -> list[ItemTranslation]:
     return list(session.exec(query.order_by(col(ItemTranslation.language))))
 
 
-def set_status(
-    session: Session, item_ids: Iterable[int], status: ItemStatus, *, actor: str
-) -> list[Item]:
+def set_status(session: Session, item_ids: Iterable[int], status: ItemStatus, *, actor: str) -> list[Item]:
     """Approve or reject items; every id must exist, or nothing changes."""
     items = [get_item(session, item_id) for item_id in item_ids]
     for item in items:
@@ -187,12 +209,28 @@ def set_status(
     return items
 
 
-EDITABLE = {"title", "url", "summary_md", "kind", "topic", "language", "published_at",
-            "event_start", "event_end", "event_place", "deadline"}
+EDITABLE = {
+    "title",
+    "url",
+    "summary_md",
+    "kind",
+    "topic",
+    "language",
+    "published_at",
+    "event_start",
+    "event_end",
+    "event_place",
+    "deadline",
+}
 
 
 def edit_item(
-    session: Session, settings: Settings, item_id: int, changes: dict[str, Any], *, actor: str,
+    session: Session,
+    settings: Settings,
+    item_id: int,
+    changes: dict[str, Any],
+    *,
+    actor: str,
     groups: Sequence[str] | None = None,
 ) -> Item:
     """Change an item's fields and, when ``groups`` is given, its targeting."""
@@ -202,8 +240,14 @@ def edit_item(
         raise InputError(f"cannot edit {', '.join(sorted(unknown))}")
     for name, value in changes.items():
         setattr(item, name, value)
-    draft = ItemDraft(title=item.title, url=item.url, kind=item.kind, event_start=item.event_start,
-                      event_end=item.event_end, deadline=item.deadline)
+    draft = ItemDraft(
+        title=item.title,
+        url=item.url,
+        kind=item.kind,
+        event_start=item.event_start,
+        event_end=item.event_end,
+        deadline=item.deadline,
+    )
     draft.check()
     if "summary_md" in changes:
         item.summary_html = markdown_to_html(item.summary_md)
@@ -220,7 +264,11 @@ def edit_item(
 
 
 def list_items(
-    session: Session, settings: Settings, *, status: str | None = None, group: str | None = None,
+    session: Session,
+    settings: Settings,
+    *,
+    status: str | None = None,
+    group: str | None = None,
     topic: str | None = None,
 ) -> list[Item]:
     """Items newest first, optionally only one status, one topic, or those meant for a group."""
@@ -231,8 +279,10 @@ def list_items(
         query = query.where(col(Item.topic).ilike(topic))
     if group:
         settings.group(group)
-        targeted = select(ItemTarget.item_id).join(Group, col(Group.id) == ItemTarget.group_id).where(
-            Group.slug == group
+        targeted = (
+            select(ItemTarget.item_id)
+            .join(Group, col(Group.id) == ItemTarget.group_id)
+            .where(Group.slug == group)
         )
         query = query.where(col(Item.all_groups) | col(Item.id).in_(targeted))
     return list(session.exec(query))

@@ -50,9 +50,7 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
 
 def _enum(enum_cls: type[enum.StrEnum]) -> Any:
     # Stored as its plain value in a VARCHAR: no PostgreSQL enum types to migrate.
-    return sa.Enum(
-        enum_cls, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e]
-    )
+    return sa.Enum(enum_cls, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e])
 
 
 def _when(**kwargs: Any) -> Any:

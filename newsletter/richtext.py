@@ -9,8 +9,24 @@ import nh3
 from markdown_it import MarkdownIt
 
 ALLOWED_TAGS = {
-    "a", "p", "br", "strong", "b", "em", "i", "ul", "ol", "li", "blockquote", "code", "pre",
-    "h3", "h4", "hr", "sub", "sup",
+    "a",
+    "p",
+    "br",
+    "strong",
+    "b",
+    "em",
+    "i",
+    "ul",
+    "ol",
+    "li",
+    "blockquote",
+    "code",
+    "pre",
+    "h3",
+    "h4",
+    "hr",
+    "sub",
+    "sup",
 }
 ALLOWED_ATTRIBUTES = {"a": {"href", "title"}}
 URL_SCHEMES = {"http", "https", "mailto"}

@@ -1,12 +1,12 @@
 """Schedules: one TOML file per schedule in ``schedules/`` (cron, zone, groups, template).
 
-    cron = "0 9 * * mon"        # five crontab fields; use day names for the weekday
-    timezone = "Europe/Berlin"  # optional: each group's own zone by default
-    groups = ["cepiug", "uk"]
-    template = "digest"
-    subject = "{{ group.name }}: patent information news"
-    skip_if_empty = true
-    approval = "auto"           # or "editor": build the draft, wait for `editions approve`
+cron = "0 9 * * mon"        # five crontab fields; use day names for the weekday
+timezone = "Europe/Berlin"  # optional: each group's own zone by default
+groups = ["cepiug", "uk"]
+template = "digest"
+subject = "{{ group.name }}: patent information news"
+skip_if_empty = true
+approval = "auto"           # or "editor": build the draft, wait for `editions approve`
 """
 
 import re
@@ -62,9 +62,7 @@ class Schedule(BaseModel):
         return value
 
 
-def load_schedules(
-    site_dir: Path, groups: Mapping[str, GroupConfig]
-) -> tuple[list[Schedule], list[Problem]]:
+def load_schedules(site_dir: Path, groups: Mapping[str, GroupConfig]) -> tuple[list[Schedule], list[Problem]]:
     """Every schedule file of the site, and every problem found in them."""
     schedules: list[Schedule] = []
     problems: list[Problem] = []
@@ -88,7 +86,13 @@ def load_schedules(
             continue
         for slug in schedule.groups:
             if slug not in groups:
-                problems.append(Problem(path, locate(text, ("groups",)), "groups",
-                                        f"unknown group {slug!r} (known: {', '.join(sorted(groups))})"))
+                problems.append(
+                    Problem(
+                        path,
+                        locate(text, ("groups",)),
+                        "groups",
+                        f"unknown group {slug!r} (known: {', '.join(sorted(groups))})",
+                    )
+                )
         schedules.append(schedule)
     return schedules, problems

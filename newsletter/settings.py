@@ -75,7 +75,9 @@ class SiteSection(_Section):
         try:
             validate_email(value, allow_display_name=True, check_deliverability=False)
         except EmailNotValidError as exc:
-            raise ValueError(f"{value!r} is not an address such as 'News <news@example.org>' ({exc})")
+            raise ValueError(
+                f"{value!r} is not an address such as 'News <news@example.org>' ({exc})"
+            ) from None
         return value
 
     @field_validator("postal_address", "name")
@@ -299,8 +301,12 @@ def _validate(raw: dict[str, Any], path: Path, text: str) -> tuple[SiteConfig | 
         for slug in source.groups:
             if slug != "*" and slug not in known:
                 problems.append(
-                    Problem(path, locate(text, ("sources", index, "groups")), f"sources.{source.name}.groups",
-                            f"unknown group {slug!r} (known: {', '.join(sorted(known))})")
+                    Problem(
+                        path,
+                        locate(text, ("sources", index, "groups")),
+                        f"sources.{source.name}.groups",
+                        f"unknown group {slug!r} (known: {', '.join(sorted(known))})",
+                    )
                 )
     return (None if problems else config), problems
 
@@ -344,12 +350,14 @@ def load_settings(
     except ValidationError as exc:
         raise ConfigError(
             _summarise(
-                [Problem(Path("environment or command line"), None, p.key, p.message)
-                 for p in _problems_from(exc, path, "")]
+                [
+                    Problem(Path("environment or command line"), None, p.key, p.message)
+                    for p in _problems_from(exc, path, "")
+                ]
             )
         ) from None
     smtp = env.get("NEWSLETTER_SMTP_URL")
-    key = env.get("NEWSLETTER_SECRET_KEY")
+    signing_key = env.get("NEWSLETTER_SECRET_KEY")
     return Settings(
         site_dir=site,
         config_file=path,
@@ -360,7 +368,7 @@ def load_settings(
         groups=dict(config.groups),
         sources=config.sources,
         smtp_url=SecretStr(smtp) if smtp else None,
-        secret_key=SecretStr(key) if key else None,
+        secret_key=SecretStr(signing_key) if signing_key else None,
     )
 
 

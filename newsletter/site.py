@@ -50,8 +50,9 @@ def sync_groups(session: Session, settings: Settings) -> None:
     """Create or update a ``group`` row for each group declared in the settings."""
     rows = {g.slug: g for g in session.exec(select(Group))}
     for slug, config in settings.groups.items():
-        row = rows.get(slug) or Group(slug=slug, name=config.name, language=config.language,
-                                      timezone=config.timezone)
+        row = rows.get(slug) or Group(
+            slug=slug, name=config.name, language=config.language, timezone=config.timezone
+        )
         row.name, row.language, row.timezone = config.name, config.language, config.timezone
         session.add(row)
 

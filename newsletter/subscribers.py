@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from sqlalchemy import delete, func
+from sqlalchemy import ColumnElement, delete
 from sqlmodel import Session, col, select
 
 from newsletter import audit
@@ -123,21 +123,28 @@ def _memberships(session: Session, group: Group) -> dict[int, Membership]:
 
 
 def import_csv(
-    session: Session, settings: Settings, group_slug: str, path: Path, *, actor: str,
+    session: Session,
+    settings: Settings,
+    group_slug: str,
+    path: Path,
+    *,
+    actor: str,
     dry_run: bool = False,
 ) -> ImportReport:
     """Import a subscriber CSV into a group; the caller's transaction makes it all-or-nothing."""
     group = get_group(session, settings, group_slug)
     csv_file = read_subscriber_csv(path)
-    report = ImportReport(file=str(path), group=group_slug, dry_run=dry_run,
-                          ignored_columns=csv_file.ignored_columns)
+    report = ImportReport(
+        file=str(path), group=group_slug, dry_run=dry_run, ignored_columns=csv_file.ignored_columns
+    )
     candidates = _candidates(csv_file.rows, report)
     people = _existing(session, [c.address.key for c in candidates])
     members = _memberships(session, group)
     source = f"import:{path.name}"
     for candidate in candidates:
-        outcome = _apply(session, group, candidate, people.get(candidate.address.key),
-                         members, source=source, actor=actor)
+        outcome = _apply(
+            session, group, candidate, people.get(candidate.address.key), members, source=source, actor=actor
+        )
         if outcome == "added":
             report.added += 1
         elif outcome == "updated":
@@ -145,19 +152,34 @@ def import_csv(
         else:
             report.unchanged += 1
             if outcome != "unchanged":
-                report.kept.append(RowNote(candidate.line, candidate.address.email,
-                                           f"left {outcome}: only a new opt-in re-subscribes"))
+                report.kept.append(
+                    RowNote(
+                        candidate.line,
+                        candidate.address.email,
+                        f"left {outcome}: only a new opt-in re-subscribes",
+                    )
+                )
     return report
 
 
 def _apply(
-    session: Session, group: Group, candidate: _Candidate, subscriber: Subscriber | None,
-    members: dict[int, Membership], *, source: str, actor: str,
+    session: Session,
+    group: Group,
+    candidate: _Candidate,
+    subscriber: Subscriber | None,
+    members: dict[int, Membership],
+    *,
+    source: str,
+    actor: str,
 ) -> str:
     """Bring one person's row in line with the candidate; say what happened."""
     if subscriber is None:
-        subscriber = Subscriber(email=candidate.address.email, email_key=candidate.address.key,
-                                name=candidate.name, language=candidate.language)
+        subscriber = Subscriber(
+            email=candidate.address.email,
+            email_key=candidate.address.key,
+            name=candidate.name,
+            language=candidate.language,
+        )
         session.add(subscriber)
         session.flush()
         changed: list[str] = []
@@ -169,12 +191,18 @@ def _apply(
     assert subscriber.id is not None
     membership = members.get(subscriber.id)
     if membership is None:
-        membership = Membership(subscriber_id=subscriber.id, group_id=group.id or 0,
-                                status=MembershipStatus.ACTIVE, source=source, consent_at=utcnow())
+        membership = Membership(
+            subscriber_id=subscriber.id,
+            group_id=group.id or 0,
+            status=MembershipStatus.ACTIVE,
+            source=source,
+            consent_at=utcnow(),
+        )
         session.add(membership)
         members[subscriber.id] = membership
-        audit.record(session, "subscribe", actor=actor, source=source,
-                     subscriber_id=subscriber.id, group_id=group.id)
+        audit.record(
+            session, "subscribe", actor=actor, source=source, subscriber_id=subscriber.id, group_id=group.id
+        )
         return "added"
     if membership.status == MembershipStatus.PENDING:
         membership.status = MembershipStatus.ACTIVE
@@ -184,14 +212,27 @@ def _apply(
     if not changed:
         return "unchanged"
     session.add(subscriber)
-    audit.record(session, "update", actor=actor, source=source, subscriber_id=subscriber.id,
-                 group_id=group.id, fields=changed)
+    audit.record(
+        session,
+        "update",
+        actor=actor,
+        source=source,
+        subscriber_id=subscriber.id,
+        group_id=group.id,
+        fields=changed,
+    )
     return "updated"
 
 
 def add(
-    session: Session, settings: Settings, group_slug: str, email: str, *, actor: str,
-    name: str | None = None, language: str | None = None,
+    session: Session,
+    settings: Settings,
+    group_slug: str,
+    email: str,
+    *,
+    actor: str,
+    name: str | None = None,
+    language: str | None = None,
 ) -> str:
     """Add one person to a group by hand; returns ``added``, ``updated`` or ``unchanged``."""
     group = get_group(session, settings, group_slug)
@@ -239,8 +280,9 @@ def remove(session: Session, settings: Settings, group_slug: str, email: str, *,
     membership.status = MembershipStatus.UNSUBSCRIBED
     membership.status_changed_at = utcnow()
     session.add(membership)
-    audit.record(session, "unsubscribe", actor=actor, source="cli", subscriber_id=subscriber.id,
-                 group_id=group.id)
+    audit.record(
+        session, "unsubscribe", actor=actor, source="cli", subscriber_id=subscriber.id, group_id=group.id
+    )
     return True
 
 
@@ -255,8 +297,14 @@ class Member:
 
     @classmethod
     def of(cls, subscriber: Subscriber, membership: Membership) -> "Member":
-        return cls(subscriber.email, subscriber.name, subscriber.language, str(membership.status),
-                   membership.source, membership.created_at.isoformat(timespec="seconds"))
+        return cls(
+            subscriber.email,
+            subscriber.name,
+            subscriber.language,
+            str(membership.status),
+            membership.source,
+            membership.created_at.isoformat(timespec="seconds"),
+        )
 
 
 def members(
@@ -283,8 +331,16 @@ def export_csv(rows: Iterable[Member], out: IO[str]) -> int:
     writer.writerow(["email", "name", "language", "status", "source", "since"])
     count = 0
     for member in rows:
-        writer.writerow([member.email, member.name or "", member.language or "", member.status,
-                         member.source, member.since])
+        writer.writerow(
+            [
+                member.email,
+                member.name or "",
+                member.language or "",
+                member.status,
+                member.source,
+                member.since,
+            ]
+        )
         count += 1
     return count
 
@@ -294,16 +350,15 @@ def forget(session: Session, email: str, *, actor: str) -> dict[str, int]:
     subscriber = find_subscriber(session, email)
     sid = subscriber.id
     counts = {
-        "memberships": _count_delete(session, Membership, Membership.subscriber_id == sid),
-        "deliveries": _count_delete(session, Delivery, Delivery.subscriber_id == sid),
-        "events": _count_delete(session, Event, Event.subscriber_id == sid),
+        "memberships": _count_delete(session, Membership, col(Membership.subscriber_id) == sid),
+        "deliveries": _count_delete(session, Delivery, col(Delivery.subscriber_id) == sid),
+        "events": _count_delete(session, Event, col(Event.subscriber_id) == sid),
     }
     session.delete(subscriber)
     audit.record(session, "erase", actor=actor, source="cli", **counts)
     return counts
 
 
-def _count_delete(session: Session, table: type, condition: object) -> int:
-    number = session.exec(select(func.count()).select_from(table).where(condition)).one()  # type: ignore[call-overload]
-    session.exec(delete(table).where(condition))  # type: ignore[call-overload]
-    return int(number)
+def _count_delete(session: Session, table: type, condition: ColumnElement[bool]) -> int:
+    result = session.execute(delete(table).where(condition))
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -75,7 +75,9 @@ class Cli:
 
     def __call__(self, *args: str, ok: bool = True, input: str | None = None) -> Result:
         result = self.runner.invoke(
-            main, ["--site", str(self.site), "--database-url", self.db_url, *args], input=input,
+            main,
+            ["--site", str(self.site), "--database-url", self.db_url, *args],
+            input=input,
             catch_exceptions=False,
         )
         if ok:

@@ -14,12 +14,16 @@ from newsletter.errors import NewsletterError
 class CliError(click.ClickException):
     """A library error shown as one line on stderr with the error's exit code."""
 
-    def __init__(self, error: NewsletterError) -> None:
-        super().__init__(str(error))
-        self.exit_code = error.exit_code
-
     def show(self, file: Any = None) -> None:
         click.echo(f"error: {self.format_message()}", err=True)
+
+
+class CliUsageError(CliError):
+    exit_code = 2
+
+
+def _cli_error(error: NewsletterError) -> CliError:
+    return (CliUsageError if error.exit_code == 2 else CliError)(str(error))
 
 
 class NewsletterGroup(click.Group):
@@ -27,28 +31,36 @@ class NewsletterGroup(click.Group):
         try:
             return super().invoke(ctx)
         except NewsletterError as exc:
-            raise CliError(exc) from exc
+            raise _cli_error(exc) from exc
         except SQLAlchemyError as exc:
             message = str(getattr(exc, "orig", None) or exc).splitlines()[0]
             error = NewsletterError(f"database error: {message}; nothing was changed")
-            raise CliError(error) from exc
+            raise _cli_error(error) from exc
         except KeyboardInterrupt:
             click.echo("interrupted; the current change was rolled back", err=True)
             sys.exit(130)
 
 
 @click.group(cls=NewsletterGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--site", "site_dir", type=click.Path(file_okay=False, path_type=Path),
-              envvar="NEWSLETTER_SITE", show_envvar=True,
-              help="The site folder (the one holding newsletter.toml). Default: the current folder.")
-@click.option("--database-url", metavar="URL",
-              help="Override [database] url, e.g. postgresql+psycopg://postgres@127.0.0.1/news")
-@click.option("--transport", type=click.Choice(["outbox", "smtp", "memory"]),
-              help="Override [delivery] transport.")
+@click.option(
+    "--site",
+    "site_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="NEWSLETTER_SITE",
+    show_envvar=True,
+    help="The site folder (the one holding newsletter.toml). Default: the current folder.",
+)
+@click.option(
+    "--database-url",
+    metavar="URL",
+    help="Override [database] url, e.g. postgresql+psycopg://postgres@127.0.0.1/news",
+)
+@click.option(
+    "--transport", type=click.Choice(["outbox", "smtp", "memory"]), help="Override [delivery] transport."
+)
 @click.version_option(package_name="newsletter")
 @click.pass_context
-def main(ctx: click.Context, site_dir: Path | None, database_url: str | None,
-         transport: str | None) -> None:
+def main(ctx: click.Context, site_dir: Path | None, database_url: str | None, transport: str | None) -> None:
     """Collect patent-information news, build each group's edition, and send it.
 
     \b

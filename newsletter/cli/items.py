@@ -19,22 +19,20 @@ pass_app = click.make_pass_decorator(AppContext)
 KINDS = [k.value for k in ItemKind]
 
 
-class When(click.ParamType):
+def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> date | datetime | None:
     """A date (2026-12-03) or a date and time with its offset (2026-12-03T14:00+01:00)."""
-
-    name = "DATE"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, date):
-            return value
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            self.fail(f"{value!r} is not a date such as 2026-12-03 or 2026-12-03T14:00+01:00", param, ctx)
-        return parsed.date() if len(value) == 10 else parsed
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a date such as 2026-12-03 or 2026-12-03T14:00+01:00"
+        ) from None
+    return parsed.date() if len(value) == 10 else parsed
 
 
-WHEN = When()
+WHEN: dict[str, Any] = {"metavar": "DATE", "callback": _when}
 
 
 def _language(code: str | None) -> str | None:
@@ -46,15 +44,30 @@ def _language(code: str | None) -> str | None:
         raise InputError(str(exc)) from None
 
 
-def _item_fields(title: str | None, url: str | None, summary: str | None, kind: str | None,
-                 topic: str | None, language: str | None, when: Any, start: Any, end: Any,
-                 place: str | None, deadline: Any) -> dict[str, Any]:
+def _item_fields(
+    title: str | None,
+    url: str | None,
+    summary: str | None,
+    kind: str | None,
+    topic: str | None,
+    language: str | None,
+    when: Any,
+    start: Any,
+    end: Any,
+    place: str | None,
+    deadline: Any,
+) -> dict[str, Any]:
     """The flags that were given, converted to item fields."""
     fields: dict[str, Any] = {
-        "title": title, "url": url, "summary_md": summary,
-        "kind": ItemKind(kind) if kind else None, "topic": topic, "language": _language(language),
+        "title": title,
+        "url": url,
+        "summary_md": summary,
+        "kind": ItemKind(kind) if kind else None,
+        "topic": topic,
+        "language": _language(language),
         "published_at": as_utc(when, what="--date"),
-        "event_start": as_utc(start, what="--start"), "event_end": as_utc(end, what="--end"),
+        "event_start": as_utc(start, what="--start"),
+        "event_end": as_utc(end, what="--end"),
         "event_place": place,
         "deadline": deadline.date() if isinstance(deadline, datetime) else deadline,
     }
@@ -69,13 +82,14 @@ def _item_options(function: Any) -> Any:
         click.option("--kind", type=click.Choice(KINDS), help="What sort of news it is."),
         click.option("--topic", help="Section it goes in, e.g. WIPO, EPO, IP5."),
         click.option("--language", help="Language the item is written in (default: the site's)."),
-        click.option("--date", "when", type=WHEN, help="Publication date."),
-        click.option("--start", type=WHEN, help="Event start, with offset: 2026-12-03T14:00+01:00."),
-        click.option("--end", type=WHEN, help="Event end."),
+        click.option("--date", "when", **WHEN, help="Publication date."),
+        click.option("--start", **WHEN, help="Event start, with offset: 2026-12-03T14:00+01:00."),
+        click.option("--end", **WHEN, help="Event end."),
         click.option("--place", help="Event place (a city, or Online)."),
-        click.option("--deadline", type=WHEN, help="Survey answer deadline."),
-        click.option("--group", "groups", multiple=True,
-                     help="Target this group (repeatable). Default: every group."),
+        click.option("--deadline", **WHEN, help="Survey answer deadline."),
+        click.option(
+            "--group", "groups", multiple=True, help="Target this group (repeatable). Default: every group."
+        ),
     ]
     for option in reversed(options):
         function = option(function)
@@ -89,13 +103,25 @@ def items() -> None:
 
 @items.command()
 @_item_options
-@click.option("--file", "files", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Markdown file with front matter (repeatable); flags are then ignored.")
+@click.option(
+    "--file",
+    "files",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Markdown file with front matter (repeatable); flags are then ignored.",
+)
 @click.option("--approve", is_flag=True, help="Approve at once instead of proposing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the items as JSON.")
 @pass_app
-def add(app: AppContext, files: tuple[Path, ...], approve: bool, as_json: bool,
-        groups: tuple[str, ...], **flags: Any) -> None:
+def add(
+    app: AppContext,
+    /,
+    files: tuple[Path, ...],
+    approve: bool,
+    as_json: bool,
+    groups: tuple[str, ...],
+    **flags: Any,
+) -> None:
     """Queue a news item, from flags or from Markdown files.
 
     \b
@@ -140,8 +166,7 @@ def _as_dict(item: Item, targets: list[str]) -> dict[str, Any]:
 @click.option("--topic", help="Only this topic.")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_app
-def list_(app: AppContext, status: str | None, group: str | None, topic: str | None,
-          as_json: bool) -> None:
+def list_(app: AppContext, status: str | None, group: str | None, topic: str | None, as_json: bool) -> None:
     """List items, newest first."""
     with app.site.transaction() as session:
         found = library.list_items(session, app.settings, status=status, group=group, topic=topic)
@@ -149,9 +174,21 @@ def list_(app: AppContext, status: str | None, group: str | None, topic: str | N
     if as_json:
         emit_json([_as_dict(item, targets) for item, targets in rows])
         return
-    table(["id", "status", "kind", "topic", "date", "groups", "title"],
-          [(i.id, i.status, i.kind, i.topic, i.published_at.date() if i.published_at else "",
-            ",".join(t), i.title) for i, t in rows])
+    table(
+        ["id", "status", "kind", "topic", "date", "groups", "title"],
+        [
+            (
+                i.id,
+                i.status,
+                i.kind,
+                i.topic,
+                i.published_at.date() if i.published_at else "",
+                ",".join(t),
+                i.title,
+            )
+            for i, t in rows
+        ],
+    )
 
 
 @items.command()
@@ -169,9 +206,25 @@ def show(app: AppContext, item_id: int, as_json: bool) -> None:
     if as_json:
         emit_json(data)
         return
-    for key in ("id", "title", "status", "kind", "topic", "language", "url", "groups", "published_at",
-                "event_start", "event_end", "event_place", "deadline", "origin", "editor",
-                "created_at", "updated_at"):
+    for key in (
+        "id",
+        "title",
+        "status",
+        "kind",
+        "topic",
+        "language",
+        "url",
+        "groups",
+        "published_at",
+        "event_start",
+        "event_end",
+        "event_place",
+        "deadline",
+        "origin",
+        "editor",
+        "created_at",
+        "updated_at",
+    ):
         value = data.get(key)
         if value not in (None, "", []):
             click.echo(f"{key + ':':14} {', '.join(value) if isinstance(value, list) else value}")
@@ -219,8 +272,7 @@ def reject(app: AppContext, item_ids: tuple[int, ...]) -> None:
 @_item_options
 @click.option("--all-groups", is_flag=True, help="Target every group again.")
 @pass_app
-def edit(app: AppContext, item_id: int, groups: tuple[str, ...], all_groups: bool,
-         **flags: Any) -> None:
+def edit(app: AppContext, /, item_id: int, groups: tuple[str, ...], all_groups: bool, **flags: Any) -> None:
     """Change an item's fields or its target groups.
 
     \b

@@ -57,15 +57,24 @@ def check(ctx: click.Context, as_json: bool) -> None:
     site_dir = (app.site_dir if app and app.site_dir else Path(".")).resolve()
     problems, counts = check_site(site_dir)
     if as_json:
-        emit_json({"ok": not problems, "checked": counts,
-                   "problems": [{"file": str(p.file), "line": p.line, "key": p.key,
-                                 "message": p.message} for p in problems]})
+        emit_json(
+            {
+                "ok": not problems,
+                "checked": counts,
+                "problems": [
+                    {"file": str(p.file), "line": p.line, "key": p.key, "message": p.message}
+                    for p in problems
+                ],
+            }
+        )
     else:
         for problem in problems:
             click.echo(str(problem), err=True)
         if not problems:
-            click.echo(f"site OK: {counts['groups']} groups, {counts['schedules']} schedules, "
-                       f"{counts['templates']} templates")
+            click.echo(
+                f"site OK: {counts['groups']} groups, {counts['schedules']} schedules, "
+                f"{counts['templates']} templates"
+            )
     if problems:
         if not as_json:
             click.echo(f"{len(problems)} problem(s) found", err=True)
@@ -87,6 +96,8 @@ def status(app: AppContext, as_json: bool) -> None:
     def counts(values: dict[str, int]) -> str:
         return ", ".join(f"{k} {v}" for k, v in sorted(values.items())) or "-"
 
-    table(["group", "language", "timezone", "members", "editions"],
-          [(g.slug, g.language, g.timezone, counts(g.members), counts(g.editions)) for g in report.groups])
+    table(
+        ["group", "language", "timezone", "members", "editions"],
+        [(g.slug, g.language, g.timezone, counts(g.members), counts(g.editions)) for g in report.groups],
+    )
     click.echo(f"items: {counts(report.items)}")

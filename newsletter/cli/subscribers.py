@@ -46,8 +46,7 @@ def import_(app: AppContext, group: str, file: Path, as_json: bool, dry_run: boo
     report = None
     try:
         with app.site.transaction() as session:
-            report = library.import_csv(session, app.settings, group, file, actor=app.actor,
-                                        dry_run=dry_run)
+            report = library.import_csv(session, app.settings, group, file, actor=app.actor, dry_run=dry_run)
             if dry_run or (strict and report.rejected):
                 raise _DryRun
     except _DryRun:
@@ -93,8 +92,9 @@ def add(app: AppContext, group: str, email: str, name: str | None, language: str
       newsletter subscribers add fr "Marie Dupont <marie@example.org>" --language fr
     """
     with app.site.transaction() as session:
-        outcome = library.add(session, app.settings, group, email, actor=app.actor, name=name,
-                              language=language)
+        outcome = library.add(
+            session, app.settings, group, email, actor=app.actor, name=name, language=language
+        )
     click.echo(f"{outcome}: {email.strip()} in {group}")
 
 
@@ -111,8 +111,13 @@ def remove(app: AppContext, group: str, email: str) -> None:
 
 @subscribers.command("list")
 @click.argument("group")
-@click.option("--status", "statuses", multiple=True, type=click.Choice(STATUSES),
-              help="Only members in this state (repeatable). Default: all.")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(STATUSES),
+    help="Only members in this state (repeatable). Default: all.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_app
 def list_(app: AppContext, group: str, statuses: tuple[str, ...], as_json: bool) -> None:
@@ -122,14 +127,20 @@ def list_(app: AppContext, group: str, statuses: tuple[str, ...], as_json: bool)
     if as_json:
         emit_json(rows)
         return
-    table(["email", "name", "language", "status", "source", "since"],
-          [(m.email, m.name, m.language, m.status, m.source, m.since) for m in rows])
+    table(
+        ["email", "name", "language", "status", "source", "since"],
+        [(m.email, m.name, m.language, m.status, m.source, m.since) for m in rows],
+    )
 
 
 @subscribers.command()
 @click.argument("group")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write to this file instead of standard output.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file instead of standard output.",
+)
 @click.option("--all", "everyone", is_flag=True, help="Include pending and ended memberships.")
 @pass_app
 def export(app: AppContext, group: str, output: Path | None, everyone: bool) -> None:
@@ -155,5 +166,7 @@ def forget(app: AppContext, email: str, yes: bool) -> None:
         click.confirm(f"Erase {email} and all their records? This cannot be undone", abort=True)
     with app.site.transaction() as session:
         counts = library.forget(session, email, actor=app.actor)
-    click.echo(f"erased {email.strip()}: {counts['memberships']} membership(s), "
-               f"{counts['deliveries']} delivery record(s), {counts['events']} event(s)")
+    click.echo(
+        f"erased {email.strip()}: {counts['memberships']} membership(s), "
+        f"{counts['deliveries']} delivery record(s), {counts['events']} event(s)"
+    )

@@ -1,7 +1,7 @@
 """Alembic environment: runs on the connection the library hands in, or on ``-x url=``."""
 
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import Connection, create_engine
 from sqlmodel import SQLModel
 
 import newsletter.models  # noqa: F401  (registers the tables on SQLModel.metadata)
@@ -25,7 +25,7 @@ def run() -> None:
         context.run_migrations()
 
 
-def _configure(connection: object) -> None:
+def _configure(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

@@ -1,21 +1,21 @@
 """Items written as Markdown files with YAML front matter.
 
-    ---
-    title: "Webinar: searching chemistry in PATENTSCOPE"
-    url: https://www.wipo.int/meetings/en/details.jsp?meeting_id=90123
-    kind: event            # news, product, report, survey, event, meeting
-    topic: WIPO
-    groups: [cepiug, uk]   # omit for every group
-    language: en
-    date: 2026-11-20
-    start: 2026-12-03T14:00:00+01:00
-    end: 2026-12-03T15:30:00+01:00
-    place: Online
-    deadline: 2027-01-15   # surveys
-    translations:
-      de: {title: "...", summary: "..."}
-    ---
-    The Markdown summary.
+---
+title: "Webinar: searching chemistry in PATENTSCOPE"
+url: https://www.wipo.int/meetings/en/details.jsp?meeting_id=90123
+kind: event            # news, product, report, survey, event, meeting
+topic: WIPO
+groups: [cepiug, uk]   # omit for every group
+language: en
+date: 2026-11-20
+start: 2026-12-03T14:00:00+01:00
+end: 2026-12-03T15:30:00+01:00
+place: Online
+deadline: 2027-01-15   # surveys
+translations:
+  de: {title: "...", summary: "..."}
+---
+The Markdown summary.
 """
 
 from datetime import date, datetime
@@ -30,8 +30,20 @@ from newsletter.items import ItemDraft, Translation, as_utc
 from newsletter.language import normalize_language
 from newsletter.models import ItemKind
 
-KEYS = {"title", "url", "kind", "topic", "groups", "language", "date", "start", "end", "place",
-        "deadline", "translations"}
+KEYS = {
+    "title",
+    "url",
+    "kind",
+    "topic",
+    "groups",
+    "language",
+    "date",
+    "start",
+    "end",
+    "place",
+    "deadline",
+    "translations",
+}
 
 
 def _text(meta: dict[str, Any], key: str, where: str) -> str | None:
@@ -50,7 +62,9 @@ def _date(meta: dict[str, Any], key: str, where: str) -> date | datetime | None:
     try:
         return datetime.fromisoformat(str(value))
     except ValueError:
-        raise InputError(f"{where}: '{key}' is not a date such as 2026-12-03 or 2026-12-03T14:00+01:00") from None
+        raise InputError(
+            f"{where}: '{key}' is not a date such as 2026-12-03 or 2026-12-03T14:00+01:00"
+        ) from None
 
 
 def _language(value: str | None, where: str) -> str | None:
@@ -78,8 +92,9 @@ def read_item_file(path: Path, *, default_language: str = "en") -> ItemDraft:
     meta = dict(post.metadata)
     unknown = sorted(set(meta) - KEYS)
     if unknown:
-        raise InputError(f"{where}: unknown front matter key(s) {', '.join(unknown)} "
-                         f"(known: {', '.join(sorted(KEYS))})")
+        raise InputError(
+            f"{where}: unknown front matter key(s) {', '.join(unknown)} (known: {', '.join(sorted(KEYS))})"
+        )
     title = _text(meta, "title", where)
     if not title:
         raise InputError(f"{where}: the front matter needs a 'title'")
@@ -87,8 +102,9 @@ def read_item_file(path: Path, *, default_language: str = "en") -> ItemDraft:
     try:
         kind = ItemKind(kind_name)
     except ValueError:
-        raise InputError(f"{where}: kind {kind_name!r} is not one of "
-                         f"{', '.join(k.value for k in ItemKind)}") from None
+        raise InputError(
+            f"{where}: kind {kind_name!r} is not one of {', '.join(k.value for k in ItemKind)}"
+        ) from None
     groups = meta.get("groups")
     if isinstance(groups, str):
         groups = [groups]
@@ -128,6 +144,7 @@ def _translations(value: Any, where: str) -> dict[str, Translation]:
         language = _language(str(code), where) or str(code)
         if not isinstance(body, dict) or not isinstance(body.get("title"), str):
             raise InputError(f"{where}: translation {code!r} needs at least a 'title'")
-        found[language] = Translation(title=body["title"].strip(),
-                                      summary_md=str(body.get("summary") or "").strip())
+        found[language] = Translation(
+            title=body["title"].strip(), summary_md=str(body.get("summary") or "").strip()
+        )
     return found
