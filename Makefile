@@ -1,0 +1,41 @@
+# Two targets matter: `make demo` runs the example site, `make test` runs every check.
+# Both create the virtual environment in .venv first (python3 >= 3.11 with venv).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+NEWSLETTER := $(BIN)/newsletter
+GROUPS := cepiug uk dach fr
+
+.PHONY: install demo test lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit("newsletter needs Python >= 3.11, this is " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The example site: check it, load each group's subscribers, queue and approve the sample items.
+demo: install
+	$(NEWSLETTER) check
+	@for group in $(GROUPS); do \
+		echo "== subscribers import $$group subscribers/$$group.csv"; \
+		$(NEWSLETTER) subscribers import $$group subscribers/$$group.csv || exit 1; \
+	done
+	$(NEWSLETTER) items add $(foreach file,$(sort $(wildcard samples/items/*.md)),--file $(file))
+	$(NEWSLETTER) items approve --all-proposed
+	$(NEWSLETTER) status
+
+lint: install
+	$(BIN)/ruff check newsletter tests
+	$(BIN)/ruff format --check newsletter tests
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) newsletter.db newsletter.db-wal newsletter.db-shm outbox .pytest_cache .mypy_cache .ruff_cache
