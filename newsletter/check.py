@@ -8,7 +8,7 @@ from jinja2 import Environment, TemplateSyntaxError
 from newsletter.csvfile import read_subscriber_csv
 from newsletter.errors import ImportFileError
 from newsletter.schedules import load_schedules
-from newsletter.settings import Problem, SiteConfig, read_config
+from newsletter.settings import CONFIG_FILE, Problem, SiteConfig, locate, read_config
 
 TEMPLATES_DIR = "templates"
 # mjml-python copies an unknown tag into the HTML without a word, so typos are caught here.
@@ -72,7 +72,8 @@ def _check_template(path: Path, environment: Environment) -> list[Problem]:
 
 def _group_files(site_dir: Path, config: SiteConfig) -> list[Problem]:
     problems = []
-    config_file = site_dir / "newsletter.toml"
+    config_file = site_dir / CONFIG_FILE
+    text = config_file.read_text(encoding="utf-8")
     for slug, group in config.groups.items():
         for suffix in (".mjml.j2", ".txt.j2"):
             wanted = site_dir / TEMPLATES_DIR / f"{group.template}{suffix}"
@@ -80,7 +81,7 @@ def _group_files(site_dir: Path, config: SiteConfig) -> list[Problem]:
                 problems.append(
                     Problem(
                         config_file,
-                        None,
+                        locate(text, ("groups", slug, "template")),
                         f"groups.{slug}.template",
                         f"{wanted.relative_to(site_dir)} does not exist",
                     )

@@ -6,6 +6,8 @@ Every row keeps the line number it starts on, so a report can point at it.
 """
 
 import csv
+import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,9 @@ HEADER_ALIASES = {
     "locale": "language",
 }
 DELIMITERS = (",", ";", "\t")
+# A line ends where CSV and every spreadsheet end one: CRLF, LF or a lone CR. Inside a
+# quoted field, U+2028, form feeds and the like are data, not line breaks.
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,7 @@ def _decode(path: Path) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
+        line = len(_LINE_BREAK.findall(data[: exc.start])) + 1
         raise ImportFileError(
             f"{path}:{line}: byte 0x{data[exc.start]:02x} is not UTF-8; save the file as UTF-8 "
             "(in Excel: 'CSV UTF-8') and import it again"
@@ -77,7 +82,9 @@ def _records(lines: list[str], delimiter: str) -> Iterator[tuple[int, list[str]]
 def read_subscriber_csv(path: Path) -> CsvFile:
     """Parse the file into rows; raise :class:`ImportFileError` if it cannot be used at all."""
     text = _decode(path)
-    lines = text.splitlines(keepends=True)
+    # str.splitlines() would also break at U+2028, U+0085, form feeds ..., and every
+    # row after such a character would get the wrong line number.
+    lines = io.StringIO(text, newline="").readlines()
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
     if first is None:
         raise ImportFileError(f"{path} is empty; it needs a header row with an 'email' column")

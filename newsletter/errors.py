@@ -11,7 +11,11 @@ message as one line on stderr and exits non-zero; a traceback is always a bug.
     │   └── ImportFileError         a subscriber CSV cannot be read at all
     ├── NotFoundError               a group, subscriber, item or edition does not exist
     ├── StateError                  the action is not allowed in the record's current state
-    └── DatabaseError               the database cannot be reached or migrated
+    ├── DatabaseError               the database cannot be reached or migrated
+    ├── RenderError                 a template or MJML failed (render.py)
+    └── DeliveryError               a message could not be handed to the relay
+        ├── TemporaryFailure        4xx, dropped connection, timeout: retried later
+        └── PermanentFailure        5xx: recorded against the member, never retried
 """
 
 
@@ -49,3 +53,25 @@ class StateError(NewsletterError):
 
 class DatabaseError(NewsletterError):
     """The database cannot be reached, created or migrated."""
+
+
+class DeliveryError(NewsletterError):
+    """A message could not be delivered; ``permanent`` says whether a retry can help."""
+
+    permanent = False
+
+    def __init__(self, message: str, *, code: int | None = None, connection: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        # True when the relay itself failed (refused connection, dropped session, timeout).
+        self.connection = connection
+
+
+class TemporaryFailure(DeliveryError):
+    """Worth retrying later: 4xx replies, dropped connections, timeouts."""
+
+
+class PermanentFailure(DeliveryError):
+    """Not worth retrying: 5xx replies for this recipient."""
+
+    permanent = True

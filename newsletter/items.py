@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlmodel import Session, col, select
 from w3lib.url import canonicalize_url, url_query_cleaner
@@ -72,14 +73,25 @@ class ItemDraft:
         """Refuse what would make a broken email: raise :class:`InputError`."""
         if not self.title.strip():
             raise InputError("an item needs a title")
-        if self.url and not self.url.startswith(("http://", "https://")):
-            raise InputError(f"the item URL {self.url!r} must start with http:// or https://")
+        if self.url and not _is_web_url(self.url):
+            raise InputError(
+                f"the item URL {self.url!r} must be a web address starting with http:// or https://"
+            )
         if self.event_end and self.event_start and self.event_end < self.event_start:
             raise InputError("the event ends before it starts")
         if self.kind == ItemKind.EVENT and not self.event_start:
             raise InputError("an event needs a start (e.g. --start 2026-12-03T14:00+01:00)")
         if self.kind == ItemKind.SURVEY and not self.deadline:
             raise InputError("a survey needs an answer deadline (e.g. --deadline 2027-01-15)")
+
+
+def _is_web_url(url: str) -> bool:
+    # Schemes and host names are case-insensitive: HTTPS://EPO.org is a fine link.
+    try:
+        parts = urlsplit(url.strip())
+        return parts.scheme.lower() in {"http", "https"} and bool(parts.hostname)
+    except ValueError:
+        return False
 
 
 def canonical_url(url: str) -> str:
@@ -253,6 +265,13 @@ def edit_item(
         item.summary_html = markdown_to_html(item.summary_md)
     if "url" in changes:
         item.canonical_url = canonical_url(item.url) if item.url else None
+    mark = fingerprint(item.title, item.url, item.published_at)
+    if mark != item.fingerprint:
+        # The identity follows the edit, so the corrected story cannot be queued again.
+        clash = session.exec(select(Item).where(Item.fingerprint == mark, Item.id != item.id)).first()
+        if clash is not None:
+            raise InputError(f"item #{clash.id} is already this story ({clash.title}); nothing was changed")
+        item.fingerprint = mark
     fields = sorted(changes)
     if groups is not None:
         _set_targets(session, item, _groups(session, settings, groups))

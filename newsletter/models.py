@@ -205,6 +205,8 @@ class Edition(SQLModel, table=True):
     group_id: int = Field(foreign_key="group.id", index=True)
     schedule: str = Field(default="manual", max_length=100)
     period_key: str = Field(max_length=64)
+    template: str = Field(default="digest", max_length=100)
+    subject_template: str = ""
     subject: str = ""
     status: EditionStatus = Field(sa_type=_enum(EditionStatus), default=EditionStatus.DRAFT)
     html: str | None = None

@@ -9,9 +9,11 @@ is an error, so it never ends up in version control.
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -109,6 +111,8 @@ class DatabaseSection(_Section):
 class DeliverySection(_Section):
     transport: Literal["outbox", "smtp", "memory"] = "outbox"
     outbox_dir: str = "outbox"
+    # Envelope sender for bounces (VERP-extended per message); default: <sender>-bounces@domain.
+    bounce_address: str | None = None
 
 
 class GroupConfig(_Section):
@@ -117,6 +121,8 @@ class GroupConfig(_Section):
     language: str = "en"
     timezone: str = "UTC"
     template: str = "digest"
+    # Jinja2 subject line for editions built by hand; schedules bring their own.
+    subject: str | None = None
     brand_color: str = "#1f4e79"
     logo_url: str | None = None
     subscribers: str | None = None
@@ -194,10 +200,30 @@ class Settings:
     database_url: str
     transport: str
     outbox_dir: Path
+    delivery: DeliverySection
     groups: Mapping[str, GroupConfig]
     sources: tuple[SourceConfig, ...]
     smtp_url: SecretStr | None = field(default=None, repr=False)
     secret_key: SecretStr | None = field(default=None, repr=False)
+
+    @property
+    def signing_key(self) -> str:
+        """The key for links and VERP addresses; a fixed development key when none is set."""
+        from newsletter.tokens import DEVELOPMENT_KEY
+
+        return self.secret_key.get_secret_value() if self.secret_key else DEVELOPMENT_KEY
+
+    @property
+    def bounce_address(self) -> str:
+        if self.delivery.bounce_address:
+            return self.delivery.bounce_address
+        local, _, domain = parseaddr(self.site.sender)[1].rpartition("@")
+        return f"{local}-bounces@{domain}"
+
+    @property
+    def unsubscribe_address(self) -> str:
+        local, _, domain = parseaddr(self.site.sender)[1].rpartition("@")
+        return f"{local}-unsubscribe@{domain}"
 
     def group(self, slug: str) -> GroupConfig:
         from newsletter.errors import NotFoundError
@@ -341,21 +367,13 @@ def load_settings(
         raise ConfigError(_summarise(problems))
     raw = config.model_dump()
     _apply_env(raw, env)
+    variables = {f"{section}.{key}": name for name, (section, key) in ENV_OVERRIDES.items()}
+    config = _revalidate(raw, lambda key: variables.get(key, "environment"))
     for dotted, value in (overrides or {}).items():
         if value is not None:
             section, key = dotted.split(".", 1)
             raw.setdefault(section, {})[key] = value
-    try:
-        config = SiteConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(
-            _summarise(
-                [
-                    Problem(Path("environment or command line"), None, p.key, p.message)
-                    for p in _problems_from(exc, path, "")
-                ]
-            )
-        ) from None
+    config = _revalidate(raw, lambda key: "command line")
     smtp = env.get("NEWSLETTER_SMTP_URL")
     signing_key = env.get("NEWSLETTER_SECRET_KEY")
     return Settings(
@@ -364,12 +382,28 @@ def load_settings(
         site=config.site,
         database_url=_resolve_db_url(config.database.url, site),
         transport=config.delivery.transport,
+        delivery=config.delivery,
         outbox_dir=site / config.delivery.outbox_dir,
-        groups=dict(config.groups),
+        groups=MappingProxyType(dict(config.groups)),
         sources=config.sources,
         smtp_url=SecretStr(smtp) if smtp else None,
         secret_key=SecretStr(signing_key) if signing_key else None,
     )
+
+
+def _revalidate(raw: dict[str, Any], origin: Callable[[str], str]) -> SiteConfig:
+    """Validate again after the environment or the command line changed ``raw``.
+
+    ``origin`` names where a key's value came from (a variable, or the command line),
+    since such a problem has no file and line.
+    """
+    try:
+        return SiteConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = [
+            Problem(Path(origin(p.key)), None, p.key, p.message) for p in _problems_from(exc, Path(), "")
+        ]
+        raise ConfigError(_summarise(problems)) from None
 
 
 def _summarise(problems: list[Problem]) -> str:

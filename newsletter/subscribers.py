@@ -7,6 +7,7 @@ and its detail never holds personal data, so erasing a person erases them everyw
 """
 
 import csv
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,19 @@ class _Candidate:
     language: str | None
 
 
+def clean_name(text: str | None) -> str | None:
+    """A name as it may go into a To: header: one line, no control characters.
+
+    Address books and multi-line CSV cells bring line breaks, tabs and stray NULs;
+    PostgreSQL refuses NUL, and a line break in a header is an injection. Runs of
+    whitespace (line breaks included) become one space; other control characters go.
+    """
+    if text is None:
+        return None
+    kept = "".join(ch for ch in text if ch.isspace() or unicodedata.category(ch) != "Cc")
+    return " ".join(kept.split()) or None
+
+
 def _member_changes(subscriber: Subscriber, name: str | None, language: str | None) -> list[str]:
     changed = []
     if name and name != subscriber.name:
@@ -97,7 +111,7 @@ def _candidates(rows: Iterable[CsvRow], report: ImportReport) -> list[_Candidate
                 language = normalize_language(row.language)
             except ValueError as exc:
                 report.warnings.append(RowNote(row.line, address.email, f"{exc}; language left unset"))
-        name = row.name or address.display_name
+        name = clean_name(row.name) or clean_name(address.display_name)
         first = merged.get(address.key)
         if first is None:
             merged[address.key] = _Candidate(address, row.line, name, language)
@@ -247,7 +261,7 @@ def add(
             raise InputError(str(exc)) from None
     subscriber = _existing(session, [address.key]).get(address.key)
     members = _memberships(session, group)
-    candidate = _Candidate(address, 0, name or address.display_name, language)
+    candidate = _Candidate(address, 0, clean_name(name) or clean_name(address.display_name), language)
     outcome = _apply(session, group, candidate, subscriber, members, source="cli", actor=actor)
     if outcome not in {"added", "updated", "unchanged"}:
         raise StateError(

@@ -26,12 +26,37 @@ def _cli_error(error: NewsletterError) -> CliError:
     return (CliUsageError if error.exit_code == 2 else CliError)(str(error))
 
 
+def _usage_error(error: click.UsageError) -> CliUsageError:
+    # Click would print the usage and a hint on lines of their own; keep it to one line.
+    hint = f" (see `{error.ctx.command_path} --help`)" if error.ctx else ""
+    return CliUsageError(f"{error.format_message().rstrip('.')}{hint}")
+
+
 class NewsletterGroup(click.Group):
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            raise _usage_error(exc) from exc
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            raise _usage_error(exc) from exc
         except NewsletterError as exc:
             raise _cli_error(exc) from exc
+        except OSError as exc:
+            # A file or folder the command needs cannot be used (permissions, a file
+            # where a folder should be): the operator's problem, not a crash.
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise _cli_error(NewsletterError(f"{where}{exc.strerror or exc}")) from exc
         except SQLAlchemyError as exc:
             message = str(getattr(exc, "orig", None) or exc).splitlines()[0]
             error = NewsletterError(f"database error: {message}; nothing was changed")
@@ -79,9 +104,17 @@ def main(ctx: click.Context, site_dir: Path | None, database_url: str | None, tr
 
 
 def _register() -> None:
-    from newsletter.cli import items, site, subscribers
+    from newsletter.cli import editions, items, site, subscribers
 
-    for command in (site.init, site.check, site.status, subscribers.subscribers, items.items):
+    for command in (
+        site.init,
+        site.check,
+        site.status,
+        subscribers.subscribers,
+        items.items,
+        editions.editions,
+        editions.send_test,
+    ):
         main.add_command(command)
 
 

@@ -167,7 +167,13 @@ def _as_dict(item: Item, targets: list[str]) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_app
 def list_(app: AppContext, status: str | None, group: str | None, topic: str | None, as_json: bool) -> None:
-    """List items, newest first."""
+    """List items, newest first.
+
+    \b
+    Examples:
+      newsletter items list --status proposed
+      newsletter items list --group dach --json
+    """
     with app.site.transaction() as session:
         found = library.list_items(session, app.settings, status=status, group=group, topic=topic)
         rows = [(item, library.target_slugs(session, item)) for item in found]
@@ -192,11 +198,16 @@ def list_(app: AppContext, status: str | None, group: str | None, topic: str | N
 
 
 @items.command()
-@click.argument("item_id", type=int)
+@click.argument("item_id", type=int, metavar="ID")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_app
 def show(app: AppContext, item_id: int, as_json: bool) -> None:
-    """Show one item with its provenance, targeting and translations."""
+    """Show item ID with its provenance, targeting and translations.
+
+    \b
+    Example:
+      newsletter items show 7 --json
+    """
     with app.site.transaction() as session:
         item = library.get_item(session, item_id)
         targets = library.target_slugs(session, item)
@@ -244,11 +255,18 @@ def _set_status(app: AppContext, item_ids: tuple[int, ...], status: ItemStatus) 
 
 
 @items.command()
-@click.argument("item_ids", nargs=-1, type=int)
+@click.argument("item_ids", nargs=-1, type=int, metavar="[ID]...")
 @click.option("--all-proposed", is_flag=True, help="Approve every proposed item.")
 @pass_app
 def approve(app: AppContext, item_ids: tuple[int, ...], all_proposed: bool) -> None:
-    """Approve items so editions can carry them: `items approve 3 4 7`."""
+    """Approve the items ID... so editions can carry them.
+
+    If any ID does not exist, nothing is approved.
+
+    \b
+    Example:
+      newsletter items approve 3 4 7
+    """
     if all_proposed:
         with app.site.transaction() as session:
             proposed = library.list_items(session, app.settings, status=ItemStatus.PROPOSED)
@@ -260,20 +278,27 @@ def approve(app: AppContext, item_ids: tuple[int, ...], all_proposed: bool) -> N
 
 
 @items.command()
-@click.argument("item_ids", nargs=-1, type=int)
+@click.argument("item_ids", nargs=-1, type=int, metavar="ID...")
 @pass_app
 def reject(app: AppContext, item_ids: tuple[int, ...]) -> None:
-    """Reject items: they stay in the pool but no edition carries them."""
+    """Reject the items ID...: they stay in the pool but no edition carries them.
+
+    If any ID does not exist, nothing is rejected.
+
+    \b
+    Example:
+      newsletter items reject 5 6
+    """
     _set_status(app, item_ids, ItemStatus.REJECTED)
 
 
 @items.command()
-@click.argument("item_id", type=int)
+@click.argument("item_id", type=int, metavar="ID")
 @_item_options
 @click.option("--all-groups", is_flag=True, help="Target every group again.")
 @pass_app
 def edit(app: AppContext, /, item_id: int, groups: tuple[str, ...], all_groups: bool, **flags: Any) -> None:
-    """Change an item's fields or its target groups.
+    """Change the fields or the target groups of item ID.
 
     \b
     Example:

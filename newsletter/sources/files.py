@@ -80,15 +80,24 @@ def read_item_file(path: Path, *, default_language: str = "en") -> ItemDraft:
     """Parse one Markdown item file into a draft; every problem names the file."""
     where = str(path)
     try:
-        post = frontmatter.loads(path.read_text(encoding="utf-8-sig"))
+        text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise InputError(f"{path} is not UTF-8 text") from None
+    try:
+        post = frontmatter.loads(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 2}" if mark is not None else ""
-        raise InputError(f"{path}{line}: the front matter is not valid YAML") from None
+        # python-frontmatter strips leading blank lines, and hands PyYAML the text that
+        # starts right after the opening ---, so YAML's line 0 is the file's first line.
+        skipped = text[: len(text) - len(text.lstrip())].count("\n")
+        line = f":{mark.line + 1 + skipped}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise InputError(f"{path}{line}: the front matter is not valid YAML ({problem})") from None
+    except ValueError as exc:
+        # PyYAML builds dates itself and fails on impossible ones such as 2026-02-30.
+        raise InputError(f"{where}: the front matter holds an impossible date ({exc})") from None
     meta = dict(post.metadata)
     unknown = sorted(set(meta) - KEYS)
     if unknown:

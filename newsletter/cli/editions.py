@@ -1,0 +1,259 @@
+"""``newsletter editions ...`` and ``newsletter send-test``: build, look, approve, send."""
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from newsletter import editions as library
+from newsletter.cli.context import AppContext
+from newsletter.cli.output import emit_json, table
+from newsletter.errors import InputError
+from newsletter.i18n import reader_language
+from newsletter.models import EditionStatus
+from newsletter.render import Renderer
+from newsletter.transports import open_transport
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+@click.group()
+def editions() -> None:
+    """Build, preview, approve and send each group's edition."""
+
+
+@editions.command()
+@click.argument("group")
+@click.option("--json", "as_json", is_flag=True, help="Print the new edition as JSON.")
+@pass_app
+def build(app: AppContext, /, group: str, as_json: bool) -> None:
+    """Build a draft edition for GROUP from the approved items it has not had yet.
+
+    \b
+    Example:
+      newsletter editions build dach
+      newsletter editions preview 3 --output dach.html
+    """
+    with app.site.transaction() as session:
+        edition = library.build(session, app.settings, Renderer(app.settings), group, actor=app.actor)
+        rows = library.list_editions(session, app.settings, group=group)
+    row = next(r for r in rows if r.id == edition.id)
+    if as_json:
+        emit_json(row)
+        return
+    click.echo(
+        f"built edition #{row.id} for {group} ({row.status}): {row.items} item(s), subject {row.subject!r}"
+    )
+    click.echo(f"next: newsletter editions preview {row.id}; newsletter editions approve {row.id}")
+
+
+@editions.command("list")
+@click.option("--group", help="Only this group's editions.")
+@click.option("--status", type=click.Choice([s.value for s in EditionStatus]), help="Only this state.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_app
+def list_(app: AppContext, /, group: str | None, status: str | None, as_json: bool) -> None:
+    """List editions, newest first, with their delivery counts."""
+    with app.site.transaction() as session:
+        rows = library.list_editions(session, app.settings, group=group, status=status)
+    if as_json:
+        emit_json(rows)
+        return
+    table(
+        ["id", "group", "status", "items", "deliveries", "created", "subject"],
+        [
+            (
+                r.id,
+                r.group,
+                r.status,
+                r.items,
+                ", ".join(f"{k} {v}" for k, v in sorted(r.deliveries.items())) or "-",
+                r.created_at.strftime("%Y-%m-%d %H:%M"),
+                r.subject,
+            )
+            for r in rows
+        ],
+    )
+
+
+@editions.command()
+@click.argument("edition_id", type=int)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file.")
+@click.option("--text", "as_text", is_flag=True, help="The plain-text part instead of the HTML.")
+@click.option("--language", help="Render in this language (default: the group's).")
+@pass_app
+def preview(
+    app: AppContext, /, edition_id: int, output: Path | None, as_text: bool, language: str | None
+) -> None:
+    """Render an edition as a reader would see it (links are not personal).
+
+    \b
+    Example:
+      newsletter editions preview 3 --language fr --output /tmp/fr.html
+      newsletter editions preview 3 --text | less
+    """
+    renderer = Renderer(app.settings)
+    with app.site.transaction() as session:
+        edition = library.get_edition(session, edition_id)
+        content = library.content(session, app.settings, edition)
+    reader = reader_language(language, content.group.language)
+    rendered = renderer.render(content, reader, allow_large=True)
+    html, text = library.neutral(rendered, app.settings)
+    body = text if as_text else html
+    for warning in rendered.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if output is None:
+        click.echo(body, nl=False)
+        return
+    output.write_text(body, encoding="utf-8")
+    click.echo(f"wrote {output} ({len(body.encode('utf-8')) // 1000} KB, {reader})", err=True)
+
+
+@editions.command()
+@click.argument("edition_id", type=int)
+@click.option("--allow-large", is_flag=True, help="Approve even if the HTML is over 100 KB.")
+@pass_app
+def approve(app: AppContext, /, edition_id: int, allow_large: bool) -> None:
+    """Approve a draft edition for sending (it is rendered again with the items as they are now)."""
+    with app.site.transaction() as session:
+        edition, rendered = library.approve(
+            session,
+            app.settings,
+            Renderer(app.settings),
+            edition_id,
+            actor=app.actor,
+            allow_large=allow_large,
+        )
+    for warning in rendered.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"approved edition #{edition.id}: {edition.subject}")
+    click.echo(f"next: newsletter editions send {edition.id}")
+
+
+@editions.command()
+@click.argument("edition_id", type=int)
+@pass_app
+def cancel(app: AppContext, /, edition_id: int) -> None:
+    """Cancel an edition that has not been sent; its items go back to the pool."""
+    with app.site.transaction() as session:
+        edition = library.cancel(session, edition_id, actor=app.actor)
+    click.echo(f"cancelled edition #{edition.id}")
+
+
+class _Bar:
+    """A rich progress bar on a terminal; silence elsewhere."""
+
+    def __init__(self) -> None:
+        self.progress: Progress | None = None
+        self.task: Any = None
+
+    def start(self, total: int) -> None:
+        if sys.stderr.isatty() and total:
+            self.progress = Progress(
+                TextColumn("sending"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                transient=True,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("send", total=total)
+
+    def advance(self, count: int) -> None:
+        if self.progress is not None:
+            self.progress.advance(self.task, count)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+@editions.command()
+@click.argument("edition_id", type=int)
+@click.option("--dry-run", is_flag=True, help="Render and count the audience; send nothing.")
+@click.option("--allow-large", is_flag=True, help="Send even if the HTML is over 100 KB.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@pass_app
+def send(app: AppContext, /, edition_id: int, dry_run: bool, allow_large: bool, as_json: bool) -> None:
+    """Send an approved edition to every active member of its group.
+
+    A send that was interrupted, or paused because the relay kept failing, resumes
+    where it stopped: nobody gets a second copy.
+
+    \b
+    Example:
+      newsletter editions send 3 --dry-run
+      NEWSLETTER_SMTP_URL=smtp+starttls://user:pw@relay:587 newsletter --transport smtp editions send 3
+    """
+    transport = open_transport(app.settings)
+    bar = _Bar()
+    try:
+        result = library.send(
+            app.site,
+            Renderer(app.settings),
+            transport,
+            edition_id,
+            actor=app.actor,
+            dry_run=dry_run,
+            allow_large=allow_large,
+            progress=bar,
+        )
+    finally:
+        bar.stop()
+    if as_json:
+        emit_json(result)
+        return
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    languages = ", ".join(f"{k} {v}" for k, v in sorted(result.languages.items()))
+    if dry_run:
+        click.echo(
+            f"dry run: edition #{edition_id} would go to {sum(result.languages.values())} member(s) "
+            f"({languages or 'none'}); nothing was sent"
+        )
+        return
+    report = result.report
+    click.echo(
+        f"edition #{edition_id} {result.status}: sent {report.sent}, failed {report.failed}, "
+        f"skipped {report.skipped}, deferred {report.deferred} (via {transport.name})"
+    )
+    for error in report.errors:
+        click.echo(f"  {error}", err=True)
+    if report.paused:
+        click.echo("the relay kept failing, so the edition is paused; fix it and run send again", err=True)
+    elif report.deferred:
+        click.echo(
+            f"{report.deferred} temporary failure(s) will be retried by `newsletter editions send "
+            f"{edition_id}`",
+            err=True,
+        )
+    if transport.name == "outbox":
+        click.echo(f"messages written to {app.settings.outbox_dir / f'edition-{edition_id}'}")
+
+
+@click.command("send-test")
+@click.argument("edition_id", type=int)
+@click.option("--to", "to", required=True, help="Address to send the test copy to.")
+@click.option("--language", help="Language of the copy (default: the group's).")
+@pass_app
+def send_test(app: AppContext, /, edition_id: int, to: str, language: str | None) -> None:
+    """Send one copy of an edition, marked [TEST], to an address (any state).
+
+    \b
+    Example:
+      newsletter send-test 3 --to editor@example.org --language de
+    """
+    if not to.strip():
+        raise InputError("give an address with --to")
+    message_id = library.send_test(
+        app.site,
+        Renderer(app.settings),
+        open_transport(app.settings),
+        edition_id,
+        to,
+        actor=app.actor,
+        language=language,
+    )
+    click.echo(f"test copy of edition #{edition_id} sent to {to.strip()} ({message_id})")
