@@ -81,6 +81,7 @@ def build(
     period_key: str | None = None,
     subject_template: str | None = None,
     template: str | None = None,
+    allow_empty: bool = False,
     now: datetime | None = None,
 ) -> Edition:
     """Make a draft edition for the group; raise :class:`NothingToBuild` when nothing waits."""
@@ -88,7 +89,7 @@ def build(
     group = get_group(session, settings, group_slug)
     config = settings.group(group_slug)
     items = eligible_items(session, settings, group)
-    if not items:
+    if not items and not allow_empty:
         raise NothingToBuild(f"nothing to build for {group_slug}: no approved item is waiting for it")
     edition = Edition(
         group_id=group.id or 0,

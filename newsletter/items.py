@@ -68,6 +68,10 @@ class ItemDraft:
     deadline: date | None = None
     translations: dict[str, Translation] = field(default_factory=dict)
     origin: str = "cli"
+    # Feeds bring HTML (already sanitised) instead of Markdown, and their own identity.
+    summary_html: str | None = None
+    source_id: int | None = None
+    guid: str | None = None
 
     def check(self) -> None:
         """Refuse what would make a broken email: raise :class:`InputError`."""
@@ -144,7 +148,11 @@ def add_item(
         canonical_url=canonical_url(draft.url) if draft.url else None,
         fingerprint=mark,
         summary_md=draft.summary_md,
-        summary_html=markdown_to_html(draft.summary_md),
+        summary_html=draft.summary_html
+        if draft.summary_html is not None
+        else markdown_to_html(draft.summary_md),
+        source_id=draft.source_id,
+        guid=draft.guid,
         kind=draft.kind,
         topic=draft.topic,
         language=draft.language,

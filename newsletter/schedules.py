@@ -17,7 +17,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from newsletter.settings import GroupConfig, Problem, locate
 
@@ -35,6 +35,8 @@ class Schedule(BaseModel):
     subject: str = "{{ group.name }}: news"
     skip_if_empty: bool = True
     approval: Literal["auto", "editor"] = "editor"
+    # A slot missed (daemon down) is still built this many hours late; later it is reported.
+    grace_hours: float = Field(default=6.0, gt=0)
 
     @field_validator("cron")
     @classmethod

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -156,6 +156,11 @@ class SourceConfig(_Section):
     groups: tuple[str, ...] = ("*",)
     approval: Literal["auto", "editor"] = "editor"
     since_days: int | None = None
+    # Language the feed is written in, and how often `run-due` / the daemon fetch it.
+    language: str = "en"
+    interval_minutes: int = Field(default=60, ge=1)
+
+    _lang = field_validator("language")(_language)
 
 
 class SiteConfig(_Section):

@@ -66,7 +66,7 @@ class NewsletterGroup(click.Group):
             sys.exit(130)
 
 
-@click.group(cls=NewsletterGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(name="newsletter", cls=NewsletterGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--site",
     "site_dir",
@@ -104,7 +104,7 @@ def main(ctx: click.Context, site_dir: Path | None, database_url: str | None, tr
 
 
 def _register() -> None:
-    from newsletter.cli import editions, items, site, subscribers
+    from newsletter.cli import editions, items, schedule, site, subscribers
 
     for command in (
         site.init,
@@ -114,6 +114,9 @@ def _register() -> None:
         items.items,
         editions.editions,
         editions.send_test,
+        schedule.collect,
+        schedule.run_due,
+        schedule.daemon,
     ):
         main.add_command(command)
 

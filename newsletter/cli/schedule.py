@@ -1,0 +1,117 @@
+"""``newsletter collect``, ``run-due`` and ``daemon``: the scheduled side of the pipeline."""
+
+import logging
+from datetime import UTC, datetime
+
+import click
+
+from newsletter.cli.context import AppContext
+from newsletter.cli.output import emit_json, table
+from newsletter.collect import collect as collect_sources
+from newsletter.daemon import Daemon, describe
+from newsletter.errors import InputError
+from newsletter.leader import leadership
+from newsletter.models import utcnow
+from newsletter.scheduler import run_due as tick
+from newsletter.transports import open_transport
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+@click.command()
+@click.option("--source", "names", multiple=True, help="Only this source (repeatable). Default: all.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_app
+def collect(app: AppContext, /, names: tuple[str, ...], as_json: bool) -> None:
+    """Fetch every feed source now and add its new entries to the item pool.
+
+    A source that fails is reported (and shown by `newsletter status`); the others
+    are collected all the same. Exit status 1 if any source failed.
+
+    \b
+    Example:
+      newsletter collect
+      newsletter collect --source wipo-news --json
+    """
+    unknown = set(names) - {s.name for s in app.settings.sources}
+    if unknown:
+        raise InputError(f"no source named {', '.join(sorted(unknown))} in {app.settings.config_file}")
+    reports = collect_sources(app.site, names=names)
+    if as_json:
+        emit_json(reports)
+    else:
+        table(
+            ["source", "added", "seen", "merged", "too old", "result"],
+            [
+                (
+                    r.name,
+                    r.added,
+                    r.seen,
+                    r.merged,
+                    r.too_old,
+                    r.error or ("not modified" if r.not_modified else "ok"),
+                )
+                for r in reports
+            ],
+        )
+    failed = [r for r in reports if r.error]
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
+def _moment(value: str | None) -> datetime:
+    if value is None:
+        return utcnow()
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InputError(f"--at {value!r} is not an ISO 8601 time such as 2026-11-30T09:00+01:00") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+@click.command("run-due")
+@click.option(
+    "--at", "at", metavar="ISO-8601", help="Act as if it were this moment (default: now; no offset = UTC)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_app
+def run_due(app: AppContext, /, at: str | None, as_json: bool) -> None:
+    """Do one scheduler tick: collect what is due, build what is due, send what is approved.
+
+    Running it again for the same moment does nothing. Use it from cron instead of
+    the daemon, or to replay a moment in tests.
+
+    \b
+    Example:
+      newsletter run-due --at 2026-11-30T09:00:00+01:00
+    """
+    moment = _moment(at)
+    settings = app.settings
+    with leadership(app.site.engine) as leader:
+        if not leader:
+            raise InputError("a newsletter daemon is running on this database; it does the scheduled work")
+        report = tick(app.site, moment, lambda: open_transport(settings))
+    if as_json:
+        emit_json(report)
+        return
+    click.echo(describe(report))
+    if not (report.built or report.sent or report.missed or any(r.added for r in report.collected)):
+        click.echo("nothing was due")
+
+
+@click.command()
+@click.option("-v", "--verbose", is_flag=True, help="Log each job's details.")
+@pass_app
+def daemon(app: AppContext, /, verbose: bool) -> None:
+    """Run the scheduler until stopped (SIGTERM or Ctrl-C finish the work in hand first).
+
+    One cron job per schedule and group in the group's time zone. A second daemon on
+    the same database stands by and takes over when the first stops.
+    """
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    if not verbose:
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    settings = app.settings
+    Daemon(app.site, lambda: open_transport(settings)).run()

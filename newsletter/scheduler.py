@@ -1,0 +1,181 @@
+"""Scheduling: which edition is due when, and one idempotent tick that does the work.
+
+Each schedule fires per group in a time zone (the schedule's, else the group's). A
+firing is identified by its *period key*, the local wall-clock time of the slot
+(``2026-11-30T09:00``): the autumn DST day repeats 02:30 but not its key, and
+``UNIQUE(group, schedule, period_key)`` on editions makes a second build impossible.
+``run_due(at)`` does everything due at that moment: collect, build, approve (for
+``approval = "auto"``), send. Running it again for the same moment does nothing.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from newsletter import audit, editions
+from newsletter.collect import SourceReport, collect
+from newsletter.models import Edition, EditionStatus, Event, Group
+from newsletter.render import Renderer
+from newsletter.schedules import Schedule, load_schedules
+from newsletter.settings import Settings
+from newsletter.site import Site
+from newsletter.transports import Transport
+
+ACTOR = "scheduler"
+# How far back to look for the latest slot; longer than any sensible schedule period.
+LOOKBACK = timedelta(days=62)
+
+
+@dataclass(frozen=True)
+class Slot:
+    schedule: Schedule
+    group: str
+    fire_time: datetime
+
+    @property
+    def period_key(self) -> str:
+        return self.fire_time.strftime("%Y-%m-%dT%H:%M")
+
+    @property
+    def marker(self) -> str:
+        return f"{self.schedule.name}:{self.group}:{self.period_key}"
+
+
+def zone_of(schedule: Schedule, settings: Settings, group: str) -> ZoneInfo:
+    return ZoneInfo(schedule.timezone or settings.group(group).timezone)
+
+
+def trigger(schedule: Schedule, zone: ZoneInfo) -> CronTrigger:
+    return CronTrigger.from_crontab(schedule.cron, timezone=zone)
+
+
+def latest_slot(schedule: Schedule, group: str, zone: ZoneInfo, at: datetime) -> Slot | None:
+    """The last firing at or before ``at`` (within the lookback), in the schedule's zone."""
+    cron = trigger(schedule, zone)
+    moment = cron.get_next_fire_time(None, at - LOOKBACK)
+    last = None
+    while moment is not None and moment <= at:
+        last = moment
+        moment = cron.get_next_fire_time(moment, moment + timedelta(seconds=1))
+    return Slot(schedule, group, last) if last is not None else None
+
+
+def next_run(schedule: Schedule, group: str, settings: Settings, now: datetime) -> datetime | None:
+    zone = zone_of(schedule, settings, group)
+    result: datetime | None = trigger(schedule, zone).get_next_fire_time(None, now)
+    return result
+
+
+@dataclass
+class TickReport:
+    at: datetime
+    collected: list[SourceReport] = field(default_factory=list)
+    built: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    missed: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)
+    sent: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def _handled(session: Session, group: Group, slot: Slot) -> bool:
+    edition = session.exec(
+        select(Edition.id).where(
+            col(Edition.group_id) == group.id,
+            col(Edition.schedule) == slot.schedule.name,
+            col(Edition.period_key) == slot.period_key,
+        )
+    ).first()
+    if edition is not None:
+        return True
+    event = session.exec(
+        select(Event.id).where(
+            col(Event.kind).in_(["schedule-skip", "schedule-missed"]), col(Event.source) == slot.marker
+        )
+    ).first()
+    return event is not None
+
+
+def _build_slot(site: Site, renderer: Renderer, slot: Slot, at: datetime, report: TickReport) -> None:
+    schedule = slot.schedule
+    try:
+        with site.transaction() as session:
+            group = session.exec(select(Group).where(col(Group.slug) == slot.group)).one()
+            if _handled(session, group, slot):
+                return
+            if at - slot.fire_time > timedelta(hours=schedule.grace_hours):
+                audit.record(session, "schedule-missed", actor=ACTOR, source=slot.marker, group_id=group.id)
+                report.missed.append(slot.marker)
+                return
+            try:
+                edition = editions.build(
+                    session,
+                    site.settings,
+                    renderer,
+                    slot.group,
+                    actor=ACTOR,
+                    schedule=schedule.name,
+                    period_key=slot.period_key,
+                    subject_template=schedule.subject,
+                    template=schedule.template,
+                    allow_empty=not schedule.skip_if_empty,
+                    now=at,
+                )
+            except editions.NothingToBuild:
+                audit.record(session, "schedule-skip", actor=ACTOR, source=slot.marker, group_id=group.id)
+                report.skipped.append(slot.marker)
+                return
+            if schedule.approval == "auto":
+                editions.approve(session, site.settings, renderer, edition.id or 0, actor=ACTOR)
+            else:
+                report.waiting.append(f"{slot.marker} (edition #{edition.id} waits for approval)")
+            report.built.append(f"{slot.marker} -> edition #{edition.id}")
+    except IntegrityError:
+        # Another scheduler built this period at the same moment: the unique key held.
+        report.skipped.append(f"{slot.marker} (built by another process)")
+
+
+def build_due(site: Site, renderer: Renderer, at: datetime, report: TickReport) -> None:
+    schedules, problems = load_schedules(site.settings.site_dir, site.settings.groups)
+    report.errors.extend(str(p) for p in problems)
+    for schedule in schedules:
+        for group in schedule.groups:
+            slot = latest_slot(schedule, group, zone_of(schedule, site.settings, group), at)
+            if slot is not None:
+                _build_slot(site, renderer, slot, at, report)
+
+
+def send_due(
+    site: Site, renderer: Renderer, transport_factory: Callable[[], Transport], report: TickReport
+) -> None:
+    with site.transaction() as session:
+        due = session.exec(
+            select(Edition.id)
+            .where(col(Edition.status).in_([EditionStatus.APPROVED, EditionStatus.SENDING]))
+            .order_by(col(Edition.id))
+        ).all()
+    for edition_id in due:
+        assert edition_id is not None
+        result = editions.send(site, renderer, transport_factory(), edition_id, actor=ACTOR)
+        report.sent.append(
+            f"edition #{edition_id}: {result.status}, sent {result.report.sent}, "
+            f"failed {result.report.failed}, deferred {result.report.deferred}"
+        )
+
+
+def run_due(
+    site: Site, at: datetime, transport_factory: Callable[[], Transport], *, collect_sources: bool = True
+) -> TickReport:
+    """One tick as if it were ``at``: collect what is due, build what is due, send what is approved."""
+    report = TickReport(at)
+    renderer = Renderer(site.settings)
+    if collect_sources:
+        report.collected = collect(site, now=at, only_due=True)
+    build_due(site, renderer, at, report)
+    send_due(site, renderer, transport_factory, report)
+    return report
