@@ -324,7 +324,11 @@ class Member:
 def members(
     session: Session, settings: Settings, group_slug: str, statuses: Iterable[str] = ()
 ) -> Iterator[Member]:
-    """The group's members in address order, streamed from the database."""
+    """The group's members in address order, streamed from the database.
+
+    Not a generator itself: an unknown group fails here, before a caller has
+    written a CSV header or created an output file.
+    """
     group = get_group(session, settings, group_slug)
     query = (
         select(Subscriber, Membership)
@@ -335,8 +339,8 @@ def members(
     wanted = list(statuses)
     if wanted:
         query = query.where(col(Membership.status).in_(wanted))
-    for subscriber, membership in session.exec(query.execution_options(yield_per=1000)):
-        yield Member.of(subscriber, membership)
+    rows = session.exec(query.execution_options(yield_per=1000))
+    return (Member.of(subscriber, membership) for subscriber, membership in rows)
 
 
 def export_csv(rows: Iterable[Member], out: IO[str]) -> int:
