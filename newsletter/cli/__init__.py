@@ -104,7 +104,7 @@ def main(ctx: click.Context, site_dir: Path | None, database_url: str | None, tr
 
 
 def _register() -> None:
-    from newsletter.cli import editions, items, schedule, site, subscribers
+    from newsletter.cli import editions, items, schedule, site, subscribers, web
 
     for command in (
         site.init,
@@ -117,6 +117,7 @@ def _register() -> None:
         schedule.collect,
         schedule.run_due,
         schedule.daemon,
+        web.serve,
     ):
         main.add_command(command)
 

@@ -1,0 +1,38 @@
+"""``newsletter serve``: the subscriber web pages and the one-click unsubscribe endpoint."""
+
+import click
+
+from newsletter.cli.context import AppContext
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on."
+)
+@pass_app
+def serve(app: AppContext, /, host: str, port: int) -> None:
+    """Serve sign-up, confirmation, unsubscribe, preferences and the archive.
+
+    Put it behind a TLS-terminating proxy at [site] base_url. Confirmation emails go
+    out through the configured transport.
+
+    \b
+    Example:
+      NEWSLETTER_SECRET_KEY=... newsletter serve --host 127.0.0.1 --port 8000
+    """
+    import uvicorn
+
+    from newsletter.transports import open_transport
+    from newsletter.web import create_app
+
+    settings = app.settings
+    if settings.secret_key is None:
+        click.echo(
+            "warning: NEWSLETTER_SECRET_KEY is not set; links are signed with a development key", err=True
+        )
+    application = create_app(app.site, lambda: open_transport(settings))
+    click.echo(f"serving {settings.site.name} on http://{host}:{port}/ (Ctrl-C to stop)", err=True)
+    uvicorn.run(application, host=host, port=port, log_level="warning", proxy_headers=True)
