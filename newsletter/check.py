@@ -7,7 +7,7 @@ from jinja2 import Environment, TemplateSyntaxError
 
 from newsletter.csvfile import read_subscriber_csv
 from newsletter.errors import ImportFileError
-from newsletter.schedules import load_schedules
+from newsletter.schedules import SCHEDULES_DIR, Schedule, load_schedules
 from newsletter.settings import CONFIG_FILE, Problem, SiteConfig, locate, read_config
 
 TEMPLATES_DIR = "templates"
@@ -109,5 +109,25 @@ def check_site(site_dir: Path) -> tuple[list[Problem], dict[str, int]]:
         problems.extend(_group_files(site_dir, config))
         schedules, schedule_problems = load_schedules(site_dir, config.groups)
         problems.extend(schedule_problems)
+        problems.extend(_schedule_files(site_dir, schedules, environment))
         counts["schedules"] = len(schedules)
     return problems, counts
+
+
+def _schedule_files(site_dir: Path, schedules: list[Schedule], environment: Environment) -> list[Problem]:
+    """A schedule's own template must exist, and its subject must be a valid Jinja template."""
+    problems = []
+    for schedule in schedules:
+        path = site_dir / SCHEDULES_DIR / f"{schedule.name}.toml"
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for suffix in (".mjml.j2", ".txt.j2") if schedule.template else ():
+            wanted = site_dir / TEMPLATES_DIR / f"{schedule.template}{suffix}"
+            if not wanted.is_file():
+                message = f"{wanted.relative_to(site_dir)} does not exist"
+                problems.append(Problem(path, locate(text, ("template",)), "template", message))
+        try:
+            environment.parse(schedule.subject)
+        except TemplateSyntaxError as exc:
+            message = f"template syntax error: {exc.message}"
+            problems.append(Problem(path, locate(text, ("subject",)), "subject", message))
+    return problems

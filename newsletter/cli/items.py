@@ -9,7 +9,7 @@ import click
 from newsletter import items as library
 from newsletter.cli.context import AppContext
 from newsletter.cli.output import emit_json, table
-from newsletter.errors import InputError
+from newsletter.errors import InputError, NotFoundError
 from newsletter.items import ItemDraft, as_utc
 from newsletter.language import normalize_language
 from newsletter.models import Item, ItemKind, ItemStatus
@@ -24,12 +24,15 @@ def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> date
     if value is None:
         return None
     try:
-        parsed = datetime.fromisoformat(value)
+        return date.fromisoformat(value)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(
             f"{value!r} is not a date such as 2026-12-03 or 2026-12-03T14:00+01:00"
         ) from None
-    return parsed.date() if len(value) == 10 else parsed
 
 
 WHEN: dict[str, Any] = {"metavar": "DATE", "callback": _when}
@@ -133,18 +136,25 @@ def add(
       newsletter items add --file samples/items/2026-11-wipo-user-survey.md
     """
     settings = app.settings
+    drafts: list[tuple[str, ItemDraft]]
     if files:
-        drafts = [read_item_file(path, default_language=settings.site.language) for path in files]
+        drafts = [
+            (f"{path}: ", read_item_file(path, default_language=settings.site.language)) for path in files
+        ]
     else:
         fields = _item_fields(**flags)
         if "title" not in fields:
             raise InputError("give --title (or --file FILE); see `newsletter items add --help`")
         fields.setdefault("language", settings.site.language)
-        drafts = [ItemDraft(**fields, groups=list(groups) or None)]
+        drafts = [("", ItemDraft(**fields, groups=list(groups) or None))]
     results = []
     with app.site.transaction() as session:
-        for draft in drafts:
-            item, created = library.add_item(session, settings, draft, actor=app.actor, approve=approve)
+        for where, draft in drafts:
+            try:
+                item, created = library.add_item(session, settings, draft, actor=app.actor, approve=approve)
+            except NotFoundError as exc:
+                # An unknown group in a file: say which file asked for it.
+                raise NotFoundError(f"{where}{exc}") from exc
             results.append((item, created, library.target_slugs(session, item)))
     if as_json:
         emit_json([_as_dict(item, targets) | {"created": created} for item, created, targets in results])

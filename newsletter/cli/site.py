@@ -1,5 +1,8 @@
 """Site-level commands: init, check, status."""
 
+import email.utils
+import json
+import re
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -37,11 +40,29 @@ def init(directory: Path, name: str) -> None:
             if path.is_dir():
                 target.mkdir(exist_ok=True)
             elif path.name == "newsletter.toml":
-                target.write_text(path.read_text().replace("{name}", name.replace('"', "'")))
+                target.write_text(_settings_text(path.read_text(encoding="utf-8"), name), encoding="utf-8")
             elif not target.exists():
                 shutil.copyfile(path, target)
     click.echo(f"created site {name!r} in {directory}")
     click.echo(f"next: cd {directory} && newsletter check")
+
+
+# A display name made of these characters needs no quotes in an address (RFC 5322 atoms).
+_ATOMS = re.compile(r"[A-Za-z0-9 !#$%&'*+/=?^_`{|}~-]+")
+
+
+def _settings_text(skeleton: str, name: str) -> str:
+    """The skeleton's newsletter.toml with the site's name written in as valid TOML.
+
+    Any name works: "Patentinformation Österreich", "News, Weekly" or "R&D \\ IP"
+    become a quoted display name in the sender, and every value is escaped for TOML.
+    """
+    name = " ".join(name.split()) or "My Newsletter"
+    display = name if _ATOMS.fullmatch(name) else f'"{email.utils.quote(name)}"'
+    # A JSON string is also a valid TOML basic string.
+    sender = json.dumps(f"{display} <news@example.org>", ensure_ascii=False)
+    text = skeleton.replace('"{name} <news@example.org>"', sender)
+    return text.replace('"{name}"', json.dumps(name, ensure_ascii=False))
 
 
 @click.command()

@@ -60,7 +60,13 @@ def _date(meta: dict[str, Any], key: str, where: str) -> date | datetime | None:
     if value is None or isinstance(value, date):
         return value
     try:
-        return datetime.fromisoformat(str(value))
+        if not isinstance(value, str):
+            raise ValueError(value)
+        # A quoted "2026-12-03" is a day, not midnight without a time zone.
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            return datetime.fromisoformat(value.strip())
     except ValueError:
         raise InputError(
             f"{where}: '{key}' is not a date such as 2026-12-03 or 2026-12-03T14:00+01:00"
