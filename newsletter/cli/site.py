@@ -106,7 +106,7 @@ def check(ctx: click.Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_app
 def status(app: AppContext, as_json: bool) -> None:
-    """Show members, editions and items, counted per group and state."""
+    """Show members, editions and items per group, each source's health and each schedule's next run."""
     with app.site.transaction() as session:
         report = site_status(session, app.settings)
     if as_json:
@@ -122,3 +122,34 @@ def status(app: AppContext, as_json: bool) -> None:
         [(g.slug, g.language, g.timezone, counts(g.members), counts(g.editions)) for g in report.groups],
     )
     click.echo(f"items: {counts(report.items)}")
+    if report.sources:
+        click.echo()
+        table(
+            ["source", "items", "last fetched", "result"],
+            [
+                (
+                    s.name,
+                    s.items,
+                    s.last_fetched_at.strftime("%Y-%m-%d %H:%M UTC") if s.last_fetched_at else "never",
+                    f"error: {s.last_error}" if s.last_error else "ok",
+                )
+                for s in report.sources
+            ],
+        )
+    if report.schedules:
+        click.echo()
+        table(
+            ["schedule", "group", "cron", "timezone", "next run"],
+            [
+                (
+                    s.schedule,
+                    s.group,
+                    s.cron,
+                    s.timezone,
+                    s.next_run.strftime("%Y-%m-%d %H:%M %Z") if s.next_run else "-",
+                )
+                for s in report.schedules
+            ],
+        )
+    for problem in report.problems:
+        click.echo(f"problem: {problem}", err=True)
