@@ -6,6 +6,7 @@ the time, the source, the IP address and the exact consent text that was shown.
 """
 
 from dataclasses import dataclass
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 from typing import Any
@@ -242,8 +243,14 @@ def update_preferences(
     groups: set[str],
     name: str | None,
     language: str | None,
+    consent_text: str | None = None,
+    ip: str | None = None,
 ) -> None:
-    """Join and leave groups, change name and language; the token proves the mailbox."""
+    """Join and leave groups, change name and language; the token proves the mailbox.
+
+    A list joined here gets its own consent record: the time, the IP address and
+    ``consent_text``, the sentence the page showed beside the lists.
+    """
     subscriber, _ = _membership(session, data)
     if language:
         try:
@@ -271,6 +278,7 @@ def update_preferences(
                     source="web:preferences",
                 )
             row.status, row.confirmed_at, row.status_changed_at = MembershipStatus.ACTIVE, now, now
+            row.consent_text, row.consent_ip, row.consent_at = consent_text, ip, now
             session.add(row)
             audit.record(
                 session,
@@ -335,8 +343,17 @@ def export(session: Session, data: TokenData) -> dict[str, Any]:
     }
 
 
-def language_of(session: Session, settings: Settings, data: TokenData) -> str:
+def language_of(
+    session: Session, settings: Settings, data: TokenData, *, issued: datetime | None = None
+) -> str:
+    """The language of the token's subscriber; a token ``issued`` before they existed is refused.
+
+    Such a token was made for someone who has been erased since, whose row id was
+    given to the new subscriber (SQLite reuses the highest id after a delete).
+    """
     subscriber, membership = _membership(session, data)
+    if issued is not None and subscriber.created_at.replace(microsecond=0) > issued:
+        raise NotFoundError("this link no longer matches a subscription")
     group = session.get(Group, membership.group_id)
     return reader_language(subscriber.language, settings.group(group.slug).language if group else "en")
 

@@ -16,12 +16,14 @@ Routes (every token is signed; nothing personal appears in a URL but the token):
 """
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 from xml.etree import ElementTree
 
-from babel import negotiate_locale
+from babel import Locale, negotiate_locale
 from icalendar import Calendar
 from icalendar import Event as CalendarEvent
+from itsdangerous.encoding import base64_decode, bytes_to_int
 from jinja2 import Environment
 from sqlmodel import col, select
 from starlette.applications import Starlette
@@ -40,13 +42,68 @@ from newsletter.site import Site
 from newsletter.subscribers import forget
 from newsletter.tokens import BadToken, Purpose, Signer, TokenData
 from newsletter.transports import Transport
-from newsletter.web.security import CSRF_COOKIE, CSRF_FIELD, Csrf, RateLimits, SecurityHeaders
+from newsletter.web.security import CSRF_COOKIE, CSRF_FIELD, Csrf, Message, RateLimits, SecurityHeaders
 
 MAX_BODY = 16_384
 CONSENT_TEXT = (
     "I agree to receive %(group)s by email. I can unsubscribe at any time with the link in every email; "
     "my address is used for nothing else."
 )
+PREFERENCES_CONSENT_TEXT = "Tick the lists you want to receive by email; untick a list to stop receiving it."
+# Each language by its own name ("Deutsch"), for the language menus.
+LANGUAGE_NAMES = {
+    code: (Locale.parse(code).get_display_name(code) or code).capitalize()
+    for code in sorted(available_languages())
+}
+# GET and HEAD only show a page; link scanners send both.
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+
+def issued_at(token: str) -> datetime:
+    """When a token that has been verified was signed (itsdangerous puts the time before the signature)."""
+    stamp = token.rsplit(".", 2)[-2]
+    return datetime.fromtimestamp(bytes_to_int(base64_decode(stamp)), UTC)
+
+
+async def limited_body(request: Request) -> Request | None:
+    """The request with its body read, or None once the body passes MAX_BODY.
+
+    The body is counted as it arrives, so a chunked upload without a Content-Length
+    is cut off as early as one that announces its size.
+    """
+    try:
+        if int(request.headers.get("content-length") or 0) > MAX_BODY:
+            return None
+    except ValueError:
+        return None
+    size, chunks = 0, []
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+    body = b"".join(chunks)
+
+    async def replay() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request(request.scope, replay)
+
+
+def accepted_languages(header: str) -> list[str]:
+    """The languages of an Accept-Language header, best-rated first (RFC 9110, section 12.5.4)."""
+    rated = []
+    for position, part in enumerate(header.split(",")):
+        tag, _, params = part.strip().partition(";")
+        quality = 1.0
+        if params.strip().startswith("q="):
+            try:
+                quality = float(params.strip()[2:])
+            except ValueError:
+                quality = 0.0
+        if tag.strip() and tag.strip() != "*" and quality > 0:
+            rated.append((-quality, position, tag.strip().replace("-", "_")))
+    return [tag for _, _, tag in sorted(rated)]
 
 
 class WebApp:
@@ -65,8 +122,7 @@ class WebApp:
         wanted = request.query_params.get("lang")
         if wanted and base_language(wanted) in available_languages():
             return base_language(wanted)
-        header = request.headers.get("accept-language", "")
-        offered = [part.split(";")[0].strip().replace("-", "_") for part in header.split(",") if part.strip()]
+        offered = accepted_languages(request.headers.get("accept-language", ""))
         chosen = negotiate_locale(offered, sorted(available_languages())) if offered else None
         return base_language(chosen) if chosen else base_language(default)
 
@@ -81,6 +137,7 @@ class WebApp:
         html = self.templates.get_template(f"web/{template}").render(
             site=self.settings.site,
             language=language,
+            language_names=LANGUAGE_NAMES,
             csrf_field=CSRF_FIELD,
             csrf_token=self.csrf.token_for(nonce),
             request_path=request.url.path,
@@ -99,9 +156,10 @@ class WebApp:
 
     async def form(self, request: Request) -> FormData | None:
         """The posted form, or None if it is too large or its CSRF token does not match."""
-        if int(request.headers.get("content-length") or 0) > MAX_BODY:
+        limited = await limited_body(request)
+        if limited is None:
             return None
-        form = await request.form(max_files=0, max_fields=20)
+        form = await limited.form(max_files=0, max_fields=20)
         token = form.get(CSRF_FIELD)
         if not self.csrf.valid(request.cookies.get(CSRF_COOKIE), token if isinstance(token, str) else None):
             return None
@@ -117,14 +175,23 @@ class WebApp:
             status=403,
         )
 
-    def read_token(self, purpose: Purpose, token: str, max_age: int | None = None) -> TokenData:
-        return self.signer.read(purpose, token, max_age=max_age)
+    async def open_link(
+        self, purpose: Purpose, token: str, max_age: int | None = None
+    ) -> tuple[TokenData, str]:
+        """The token's data and its subscriber's language; BadToken or NotFoundError if it is no good.
+
+        A link older than its subscriber was made for someone erased since (SQLite hands
+        out an erased row's id again), so it is refused.
+        """
+        data = self.signer.read(purpose, token, max_age=max_age)
+        language = await run_in_threadpool(self._language_of, data, issued_at(token))
+        return data, language
 
     def bad_link(self, request: Request, exc: Exception) -> HTMLResponse:
         language = self.language(request, self.settings.site.language)
         gettext = translations(language).gettext
         return self.message(
-            request, gettext("This link does not work"), str(exc), language=language, status=400
+            request, gettext("This link does not work"), gettext(str(exc)), language=language, status=400
         )
 
     def groups(self) -> list[dict[str, str]]:
@@ -230,7 +297,7 @@ class WebApp:
             )
         if not subscription.needs_confirmation:
             return
-        if not self.limits.allow_address(email.strip().casefold()):
+        if not self.limits.allow_address(subscription.email.casefold()):
             return
         message = selfservice.confirmation_message(
             self.settings, self.signer, subscription, self.settings.groups[slug].name
@@ -243,12 +310,13 @@ class WebApp:
 
     async def confirm(self, request: Request) -> Response:
         try:
-            data = self.read_token("confirm", request.path_params["token"], selfservice.CONFIRM_MAX_AGE)
-            language = await run_in_threadpool(self._language_of, data)
+            data, language = await self.open_link(
+                "confirm", request.path_params["token"], selfservice.CONFIRM_MAX_AGE
+            )
         except (BadToken, NotFoundError) as exc:
             return self.bad_link(request, exc)
         gettext = translations(language).gettext
-        if request.method == "GET":
+        if request.method in SAFE_METHODS:
             return self.page(request, "confirm.html.j2", language=language)
         if await self.form(request) is None:
             return self.rejected(request, language)
@@ -261,9 +329,9 @@ class WebApp:
         )
         return self.message(request, gettext("Subscription confirmed"), text, language=language)
 
-    def _language_of(self, data: TokenData) -> str:
+    def _language_of(self, data: TokenData, issued: datetime | None = None) -> str:
         with self.site.transaction() as session:
-            return selfservice.language_of(session, self.settings, data)
+            return selfservice.language_of(session, self.settings, data, issued=issued)
 
     def _confirm(self, data: TokenData, client: str | None) -> bool:
         with self.site.transaction() as session:
@@ -275,18 +343,18 @@ class WebApp:
 
     async def unsubscribe(self, request: Request) -> Response:
         try:
-            data = self.read_token("unsubscribe", request.path_params["token"])
-            language = await run_in_threadpool(self._language_of, data)
+            data, language = await self.open_link("unsubscribe", request.path_params["token"])
         except (BadToken, NotFoundError) as exc:
             if request.method == "POST":
                 return PlainTextResponse(str(exc), status_code=400)
             return self.bad_link(request, exc)
-        if request.method == "GET":
+        if request.method in SAFE_METHODS:
             return self.page(request, "unsubscribe.html.j2", language=language)
         # RFC 8058: the mail provider POSTs List-Unsubscribe=One-Click, without cookies.
-        if int(request.headers.get("content-length") or 0) > MAX_BODY:
+        limited = await limited_body(request)
+        if limited is None:
             return PlainTextResponse("request too large", status_code=413)
-        form = await request.form(max_files=0, max_fields=5)
+        form = await limited.form(max_files=0, max_fields=5)
         if form.get("List-Unsubscribe") != "One-Click":
             return PlainTextResponse("expected List-Unsubscribe=One-Click", status_code=400)
         await run_in_threadpool(self._unsubscribe, data, False, "one-click")
@@ -294,8 +362,7 @@ class WebApp:
 
     async def unsubscribe_confirm(self, request: Request) -> Response:
         try:
-            data = self.read_token("unsubscribe", request.path_params["token"])
-            language = await run_in_threadpool(self._language_of, data)
+            data, language = await self.open_link("unsubscribe", request.path_params["token"])
         except (BadToken, NotFoundError) as exc:
             return self.bad_link(request, exc)
         form = await self.form(request)
@@ -314,8 +381,7 @@ class WebApp:
     async def preferences(self, request: Request) -> Response:
         token = request.path_params["token"]
         try:
-            data = self.read_token("preferences", token)
-            language = await run_in_threadpool(self._language_of, data)
+            data, language = await self.open_link("preferences", token)
         except (BadToken, NotFoundError) as exc:
             return self.bad_link(request, exc)
         gettext = translations(language).gettext
@@ -332,6 +398,8 @@ class WebApp:
                     groups,
                     str(form.get("name", ""))[:200],
                     str(form.get("language", ""))[:35] or None,
+                    gettext(PREFERENCES_CONSENT_TEXT),
+                    request.client.host if request.client else None,
                 )
             except InputError as exc:
                 return self.message(request, gettext("Not saved"), str(exc), language=language, status=400)
@@ -347,22 +415,38 @@ class WebApp:
             languages=sorted(available_languages()),
             token=token,
             saved=saved,
+            consent=translations(language).gettext(PREFERENCES_CONSENT_TEXT),
         )
 
     def _preferences(self, data: TokenData) -> selfservice.Preferences:
         with self.site.transaction() as session:
             return selfservice.preferences(session, self.settings, data)
 
-    def _save_preferences(self, data: TokenData, groups: set[str], name: str, language: str | None) -> None:
+    def _save_preferences(
+        self,
+        data: TokenData,
+        groups: set[str],
+        name: str,
+        language: str | None,
+        consent: str,
+        client: str | None,
+    ) -> None:
         with self.site.transaction() as session:
             selfservice.update_preferences(
-                session, self.settings, data, groups=groups, name=name, language=language
+                session,
+                self.settings,
+                data,
+                groups=groups,
+                name=name,
+                language=language,
+                consent_text=consent,
+                ip=client,
             )
 
     async def export(self, request: Request) -> Response:
         try:
-            data = self.read_token("preferences", request.path_params["token"])
-        except BadToken as exc:
+            data, _ = await self.open_link("preferences", request.path_params["token"])
+        except (BadToken, NotFoundError) as exc:
             return self.bad_link(request, exc)
 
         def work() -> dict[str, Any]:
@@ -377,8 +461,7 @@ class WebApp:
 
     async def forget(self, request: Request) -> Response:
         try:
-            data = self.read_token("preferences", request.path_params["token"])
-            language = await run_in_threadpool(self._language_of, data)
+            data, language = await self.open_link("preferences", request.path_params["token"])
         except (BadToken, NotFoundError) as exc:
             return self.bad_link(request, exc)
         if await self.form(request) is None:
