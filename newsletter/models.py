@@ -111,7 +111,14 @@ class Group(SQLModel, table=True):
     created_at: datetime = _when(default_factory=utcnow)
 
 
+# SQLite reuses the id of a deleted row unless told not to; signed links and VERP
+# addresses name ids, so an erased person's old links must never reach someone new.
+NO_ID_REUSE = {"sqlite_autoincrement": True}
+
+
 class Subscriber(SQLModel, table=True):
+    __table_args__ = NO_ID_REUSE
+
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(max_length=320)
     # The address folded to lower case: one subscriber per mailbox, whatever the spelling.
@@ -152,7 +159,7 @@ class Source(SQLModel, table=True):
 
 
 class Item(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("source_id", "guid"),)
+    __table_args__ = (UniqueConstraint("source_id", "guid"), NO_ID_REUSE)
 
     id: int | None = Field(default=None, primary_key=True)
     title: str
@@ -199,7 +206,7 @@ class ItemTranslation(SQLModel, table=True):
 
 
 class Edition(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("group_id", "schedule", "period_key"),)
+    __table_args__ = (UniqueConstraint("group_id", "schedule", "period_key"), NO_ID_REUSE)
 
     id: int | None = Field(default=None, primary_key=True)
     group_id: int = Field(foreign_key="group.id", index=True)

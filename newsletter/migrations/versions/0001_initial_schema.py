@@ -57,6 +57,7 @@ def upgrade() -> None:
         sa.Column("updated_at", newsletter.models.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("email_key"),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "edition",
@@ -93,6 +94,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("group_id", "schedule", "period_key"),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("edition", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_edition_group_id"), ["group_id"], unique=False)
@@ -147,6 +149,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("fingerprint"),
         sa.UniqueConstraint("source_id", "guid"),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("item", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_item_canonical_url"), ["canonical_url"], unique=False)
