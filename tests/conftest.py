@@ -88,3 +88,22 @@ class Cli:
 @pytest.fixture
 def cli(site_dir: Path, db_url: str) -> Cli:
     return Cli(site_dir, db_url)
+
+
+# Debian's Chromium, driven by Playwright (never Playwright's own browser download).
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason=f"needs Debian's Chromium at {CHROMIUM} (apt-get install -y chromium; .ci/run installs it)",
+)
