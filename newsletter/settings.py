@@ -115,6 +115,41 @@ class DeliverySection(_Section):
     bounce_address: str | None = None
 
 
+class BouncesSection(_Section):
+    """Bounce scoring (``newsletter bounces process``), modelled on Mailman's.
+
+    Each day with a bounce adds its weight to the membership's score (one score per
+    day: the day's strongest bounce); the score starts again from zero after
+    ``window_days`` without a bounce; at ``threshold`` the membership ends as
+    ``bounced``. With ``hard_is_final`` a hard bounce (the mailbox or its domain does
+    not exist) ends every membership of the address at once.
+    """
+
+    threshold: float = Field(default=5.0, gt=0)
+    hard_weight: float = Field(default=1.0, ge=0)
+    soft_weight: float = Field(default=0.5, ge=0)
+    window_days: int = Field(default=45, ge=1)
+    hard_is_final: bool = True
+
+
+class DkimSection(_Section):
+    """DKIM signing of outgoing editions (``newsletter/dkim.py``); absent: not signed."""
+
+    selector: str
+    domain: str
+    # PEM private key (RSA, PKCS#1 or PKCS#8) the operator provides; relative to the site folder.
+    key_file: str
+
+    @field_validator("selector", "domain")
+    @classmethod
+    def _dns_name(cls, value: str) -> str:
+        value = value.strip().lower().rstrip(".")
+        label = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
+        if not re.fullmatch(rf"{label}(\.{label})*", value):
+            raise ValueError(f"{value!r} is not a DNS name such as example.org")
+        return value
+
+
 class GroupConfig(_Section):
     name: str
     description: str = ""
@@ -169,6 +204,8 @@ class SiteConfig(_Section):
     delivery: DeliverySection = DeliverySection()
     groups: dict[str, GroupConfig]
     sources: tuple[SourceConfig, ...] = ()
+    bounces: BouncesSection = BouncesSection()
+    dkim: DkimSection | None = None
 
     @field_validator("groups")
     @classmethod
@@ -210,6 +247,8 @@ class Settings:
     sources: tuple[SourceConfig, ...]
     smtp_url: SecretStr | None = field(default=None, repr=False)
     secret_key: SecretStr | None = field(default=None, repr=False)
+    bounces: BouncesSection = field(default_factory=BouncesSection)
+    dkim: DkimSection | None = None
 
     @property
     def signing_key(self) -> str:
@@ -393,6 +432,8 @@ def load_settings(
         sources=config.sources,
         smtp_url=SecretStr(smtp) if smtp else None,
         secret_key=SecretStr(signing_key) if signing_key else None,
+        bounces=config.bounces,
+        dkim=config.dkim,
     )
 
 

@@ -104,7 +104,7 @@ def main(ctx: click.Context, site_dir: Path | None, database_url: str | None, tr
 
 
 def _register() -> None:
-    from newsletter.cli import editions, items, schedule, site, subscribers, web
+    from newsletter.cli import bounces, editions, items, schedule, site, subscribers, web
 
     for command in (
         site.init,
@@ -118,6 +118,7 @@ def _register() -> None:
         schedule.run_due,
         schedule.daemon,
         web.serve,
+        bounces.bounces,
     ):
         main.add_command(command)
 

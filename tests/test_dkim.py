@@ -1,0 +1,221 @@
+"""DKIM signatures on edition messages, checked with dkimpy's own verifier.
+
+Keys are made here with ``cryptography``; the verifier looks the public key up through a
+``dnsfunc`` that answers with this test's TXT record, so no real DNS is involved.
+"""
+
+import base64
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import dkim
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from newsletter.dkim import DkimSigner, signer_for
+from newsletter.errors import ConfigError
+from newsletter.message import MessageFactory, Recipient
+from newsletter.render import Marker, Rendered
+from newsletter.settings import Settings, load_settings
+from newsletter.tokens import Signer
+from tests.conftest import REPO
+
+SELECTOR, DOMAIN = "news2026", "example.org"
+REQUIRED = {
+    "from",
+    "to",
+    "subject",
+    "date",
+    "message-id",
+    "list-id",
+    "list-unsubscribe",
+    "list-unsubscribe-post",
+}
+
+# A 512-bit key (cryptography refuses to generate one), only to prove such keys are refused.
+WEAK_KEY = b"""-----BEGIN PRIVATE KEY-----
+MIIBVAIBADANBgkqhkiG9w0BAQEFAASCAT4wggE6AgEAAkEAyUqVIJOQ/bBz4hde
+063A9B170k606HUoFA677MGF4I6fhIZQBwNOBeJ4FlMyopPN/Xm+iTQmi11jMg0B
+1ErFnwIDAQABAkBkfZWBk+oYnJTd1KkEqIPh2y5LyftK6eI+UTTEd8CsX+TBAXxk
+BNb5k6RjfBd4GxBs3jNMoL357asNVXo7bmPhAiEA6muDGxZVcj4ekVEgzEgmWPmW
+907Pdz+ORzAjm7TA/1kCIQDb0lce7RH85981gbMStVvpGV3q/rVJkruGZXc6ZKOF
+twIgcxy0VrrS3rSuYgGKr4XGfu6hOXQT4KTvAvoaoj1SgJECICFbbN8DiJxBL2z2
+Lo9jN/xKXicf2bC9dHlzgkE5LltHAiEAkdeZ5eQplNEdbFU17LI6f1z+b3yzTZRh
+BN31QnkOsAY=
+-----END PRIVATE KEY-----
+"""
+
+
+def make_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def pem(
+    key: rsa.RSAPrivateKey, form: serialization.PrivateFormat = serialization.PrivateFormat.PKCS8
+) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, form, serialization.NoEncryption())
+
+
+def dns_for(key: rsa.RSAPrivateKey) -> Callable[..., bytes | None]:
+    """A dnsfunc that publishes the key at news2026._domainkey.example.org and nowhere else."""
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+
+    def lookup(name: bytes, timeout: int = 5) -> bytes | None:
+        return record if name == f"{SELECTOR}._domainkey.{DOMAIN}.".encode() else None
+
+    return lookup
+
+
+@pytest.fixture(scope="module")
+def key() -> rsa.RSAPrivateKey:
+    return make_key()
+
+
+@pytest.fixture(scope="module")
+def edition_message() -> bytes:
+    """One recipient's message of an edition, as MessageFactory builds it for the example site."""
+    settings = load_settings(REPO, env={"NEWSLETTER_SECRET_KEY": "dkim-test-key"})
+    text = f"{Marker.GREETING.value}\nNews.\n\nUnsubscribe: {Marker.UNSUBSCRIBE_URL.value}\n"
+    html = f"<html><body><p>{Marker.GREETING.value}</p><a href='{Marker.UNSUBSCRIBE_URL.value}'>x</a>"
+    html += f"<a href='{Marker.PREFERENCES_URL.value}'>y</a></body></html>"
+    factory = MessageFactory(
+        settings,
+        Signer("dkim-test-key"),
+        edition_id=7,
+        group_id=2,
+        group_slug="uk",
+        group_name="UK Patent Information Users (example)",
+        parts={"en": Rendered("en", "UK: news from WIPO", html, text)},
+    )
+    return factory.build(Recipient(345, "jane.doe@example.org", "Jane Doe", "en")).data
+
+
+def signed_fields(data: bytes) -> dict[str, str]:
+    header = data.split(b"\r\n\r\n", 1)[0].decode()
+    value = re.search(r"^DKIM-Signature:(.*?)\r\n(?!\s)", header, re.S | re.M)
+    assert value is not None, "no DKIM-Signature field"
+    return dict(tag.split("=", 1) for tag in re.sub(r"\s+", "", value.group(1)).split(";") if tag)
+
+
+def test_a_signed_edition_message_verifies(key: rsa.RSAPrivateKey, edition_message: bytes) -> None:
+    """A real edition message signed with the operator's key verifies, and h= covers the RFC 8058 headers."""
+    signed = DkimSigner(SELECTOR, DOMAIN, pem(key)).sign(edition_message)
+    assert signed.endswith(edition_message)
+    assert dkim.verify(signed, dnsfunc=dns_for(key))
+    fields = signed_fields(signed)
+    assert (fields["d"], fields["s"], fields["a"], fields["c"]) == (
+        DOMAIN,
+        SELECTOR,
+        "rsa-sha256",
+        "relaxed/relaxed",
+    )
+    signed_headers = fields["h"].split(":")
+    assert set(signed_headers) >= REQUIRED
+    for name in ("from", "subject", "list-unsubscribe", "list-unsubscribe-post"):
+        assert signed_headers.count(name) == 2, f"{name} is oversigned"
+
+
+def test_the_wrong_key_does_not_verify(key: rsa.RSAPrivateKey, edition_message: bytes) -> None:
+    """A signature made with another key fails against the published record."""
+    signed = DkimSigner(SELECTOR, DOMAIN, pem(make_key())).sign(edition_message)
+    assert not dkim.verify(signed, dnsfunc=dns_for(key))
+
+
+def _replace_header(data: bytes, name: bytes, value: bytes) -> bytes:
+    head, body = data.split(b"\r\n\r\n", 1)
+    pattern = re.compile(rb"^" + re.escape(name) + rb":.*?\r\n(?![ \t])", re.M | re.S | re.I)
+    assert pattern.search(head + b"\r\n"), name
+    return pattern.sub(name + b": " + value + b"\r\n", head + b"\r\n", count=1) + b"\r\n" + body
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda d: _replace_header(d, b"Subject", b"You won a prize"),
+        lambda d: _replace_header(d, b"From", b"CEPIUG News <news@evil.example>"),
+        lambda d: _replace_header(d, b"To", b"someone.else@example.org"),
+        lambda d: _replace_header(d, b"List-Unsubscribe", b"<https://evil.example/unsubscribe>"),
+        lambda d: _replace_header(d, b"List-Unsubscribe-Post", b"List-Unsubscribe=Two-Clicks"),
+        lambda d: _replace_header(d, b"List-Id", b"<other.example.org>"),
+        lambda d: _replace_header(d, b"Message-ID", b"<forged@example.org>"),
+        # Verifiers read the bottom-most copy of a field, so an attacker adds theirs on top.
+        lambda d: b"List-Unsubscribe: <https://evil.example/u>\r\n" + d,
+        lambda d: d.replace(b"News.", b"Nevs.", 1),
+    ],
+    ids=[
+        "subject",
+        "from",
+        "to",
+        "list-unsubscribe",
+        "list-unsubscribe-post",
+        "list-id",
+        "message-id",
+        "added list-unsubscribe",
+        "body",
+    ],
+)
+def test_a_tampered_message_fails(
+    key: rsa.RSAPrivateKey, edition_message: bytes, tamper: Callable[[bytes], bytes]
+) -> None:
+    """Changing a signed header, adding a second List-Unsubscribe or editing the body breaks the signature."""
+    signed = DkimSigner(SELECTOR, DOMAIN, pem(key)).sign(edition_message)
+    tampered = tamper(signed)
+    assert tampered != signed
+    assert not dkim.verify(tampered, dnsfunc=dns_for(key))
+
+
+def test_relaxed_canonicalisation_survives_refolding(key: rsa.RSAPrivateKey, edition_message: bytes) -> None:
+    """A relay that refolds a header or changes its whitespace does not break the signature."""
+    signed = DkimSigner(SELECTOR, DOMAIN, pem(key)).sign(edition_message)
+    refolded = _replace_header(signed, b"Subject", b"UK: news\r\n   from    WIPO")
+    assert refolded != signed
+    assert dkim.verify(refolded, dnsfunc=dns_for(key))
+
+
+def test_lf_messages_and_pkcs1_keys(key: rsa.RSAPrivateKey, edition_message: bytes) -> None:
+    """A PKCS#1 key with CRLF line ends signs an LF-only message, and the signature keeps LF."""
+    key_text = pem(key, serialization.PrivateFormat.TraditionalOpenSSL).replace(b"\n", b"\r\n")
+    message = edition_message.replace(b"\r\n", b"\n")
+    signed = DkimSigner(SELECTOR, DOMAIN, key_text).sign(message)
+    assert b"\r" not in signed
+    assert dkim.verify(signed, dnsfunc=dns_for(key))
+
+
+def site_with_dkim(site_dir: Path, key_file: str) -> Settings:
+    with (site_dir / "newsletter.toml").open("a") as handle:
+        handle.write(f'\n[dkim]\nselector = "{SELECTOR}"\ndomain = "{DOMAIN}"\nkey_file = "{key_file}"\n')
+    return load_settings(site_dir, env={})
+
+
+def test_the_site_key_file_is_read_relative_to_the_site(
+    site_dir: Path, key: rsa.RSAPrivateKey, edition_message: bytes
+) -> None:
+    """[dkim] key_file is found relative to the site folder and signer_for signs with it."""
+    (site_dir / "dkim").mkdir()
+    (site_dir / "dkim" / "news.pem").write_bytes(pem(key))
+    sign = signer_for(site_with_dkim(site_dir, "dkim/news.pem"))
+    assert sign is not None
+    assert dkim.verify(sign(edition_message), dnsfunc=dns_for(key))
+
+
+def test_no_dkim_table_means_no_signing(site_dir: Path) -> None:
+    """Without [dkim] in newsletter.toml nothing is signed."""
+    assert signer_for(load_settings(site_dir, env={})) is None
+
+
+def test_unusable_keys_are_config_errors(site_dir: Path) -> None:
+    """A missing key file, a file that is no key, and a too-short key each give a clear ConfigError."""
+    settings = site_with_dkim(site_dir, "missing.pem")
+    with pytest.raises(ConfigError, match=r"dkim.key_file: cannot read .*missing.pem"):
+        signer_for(settings)
+    (site_dir / "missing.pem").write_text("not a key\n")
+    with pytest.raises(ConfigError, match="not a PEM RSA private key"):
+        signer_for(settings)
+    (site_dir / "missing.pem").write_bytes(WEAK_KEY)
+    with pytest.raises(ConfigError, match="512 bits"):
+        signer_for(settings)
