@@ -3,8 +3,10 @@
 The loop: claim a batch (one transaction), build and send each message, record the
 batch's results (one transaction). Whatever stops it (an error, Ctrl-C, SIGTERM)
 the results of messages already handed over are recorded before it exits, so the
-next ``send`` resumes with exactly the rest. The only message that can arrive twice
-is one in flight at a hard kill (see docs/operations.md).
+next ``send`` resumes with exactly the rest. Only a hard kill (SIGKILL, power loss)
+can make a message arrive twice: the batch's rows stay ``sending``, the next ``send``
+queues them again, and those the relay had already accepted are sent a second time
+(at most one batch; see docs/operations.md).
 """
 
 from collections.abc import Callable
@@ -39,10 +41,14 @@ def _send_batch(
     group_language: str,
     report: DeliveryReport,
     outcomes: list[outbox.Outcome],
+    streak: list[int],
     progress: Callable[[int], None] | None,
 ) -> bool:
-    """Send one claimed batch, appending outcomes as it goes; False if the relay seems down."""
-    streak = 0
+    """Send one claimed batch, appending outcomes as it goes; False if the relay seems down.
+
+    ``streak`` holds the deliveries that failed on the connection in a row (across
+    batches); it is emptied by any answer from the relay about a recipient.
+    """
     for row in batch:
         if not row.active:
             outcomes.append(outbox.Outcome(row.delivery_id, DeliveryStatus.SKIPPED))
@@ -59,7 +65,10 @@ def _send_batch(
             try:
                 transport.send(message)
             except DeliveryError as exc:
-                streak = streak + 1 if exc.connection else 0
+                if exc.connection:
+                    streak.append(row.delivery_id)
+                else:
+                    streak.clear()
                 if exc.permanent:
                     report.failed += 1
                 else:
@@ -71,10 +80,10 @@ def _send_batch(
                         row.delivery_id, DeliveryStatus.FAILED, error=str(exc)[:500], retry=not exc.permanent
                     )
                 )
-                if streak >= PAUSE_AFTER_CONNECTION_FAILURES:
+                if len(streak) >= PAUSE_AFTER_CONNECTION_FAILURES:
                     return False
             else:
-                streak = 0
+                streak.clear()
                 report.sent += 1
                 outcomes.append(outbox.Outcome(row.delivery_id, DeliveryStatus.SENT, message.message_id))
         if progress is not None:
@@ -94,6 +103,7 @@ def drain(
 ) -> DeliveryReport:
     """Send every due delivery of the edition; returns what happened in this run."""
     report = DeliveryReport()
+    streak: list[int] = []
     while True:
         with site.transaction() as session:
             batch = outbox.claim(session, edition, limit=batch_size)
@@ -102,13 +112,19 @@ def drain(
         outcomes: list[outbox.Outcome] = []
         attempts = {row.delivery_id: row.attempts + 1 for row in batch}
         try:
-            healthy = _send_batch(batch, factory, transport, group_language, report, outcomes, progress)
+            healthy = _send_batch(
+                batch, factory, transport, group_language, report, outcomes, streak, progress
+            )
         finally:
             # Record what was handed over even when interrupted; the rest goes back to the queue.
             with site.transaction() as session:
                 outbox.record(session, outcomes, attempts)
                 outbox.release(session, set(attempts) - {o.delivery_id for o in outcomes})
         if not healthy:
+            # The relay is down, which says nothing about these recipients: they are due
+            # again at once, without the attempt counting, when `send` resumes the edition.
+            with site.transaction() as session:
+                outbox.requeue(session, streak)
             report.paused = True
             break
     return report

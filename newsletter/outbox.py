@@ -133,14 +133,29 @@ def counts(session: Session, edition_id: int) -> dict[str, int]:
     return {str(status): int(n) for status, n in session.exec(query)}
 
 
+# The attempt a claim counted, taken back (portable: PostgreSQL has no two-argument max).
+_uncounted = sa.case((col(Delivery.attempts) > 0, col(Delivery.attempts) - 1), else_=0)
+
+
 def release(session: Session, delivery_ids: Iterable[int]) -> None:
-    """Put claimed rows that were never handed over back in the queue."""
+    """Put claimed rows that were never handed over back in the queue (the claim did not count)."""
     ids = list(delivery_ids)
     if ids:
         session.execute(
             update(Delivery)
             .where(col(Delivery.id).in_(ids), col(Delivery.status) == DeliveryStatus.SENDING)
-            .values(status=DeliveryStatus.QUEUED)
+            .values(status=DeliveryStatus.QUEUED, attempts=_uncounted)
+        )
+
+
+def requeue(session: Session, delivery_ids: Iterable[int]) -> None:
+    """Rows that failed only because the relay was down: due again now, the attempt not counted."""
+    ids = list(delivery_ids)
+    if ids:
+        session.execute(
+            update(Delivery)
+            .where(col(Delivery.id).in_(ids), col(Delivery.status) != DeliveryStatus.SENT)
+            .values(status=DeliveryStatus.QUEUED, next_attempt_at=None, attempts=_uncounted)
         )
 
 

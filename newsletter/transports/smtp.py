@@ -4,9 +4,13 @@ URL forms (from ``NEWSLETTER_SMTP_URL``): ``smtp://host:25`` (plain),
 ``smtp+starttls://user:password@host:587`` and ``smtps://user:password@host:465``.
 Add ``?verify=false`` for a relay with a self-signed certificate (testing only).
 Replies are sorted the way RFC 5321 means them: 4xx and dropped connections are
-temporary, 5xx permanent.
+temporary, 5xx permanent. A 421 means the relay is closing the session, and a refused
+envelope sender is the relay's or our problem, not the member's: both count as
+connection failures (enough in a row pause the edition); after a 421 the next message
+opens a new session.
 """
 
+import base64
 import contextlib
 import smtplib
 import ssl
@@ -52,10 +56,31 @@ class SmtpUrl:
         )
 
 
+# "Service not available, closing transmission channel": smtplib closes its side too.
+CLOSING = 421
+
+
 def _failure(code: int, text: bytes | str, what: str) -> TemporaryFailure | PermanentFailure:
     reply = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
     message = f"{what}: {code} {reply}".strip()
-    return PermanentFailure(message, code=code) if 500 <= code < 600 else TemporaryFailure(message, code=code)
+    if 500 <= code < 600:
+        return PermanentFailure(message, code=code)
+    return TemporaryFailure(message, code=code, connection=code == CLOSING)
+
+
+def _login(client: smtplib.SMTP, username: str, password: str) -> None:
+    """AUTH; smtplib sends credentials as ASCII only, so others go as UTF-8 PLAIN (RFC 4616)."""
+    if username.isascii() and password.isascii():
+        client.login(username, password)
+        return
+    if "plain" not in client.esmtp_features.get("auth", "").lower().split():
+        raise ConfigError(
+            "the SMTP user name or password is not ASCII and the relay does not offer AUTH PLAIN"
+        )
+    secret = base64.b64encode(b"\0" + username.encode() + b"\0" + password.encode()).decode("ascii")
+    code, reply = client.docmd("AUTH", f"PLAIN {secret}")
+    if code != 235:
+        raise smtplib.SMTPAuthenticationError(code, reply)
 
 
 class SmtpTransport:
@@ -82,12 +107,18 @@ class SmtpTransport:
                 )
             else:
                 client = smtplib.SMTP(url.host, url.port, timeout=self.timeout)
-            client.ehlo()
+            # Unlike ehlo(), this raises when the relay refuses the greeting.
+            client.ehlo_or_helo_if_needed()
             if url.scheme == "smtp+starttls":
                 client.starttls(context=self._context())
-                client.ehlo()
+                client.ehlo_or_helo_if_needed()
             if url.username:
-                client.login(url.username, url.password or "")
+                _login(client, url.username, url.password or "")
+        except ssl.SSLCertVerificationError as exc:
+            raise ConfigError(
+                f"the certificate of the SMTP relay {url.host}:{url.port} cannot be verified "
+                f"({exc.verify_message}); fix it, or add ?verify=false to NEWSLETTER_SMTP_URL for testing"
+            ) from None
         except smtplib.SMTPAuthenticationError as exc:
             reply = (
                 exc.smtp_error.decode("utf-8", "replace")
@@ -116,9 +147,17 @@ class SmtpTransport:
             )
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = exc.recipients.get(message.recipient, (450, b"recipient refused"))
-            raise _failure(code, text, f"{message.recipient} refused") from None
-        except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
-            raise _failure(exc.smtp_code, exc.smtp_error, "relay refused the message") from None
+            raise self._refused(code, text, f"{message.recipient} refused") from None
+        except smtplib.SMTPSenderRefused as exc:
+            # Refusing our envelope sender (530 authentication required, 550 sender not
+            # allowed) says nothing about the member: count it against the relay, so a
+            # misconfigured relay pauses the edition instead of failing the whole list.
+            failure = _failure(exc.smtp_code, exc.smtp_error, "relay refused the sender")
+            if exc.smtp_code == CLOSING:
+                self._drop()
+            raise TemporaryFailure(str(failure), code=exc.smtp_code, connection=True) from None
+        except smtplib.SMTPDataError as exc:
+            raise self._refused(exc.smtp_code, exc.smtp_error, "relay refused the message") from None
         except smtplib.SMTPNotSupportedError as exc:
             raise PermanentFailure(f"{message.recipient}: {exc}") from None
         except smtplib.SMTPResponseException as exc:
@@ -130,6 +169,13 @@ class SmtpTransport:
         if refused:
             code, text = refused[message.recipient]
             raise _failure(code, text, f"{message.recipient} refused")
+
+    def _refused(self, code: int, text: bytes | str, what: str) -> TemporaryFailure | PermanentFailure:
+        failure = _failure(code, text, what)
+        if failure.connection:
+            # smtplib has closed the socket after the 421: start afresh with the next message.
+            self._drop()
+        return failure
 
     def _drop(self) -> None:
         client, self._client = self._client, None
