@@ -98,16 +98,21 @@ def collect(
     only_due: bool = False,
     names: Iterable[str] = (),
     client: httpx.Client | None = None,
+    timeout: httpx.Timeout | float | None = None,
 ) -> list[SourceReport]:
-    """Fetch the sources (all, the named ones, or those due) and add their new entries."""
+    """Fetch the sources (all, the named ones, or those due) and add their new entries.
+
+    ``timeout`` bounds each fetch (default: :data:`newsletter.sources.feeds.TIMEOUT`).
+    """
     now = now or utcnow()
     settings = site.settings
     wanted = set(names)
     with site.transaction() as session:
         rows = sync_sources(session, settings)
     reports = []
-    own_client = client is None
-    http = client or httpx.Client()
+    # Made only when a source is due: a client loads the CA bundle, which costs more
+    # than a whole tick with nothing to fetch.
+    http = client
     try:
         for config in settings.sources:
             if wanted and config.name not in wanted:
@@ -118,20 +123,32 @@ def collect(
             if only_due and not _due(source, config, now):
                 report.skipped = True
                 continue
-            _collect_one(site, config, source, http, now, report)
+            http = http or httpx.Client()
+            _collect_one(site, config, source, http, now, report, timeout)
     finally:
-        if own_client:
+        if client is None and http is not None:
             http.close()
     return reports
 
 
 def _collect_one(
-    site: Site, config: SourceConfig, source: Source, http: httpx.Client, now: datetime, report: SourceReport
+    site: Site,
+    config: SourceConfig,
+    source: Source,
+    http: httpx.Client,
+    now: datetime,
+    report: SourceReport,
+    timeout: httpx.Timeout | float | None = None,
 ) -> None:
     settings = site.settings
     try:
         fetched = fetch(
-            config.url, settings.site_dir, http, etag=source.etag, last_modified=source.last_modified
+            config.url,
+            settings.site_dir,
+            http,
+            etag=source.etag,
+            last_modified=source.last_modified,
+            timeout=timeout,
         )
     except FeedError as exc:
         report.error = str(exc)

@@ -36,6 +36,8 @@ def describe(report: TickReport) -> str:
         values = getattr(report, name)
         if values:
             parts.append(f"{name}: {'; '.join(values)}")
+    if report.stopped:
+        parts.append("stopped early: the rest is left for the next tick")
     failing = [f"{r.name}: {r.error}" for r in report.collected if r.error]
     if failing:
         parts.append(f"source errors: {'; '.join(failing)}")
@@ -61,7 +63,7 @@ class Daemon:
         if self.stop.is_set():
             return
         try:
-            report = run_due(self.site, at or utcnow(), self.transport_factory)
+            report = run_due(self.site, at or utcnow(), self.transport_factory, should_stop=self.stop.is_set)
         except Exception:  # a failing tick is logged; the daemon keeps its schedule
             log.exception("tick failed")
             return

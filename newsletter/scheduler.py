@@ -6,11 +6,16 @@ firing is identified by its *period key*, the local wall-clock time of the slot
 ``UNIQUE(group, schedule, period_key)`` on editions makes a second build impossible.
 ``run_due(at)`` does everything due at that moment: collect, build, approve (for
 ``approval = "auto"``), send. Running it again for the same moment does nothing.
+
+Sending holds a lock of its own (see ``leader.py``): two ticks at the same moment,
+from a second daemon or a ``run-due`` beside one, never drain one edition together.
+A stop request (the daemon's SIGTERM) is honoured between slots and between
+editions; the edition in hand is finished first.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
@@ -19,6 +24,8 @@ from sqlmodel import Session, col, select
 
 from newsletter import audit, editions
 from newsletter.collect import SourceReport, collect
+from newsletter.errors import NewsletterError
+from newsletter.leader import leadership
 from newsletter.models import Edition, EditionStatus, Event, Group
 from newsletter.render import Renderer
 from newsletter.schedules import Schedule, load_schedules
@@ -29,6 +36,12 @@ from newsletter.transports import Transport
 ACTOR = "scheduler"
 # How far back to look for the latest slot; longer than any sensible schedule period.
 LOOKBACK = timedelta(days=62)
+SEND_LOCK = "send"
+StopCheck = Callable[[], bool]
+
+
+def _never() -> bool:
+    return False
 
 
 @dataclass(frozen=True)
@@ -61,7 +74,12 @@ def latest_slot(schedule: Schedule, group: str, zone: ZoneInfo, at: datetime) ->
     last = None
     while moment is not None and moment <= at:
         last = moment
-        moment = cron.get_next_fire_time(moment, moment + timedelta(seconds=1))
+        # Step in UTC: local arithmetic drops the fold, so on the autumn DST night the
+        # second 02:30 plus one second would be the *first* 02:30 again, for ever.
+        after = moment.astimezone(UTC) + timedelta(seconds=1)
+        moment = cron.get_next_fire_time(moment, after)
+        if moment is not None and moment.astimezone(UTC) <= last.astimezone(UTC):
+            break
     return Slot(schedule, group, last) if last is not None else None
 
 
@@ -81,6 +99,7 @@ class TickReport:
     waiting: list[str] = field(default_factory=list)
     sent: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    stopped: bool = False
 
 
 def _handled(session: Session, group: Group, slot: Slot) -> bool:
@@ -138,44 +157,85 @@ def _build_slot(site: Site, renderer: Renderer, slot: Slot, at: datetime, report
     except IntegrityError:
         # Another scheduler built this period at the same moment: the unique key held.
         report.skipped.append(f"{slot.marker} (built by another process)")
+    except NewsletterError as exc:
+        # A template or group problem stops this slot only; it is tried again next tick.
+        report.errors.append(f"{slot.marker}: {exc}")
 
 
-def build_due(site: Site, renderer: Renderer, at: datetime, report: TickReport) -> None:
+def build_due(
+    site: Site, renderer: Renderer, at: datetime, report: TickReport, should_stop: StopCheck = _never
+) -> None:
     schedules, problems = load_schedules(site.settings.site_dir, site.settings.groups)
     report.errors.extend(str(p) for p in problems)
     for schedule in schedules:
         for group in schedule.groups:
+            if should_stop():
+                report.stopped = True
+                return
             slot = latest_slot(schedule, group, zone_of(schedule, site.settings, group), at)
             if slot is not None:
                 _build_slot(site, renderer, slot, at, report)
 
 
 def send_due(
-    site: Site, renderer: Renderer, transport_factory: Callable[[], Transport], report: TickReport
+    site: Site,
+    renderer: Renderer,
+    transport_factory: Callable[[], Transport],
+    report: TickReport,
+    should_stop: StopCheck = _never,
 ) -> None:
-    with site.transaction() as session:
-        due = session.exec(
-            select(Edition.id)
-            .where(col(Edition.status).in_([EditionStatus.APPROVED, EditionStatus.SENDING]))
-            .order_by(col(Edition.id))
-        ).all()
-    for edition_id in due:
-        assert edition_id is not None
-        result = editions.send(site, renderer, transport_factory(), edition_id, actor=ACTOR)
-        report.sent.append(
-            f"edition #{edition_id}: {result.status}, sent {result.report.sent}, "
-            f"failed {result.report.failed}, deferred {result.report.deferred}"
-        )
+    """Send every approved edition (and resume those left sending), one at a time.
+
+    Only one process sends at a time: editions.send resumes a ``sending`` edition by
+    putting its claimed rows back in the queue, which would repeat the messages a
+    concurrent sender has in hand. A tick that finds the send lock taken leaves the
+    work to the process holding it (or to the next tick).
+    """
+    with leadership(site.engine, name=SEND_LOCK) as mine:
+        if not mine:
+            report.skipped.append("sending (another process is sending)")
+            return
+        with site.transaction() as session:
+            due = session.exec(
+                select(Edition.id)
+                .where(col(Edition.status).in_([EditionStatus.APPROVED, EditionStatus.SENDING]))
+                .order_by(col(Edition.id))
+            ).all()
+        for edition_id in due:
+            assert edition_id is not None
+            if should_stop():
+                report.stopped = True
+                return
+            try:
+                result = editions.send(site, renderer, transport_factory(), edition_id, actor=ACTOR)
+            except NewsletterError as exc:
+                report.errors.append(f"edition #{edition_id}: {exc}")
+                continue
+            report.sent.append(
+                f"edition #{edition_id}: {result.status}, sent {result.report.sent}, "
+                f"failed {result.report.failed}, deferred {result.report.deferred}"
+            )
 
 
 def run_due(
-    site: Site, at: datetime, transport_factory: Callable[[], Transport], *, collect_sources: bool = True
+    site: Site,
+    at: datetime,
+    transport_factory: Callable[[], Transport],
+    *,
+    collect_sources: bool = True,
+    should_stop: StopCheck | None = None,
 ) -> TickReport:
-    """One tick as if it were ``at``: collect what is due, build what is due, send what is approved."""
+    """One tick as if it were ``at``: collect what is due, build what is due, send what is approved.
+
+    ``should_stop`` is asked between slots and between editions; when it says yes the
+    tick ends after the piece of work in hand (``report.stopped``).
+    """
+    stop = should_stop or _never
     report = TickReport(at)
     renderer = Renderer(site.settings)
     if collect_sources:
         report.collected = collect(site, now=at, only_due=True)
-    build_due(site, renderer, at, report)
-    send_due(site, renderer, transport_factory, report)
+    build_due(site, renderer, at, report, stop)
+    if not report.stopped:
+        send_due(site, renderer, transport_factory, report, stop)
     return report

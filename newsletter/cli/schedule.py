@@ -113,5 +113,6 @@ def daemon(app: AppContext, /, verbose: bool) -> None:
     )
     if not verbose:
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = app.settings
     Daemon(app.site, lambda: open_transport(settings)).run()

@@ -8,6 +8,7 @@ Summaries are sanitised again with nh3 before they can reach an email.
 """
 
 import calendar
+import html
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +28,9 @@ TIMEOUT = httpx.Timeout(20.0, connect=10.0)
 # A summary longer than this (in characters of text) is cut to plain text: a feed
 # that puts whole articles in its description must not blow up the email.
 MAX_SUMMARY_TEXT = 1200
+# An entry without a title (RSS 2.0 only asks for a title *or* a description) is
+# titled with the start of its text, cut at a word boundary near this length.
+MAX_FALLBACK_TITLE = 100
 
 
 class FeedError(Exception):
@@ -42,6 +46,14 @@ class Fetched:
     etag: str | None = None
     last_modified: str | None = None
     bozo: str | None = None
+
+
+def _is_web_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url.strip())
+        return parts.scheme.lower() in {"http", "https"} and bool(parts.hostname)
+    except ValueError:
+        return False
 
 
 def _local_path(url: str, site_dir: Path) -> Path | None:
@@ -61,8 +73,12 @@ def fetch(
     *,
     etag: str | None = None,
     last_modified: str | None = None,
+    timeout: httpx.Timeout | float | None = None,
 ) -> Fetched:
-    """Fetch and parse one feed; raise :class:`FeedError` with a readable reason."""
+    """Fetch and parse one feed; raise :class:`FeedError` with a readable reason.
+
+    ``timeout`` (seconds, or an :class:`httpx.Timeout`) defaults to :data:`TIMEOUT`.
+    """
     local = _local_path(url, site_dir)
     headers: dict[str, str] = {}
     if local is not None:
@@ -80,7 +96,12 @@ def fetch(
         if last_modified:
             request_headers["If-Modified-Since"] = last_modified
         try:
-            response = client.get(url, headers=request_headers, timeout=TIMEOUT, follow_redirects=True)
+            response = client.get(
+                url,
+                headers=request_headers,
+                timeout=TIMEOUT if timeout is None else timeout,
+                follow_redirects=True,
+            )
         except httpx.TimeoutException:
             raise FeedError(f"timed out fetching {url}") from None
         except httpx.HTTPError as exc:
@@ -95,9 +116,15 @@ def fetch(
         etag = response.headers.get("etag")
         last_modified = response.headers.get("last-modified")
     parsed = feedparser.parse(body, response_headers=headers or None, sanitize_html=True)
-    problem = str(parsed.get("bozo_exception")) if parsed.get("bozo") else None
-    if not parsed.entries and problem:
-        raise FeedError(f"{url} is not a readable feed ({problem})")
+    exception = parsed.get("bozo_exception") if parsed.get("bozo") else None
+    problem = str(exception) if exception is not None else None
+    if not parsed.entries:
+        # A wrong charset label alone is harmless: feedparser decoded the feed anyway.
+        if exception is not None and not isinstance(exception, feedparser.CharacterEncodingOverride):
+            raise FeedError(f"{url} is not a readable feed ({problem})")
+        # Nothing recognisable at all (an empty body, an HTML page): say so, not "0 new items".
+        if not parsed.get("version"):
+            raise FeedError(f"{url} is not an RSS or Atom feed (no feed element found)")
     return Fetched(False, list(parsed.entries), etag, last_modified, problem)
 
 
@@ -111,9 +138,9 @@ def _when(entry: Any) -> datetime | None:
 
 def _summary(entry: Any) -> str:
     contents = entry.get("content") or []
-    html = contents[0].get("value", "") if contents else ""
-    html = html or entry.get("summary", "") or ""
-    clean = sanitize_html(html)
+    markup = contents[0].get("value", "") if contents else ""
+    markup = markup or entry.get("summary", "") or ""
+    clean = sanitize_html(markup)
     text = nh3.clean(clean, tags=set()).strip()
     if len(text) > MAX_SUMMARY_TEXT:
         cut = text[:MAX_SUMMARY_TEXT].rsplit(" ", 1)[0]
@@ -121,9 +148,24 @@ def _summary(entry: Any) -> str:
     return clean
 
 
-def _title(entry: Any) -> str:
-    # Titles are plain text in the emails (autoescaped): drop any markup a feed put in.
-    return " ".join(nh3.clean(entry.get("title", ""), tags=set()).split())
+def _plain(markup: str) -> str:
+    """The text of some HTML: tags dropped, entities decoded (``R&amp;D`` is ``R&D``)."""
+    return " ".join(html.unescape(nh3.clean(markup, tags=set())).split())
+
+
+def _title(entry: Any, summary_html: str, link: str | None) -> str:
+    # Titles are plain text in the emails (the templates escape them): drop any markup
+    # an HTML title carries; a plain-text title ("Q&A <live>") is kept as it is.
+    raw = entry.get("title", "") or ""
+    detail = entry.get("title_detail") or {}
+    plain_text = detail.get("type") == "text/plain"
+    title = " ".join(raw.split()) if plain_text else _plain(raw)
+    if title:
+        return title
+    text = _plain(summary_html)
+    if len(text) > MAX_FALLBACK_TITLE:
+        text = text[:MAX_FALLBACK_TITLE].rsplit(" ", 1)[0] + " …"
+    return text or link or ""
 
 
 @dataclass(frozen=True)
@@ -145,8 +187,12 @@ def entries_to_drafts(
     drafts = []
     too_old = 0
     for entry in entries:
-        title = _title(entry)
         link = entry.get("link") or None
+        if link and not _is_web_url(str(link)):
+            # A link we could not put in an email (javascript:, a bare path, no host).
+            link = None
+        summary_html = _summary(entry)
+        title = _title(entry, summary_html, link)
         guid = entry.get("id") or link or title
         if not title or not guid:
             continue
@@ -154,8 +200,6 @@ def entries_to_drafts(
         if since is not None and published is not None and published < since:
             too_old += 1
             continue
-        if link and not str(link).startswith(("http://", "https://")):
-            link = None
         draft = ItemDraft(
             title=title[:500],
             url=link,
@@ -167,6 +211,6 @@ def entries_to_drafts(
             published_at=published,
             origin=f"feed:{source_name}",
         )
-        draft.summary_html = _summary(entry)
+        draft.summary_html = summary_html
         drafts.append(FeedEntry(str(guid)[:1000], draft))
     return drafts, too_old
