@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -110,7 +111,9 @@ def build(
             )
         )
     session.flush()
-    _store_archive(session, settings, renderer, edition)
+    # A draft may be large: the editor previews it and decides. Approving and sending
+    # refuse an edition above the limit unless told to go on.
+    _store_archive(session, settings, renderer, edition, allow_large=True)
     audit.record(
         session,
         "edition-build",
@@ -165,7 +168,8 @@ def content(session: Session, settings: Settings, edition: Edition) -> EditionCo
         group=settings.group(group.slug),
         subject_template=edition.subject_template or DEFAULT_SUBJECT,
         template=edition.template,
-        issued=edition.created_at.date(),
+        # The date the group's readers see: built at 00:30 in Berlin is the new day there.
+        issued=edition.created_at.astimezone(ZoneInfo(settings.group(group.slug).timezone)).date(),
         items=items,
     )
 

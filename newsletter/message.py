@@ -4,15 +4,17 @@ The parts were rendered once per language (``render.py``); here each recipient's
 values replace the markers, and the message gets its headers: From, To (with the
 name), Subject, Date, Message-ID, List-Id (RFC 2919), List-Unsubscribe with a signed
 https link and a mailto, List-Unsubscribe-Post (RFC 8058), and a VERP envelope sender.
-The standard library's ``email`` package does the encoding (RFC 2047 words for
-non-ASCII names and subjects, quoted-printable bodies), and refuses CR or LF in any
-header value, so nothing in a title, name or subject can inject a header.
+Names and subjects become RFC 2047 encoded-words when they are not plain printable
+text, and every kind of line break in them collapses to a space first, so nothing in a
+title, name or subject can inject a header. The bodies are quoted-printable.
 """
 
 import html
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email import policy
+from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
@@ -24,14 +26,20 @@ from newsletter.render import Marker, Rendered
 from newsletter.settings import Settings
 from newsletter.tokens import Signer
 
-# Bodies are built under the 78-column policy, so quoted-printable lines stay within
-# RFC 2045's 76. Headers are written out under a 998-octet policy (RFC 5322's hard
-# limit): folded at 78, Python would turn the long List-Unsubscribe URLs into RFC 2047
-# encoded words, which no mail client reads as a link.
-BODY_POLICY = {False: policy.SMTP, True: policy.SMTPUTF8}
+# Bodies are encoded under a 76-column policy: Python's quoted-printable encoder makes
+# lines as long as the policy allows, and RFC 2045 allows 76. The headers that carry
+# free text (From, To, Subject, List-Id) and the long List-Unsubscribe URLs are written
+# by ``_text`` and ``_phrase`` below and stored with ``set_raw``; ``refold_source="none"``
+# writes them out as they are. Python's own folder is not trusted with them: it drops or
+# adds spaces between encoded-words, writes encoded-words longer than RFC 2047's 75
+# characters, and would turn a long URL into encoded-words no mail client reads as a link.
+BODY_POLICY = {
+    False: policy.SMTP.clone(max_line_length=76),
+    True: policy.SMTPUTF8.clone(max_line_length=76),
+}
 WIRE_POLICY = {
-    False: policy.SMTP.clone(max_line_length=998),
-    True: policy.SMTPUTF8.clone(max_line_length=998),
+    False: policy.SMTP.clone(max_line_length=76, refold_source="none"),
+    True: policy.SMTPUTF8.clone(max_line_length=76, refold_source="none"),
 }
 
 
@@ -98,7 +106,7 @@ class MessageFactory:
         self.sender_domain = sender_address.rpartition("@")[2]
         self.bounce_address = settings.bounce_address
         host = urlsplit(base).hostname or self.sender_domain
-        self.list_id = f"{_phrase(group_name)} <{group_slug}.{host}>"
+        self.list_id = f"{_phrase(group_name, 'List-Id', utf8=False)} <{group_slug}.{host}>"
         self.unsubscribe_mailto = settings.unsubscribe_address
         self.secret = settings.signing_key
 
@@ -137,29 +145,31 @@ class MessageFactory:
         unsubscribe, _, token = self.links(recipient)
         smtputf8 = not recipient.email.rpartition("@")[0].isascii()
         message = EmailMessage(policy=BODY_POLICY[smtputf8])
-        message["From"] = self.sender
+        sender_name, sender_address = parseaddr(self.sender)
+        message.set_raw("From", _mailbox(sender_name, sender_address, "From", utf8=smtputf8))
         local, _, domain = recipient.email.rpartition("@")
-        message["To"] = Address(
-            display_name=_one_line(recipient.name or ""),
-            username=local,
-            domain=domain if smtputf8 else ascii_address(recipient.email).rpartition("@")[2],
-        )
+        address = Address(
+            username=local, domain=domain if smtputf8 else ascii_address(recipient.email).rpartition("@")[2]
+        ).addr_spec
+        message.set_raw("To", _mailbox(recipient.name or "", address, "To", utf8=smtputf8))
         if self.settings.site.reply_to:
             message["Reply-To"] = self.settings.site.reply_to
-        message["Subject"] = _one_line(self.subject_prefix + rendered.subject)
+        message.set_raw("Subject", _text(self.subject_prefix + rendered.subject, "Subject", utf8=smtputf8))
         message["Date"] = format_datetime(utcnow())
         message_id = make_msgid(
             idstring=f"e{self.edition_id}.s{recipient.subscriber_id}", domain=self.sender_domain
         )
         message["Message-ID"] = message_id
-        message["List-Id"] = self.list_id
+        message.set_raw("List-Id", self.list_id)
         mailto = f"mailto:{self.unsubscribe_mailto}?subject={quote('unsubscribe ' + token)}"
-        message["List-Unsubscribe"] = f"<{unsubscribe}>, <{mailto}>"
+        # Both URLs are ASCII (a URL-safe token, a percent-quoted subject); one per line.
+        message.set_raw("List-Unsubscribe", f"<{unsubscribe}>,\n <{mailto}>")
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         message["Feedback-ID"] = f"e{self.edition_id}:{self.group_id}:newsletter"
-        message["Content-Language"] = rendered.language
         message.set_content(text_part, subtype="plain", charset="utf-8", cte="quoted-printable")
         message.add_alternative(html_part, subtype="html", charset="utf-8", cte="quoted-printable")
+        # Set after the parts: add_alternative moves Content-* headers into the first part.
+        message["Content-Language"] = rendered.language
         sender = verp.encode(self.bounce_address, self.secret, self.edition_id, recipient.subscriber_id)
         return OutgoingMessage(
             sender=sender,
@@ -178,7 +188,44 @@ def _one_line(value: str) -> str:
     return " ".join(value.split())
 
 
-def _phrase(name: str) -> str:
-    """A display phrase for List-Id: quoted so commas and the like stay inside it."""
-    cleaned = _one_line(name).replace("\\", "").replace('"', "'")
-    return f'"{cleaned}"'
+# RFC 5322 atext: a phrase made only of these (and spaces) needs no quotes.
+ATEXT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*")
+# Room on a header line for text written as it is (RFC 5322: 998 octets at most).
+RAW_LIMIT = 900
+
+
+def _as_is(value: str, *, utf8: bool) -> bool:
+    """Whether text can go into a header unencoded: printable, short, no encoded-word look-alike."""
+    return (
+        (utf8 or value.isascii())
+        and value.isprintable()
+        and "=?" not in value
+        and len(value.encode("utf-8")) < RAW_LIMIT
+    )
+
+
+def _encoded(value: str, header: str) -> str:
+    """RFC 2047 encoded-words of at most 75 characters, one per folded line; decodes exactly."""
+    return Header(value, "utf-8", maxlinelen=76, header_name=header).encode(linesep="\n")
+
+
+def _text(value: str, header: str, *, utf8: bool) -> str:
+    """Unstructured text (a subject) on one line, or as encoded-words when it has to be."""
+    value = _one_line(value)
+    return value if _as_is(value, utf8=utf8) else _encoded(value, header)
+
+
+def _phrase(name: str, header: str, *, utf8: bool) -> str:
+    """A display name: as it is, quoted when it has specials (commas...), or encoded-words."""
+    name = _one_line(name)
+    if not _as_is(name, utf8=utf8):
+        return _encoded(name, header)
+    if ATEXT.fullmatch(name) or (utf8 and ATEXT.fullmatch(re.sub(r"[^\x00-\x7f]", "a", name))):
+        return name
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _mailbox(name: str, address: str, header: str, *, utf8: bool) -> str:
+    """``Name <address>``, or the bare address when there is no name."""
+    name = _one_line(name)
+    return f"{_phrase(name, header, utf8=utf8)} <{address}>" if name else address

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from jinja2 import (
     ChoiceLoader,
@@ -123,9 +124,27 @@ def _template_location(exc: BaseException) -> str:
     return "template"
 
 
+# Every element MJML 4 defines. MRML does not validate: it copies an unknown tag into the
+# body of the email, and ignores one in mj-attributes, so a typo would go unnoticed.
+MJML_TAGS = frozenset(
+    {
+        *("mj-head", "mj-attributes", "mj-all", "mj-class", "mj-breakpoint", "mj-font"),
+        *("mj-html-attributes", "mj-html-attribute", "mj-selector", "mj-preview", "mj-style"),
+        *("mj-title", "mj-body", "mj-include", "mj-accordion", "mj-accordion-element"),
+        *("mj-accordion-title", "mj-accordion-text", "mj-button", "mj-carousel"),
+        *("mj-carousel-image", "mj-column", "mj-divider", "mj-group", "mj-hero", "mj-image"),
+        *("mj-navbar", "mj-navbar-link", "mj-raw", "mj-section", "mj-social"),
+        *("mj-social-element", "mj-spacer", "mj-table", "mj-text", "mj-wrapper"),
+    }
+)
+
+
 def compile_mjml(source: str, name: str) -> str:
     """Compile MJML to HTML; line endings normalised, unknown tags refused."""
     source = source.replace("\r\n", "\n").replace("\r", "\n")
+    for tag in re.findall(r"<(mj-[A-Za-z0-9-]*)", source):
+        if tag not in MJML_TAGS:
+            raise RenderError(f"{name}: unknown MJML tag <{tag}>; check its spelling")
     try:
         html = str(mjml2html(source))
     except (ValueError, RuntimeError) as exc:
@@ -266,8 +285,14 @@ class Section:
     items: list[ItemView]
 
 
+def _defuse(text: str) -> str:
+    """Break marker look-alikes in item content: only the template's markers get personal values."""
+    return text.replace("__NL_", "_\u200b_NL_")
+
+
 def _view(item: PoolItem, language: str, settings: Settings, zone: str) -> ItemView:
     title, summary = item.translations.get(language, (item.title, item.summary_html))
+    title, summary = _defuse(title), _defuse(summary)
     when = ""
     if item.event_start is not None:
         when = i18n.event_time(item.event_start, item.event_end, zone, language)
@@ -275,15 +300,17 @@ def _view(item: PoolItem, language: str, settings: Settings, zone: str) -> ItemV
     return ItemView(
         id=item.id,
         title=title,
-        url=item.url,
+        url=_defuse(item.url) if item.url else None,
         summary_html=summary,
         summary_text=html_to_text(summary),
         kind=str(item.kind),
-        topic=item.topic,
-        date=i18n.long_date(item.published_at, language) if item.published_at else "",
+        topic=_defuse(item.topic),
+        date=i18n.long_date(item.published_at.astimezone(ZoneInfo(zone)), language)
+        if item.published_at
+        else "",
         start=when,
         end="",
-        place=item.event_place or "",
+        place=_defuse(item.event_place or ""),
         deadline=i18n.long_date(item.deadline, language) if item.deadline else "",
         calendar_url=calendar,
     )

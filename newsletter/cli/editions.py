@@ -13,7 +13,7 @@ from newsletter.cli.output import emit_json, table
 from newsletter.errors import InputError
 from newsletter.i18n import reader_language
 from newsletter.models import EditionStatus
-from newsletter.render import Renderer
+from newsletter.render import Renderer, check_size
 from newsletter.transports import open_transport
 
 pass_app = click.make_pass_decorator(AppContext)
@@ -36,10 +36,20 @@ def build(app: AppContext, /, group: str, as_json: bool) -> None:
       newsletter editions build dach
       newsletter editions preview 3 --output dach.html
     """
-    with app.site.transaction() as session:
-        edition = library.build(session, app.settings, Renderer(app.settings), group, actor=app.actor)
-        rows = library.list_editions(session, app.settings, group=group)
+    try:
+        with app.site.transaction() as session:
+            edition = library.build(session, app.settings, Renderer(app.settings), group, actor=app.actor)
+            rows = library.list_editions(session, app.settings, group=group)
+            warnings = check_size(edition.html or "", allow_large=True)
+    except library.NothingToBuild as exc:
+        # Not an error: a scheduled or scripted build simply has nothing new this time.
+        if as_json:
+            emit_json(None)
+        click.echo(str(exc), err=as_json)
+        return
     row = next(r for r in rows if r.id == edition.id)
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
     if as_json:
         emit_json(row)
         return
