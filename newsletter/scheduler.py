@@ -120,6 +120,24 @@ def _handled(session: Session, group: Group, slot: Slot) -> bool:
     return event is not None
 
 
+def _has_history(session: Session, group: Group, slot: Slot) -> bool:
+    """Whether this schedule has run (or been looked at) for this group before."""
+    edition = session.exec(
+        select(Edition.id).where(
+            col(Edition.group_id) == group.id, col(Edition.schedule) == slot.schedule.name
+        )
+    ).first()
+    if edition is not None:
+        return True
+    prefix = f"{slot.schedule.name}:{slot.group}:"
+    event = session.exec(
+        select(Event.id).where(
+            col(Event.kind).in_(["schedule-skip", "schedule-missed"]), col(Event.source).startswith(prefix)
+        )
+    ).first()
+    return event is not None
+
+
 def _build_slot(site: Site, renderer: Renderer, slot: Slot, at: datetime, report: TickReport) -> None:
     schedule = slot.schedule
     try:
@@ -128,8 +146,13 @@ def _build_slot(site: Site, renderer: Renderer, slot: Slot, at: datetime, report
             if _handled(session, group, slot):
                 return
             if at - slot.fire_time > timedelta(hours=schedule.grace_hours):
-                audit.record(session, "schedule-missed", actor=ACTOR, source=slot.marker, group_id=group.id)
-                report.missed.append(slot.marker)
+                # A slot from before this schedule ever ran (a new site, a new schedule)
+                # was not missed: it is set aside quietly. Later ones are reported.
+                first = not _has_history(session, group, slot)
+                kind = "schedule-skip" if first else "schedule-missed"
+                audit.record(session, kind, actor=ACTOR, source=slot.marker, group_id=group.id)
+                if not first:
+                    report.missed.append(slot.marker)
                 return
             try:
                 edition = editions.build(

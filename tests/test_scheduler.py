@@ -246,9 +246,9 @@ def test_six_weeks_send_one_edition_per_group_per_week(
     # The Monday 09:05 tick ran twice each week: the second one found nothing to do.
     repeats = reports[3::4]
     assert all(not r.built and not r.sent and not r.missed for r in repeats)
-    # Before the first week, last Monday's slots were long past: reported missed, once each.
-    missed = [m for r in reports for m in r.missed]
-    assert sorted(missed) == ["weekly:cepiug:2026-10-26T09:00", "weekly:uk:2026-10-26T09:00"]
+    # Before the first week, last Monday's slots were long past, but the schedule had
+    # never run: they are set aside quietly, not reported as missed.
+    assert [m for r in reports for m in r.missed] == []
     assert [r.built for r in reports[1:3]] == [
         ["weekly:cepiug:2026-11-02T09:00 -> edition #1"],
         ["weekly:uk:2026-11-02T09:00 -> edition #2"],
