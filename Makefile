@@ -18,7 +18,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The example site: check it, load each group's subscribers, queue and approve the sample items.
+# The example site, end to end: check it, load each group's subscribers, queue and
+# approve the sample items, then two scheduler ticks at fixed moments (Monday
+# 30 November and Tuesday 1 December 2026) collect the sample feeds, build each group's
+# edition on its schedule and deliver the approved ones to the outbox/ folder.
+# Run it again: nothing is imported, built or sent twice.
 demo: install
 	$(NEWSLETTER) check
 	@for group in $(GROUPS); do \
@@ -27,6 +31,9 @@ demo: install
 	done
 	$(NEWSLETTER) items add $(foreach file,$(sort $(wildcard samples/items/*.md)),--file $(file))
 	$(NEWSLETTER) items approve --all-proposed
+	$(NEWSLETTER) run-due --at 2026-11-30T10:05:00+01:00
+	$(NEWSLETTER) run-due --at 2026-12-01T09:05:00+01:00
+	$(NEWSLETTER) editions list
 	$(NEWSLETTER) status
 
 lint: install

@@ -30,8 +30,12 @@ log = logging.getLogger("newsletter.daemon")
 STANDBY_RETRY_SECONDS = 30.0
 
 
-def describe(report: TickReport) -> str:
+def describe(report: TickReport, *, separator: str = " | ") -> str:
+    """One line for the log (or, with ``separator="\n"``, one line per kind of work)."""
     parts = [f"tick {report.at.isoformat(timespec='seconds')}"]
+    added = sum(r.added for r in report.collected)
+    if added:
+        parts.append(f"collected {added} new item(s)")
     for name in ("built", "skipped", "missed", "waiting", "sent", "errors"):
         values = getattr(report, name)
         if values:
@@ -41,10 +45,7 @@ def describe(report: TickReport) -> str:
     failing = [f"{r.name}: {r.error}" for r in report.collected if r.error]
     if failing:
         parts.append(f"source errors: {'; '.join(failing)}")
-    added = sum(r.added for r in report.collected)
-    if added:
-        parts.append(f"collected {added} new item(s)")
-    return " | ".join(parts)
+    return separator.join(parts)
 
 
 class Daemon:

@@ -94,7 +94,7 @@ def run_due(app: AppContext, /, at: str | None, as_json: bool) -> None:
     if as_json:
         emit_json(report)
         return
-    click.echo(describe(report))
+    click.echo(describe(report, separator="\n  "))
     if not (report.built or report.sent or report.missed or any(r.added for r in report.collected)):
         click.echo("nothing was due")
 
