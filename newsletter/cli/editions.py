@@ -1,5 +1,6 @@
 """``newsletter editions ...`` and ``newsletter send-test``: build, look, approve, send."""
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -240,7 +241,10 @@ def send(app: AppContext, /, edition_id: int, dry_run: bool, allow_large: bool, 
             err=True,
         )
     if transport.name == "outbox":
-        click.echo(f"messages written to {app.settings.outbox_dir / f'edition-{edition_id}'}")
+        folder = app.settings.outbox_dir / f"edition-{edition_id}"
+        with contextlib.suppress(ValueError):
+            folder = folder.relative_to(Path.cwd())
+        click.echo(f"messages written to {folder}")
 
 
 @click.command("send-test")
