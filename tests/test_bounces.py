@@ -1,6 +1,6 @@
 """Bounces and complaints: the real-world corpus, VERP, scoring, inputs, and the next send.
 
-The rule under test (newsletter/bounces.py, docs/operations.md): a failure is *hard*
+The rule under test (newsletter/bounces/, docs/operations.md): a failure is *hard*
 when the MTA gave up and its RFC 3463 status says the mailbox or its domain is gone
 (X.1.1, X.1.2, X.1.3, X.1.6, X.1.10, X.2.1, X.4.4); every other failure is *soft*.
 Hard ends every live membership of the address at once; soft ones score, Mailman-style.
