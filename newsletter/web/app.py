@@ -18,14 +18,10 @@ Routes (every token is signed; nothing personal appears in a URL but the token):
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
-from xml.etree import ElementTree
 
 from babel import Locale, negotiate_locale
-from icalendar import Calendar
-from icalendar import Event as CalendarEvent
 from itsdangerous.encoding import base64_decode, bytes_to_int
 from jinja2 import Environment
-from sqlmodel import col, select
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -35,13 +31,13 @@ from starlette.routing import Route
 
 from newsletter import selfservice
 from newsletter.errors import DeliveryError, InputError, NotFoundError
-from newsletter.i18n import available_languages, base_language, long_date, translations
-from newsletter.models import Edition, EditionStatus, Group, Item
+from newsletter.i18n import available_languages, base_language, translations
 from newsletter.render import template_environment
 from newsletter.site import Site
 from newsletter.subscribers import forget
 from newsletter.tokens import BadToken, Purpose, Signer, TokenData
 from newsletter.transports import Transport
+from newsletter.web.archive import Archive
 from newsletter.web.security import CSRF_COOKIE, CSRF_FIELD, Csrf, Message, RateLimits, SecurityHeaders
 
 MAX_BODY = 16_384
@@ -493,116 +489,13 @@ class WebApp:
             language=language,
         )
 
-    # -- archive ---------------------------------------------------------------------------
-
-    def _sent(self, slug: str) -> list[Edition]:
-        with self.site.transaction() as session:
-            return list(
-                session.exec(
-                    select(Edition)
-                    .join(Group, col(Group.id) == Edition.group_id)
-                    .where(col(Group.slug) == slug, col(Edition.status) == EditionStatus.SENT)
-                    .order_by(col(Edition.sent_at).desc())
-                )
-            )
-
-    async def archive(self, request: Request) -> Response:
-        slug = request.path_params["group"]
-        if slug not in self.settings.groups:
-            return PlainTextResponse("no such group", status_code=404)
-        group = self.settings.groups[slug]
-        language = self.language(request, group.language)
-        editions = await run_in_threadpool(self._sent, slug)
-        rows = [
-            {"id": e.id, "subject": e.subject, "date": long_date(e.sent_at or e.created_at, language)}
-            for e in editions
-        ]
-        return self.page(
-            request,
-            "archive.html.j2",
-            language=language,
-            group={"slug": slug, **group.model_dump()},
-            editions=rows,
-        )
-
-    async def archive_edition(self, request: Request) -> Response:
-        slug, edition_id = request.path_params["group"], request.path_params["edition"]
-        editions = await run_in_threadpool(self._sent, slug)
-        edition = next((e for e in editions if e.id == edition_id), None)
-        if edition is None or not edition.html:
-            return PlainTextResponse("no such edition in the archive", status_code=404)
-        return HTMLResponse(edition.html)
-
-    async def archive_feed(self, request: Request) -> Response:
-        slug = request.path_params["group"]
-        if slug not in self.settings.groups:
-            return PlainTextResponse("no such group", status_code=404)
-        base = self.settings.site.base_url
-        editions = await run_in_threadpool(self._sent, slug)
-        atom = "http://www.w3.org/2005/Atom"
-        feed = ElementTree.Element("feed", xmlns=atom)
-        ElementTree.SubElement(
-            feed, "title"
-        ).text = f"{self.settings.groups[slug].name} ({self.settings.site.name})"
-        ElementTree.SubElement(feed, "id").text = f"{base}/archive/{slug}"
-        ElementTree.SubElement(feed, "link", href=f"{base}/archive/{slug}")
-        ElementTree.SubElement(feed, "link", rel="self", href=f"{base}/archive/{slug}/feed.atom")
-        updated = max((e.sent_at for e in editions if e.sent_at), default=None)
-        ElementTree.SubElement(feed, "updated").text = (
-            updated.isoformat() if updated else "1970-01-01T00:00:00+00:00"
-        )
-        ElementTree.SubElement(ElementTree.SubElement(feed, "author"), "name").text = self.settings.site.name
-        for edition in editions:
-            entry = ElementTree.SubElement(feed, "entry")
-            url = f"{base}/archive/{slug}/{edition.id}"
-            ElementTree.SubElement(entry, "title").text = edition.subject
-            ElementTree.SubElement(entry, "id").text = url
-            ElementTree.SubElement(entry, "link", href=url)
-            ElementTree.SubElement(entry, "updated").text = (
-                edition.sent_at or edition.created_at
-            ).isoformat()
-            ElementTree.SubElement(entry, "summary").text = (edition.text or "")[:500]
-        body = ElementTree.tostring(feed, encoding="utf-8", xml_declaration=True)
-        return Response(body, media_type="application/atom+xml")
-
-    async def event(self, request: Request) -> Response:
-        item_id = request.path_params["item"]
-
-        def load() -> Item | None:
-            with self.site.transaction() as session:
-                return session.get(Item, item_id)
-
-        item = await run_in_threadpool(load)
-        if item is None or item.event_start is None:
-            return PlainTextResponse("no such event", status_code=404)
-        calendar = Calendar()
-        calendar.add("prodid", "-//newsletter//patent information news//EN")
-        calendar.add("version", "2.0")
-        event = CalendarEvent()
-        host = self.settings.site.base_url.split("://", 1)[-1]
-        event.add("uid", f"item-{item.id}@{host}")
-        event.add("summary", item.title)
-        event.add("dtstart", item.event_start)
-        if item.event_end:
-            event.add("dtend", item.event_end)
-        event.add("dtstamp", item.updated_at)
-        if item.event_place:
-            event.add("location", item.event_place)
-        if item.url:
-            event.add("url", item.url)
-        calendar.add_component(event)
-        return Response(
-            calendar.to_ical(),
-            media_type="text/calendar",
-            headers={"content-disposition": f'attachment; filename="event-{item.id}.ics"'},
-        )
-
 
 def create_app(
     site: Site, transport_factory: Callable[[], Transport], *, limits: RateLimits | None = None
 ) -> SecurityHeaders:
     """The ASGI application, with security headers on every response."""
     web = WebApp(site, transport_factory, limits or RateLimits())
+    archive = Archive(web)
     routes = [
         Route("/", web.index),
         Route("/subscribe/{group}", web.subscribe, methods=["GET", "POST"]),
@@ -614,9 +507,9 @@ def create_app(
         Route("/preferences/{token}", web.preferences, methods=["GET", "POST"]),
         Route("/preferences/{token}/export", web.export),
         Route("/preferences/{token}/forget", web.forget, methods=["POST"]),
-        Route("/archive/{group}", web.archive),
-        Route("/archive/{group}/feed.atom", web.archive_feed),
-        Route("/archive/{group}/{edition:int}", web.archive_edition),
-        Route("/events/{item:int}.ics", web.event),
+        Route("/archive/{group}", archive.archive),
+        Route("/archive/{group}/feed.atom", archive.archive_feed),
+        Route("/archive/{group}/{edition:int}", archive.archive_edition),
+        Route("/events/{item:int}.ics", archive.event),
     ]
     return SecurityHeaders(Starlette(routes=routes))
