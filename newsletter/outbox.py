@@ -6,10 +6,12 @@ enqueue harmless. Delivery claims batches of rows that are due, records their
 results in one transaction per batch, and so can stop and resume at any point.
 """
 
+import json
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import and_, exists, func, insert, literal, or_, update
@@ -19,14 +21,18 @@ from newsletter.models import (
     Delivery,
     DeliveryStatus,
     Edition,
+    EditionStatus,
+    Event,
     Membership,
     MembershipStatus,
     Subscriber,
     utcnow,
 )
 
-# Temporary failures are retried after 1, 5, 15, 60 and 240 minutes (with jitter), then given up.
-RETRY_MINUTES = (1, 5, 15, 60, 240)
+# Temporary failures are retried this many times, with exponential backoff (see retry_delay).
+RETRY_ATTEMPTS = 6
+# No retry is scheduled later than this after the first attempt.
+RETRY_DEADLINE = timedelta(hours=24)
 
 
 def enqueue(session: Session, edition: Edition) -> int:
@@ -55,15 +61,53 @@ class Claimed:
     language: str | None
     active: bool
     attempts: int
+    edition_id: int = 0
 
 
 def claim(session: Session, edition: Edition, *, limit: int, now: datetime | None = None) -> list[Claimed]:
-    """The next due deliveries, marked ``sending`` (and their attempt counted)."""
+    """The edition's next due deliveries, marked ``sending`` (and their attempt counted)."""
+    return _claim(session, col(Delivery.edition_id) == edition.id, limit=limit, now=now)
+
+
+def claim_due(session: Session, *, limit: int, now: datetime | None = None) -> list[Claimed]:
+    """The next due deliveries of any edition being sent (for ``newsletter worker``)."""
+    sending = sa.select(col(Edition.id)).where(col(Edition.status) == EditionStatus.SENDING)
+    return _claim(session, col(Delivery.edition_id).in_(sending), limit=limit, now=now)
+
+
+def _claim(session: Session, which: Any, *, limit: int, now: datetime | None) -> list[Claimed]:
+    """One atomic ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING``.
+
+    On PostgreSQL concurrent claimers skip each other's locked rows, so no row is
+    claimed twice; on SQLite the UPDATE takes the database's single write lock.
+    """
     now = now or utcnow()
+    due = (
+        sa.select(col(Delivery.id))
+        .where(
+            which,
+            col(Delivery.status) == DeliveryStatus.QUEUED,
+            or_(col(Delivery.next_attempt_at).is_(None), col(Delivery.next_attempt_at) <= now),
+        )
+        .order_by(col(Delivery.id))
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    claimed = session.execute(
+        update(Delivery)
+        .where(col(Delivery.id).in_(due.scalar_subquery()))
+        .values(status=DeliveryStatus.SENDING, attempts=Delivery.attempts + 1)
+        .returning(col(Delivery.id))
+        .execution_options(synchronize_session=False)
+    )
+    ids = [row[0] for row in claimed]
+    if not ids:
+        return []
     active = exists().where(
         and_(
             col(Membership.subscriber_id) == Delivery.subscriber_id,
-            col(Membership.group_id) == edition.group_id,
+            col(Membership.group_id) == Edition.group_id,
             col(Membership.status) == MembershipStatus.ACTIVE,
         )
     )
@@ -75,27 +119,15 @@ def claim(session: Session, edition: Edition, *, limit: int, now: datetime | Non
             col(Subscriber.name),
             col(Subscriber.language),
             active.label("active"),
-            col(Delivery.attempts),
+            col(Delivery.attempts) - 1,
+            col(Delivery.edition_id),
         )
         .join(Subscriber, col(Subscriber.id) == Delivery.subscriber_id)
-        .where(
-            col(Delivery.edition_id) == edition.id,
-            col(Delivery.status) == DeliveryStatus.QUEUED,
-            or_(col(Delivery.next_attempt_at).is_(None), col(Delivery.next_attempt_at) <= now),
-        )
+        .join(Edition, col(Edition.id) == Delivery.edition_id)
+        .where(col(Delivery.id).in_(ids))
         .order_by(col(Delivery.id))
-        .limit(limit)
     )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(of=sa.inspect(Delivery).local_table, skip_locked=True)
-    rows = [Claimed(*row) for row in session.execute(query)]
-    if rows:
-        session.execute(
-            update(Delivery)
-            .where(col(Delivery.id).in_([r.delivery_id for r in rows]))
-            .values(status=DeliveryStatus.SENDING, attempts=Delivery.attempts + 1)
-        )
-    return rows
+    return [Claimed(*row) for row in session.execute(query)]
 
 
 @dataclass(frozen=True)
@@ -105,23 +137,123 @@ class Outcome:
     message_id: str | None = None
     error: str | None = None
     retry: bool = False
+    code: int | None = None
 
 
-def record(session: Session, outcomes: Iterable[Outcome], attempts: dict[int, int]) -> None:
-    """Write a batch of results; temporary failures go back to the queue with a delay."""
+def retry_delay(tries: int) -> float | None:
+    """Seconds until the next attempt after ``tries`` temporary failures; None: give up.
+
+    Exponential (1, 4, 16, 64, 256 minutes, then 12 hours) with +-20 % jitter, so a
+    relay that recovers is not hit by the whole list at once; the last retry comes
+    about 18 hours after the first attempt, inside RETRY_DEADLINE.
+    """
+    if tries > RETRY_ATTEMPTS:
+        return None
+    minutes = min(4 ** (tries - 1), 720)
+    return float(minutes * 60 * random.uniform(0.8, 1.2))
+
+
+def record(
+    session: Session, outcomes: Iterable[Outcome], attempts: dict[int, int], bounce_weight: float = 1.0
+) -> None:
+    """Write a batch of results in a few statements; temporary failures go back to the queue.
+
+    A permanent failure (a 5xx for this recipient) also adds ``bounce_weight`` to the
+    member's bounce score, with a ``bounce`` event saying so (``bounces.py`` reads them).
+    """
     now = utcnow()
+    table: sa.Table = Delivery.__table__  # type: ignore[attr-defined]
+    sent: list[dict[str, Any]] = []
+    other: list[dict[str, Any]] = []
+    permanent: list[Outcome] = []
     for outcome in outcomes:
-        values: dict[str, object] = {"status": outcome.status, "last_error": outcome.error}
         if outcome.status == DeliveryStatus.SENT:
-            values |= {"sent_at": now, "message_id": outcome.message_id, "next_attempt_at": None}
-        elif outcome.retry:
-            tries = attempts.get(outcome.delivery_id, 1)
-            if tries > len(RETRY_MINUTES):
-                values["status"] = DeliveryStatus.FAILED
+            sent.append({"b_id": outcome.delivery_id, "b_message_id": outcome.message_id})
+            continue
+        status, next_at = outcome.status, None
+        if outcome.retry:
+            delay = retry_delay(attempts.get(outcome.delivery_id, 1))
+            if delay is None:
+                status = DeliveryStatus.FAILED
             else:
-                delay = RETRY_MINUTES[tries - 1] * 60 * random.uniform(0.8, 1.2)
-                values |= {"status": DeliveryStatus.QUEUED, "next_attempt_at": now + timedelta(seconds=delay)}
-        session.execute(update(Delivery).where(col(Delivery.id) == outcome.delivery_id).values(**values))
+                status, next_at = DeliveryStatus.QUEUED, now + timedelta(seconds=delay)
+        elif outcome.status == DeliveryStatus.FAILED:
+            permanent.append(outcome)
+        other.append(
+            {"b_id": outcome.delivery_id, "b_status": status, "b_error": outcome.error, "b_next": next_at}
+        )
+    connection = session.connection()
+    if sent:
+        connection.execute(
+            sa.update(table)
+            .where(table.c.id == sa.bindparam("b_id"))
+            .values(
+                status=DeliveryStatus.SENT,
+                last_error=None,
+                sent_at=now,
+                next_attempt_at=None,
+                message_id=sa.bindparam("b_message_id"),
+            ),
+            sent,
+        )
+    if other:
+        connection.execute(
+            sa.update(table)
+            .where(table.c.id == sa.bindparam("b_id"))
+            .values(
+                status=sa.bindparam("b_status"),
+                last_error=sa.bindparam("b_error"),
+                next_attempt_at=sa.bindparam("b_next"),
+            ),
+            other,
+        )
+    if permanent:
+        _score(session, permanent, bounce_weight, now)
+
+
+def _score(session: Session, failures: list[Outcome], weight: float, now: datetime) -> None:
+    """Permanent refusals count on the member's bounce score, as a hard bounce does."""
+    rows = session.execute(
+        sa.select(
+            col(Delivery.id), col(Delivery.subscriber_id), col(Delivery.edition_id), col(Edition.group_id)
+        )
+        .join(Edition, col(Edition.id) == Delivery.edition_id)
+        .where(col(Delivery.id).in_([f.delivery_id for f in failures]))
+    )
+    by_id = {f.delivery_id: f for f in failures}
+    for delivery_id, subscriber_id, edition_id, group_id in rows:
+        membership = session.exec(
+            select(Membership).where(
+                Membership.subscriber_id == subscriber_id, Membership.group_id == group_id
+            )
+        ).first()
+        if membership is None:
+            continue
+        membership.bounce_score += weight
+        session.add(membership)
+        failure = by_id[delivery_id]
+        detail = {
+            "verdict": "hard",
+            "status": str(failure.code or ""),
+            "reason": failure.error or "",
+            "permanent": True,
+            "via": "smtp",
+            "outcome": "scored",
+            "added": weight,
+            "score": membership.bounce_score,
+        }
+        session.add(
+            Event(
+                at=now,
+                kind="bounce",
+                actor="delivery",
+                source="smtp",
+                subscriber_id=subscriber_id,
+                group_id=group_id,
+                edition_id=edition_id,
+                detail=json.dumps(detail),
+            )
+        )
 
 
 def counts(session: Session, edition_id: int) -> dict[str, int]:

@@ -113,6 +113,20 @@ class DeliverySection(_Section):
     outbox_dir: str = "outbox"
     # Envelope sender for bounces (VERP-extended per message); default: <sender>-bounces@domain.
     bounce_address: str | None = None
+    # The NEWSLETTER_SMTP_URL relay: parallel connections, messages per second (0: no limit),
+    # and messages per second to any one recipient domain (0: no limit).
+    connections: int = Field(default=4, ge=1, le=64)
+    rate: float = Field(default=0.0, ge=0)
+    domain_rate: float = Field(default=0.0, ge=0)
+
+
+class RelayConfig(_Section):
+    """One more SMTP relay (``[[relays]]``); its URL, with the password, comes from the environment."""
+
+    name: str
+    url_env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$")
+    connections: int = Field(default=4, ge=1, le=64)
+    rate: float = Field(default=0.0, ge=0)
 
 
 class BouncesSection(_Section):
@@ -206,6 +220,7 @@ class SiteConfig(_Section):
     sources: tuple[SourceConfig, ...] = ()
     bounces: BouncesSection = BouncesSection()
     dkim: DkimSection | None = None
+    relays: tuple[RelayConfig, ...] = ()
 
     @field_validator("groups")
     @classmethod
@@ -249,6 +264,9 @@ class Settings:
     secret_key: SecretStr | None = field(default=None, repr=False)
     bounces: BouncesSection = field(default_factory=BouncesSection)
     dkim: DkimSection | None = None
+    relays: tuple[RelayConfig, ...] = ()
+    # The [[relays]] URLs as read from the environment variables they name.
+    relay_urls: Mapping[str, SecretStr] = field(default_factory=dict, repr=False)
 
     @property
     def signing_key(self) -> str:
@@ -434,6 +452,8 @@ def load_settings(
         secret_key=SecretStr(signing_key) if signing_key else None,
         bounces=config.bounces,
         dkim=config.dkim,
+        relays=config.relays,
+        relay_urls={r.name: SecretStr(env[r.url_env]) for r in config.relays if env.get(r.url_env)},
     )
 
 

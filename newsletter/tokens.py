@@ -7,10 +7,14 @@ preference links do not expire (people unsubscribe from old emails); confirmatio
 links do (see ``max_age``).
 """
 
+import binascii
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous.encoding import base64_encode, int_to_bytes
 
 from newsletter.errors import InputError
 
@@ -52,3 +56,52 @@ class Signer:
             raise BadToken("this link is not valid")
         extra = {k: v for k, v in data.items() if k not in {"s", "g"}}
         return TokenData(int(data["s"]), int(data.get("g", 0)), extra)
+
+    def minter(self, purpose: Purpose, group_id: int) -> Callable[[int], str]:
+        """A fast maker of this purpose's tokens for one group, for sending to a whole list.
+
+        The tokens are exactly what :meth:`make` gives (same payload, salt, key and
+        signature; :meth:`read` accepts them), stamped with the time the minter was
+        made. The key is derived and the HMAC's inner and outer states keyed once, so
+        each token costs two hash-state copies, two digests and two short base64 encodings.
+        """
+        signer = self._serializer(purpose).make_signer()
+        if not isinstance(signer, TimestampSigner):
+            raise TypeError("the serializer's signer should be a TimestampSigner")
+        sign = keyed_hmac(signer.derive_key(), signer.digest_method)
+        timestamp = b"." + base64_encode(int_to_bytes(int(time.time())))
+        separator = signer.sep.encode() if isinstance(signer.sep, str) else signer.sep
+        head, tail = b'{"s":', b',"g":' + str(group_id).encode() + b"}"
+
+        def mint(subscriber_id: int) -> str:
+            value = urlsafe_b64(head + str(subscriber_id).encode() + tail) + timestamp
+            return (value + separator + urlsafe_b64(sign(value))).decode("ascii")
+
+        return mint
+
+
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def urlsafe_b64(data: bytes) -> bytes:
+    """URL-safe base64 without padding, as itsdangerous writes it."""
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
+
+
+def keyed_hmac(key: bytes, digest: Any) -> Callable[[bytes], bytes]:
+    """HMAC(key, message) with the key's inner and outer hash states computed once (RFC 2104)."""
+    block = digest().block_size
+    if len(key) > block:
+        key = digest(key).digest()
+    key = key.ljust(block, b"\0")
+    inner = digest(key.translate(bytes(x ^ 0x36 for x in range(256))))
+    outer = digest(key.translate(bytes(x ^ 0x5C for x in range(256))))
+
+    def sign(message: bytes) -> bytes:
+        state = inner.copy()
+        state.update(message)
+        result = outer.copy()
+        result.update(state.digest())
+        return bytes(result.digest())
+
+    return sign

@@ -95,6 +95,12 @@ class RecordingHandler:
         # Every new connection is dropped at once while this is set.
         self.down = False
         self.credentials: tuple[str, str] | None = None
+        # Recipient address -> a reply to its next RCPT only (a temporary fault that clears).
+        self.rcpt_once: dict[str, str] = {}
+        # Seconds to wait before answering the end of DATA (a slow relay).
+        self.data_delay = 0.0
+        # Keep each message's bytes (False for load tests: only the envelope is kept).
+        self.keep_content = True
 
     # Counters and records, read from the test thread.
 
@@ -151,6 +157,10 @@ class RecordingHandler:
         reply = self.rcpt_replies.get(address)
         if reply is not None:
             return reply
+        with self._lock:
+            reply = self.rcpt_once.pop(address, None)
+        if reply is not None:
+            return reply
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 OK"
@@ -160,8 +170,12 @@ class RecordingHandler:
             reply = self.data_replies.get(address)
             if reply is not None:
                 return reply
+        if self.data_delay:
+            await asyncio.sleep(self.data_delay)
         content = envelope.original_content or b""
         assert isinstance(content, bytes)
+        if not self.keep_content:
+            content = b""
         assert envelope.mail_from is not None
         received = Received(
             mail_from=envelope.mail_from,

@@ -104,7 +104,7 @@ def main(ctx: click.Context, site_dir: Path | None, database_url: str | None, tr
 
 
 def _register() -> None:
-    from newsletter.cli import bounces, editions, items, schedule, site, subscribers, web
+    from newsletter.cli import bounces, editions, items, schedule, site, subscribers, web, worker
 
     for command in (
         site.init,
@@ -119,6 +119,7 @@ def _register() -> None:
         schedule.daemon,
         web.serve,
         bounces.bounces,
+        worker.worker,
     ):
         main.add_command(command)
 

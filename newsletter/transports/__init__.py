@@ -43,7 +43,26 @@ def open_transport(settings: Settings) -> Transport:
                 "set NEWSLETTER_SECRET_KEY before sending over SMTP: it signs the "
                 "unsubscribe links (a long random string; keep it stable)"
             )
-        return SmtpTransport(settings.smtp_url.get_secret_value())
+        from newsletter.transports.relays import Relay, RelayPool, TokenBucket
+
+        delivery = settings.delivery
+        relays = [
+            Relay(
+                "default",
+                settings.smtp_url.get_secret_value(),
+                delivery.connections,
+                TokenBucket(delivery.rate),
+            )
+        ]
+        for extra in settings.relays:
+            url = settings.relay_urls.get(extra.name)
+            if url is None:
+                raise ConfigError(f"relay {extra.name!r}: set {extra.url_env} to its SMTP URL")
+            SmtpTransport.check(url.get_secret_value())
+            relays.append(
+                Relay(extra.name, url.get_secret_value(), extra.connections, TokenBucket(extra.rate))
+            )
+        return RelayPool(relays, domain_rate=delivery.domain_rate)
     if settings.transport == "memory":
         from newsletter.transports.memory import MemoryTransport
 

@@ -91,6 +91,11 @@ class SmtpTransport:
         self.timeout = timeout
         self._client: smtplib.SMTP | None = None
 
+    @staticmethod
+    def check(url: str) -> None:
+        """Raise ConfigError if the URL is not a usable SMTP URL."""
+        SmtpUrl.parse(url)
+
     def _context(self) -> ssl.SSLContext:
         context = ssl.create_default_context()
         if not self.url.verify:

@@ -1,0 +1,274 @@
+"""The delivery engine under faults, kill -9 and several PostgreSQL workers.
+
+Subscribers are generated (a CSV imported through the CLI); messages go to the aiosmtpd
+server of ``tests/smtp_server.py`` on 127.0.0.1, which injects the faults. Counting what
+arrived per envelope recipient is the proof; the database is read for what the wire
+cannot tell (a permanent failure, a bounce score).
+"""
+
+import fcntl
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlmodel import Session, select
+
+from newsletter.models import Delivery, Membership, Subscriber
+from tests.conftest import REPO, Cli
+from tests.smtp_server import SmtpServer, running_server
+
+KEY = "engine-test-signing-key-5b1e9d2c7a"
+
+
+def generate(cli: Cli, count: int, group: str = "dach") -> list[str]:
+    """Import ``count`` generated subscribers into the group; their addresses."""
+    addresses = [f"member{n:06d}@example{n % 7}.org" for n in range(count)]
+    path = cli.site / f"generated-{count}.csv"
+    names = ["Anna Keller", "Müller, Jürgen", 'Zoë "Z" Ødegård', "", "Łukasz Wróbel"]
+    rows = [f"{a};{names[n % len(names)]};{('de', 'en', 'fr')[n % 3]}" for n, a in enumerate(addresses)]
+    path.write_text("email;name;language\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    cli("subscribers", "import", group, str(path))
+    item = cli.site / "samples" / "items" / "2026-11-wipo-user-survey.md"
+    cli("items", "add", "--approve", "--file", str(item))
+    return addresses
+
+
+def bulk_members(cli: Cli, count: int, group: str = "dach") -> list[str]:
+    """Insert ``count`` generated active members straight into the database (fast, for load)."""
+    from newsletter.models import Group, MembershipStatus, utcnow
+
+    generate(cli, 1, group)
+    addresses = [f"bulk{n:06d}@example{n % 7}.org" for n in range(count)]
+    now = utcnow()
+    with database(cli.db_url) as session:
+        group_id = session.exec(select(Group.id).where(Group.slug == group)).one()
+        subscribers = Subscriber.__table__  # type: ignore[attr-defined]
+        memberships = Membership.__table__  # type: ignore[attr-defined]
+        rows = [
+            {
+                "email": a,
+                "email_key": a,
+                "name": f"Member {n}",
+                "language": "de",
+                "created_at": now,
+                "updated_at": now,
+            }
+            for n, a in enumerate(addresses)
+        ]
+        session.connection().execute(subscribers.insert(), rows)
+        ids = session.exec(select(Subscriber.id).where(Subscriber.email.startswith("bulk"))).all()  # type: ignore[attr-defined]
+        session.connection().execute(
+            memberships.insert(),
+            [
+                {"subscriber_id": i, "group_id": group_id, "status": MembershipStatus.ACTIVE,
+                 "status_changed_at": now, "created_at": now, "bounce_score": 0.0, "source": "bulk"}
+                for i in ids
+            ],
+        )  # fmt: skip
+        session.commit()
+    return [*addresses, "member000000@example0.org"]
+
+
+def approved_edition(cli: Cli, group: str = "dach") -> int:
+    edition_id = int(json.loads(cli("editions", "build", group, "--json").stdout)["id"])
+    cli("editions", "approve", str(edition_id))
+    return edition_id
+
+
+def status(cli: Cli, edition_id: int) -> str:
+    rows = json.loads(cli("editions", "list", "--json").stdout)
+    return str(next(row for row in rows if row["id"] == edition_id)["status"])
+
+
+@contextmanager
+def database(url: str) -> Iterator[Session]:
+    engine = create_engine(url)
+    try:
+        with Session(engine) as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def delivery_states(cli: Cli, edition_id: int) -> dict[str, str]:
+    with database(cli.db_url) as session:
+        rows = session.exec(
+            select(Subscriber.email, Delivery.status)
+            .join(Delivery, Delivery.subscriber_id == Subscriber.id)  # type: ignore[arg-type]
+            .where(Delivery.edition_id == edition_id)
+        ).all()
+    return {email: str(state) for email, state in rows}
+
+
+def make_retries_due(cli: Cli, edition_id: int) -> None:
+    """Fast-forward the retry schedule: every deferred delivery is due now."""
+    with database(cli.db_url) as session:
+        session.execute(
+            text("UPDATE delivery SET next_attempt_at = NULL WHERE edition_id = :e AND status = 'queued'"),
+            {"e": edition_id},
+        )
+        session.commit()
+
+
+def arrived(server: SmtpServer) -> Counter[str]:
+    counted: Counter[str] = Counter()
+    for message in server.messages:
+        counted.update(message.rcpt_tos)
+    return counted
+
+
+@pytest.fixture
+def relay(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpServer]:
+    with running_server() as server:
+        monkeypatch.setenv("NEWSLETTER_SMTP_URL", server.url())
+        monkeypatch.setenv("NEWSLETTER_SECRET_KEY", KEY)
+        yield server
+
+
+def test_faults_end_every_member_delivered_once_or_permanently_failed(cli: Cli, relay: SmtpServer) -> None:
+    """421/451/452 replies, slow replies and dropped sessions are retried; 550/554 fail and score a bounce."""
+    addresses = generate(cli, 240)
+    edition_id = approved_edition(cli)
+    handler = relay.handler
+    refused = {addresses[3]: "550 5.1.1 No such user", addresses[77]: "554 5.7.1 Rejected"}
+    handler.rcpt_replies.update(refused)
+    handler.rcpt_once.update(
+        {
+            addresses[5]: "451 4.3.0 Try again later",
+            addresses[9]: "452 4.2.2 Mailbox full",
+            addresses[40]: "421 4.7.0 Closing connection",
+            addresses[150]: "450 4.2.1 Busy",
+        }
+    )
+    handler.data_delay = 0.01
+    handler.drop_after = 60  # the session drops once, mid-list
+
+    rounds = 0
+    while status(cli, edition_id) != "sent":
+        rounds += 1
+        assert rounds <= 6, delivery_states(cli, edition_id)
+        cli("--transport", "smtp", "editions", "send", str(edition_id), ok=False)
+        make_retries_due(cli, edition_id)
+
+    states = delivery_states(cli, edition_id)
+    assert {a for a, s in states.items() if s == "failed"} == set(refused)
+    assert {a for a, s in states.items() if s == "sent"} == set(addresses) - set(refused)
+    assert arrived(relay) == Counter(set(addresses) - set(refused))
+    assert handler.connections > 1  # several lanes, and new sessions after the drop and the 421
+    with database(cli.db_url) as session:
+        scores = dict(
+            session.exec(
+                select(Subscriber.email, Membership.bounce_score).join(
+                    Membership,
+                    Membership.subscriber_id == Subscriber.id,  # type: ignore[arg-type]
+                )
+            ).all()
+        )
+    assert all(scores[a] > 0 for a in refused)
+    assert sum(1 for score in scores.values() if score > 0) == len(refused)
+
+
+def _send_process(cli: Cli, edition_id: int) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable, "-m", "newsletter", "--site", str(cli.site), "--database-url", cli.db_url,
+        "--transport", "smtp", "editions", "send", str(edition_id),
+    ]  # fmt: skip
+    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_kill_9_then_restart_loses_nobody_and_repeats_at_most_the_messages_in_flight(
+    cli: Cli, relay: SmtpServer
+) -> None:
+    """A send killed with SIGKILL at random points, then restarted: all arrive; repeats <= connections."""
+    addresses = generate(cli, 400)
+    edition_id = approved_edition(cli)
+    relay.handler.data_delay = 0.002
+    connections = 4  # [delivery] connections, the default
+    rng = random.Random()
+    kills = 0
+    for _ in range(2):
+        process = _send_process(cli, edition_id)
+        target = len(relay.messages) + rng.randint(5, 120)
+        deadline = time.monotonic() + 60
+        while len(relay.messages) < target and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.002)
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.wait()
+    final = _send_process(cli, edition_id)
+    assert final.wait(timeout=120) == 0, final.stderr.read() if final.stderr else ""
+    assert kills >= 1
+    assert status(cli, edition_id) == "sent"
+
+    counted = arrived(relay)
+    assert set(counted) == set(addresses)
+    repeats = sum(n - 1 for n in counted.values())
+    assert repeats <= kills * connections, counted.most_common(10)
+
+
+def test_a_second_worker_on_sqlite_is_refused(cli: Cli, tmp_path: Path) -> None:
+    """On SQLite a worker finds another's lock and stops, saying that one process delivers."""
+    if not cli.db_url.startswith("sqlite"):
+        pytest.skip("the lock is SQLite's")
+    cli("status")
+    lock = Path(cli.db_url.removeprefix("sqlite:///") + ".worker.lock")
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = cli("worker", "--until-idle", ok=False)
+    assert result.exit_code == 1
+    assert "one process delivers" in result.stderr
+
+
+@pytest.mark.postgres
+def test_three_postgresql_workers_share_an_edition_without_duplicates_or_loss(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three `newsletter worker` processes over 10,000 deliveries: each member gets exactly one copy."""
+    if not cli.db_url.startswith("postgresql"):
+        pytest.skip("needs PostgreSQL (NEWSLETTER_TEST_POSTGRES_URL)")
+    addresses = bulk_members(cli, 10_000)
+    edition_id = approved_edition(cli)
+    # Queue the edition and mark it sending, as `editions send` does before it delivers.
+    from newsletter import outbox
+    from newsletter.models import Edition, EditionStatus
+
+    with database(cli.db_url) as session:
+        edition = session.get(Edition, edition_id)
+        assert edition is not None
+        outbox.enqueue(session, edition)
+        edition.status = EditionStatus.SENDING
+        session.add(edition)
+        session.commit()
+        assert outbox.counts(session, edition_id) == {"queued": len(addresses)}
+    with running_server() as server:
+        server.handler.keep_content = False
+        env = {**os.environ, "NEWSLETTER_SMTP_URL": server.url(), "NEWSLETTER_SECRET_KEY": KEY}
+        command = [
+            sys.executable, "-m", "newsletter", "--site", str(cli.site), "--database-url", cli.db_url,
+            "--transport", "smtp", "worker", "--until-idle", "--batch-size", "100",
+        ]  # fmt: skip
+        workers = [
+            subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for _ in range(3)
+        ]
+        outputs = [worker.communicate(timeout=180) for worker in workers]
+        for worker, (_, err) in zip(workers, outputs, strict=True):
+            assert worker.returncode == 0, err.decode()
+        sent_by = [int(out.decode().split("sent ")[1].split(",")[0]) for out, _ in outputs]
+        counted = arrived(server)
+    assert sum(sent_by) == len(addresses)
+    assert sum(1 for n in sent_by if n > 0) >= 2  # the work was shared
+    assert counted == Counter(addresses)
+    assert set(delivery_states(cli, edition_id).values()) == {"sent"}
+    assert status(cli, edition_id) == "sent"
