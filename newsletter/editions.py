@@ -6,10 +6,10 @@ meant for the group that no earlier edition of the group carried; the
 ``EditionItem(group_id, item_id)`` key makes "never offered twice" a database rule.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func
@@ -47,6 +47,35 @@ class NothingToBuild(NewsletterError):
     """No approved item is waiting for the group: no edition is made."""
 
     exit_code = 0
+
+
+def _record(session: Session, kind: str, edition: Edition, *, actor: str, **detail: Any) -> None:
+    """An audit event about an edition; the channel is the scheduler's or the command line's."""
+    source = "scheduler" if actor == "scheduler" else "cli"
+    audit.record(
+        session, kind, actor=actor, source=source, group_id=edition.group_id, edition_id=edition.id, **detail
+    )
+
+
+def message_factory(
+    settings: Settings,
+    group: Group,
+    edition_id: int,
+    parts: Mapping[str, Rendered],
+    *,
+    subject_prefix: str = "",
+) -> MessageFactory:
+    """The per-recipient message builder for one edition of one group."""
+    return MessageFactory(
+        settings,
+        Signer(settings.signing_key),
+        edition_id=edition_id,
+        group_id=group.id or 0,
+        group_slug=group.slug,
+        group_name=group.name,
+        parts=parts,
+        subject_prefix=subject_prefix,
+    )
 
 
 def get_edition(session: Session, edition_id: int) -> Edition:
@@ -224,14 +253,7 @@ def approve(
     rendered = _store_archive(session, settings, renderer, edition, allow_large=allow_large)
     edition.status = EditionStatus.APPROVED
     edition.approved_at = utcnow()
-    audit.record(
-        session,
-        "edition-approve",
-        actor=actor,
-        source="cli",
-        group_id=edition.group_id,
-        edition_id=edition.id,
-    )
+    _record(session, "edition-approve", edition, actor=actor)
     return edition, rendered
 
 
@@ -246,15 +268,7 @@ def cancel(session: Session, edition_id: int, *, actor: str) -> Edition:
             session.delete(link)
     edition.status = EditionStatus.CANCELLED
     session.add(edition)
-    audit.record(
-        session,
-        "edition-cancel",
-        actor=actor,
-        source="cli",
-        group_id=edition.group_id,
-        edition_id=edition.id,
-        already_sent=sent,
-    )
+    _record(session, "edition-cancel", edition, actor=actor, already_sent=sent)
     return edition
 
 
@@ -387,37 +401,14 @@ def send(
         edition = get_edition(session, edition_id)
         if edition.status == EditionStatus.APPROVED:
             queued = outbox.enqueue(session, edition)
-            audit.record(
-                session,
-                "edition-send",
-                actor=actor,
-                source="cli",
-                group_id=edition.group_id,
-                edition_id=edition.id,
-                queued=queued,
-            )
+            _record(session, "edition-send", edition, actor=actor, queued=queued)
         else:
             outbox.release_stale(session, edition_id)
-            audit.record(
-                session,
-                "edition-resume",
-                actor=actor,
-                source="cli",
-                group_id=edition.group_id,
-                edition_id=edition.id,
-            )
+            _record(session, "edition-resume", edition, actor=actor)
         edition.status = EditionStatus.SENDING
         session.add(edition)
         due = outbox.counts(session, edition_id).get("queued", 0)
-    factory = MessageFactory(
-        settings,
-        Signer(settings.signing_key),
-        edition_id=edition_id,
-        group_id=group.id or 0,
-        group_slug=group.slug,
-        group_name=group.name,
-        parts=parts,
-    )
+    factory = message_factory(settings, group, edition_id, parts)
     transport.begin(edition_id, {lang: neutral(r, settings)[0] for lang, r in parts.items()})
     if progress is not None:
         progress.start(due)
@@ -441,13 +432,11 @@ def send(
             edition.status = EditionStatus.SENT
             edition.sent_at = utcnow()
         session.add(edition)
-        audit.record(
+        _record(
             session,
             f"edition-{edition.status}",
+            edition,
             actor=actor,
-            source="cli",
-            group_id=edition.group_id,
-            edition_id=edition.id,
             sent=report.sent,
             failed=report.failed,
             skipped=report.skipped,
@@ -484,16 +473,7 @@ def send_test(
         )
     reader = reader_language(language, settings.group(group.slug).language)
     rendered = renderer.render(edition_content, reader, allow_large=allow_large)
-    factory = MessageFactory(
-        settings,
-        Signer(settings.signing_key),
-        edition_id=edition_id,
-        group_id=group.id or 0,
-        group_slug=group.slug,
-        group_name=group.name,
-        parts={reader: rendered},
-        subject_prefix="[TEST] ",
-    )
+    factory = message_factory(settings, group, edition_id, {reader: rendered}, subject_prefix="[TEST] ")
     message = factory.build(Recipient(0, address.email, address.display_name, reader))
     try:
         transport.send(message)

@@ -22,12 +22,10 @@ from newsletter import editions as library
 from newsletter.cli.context import AppContext
 from newsletter.errors import StateError
 from newsletter.i18n import base_language
-from newsletter.message import MessageFactory
 from newsletter.models import Edition, EditionStatus, Group, utcnow
 from newsletter.render import Renderer
 from newsletter.settings import Settings
 from newsletter.site import Site
-from newsletter.tokens import Signer
 from newsletter.transports import Transport, open_transport
 
 pass_app = click.make_pass_decorator(AppContext)
@@ -75,15 +73,7 @@ class Jobs:
             group_language = base_language(settings.group(group.slug).language)
             content = library.content(session, settings, edition)
         parts = library.render_languages(self.renderer, settings, content, allow_large=True)
-        factory = MessageFactory(
-            settings,
-            Signer(settings.signing_key),
-            edition_id=edition_id,
-            group_id=group.id or 0,
-            group_slug=group.slug,
-            group_name=group.name,
-            parts=parts,
-        )
+        factory = library.message_factory(settings, group, edition_id, parts)
         with self._lock:
             self._jobs[edition_id] = deliver.Job(splice.builder(factory), group_language)
 
