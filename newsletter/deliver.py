@@ -280,13 +280,20 @@ def drain(
     group_language: str,
     batch_size: int = 200,
     progress: Callable[[int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> DeliveryReport:
-    """Send every due delivery of the edition; returns what happened in this run."""
+    """Send every due delivery of the edition; returns what happened in this run.
+
+    ``should_stop`` is asked before each new batch is claimed: when it says yes, the
+    batch in hand is finished and recorded, and the rest stays queued for the next run.
+    """
     with site.transaction() as session:
         due = outbox.counts(session, edition.id or 0).get("queued", 0)
     job = Job(splice.builder(factory), group_language)
 
     def claim(limit: int) -> list[outbox.Claimed]:
+        if should_stop is not None and should_stop():
+            return []
         with site.transaction() as session:
             return outbox.claim(session, edition, limit=limit)
 

@@ -6,7 +6,7 @@ meant for the group that no earlier edition of the group carried; the
 ``EditionItem(group_id, item_id)`` key makes "never offered twice" a database rule.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -368,8 +368,13 @@ def send(
     dry_run: bool = False,
     allow_large: bool = False,
     progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> SendResult:
-    """Send an approved edition (or resume a sending or paused one) to every active member."""
+    """Send an approved edition (or resume a sending or paused one) to every active member.
+
+    When ``should_stop`` says yes (the daemon got SIGTERM) the batch in hand is finished
+    and the edition stays ``sending``; the next ``send`` or tick resumes it.
+    """
     settings = site.settings
     with site.transaction() as session:
         edition = get_edition(session, edition_id)
@@ -420,6 +425,7 @@ def send(
             transport,
             group_language=group_language,
             progress=progress.advance if progress else None,
+            should_stop=should_stop,
         )
     finally:
         transport.close()

@@ -9,8 +9,8 @@ firing is identified by its *period key*, the local wall-clock time of the slot
 
 Sending holds a lock of its own (see ``leader.py``): two ticks at the same moment,
 from a second daemon or a ``run-due`` beside one, never drain one edition together.
-A stop request (the daemon's SIGTERM) is honoured between slots and between
-editions; the edition in hand is finished first.
+A stop request (the daemon's SIGTERM) is honoured between slots, between batches and between
+editions; the batch in hand is finished and recorded first.
 """
 
 from collections.abc import Callable
@@ -230,7 +230,9 @@ def send_due(
                 report.stopped = True
                 return
             try:
-                result = editions.send(site, renderer, transport_factory(), edition_id, actor=ACTOR)
+                result = editions.send(
+                    site, renderer, transport_factory(), edition_id, actor=ACTOR, should_stop=should_stop
+                )
             except NewsletterError as exc:
                 report.errors.append(f"edition #{edition_id}: {exc}")
                 continue

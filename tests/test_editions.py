@@ -426,3 +426,32 @@ def test_errors_are_one_line(sqlite_cli: Cli) -> None:
     """A wrong group, edition, state or option is one line on stderr, a non-zero exit, no traceback."""
     for args, needle in BAD:
         one_line_error(sqlite_cli(*args, ok=False), needle)
+
+
+def test_a_stop_request_leaves_the_edition_resumable(cli: Cli, tmp_path: Path) -> None:
+    """A send told to stop (SIGTERM) claims nothing more; the next send delivers each member once."""
+    from newsletter.transports.memory import MemoryTransport
+
+    populate(cli, tmp_path)
+    edition_id = build(cli, "cepiug")["id"]
+    cli("editions", "approve", str(edition_id))
+    site = Site.open(load_settings(cli.site, overrides={"database.url": cli.db_url}))
+    try:
+        stopped_transport = MemoryTransport()
+        stopped = library.send(
+            site,
+            Renderer(site.settings),
+            stopped_transport,
+            edition_id,
+            actor="test",
+            should_stop=lambda: True,
+        )
+        assert stopped.status == "sending"
+        assert stopped_transport.messages == []
+        assert stopped.totals.get("queued") == len(GREETINGS)
+        resumed_transport = MemoryTransport()
+        resumed = library.send(site, Renderer(site.settings), resumed_transport, edition_id, actor="test")
+        assert resumed.status == "sent"
+        assert sorted(m.recipient for m in resumed_transport.messages) == sorted(GREETINGS)
+    finally:
+        site.close()
