@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from newsletter import audit, outbox
+from newsletter import audit, outbox, splice
 from newsletter.deliver import DeliveryReport, drain
 from newsletter.errors import InputError, NewsletterError, NotFoundError, StateError
 from newsletter.i18n import available_languages, base_language, reader_language, translations
@@ -480,7 +480,7 @@ def send_test(
     reader = reader_language(language, settings.group(group.slug).language)
     rendered = renderer.render(edition_content, reader, allow_large=allow_large)
     factory = message_factory(settings, group, edition_id, {reader: rendered}, subject_prefix="[TEST] ")
-    message = factory.build(Recipient(0, address.email, address.display_name, reader))
+    message = splice.builder(factory)(Recipient(0, address.email, address.display_name, reader))
     try:
         transport.send(message)
     finally:

@@ -21,6 +21,7 @@ the bodies, where line ends are normalised) goes through the factory instead.
 """
 
 import binascii
+import dataclasses
 import hashlib
 import html
 import itertools
@@ -34,7 +35,7 @@ from email.headerregistry import Address
 from email.utils import format_datetime
 from urllib.parse import quote
 
-from newsletter import i18n
+from newsletter import dkim, i18n
 from newsletter.message import MessageFactory, OutgoingMessage, Recipient, ascii_address
 from newsletter.models import utcnow
 from newsletter.render import Marker
@@ -385,6 +386,20 @@ Builder = Callable[[Recipient], OutgoingMessage]
 
 
 def builder(factory: MessageFactory) -> Builder:
+    """How each recipient's message is built: spliced (or the slow path), DKIM-signed if configured."""
+    build = _unsigned(factory)
+    sign = dkim.signer_for(factory.settings)
+    if sign is None:
+        return build
+
+    def signed(recipient: Recipient) -> OutgoingMessage:
+        message = build(recipient)
+        return dataclasses.replace(message, data=sign(message.data))
+
+    return signed
+
+
+def _unsigned(factory: MessageFactory) -> Builder:
     """The fast path when the factory's messages can be spliced, else the factory itself."""
     if factory.subject_prefix:
         # Test copies: one message, built the slow way.

@@ -219,3 +219,33 @@ def test_unusable_keys_are_config_errors(site_dir: Path) -> None:
     (site_dir / "missing.pem").write_bytes(WEAK_KEY)
     with pytest.raises(ConfigError, match="512 bits"):
         signer_for(settings)
+
+
+def test_sent_editions_are_signed_when_the_site_says_so(
+    site_dir: Path, key: rsa.RSAPrivateKey, tmp_path: Path
+) -> None:
+    """With [dkim] set, every message `editions send` delivers, and a send-test copy, verifies."""
+    from tests.conftest import Cli
+
+    (site_dir / "dkim").mkdir()
+    (site_dir / "dkim" / "news.pem").write_bytes(pem(key))
+    site_with_dkim(site_dir, "dkim/news.pem")
+    cli = Cli(site_dir, f"sqlite:///{tmp_path / 'dkim.db'}")
+    cli("subscribers", "import", "uk", str(site_dir / "subscribers" / "uk.csv"))
+    cli(
+        "items",
+        "add",
+        "--approve",
+        "--file",
+        str(site_dir / "samples" / "items" / "2026-11-wipo-user-survey.md"),
+    )
+    cli("editions", "build", "uk")
+    cli("editions", "approve", "1")
+    cli("editions", "send", "1")
+    cli("send-test", "1", "--to", "editor@example.org")
+    files = sorted((site_dir / "outbox" / "edition-1").glob("*.eml"))
+    assert len(files) == 7 + 1
+    for path in files:
+        data = path.read_bytes()
+        assert data.count(b"DKIM-Signature:") == 1, path.name
+        assert dkim.verify(data, dnsfunc=dns_for(key)), path.name
