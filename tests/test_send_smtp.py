@@ -343,7 +343,8 @@ def test_a_dropped_relay_pauses_and_the_next_send_completes_without_duplicates(
     edition_id = approved_edition(site, "dach")
     smtp_server.handler.drop_after = 2
     smtp_server.handler.down_after_drop = True
-    result = send(site, edition_id)
+    result = send(site, edition_id, ok=False)
+    assert result.exit_code == 3
     assert "paused" in result.output
     assert edition(site, edition_id)["status"] == "paused"
     assert len(smtp_server.messages) == 2
@@ -476,6 +477,7 @@ def test_relay_trouble_pauses_the_edition_and_a_later_send_completes_it(
     edition_id = approved_edition(cli, "dach")
 
     def assert_paused_and_untouched(result: Result, reason: str) -> None:
+        assert result.exit_code == 3
         assert "paused" in result.output
         assert edition(cli, edition_id)["status"] == "paused"
         rows = deliveries(cli, edition_id).values()
@@ -486,11 +488,11 @@ def test_relay_trouble_pauses_the_edition_and_a_later_send_completes_it(
         assert all(d.attempts == 0 and d.next_attempt_at is None for d in rows)
 
     # Nothing listens on the port.
-    assert_paused_and_untouched(send(cli, edition_id), "cannot connect")
+    assert_paused_and_untouched(send(cli, edition_id, ok=False), "cannot connect")
 
     with running_server(port=port) as server:
         server.handler.mail_reply = "530 5.7.0 Authentication required"
-        assert_paused_and_untouched(send(cli, edition_id), "530")
+        assert_paused_and_untouched(send(cli, edition_id, ok=False), "530")
         assert server.messages == []
 
         server.handler.mail_reply = None

@@ -18,6 +18,8 @@ from newsletter.render import Renderer, check_size
 from newsletter.transports import open_transport
 
 pass_app = click.make_pass_decorator(AppContext)
+# `editions send` exits with this when the relay kept failing and the edition paused.
+PAUSED_EXIT = 3
 
 
 @click.group()
@@ -191,7 +193,8 @@ def send(app: AppContext, /, edition_id: int, dry_run: bool, allow_large: bool, 
     """Send an approved edition to every active member of its group.
 
     A send that was interrupted, or paused because the relay kept failing, resumes
-    where it stopped: nobody gets a second copy.
+    where it stopped: nobody gets a second copy. Exit status 3 means the edition
+    paused (the relay kept failing): fix the relay and run the same command again.
 
     \b
     Example:
@@ -245,6 +248,9 @@ def send(app: AppContext, /, edition_id: int, dry_run: bool, allow_large: bool, 
         with contextlib.suppress(ValueError):
             folder = folder.relative_to(Path.cwd())
         click.echo(f"messages written to {folder}")
+    if report.paused:
+        # Scripts and cron jobs must notice: the edition is not sent until someone acts.
+        raise click.exceptions.Exit(PAUSED_EXIT)
 
 
 @click.command("send-test")
