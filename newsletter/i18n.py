@@ -28,8 +28,9 @@ def base_language(language: str) -> str:
     return language.split("-")[0].lower()
 
 
+@lru_cache(maxsize=1)
 def available_languages() -> frozenset[str]:
-    """Languages the fixed strings exist in."""
+    """Languages the fixed strings exist in (the package's catalogs: read once)."""
     found = {p.parent.parent.name for p in LOCALES.glob(f"*/LC_MESSAGES/{DOMAIN}.po")}
     return frozenset(found | {SOURCE_LANGUAGE})
 
