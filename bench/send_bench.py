@@ -215,9 +215,13 @@ def main() -> None:
     sink = run_sink(port)
     try:
         transport = open_transport(settings)
+        cpu_before = resource.getrusage(resource.RUSAGE_SELF)
         started = time.perf_counter()
         result = editions.send(site, renderer, transport, edition_id, actor="bench")
         ours = time.perf_counter() - started
+        cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+        cpu_user = cpu_after.ru_utime - cpu_before.ru_utime
+        cpu_system = cpu_after.ru_stime - cpu_before.ru_stime
         assert result.report.sent == args.recipients, result
         memory = peak_mb()
         source_started = time.perf_counter()
@@ -243,11 +247,14 @@ def main() -> None:
         "build_us_median": round(build_us, 1),
         "slow_path_us_median": round(statistics.median(slow), 1),
         "peak_rss_mb": round(memory, 1),
+        "send_cpu_user_s": round(cpu_user, 2),
+        "send_cpu_system_s": round(cpu_system, 2),
         "machine": machine(),
     }
     print(f"machine:             {figures['machine']}")
     print(f"recipients:          {args.recipients} over {args.connections} sessions, {size} bytes each")
     print(f"newsletter send:     {figures['newsletter_msgs_per_s']} msg/s ({ours:.2f} s with render, queue)")
+    print(f"send CPU time:       {cpu_user:.2f} s user + {cpu_system:.2f} s system (all threads)")
     print(f"smtp-source:         {figures['smtp_source_msgs_per_s']} msg/s ({theirs:.2f} s)")
     print(f"ratio:               {figures['ratio']:.1%} of smtp-source")
     print(

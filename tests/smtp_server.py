@@ -2,10 +2,10 @@
 
 The server runs in a thread of the test process (aiosmtpd's ``Controller``). Its
 handler keeps every accepted envelope (sender, recipients, the exact bytes, whether
-SMTPUTF8 was asked for), counts connections and logins, and can be told to
-misbehave: answer every MAIL, or one recipient's RCPT or DATA, with a given reply, drop the
-connection once some number of messages has been accepted, or refuse every
-connection (a relay that is down).
+SMTPUTF8 was asked for), counts connections and logins, offers PIPELINING unless told
+not to, and can be told to misbehave: answer every MAIL, or one recipient's RCPT or
+DATA, with a given reply, drop the connection once some number of messages has been
+accepted, or refuse every connection (a relay that is down).
 
     server = SmtpServer()            # or the ``smtp_server`` fixture
     server.start()
@@ -52,6 +52,8 @@ class Received:
     smtputf8: bool
     mail_options: tuple[str, ...]
     connection: int
+    # time.monotonic() when the server accepted it.
+    at: float = 0.0
 
     def message(self) -> EmailMessage:
         """The content parsed with the modern policy (headers decoded, RFC 2047 words too).
@@ -101,6 +103,9 @@ class RecordingHandler:
         self.data_delay = 0.0
         # Keep each message's bytes (False for load tests: only the envelope is kept).
         self.keep_content = True
+        # Offer PIPELINING (RFC 2920) in the EHLO reply; aiosmtpd reads commands in
+        # order either way, so this only changes what the client may do.
+        self.pipelining = True
 
     # Counters and records, read from the test thread.
 
@@ -132,6 +137,14 @@ class RecordingHandler:
             return self._connections
 
     # aiosmtpd hooks, run on the server's event loop thread.
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
+        return responses
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
@@ -184,6 +197,7 @@ class RecordingHandler:
             smtputf8=bool(envelope.smtp_utf8),
             mail_options=tuple(envelope.mail_options),
             connection=getattr(server, "connection_number", 0),
+            at=time.monotonic(),
         )
         with self._lock:
             self._messages.append(received)
@@ -242,6 +256,7 @@ class SmtpServer:
         tls: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
         credentials: tuple[str, str] | None = None,
+        exclude_auth: tuple[str, ...] = (),
     ) -> None:
         self.host = HOST
         self.port = port or free_port()
@@ -261,6 +276,7 @@ class SmtpServer:
                 "authenticator": self.handler.authenticate,
                 "auth_required": True,
                 "auth_require_tls": tls == "starttls",
+                "auth_exclude_mechanism": list(exclude_auth),
             }
         self.controller = _Controller(
             self.handler,

@@ -6,6 +6,7 @@ arrived per envelope recipient is the proof; the database is read for what the w
 cannot tell (a permanent failure, a bounce score).
 """
 
+import asyncio
 import fcntl
 import json
 import os
@@ -25,7 +26,7 @@ from sqlmodel import Session, select
 
 from newsletter.models import Delivery, Membership, Subscriber
 from tests.conftest import REPO, Cli
-from tests.smtp_server import SmtpServer, running_server
+from tests.smtp_server import Received, SmtpServer, running_server
 
 KEY = "engine-test-signing-key-5b1e9d2c7a"
 
@@ -176,6 +177,71 @@ def test_faults_end_every_member_delivered_once_or_permanently_failed(cli: Cli, 
         )
     assert all(scores[a] > 0 for a in refused)
     assert sum(1 for score in scores.values() if score > 0) == len(refused)
+
+
+def test_the_engine_runs_when_called_from_inside_an_event_loop(cli: Cli, relay: SmtpServer) -> None:
+    """A send started from async code (an app, a notebook) gets its own loop and delivers."""
+    addresses = generate(cli, 5)
+    edition_id = approved_edition(cli)
+
+    async def inside() -> None:
+        cli("--transport", "smtp", "editions", "send", str(edition_id))
+
+    asyncio.run(inside())
+    assert arrived(relay) == Counter(addresses)
+    assert status(cli, edition_id) == "sent"
+
+
+def configure_delivery(cli: Cli, delivery: str, extra: str = "") -> None:
+    """Replace the site's [delivery] settings (and append more sections)."""
+    config = cli.site / "newsletter.toml"
+    text = config.read_text(encoding="utf-8")
+    start = text.index("[delivery]")
+    end = text.index("\n[", start + 1)
+    config.write_text(text[:start] + "[delivery]\n" + delivery + text[end:] + extra, encoding="utf-8")
+
+
+def span(messages: list[Received]) -> float:
+    """Seconds between the first and the last arrival."""
+    times = sorted(m.at for m in messages)
+    return times[-1] - times[0]
+
+
+def test_two_relays_share_the_list_each_under_its_own_rate(
+    cli: Cli, relay: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """[[relays]]: both relays carry part of the list at no more than their rate; one copy each."""
+    addresses = generate(cli, 70)
+    edition_id = approved_edition(cli)
+    configure_delivery(
+        cli,
+        'transport = "smtp"\nconnections = 2\nrate = 15\n',
+        '\n[[relays]]\nname = "backup"\nurl_env = "NEWSLETTER_SMTP_URL_BACKUP"\nconnections = 2\nrate = 10\n',
+    )
+    with running_server() as backup:
+        monkeypatch.setenv("NEWSLETTER_SMTP_URL_BACKUP", backup.url())
+        cli("editions", "send", str(edition_id))
+        assert status(cli, edition_id) == "sent"
+        counted = arrived(relay) + arrived(backup)
+        assert counted == Counter(addresses)
+        # A token bucket starts full (burst = rate), then allows `rate` a second.
+        for server, rate in ((relay, 15), (backup, 10)):
+            assert len(server.messages) > rate
+            assert span(server.messages) >= (len(server.messages) - rate) / rate * 0.9
+
+
+def test_per_domain_throttling(cli: Cli, relay: SmtpServer) -> None:
+    """`domain_rate` holds every recipient domain to its rate, however many connections send."""
+    addresses = generate(cli, 42)  # 6 members at each of 7 domains
+    edition_id = approved_edition(cli)
+    configure_delivery(cli, 'transport = "smtp"\nconnections = 4\ndomain_rate = 2\n')
+    cli("editions", "send", str(edition_id))
+    assert arrived(relay) == Counter(addresses)
+    for domain in {a.rpartition("@")[2] for a in addresses}:
+        to_domain = [m for m in relay.messages if m.rcpt_tos[0].endswith("@" + domain)]
+        assert len(to_domain) == 6
+        # Two at once (the burst), then two a second: the last four take at least two seconds.
+        assert span(to_domain) >= (6 - 2) / 2 * 0.9
 
 
 def _send_process(cli: Cli, edition_id: int) -> subprocess.Popen[bytes]:

@@ -416,7 +416,7 @@ def test_a_crash_before_recording_repeats_only_the_messages_in_flight(
     with monkeypatch.context() as patch:
         interrupt_after(patch, 3, Crash())
         # A hard kill: the results of the batch in flight are never written.
-        patch.setattr("newsletter.deliver.outbox.record", lambda *args: None)
+        patch.setattr("newsletter.deliver.outbox.Recorder.write", lambda *args: None)
         patch.setattr("newsletter.deliver.outbox.release", lambda *args: None)
         with pytest.raises(Crash):
             send(site, edition_id)

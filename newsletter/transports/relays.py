@@ -1,19 +1,23 @@
 """Several SMTP relays, several connections each, each relay under its own rate limit.
 
 A :class:`RelayPool` is a transport (``send`` goes through its first connection, for a
-test copy) that can also hand out *lanes*: one SMTP connection each, to be driven by
-one thread each. Every lane of a relay takes a token from that relay's
+test copy) that can also hand out *lanes*: one SMTP connection each
+(:class:`~newsletter.transports.pipelined.PipelinedSmtp`), all driven by the delivery
+engine's event loop. Every lane of a relay takes a token from that relay's
 :class:`TokenBucket` before each message; an optional per-domain bucket keeps any one
-recipient domain under its own rate, whatever the relay.
+recipient domain under its own rate, whatever the relay. Waiting for a token suspends
+only the lane that waits.
 """
 
+import asyncio
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from newsletter.message import OutgoingMessage
-from newsletter.transports.smtp import SmtpTransport
+from newsletter.transports.pipelined import PipelinedSmtp
+from newsletter.transports.smtp import SmtpTransport, SmtpUrl
 
 
 class TokenBucket:
@@ -51,15 +55,21 @@ class DomainBuckets:
         self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()
 
-    def take(self, address: str) -> None:
+    def delay(self, address: str) -> float:
+        """Take a token of the address's domain; the seconds to wait before using it."""
         if self.rate <= 0:
-            return
+            return 0.0
         domain = address.rpartition("@")[2].lower()
         with self._lock:
             bucket = self._buckets.get(domain)
             if bucket is None:
                 bucket = self._buckets[domain] = TokenBucket(self.rate)
-        bucket.take()
+        return bucket.delay()
+
+    def take(self, address: str) -> None:
+        wait = self.delay(address)
+        if wait:
+            time.sleep(wait)
 
 
 @dataclass
@@ -73,23 +83,28 @@ class Relay:
 
 @dataclass
 class Lane:
-    """One connection to one relay; used by one thread at a time."""
+    """One connection to one relay, for the delivery engine (``deliver.py``)."""
 
     relay: Relay
-    transport: SmtpTransport
+    connection: PipelinedSmtp
     domains: DomainBuckets
     name: str = field(init=False)
 
     def __post_init__(self) -> None:
         self.name = self.relay.name
 
-    def send(self, message: OutgoingMessage) -> None:
-        self.domains.take(message.recipient)
-        self.relay.bucket.take()
-        self.transport.send(message)
+    async def stage(self, message: OutgoingMessage) -> None:
+        """The message up to its final dot, within the rate limits."""
+        wait = max(self.domains.delay(message.recipient), self.relay.bucket.delay())
+        if wait:
+            await asyncio.sleep(wait)
+        await self.connection.stage(message)
 
-    def close(self) -> None:
-        self.transport.close()
+    async def commit(self) -> None:
+        await self.connection.commit()
+
+    async def close(self) -> None:
+        await self.connection.close()
 
 
 class RelayPool:
@@ -114,7 +129,8 @@ class RelayPool:
         for round_ in range(max(r.connections for r in self.relays)):
             for relay in self.relays:
                 if round_ < relay.connections and len(lanes) < wanted:
-                    lanes.append(Lane(relay, SmtpTransport(relay.url, timeout=relay.timeout), self.domains))
+                    connection = PipelinedSmtp(SmtpUrl.parse(relay.url), timeout=relay.timeout)
+                    lanes.append(Lane(relay, connection, self.domains))
         return lanes
 
     def begin(self, edition_id: int, previews: Mapping[str, str]) -> None:

@@ -55,12 +55,29 @@ class SmtpUrl:
             verify=verify,
         )
 
+    def ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        if not self.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def untrusted(self, exc: ssl.SSLCertVerificationError) -> ConfigError:
+        return ConfigError(
+            f"the certificate of the SMTP relay {self.host}:{self.port} cannot be verified "
+            f"({exc.verify_message}); fix it, or add ?verify=false to NEWSLETTER_SMTP_URL for testing"
+        )
+
+    def login_refused(self, code: int, reply: bytes | str) -> ConfigError:
+        text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+        return ConfigError(f"the SMTP relay {self.host} refused the login: {code} {text}")
+
 
 # "Service not available, closing transmission channel": smtplib closes its side too.
 CLOSING = 421
 
 
-def _failure(code: int, text: bytes | str, what: str) -> TemporaryFailure | PermanentFailure:
+def failure(code: int, text: bytes | str, what: str) -> TemporaryFailure | PermanentFailure:
     reply = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
     message = f"{what}: {code} {reply}".strip()
     if 500 <= code < 600:
@@ -96,43 +113,26 @@ class SmtpTransport:
         """Raise ConfigError if the URL is not a usable SMTP URL."""
         SmtpUrl.parse(url)
 
-    def _context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context()
-        if not self.url.verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
-
     def _connect(self) -> smtplib.SMTP:
         url = self.url
         try:
             if url.scheme == "smtps":
                 client: smtplib.SMTP = smtplib.SMTP_SSL(
-                    url.host, url.port, timeout=self.timeout, context=self._context()
+                    url.host, url.port, timeout=self.timeout, context=self.url.ssl_context()
                 )
             else:
                 client = smtplib.SMTP(url.host, url.port, timeout=self.timeout)
             # Unlike ehlo(), this raises when the relay refuses the greeting.
             client.ehlo_or_helo_if_needed()
             if url.scheme == "smtp+starttls":
-                client.starttls(context=self._context())
+                client.starttls(context=self.url.ssl_context())
                 client.ehlo_or_helo_if_needed()
             if url.username:
                 _login(client, url.username, url.password or "")
         except ssl.SSLCertVerificationError as exc:
-            raise ConfigError(
-                f"the certificate of the SMTP relay {url.host}:{url.port} cannot be verified "
-                f"({exc.verify_message}); fix it, or add ?verify=false to NEWSLETTER_SMTP_URL for testing"
-            ) from None
+            raise url.untrusted(exc) from None
         except smtplib.SMTPAuthenticationError as exc:
-            reply = (
-                exc.smtp_error.decode("utf-8", "replace")
-                if isinstance(exc.smtp_error, bytes)
-                else exc.smtp_error
-            )
-            raise ConfigError(
-                f"the SMTP relay {url.host} refused the login: {exc.smtp_code} {reply}"
-            ) from None
+            raise url.login_refused(exc.smtp_code, exc.smtp_error) from None
         except (OSError, smtplib.SMTPException) as exc:
             raise TemporaryFailure(
                 f"cannot connect to {url.host}:{url.port}: {exc}", connection=True
@@ -157,30 +157,30 @@ class SmtpTransport:
             # Refusing our envelope sender (530 authentication required, 550 sender not
             # allowed) says nothing about the member: count it against the relay, so a
             # misconfigured relay pauses the edition instead of failing the whole list.
-            failure = _failure(exc.smtp_code, exc.smtp_error, "relay refused the sender")
+            refusal = failure(exc.smtp_code, exc.smtp_error, "relay refused the sender")
             if exc.smtp_code == CLOSING:
                 self._drop()
-            raise TemporaryFailure(str(failure), code=exc.smtp_code, connection=True) from None
+            raise TemporaryFailure(str(refusal), code=exc.smtp_code, connection=True) from None
         except smtplib.SMTPDataError as exc:
             raise self._refused(exc.smtp_code, exc.smtp_error, "relay refused the message") from None
         except smtplib.SMTPNotSupportedError as exc:
             raise PermanentFailure(f"{message.recipient}: {exc}") from None
         except smtplib.SMTPResponseException as exc:
             self._drop()
-            raise _failure(exc.smtp_code, exc.smtp_error, "relay error") from None
+            raise failure(exc.smtp_code, exc.smtp_error, "relay error") from None
         except (smtplib.SMTPServerDisconnected, TimeoutError, OSError) as exc:
             self._drop()
             raise TemporaryFailure(f"connection to {self.url.host} lost: {exc}", connection=True) from None
         if refused:
             code, text = refused[message.recipient]
-            raise _failure(code, text, f"{message.recipient} refused")
+            raise failure(code, text, f"{message.recipient} refused")
 
     def _refused(self, code: int, text: bytes | str, what: str) -> TemporaryFailure | PermanentFailure:
-        failure = _failure(code, text, what)
-        if failure.connection:
+        refusal = failure(code, text, what)
+        if refusal.connection:
             # smtplib has closed the socket after the 421: start afresh with the next message.
             self._drop()
-        return failure
+        return refusal
 
     def _drop(self) -> None:
         client, self._client = self._client, None
