@@ -109,7 +109,8 @@ class _Shared:
         self.committed = 0
         self.stop = False
         self.failure: BaseException | None = None
-        self.streak: list[int] = []
+        # The connection failures in a row: (delivery id, edition id).
+        self.streak: list[tuple[int, int]] = []
         self.pause_after = pause_after
         self.paused = False
 
@@ -145,7 +146,7 @@ async def _lane(lane: Lane, shared: _Shared, jobs: Callable[[int], Job]) -> None
             if outcome.status == DeliveryStatus.SENT:
                 last_sent = shared.sequence
             if connection:
-                shared.streak.append(row.delivery_id)
+                shared.streak.append((row.delivery_id, row.edition_id))
                 if len(shared.streak) >= shared.pause_after:
                     shared.paused = True
                     shared.halt()
@@ -227,7 +228,6 @@ class _Engine:
         shared = _Shared(self.pause_after)
         recorder = outbox.Recorder(self.site.engine, self.bounce_weight)
         attempts: dict[int, int] = {}
-        editions: dict[int, int] = {}
         tasks = [asyncio.create_task(_lane(lane, shared, self.jobs)) for lane in self.lanes]
         exhausted = False
         try:
@@ -237,7 +237,6 @@ class _Engine:
                     exhausted = not batch
                     for row in batch:
                         attempts[row.delivery_id] = row.attempts + 1
-                        editions[row.delivery_id] = row.edition_id
                         shared.todo.put_nowait(row)
                 if not shared.results and not shared.stop and (attempts or not exhausted):
                     with contextlib.suppress(TimeoutError):
@@ -274,9 +273,9 @@ class _Engine:
             # The relay is down, which says nothing about these recipients: they are due
             # again at once, without the attempt counting, when `send` resumes the edition.
             with self.site.transaction() as session:
-                outbox.requeue(session, shared.streak)
+                outbox.requeue(session, [delivery for delivery, _ in shared.streak])
             report.paused = True
-            report.paused_editions = {editions[d] for d in shared.streak if d in editions}
+            report.paused_editions = {edition for _, edition in shared.streak}
         return report
 
 

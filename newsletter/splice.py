@@ -91,7 +91,7 @@ def qp_value(value: str) -> bytes:
         width = QP_WIDTH - 1
         if len(data) <= width:
             return data + SOFT
-        return SOFT.join(data[i : i + width] for i in range(0, len(data), width)) + SOFT
+        return SOFT.join([data[i : i + width] for i in range(0, len(data), width)]) + SOFT
     data = value.encode("utf-8")
     if b"\n" in data or b"\r" in data:
         return qp_encode(data)
@@ -109,6 +109,10 @@ def _one_line(value: str) -> str:
 
 def _encoded_words(value: str) -> str:
     """RFC 2047 base64 encoded-words of whole characters, one per folded line."""
+    whole = value.encode("utf-8")
+    if len(whole) <= _WORD_OCTETS:
+        # Most names fit one word.
+        return f"=?utf-8?b?{binascii.b2a_base64(whole, newline=False).decode()}?="
     words: list[bytes] = []
     chunk = bytearray()
     for character in value:
