@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from newsletter import audit
+from newsletter import audit, dkim
 from newsletter.addresses import InvalidAddress, parse_address
 from newsletter.errors import InputError, NotFoundError
 from newsletter.i18n import base_language, reader_language, translations
@@ -131,10 +131,12 @@ def confirmation_message(
     message["Message-ID"] = message_id
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(body + "\n", charset="utf-8", cte="quoted-printable")
+    data = message.as_bytes()
+    sign = dkim.signer_for(settings)
     return OutgoingMessage(
         sender=settings.bounce_address,
         recipient=subscription.email,
-        data=message.as_bytes(),
+        data=sign(data) if sign is not None else data,
         smtputf8=not subscription.email.isascii(),
         message_id=message_id,
         edition_id=0,

@@ -410,8 +410,11 @@ def _unsigned(factory: MessageFactory) -> Builder:
         return factory.build
     splicer = Splicer(factory)
     try:
+        # Every template is cut before the first message, so a message shape the
+        # splicer does not expect means the slow path for all, never a send cut short.
         for language in factory.parts:
-            splicer.template(language, False)
+            for utf8 in (False, True):
+                splicer.template(language, utf8)
     except SpliceError:
         return factory.build
     return splicer.build

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from newsletter import splice
 from newsletter.message import MessageFactory, OutgoingMessage, Recipient
 from newsletter.render import Marker, Rendered
 from newsletter.settings import load_settings
@@ -146,3 +147,20 @@ def test_quoted_printable_slices_decode_to_their_bytes(data: bytes) -> None:
     encoded = qp_encode(data)
     assert all(len(line) <= 76 for line in encoded.split(b"\r\n"))
     assert quopri.decodestring(encoded.replace(b"\r\n", b"\n")) == data
+
+
+def test_a_template_that_cannot_be_cut_means_the_slow_path_for_every_message(
+    factory: MessageFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SMTPUTF8 template is cut up front too: if it fails, no message is spliced, none is lost."""
+    cut = splice._cut
+
+    def refuse_utf8(data: bytes, text: str, body: str, language: str) -> Any:
+        if "ü@placeholder.invalid".encode() in data:
+            raise splice.SpliceError("unexpected shape")
+        return cut(data, text, body, language)
+
+    monkeypatch.setattr(splice, "_cut", refuse_utf8)
+    assert splice.builder(factory) == factory.build
+    monkeypatch.setattr(splice, "_cut", cut)
+    assert splice.builder(factory) != factory.build
