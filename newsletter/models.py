@@ -235,12 +235,17 @@ class EditionItem(SQLModel, table=True):
 
 
 class Delivery(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("edition_id", "subscriber_id"),)
+    __table_args__ = (
+        UniqueConstraint("edition_id", "subscriber_id"),
+        # The queue: an edition's rows in one state, in id order. Claiming the next
+        # batch reads only queued rows, however many were sent before them.
+        sa.Index("ix_delivery_queue", "edition_id", "status", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
-    edition_id: int = Field(foreign_key="edition.id", index=True)
+    edition_id: int = Field(foreign_key="edition.id")
     subscriber_id: int = Field(foreign_key="subscriber.id", index=True, ondelete="CASCADE")
-    status: DeliveryStatus = Field(sa_type=_enum(DeliveryStatus), default=DeliveryStatus.QUEUED, index=True)
+    status: DeliveryStatus = Field(sa_type=_enum(DeliveryStatus), default=DeliveryStatus.QUEUED)
     attempts: int = 0
     next_attempt_at: datetime | None = _when(default=None)
     last_error: str | None = None

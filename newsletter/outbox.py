@@ -70,9 +70,21 @@ def claim(session: Session, edition: Edition, *, limit: int, now: datetime | Non
 
 
 def claim_due(session: Session, *, limit: int, now: datetime | None = None) -> list[Claimed]:
-    """The next due deliveries of any edition being sent (for ``newsletter worker``)."""
-    sending = sa.select(col(Edition.id)).where(col(Edition.status) == EditionStatus.SENDING)
-    return _claim(session, col(Delivery.edition_id).in_(sending), limit=limit, now=now)
+    """The next due deliveries of the editions being sent, oldest edition first (``newsletter worker``).
+
+    One edition at a time, so each claim reads its queue index in order (a query over
+    several editions at once would sort all their queued rows on every claim).
+    """
+    sending = session.exec(
+        select(Edition.id).where(col(Edition.status) == EditionStatus.SENDING).order_by(col(Edition.id))
+    ).all()
+    claimed: list[Claimed] = []
+    for edition_id in sending:
+        which = col(Delivery.edition_id) == edition_id
+        claimed += _claim(session, which, limit=limit - len(claimed), now=now)
+        if len(claimed) >= limit:
+            break
+    return claimed
 
 
 def _claim(session: Session, which: Any, *, limit: int, now: datetime | None) -> list[Claimed]:

@@ -368,6 +368,35 @@ def test_schema_comes_from_migrations(engine: Engine) -> None:
     assert "alembic_version" in tables
 
 
+def test_a_database_made_by_the_first_revision_is_upgraded_in_place(db_url: str) -> None:
+    """A database left at 0001 gets the delivery queue index when opened; its rows stay."""
+    from alembic import command
+
+    engine = make_engine(db_url)
+    try:
+        config = alembic_config()
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0001")
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    'INSERT INTO "group" (slug, name, language, timezone, created_at) '
+                    "VALUES ('old', 'Old', 'en', 'UTC', '2026-01-01 00:00:00')"
+                )
+            )
+        before = {index["name"] for index in inspect(engine).get_indexes("delivery")}
+        assert "ix_delivery_queue" not in before
+        migrate(engine)
+        after = {index["name"] for index in inspect(engine).get_indexes("delivery")}
+        assert "ix_delivery_queue" in after
+        assert not after & {"ix_delivery_status", "ix_delivery_edition_id"}
+        with Session(engine) as session:
+            assert [g.slug for g in session.exec(select(Group))] == ["old"]
+    finally:
+        engine.dispose()
+
+
 def test_migrating_again_changes_nothing(engine: Engine) -> None:
     """Opening an up-to-date database again keeps its data and its single revision row."""
     with Session(engine) as session:
