@@ -7,8 +7,12 @@ Needs Debian's ``postfix`` package for ``/usr/sbin/smtp-sink`` and ``/usr/sbin/s
 (the Postfix daemon is never started). In one run it builds a site in a temp folder
 with N subscribers (inserted by one SQL statement), sends one edition through
 ``editions.send`` in this process to smtp-sink on 127.0.0.1, then times smtp-source
-sending N messages of the same size over the same number of sessions. It prints both
-rates, their ratio, the median per-recipient build time and this process's peak memory.
+sending N messages of the same size with the same number of parallel sessions, twice:
+in its default mode (a new session for each message) and with ``-d`` (each session
+reused for many messages, as the engine does). Each round is repeated (``--rounds``,
+the edition is reset to approved in between) and the medians are reported: rates,
+their ratios, the CPU time per message, the median per-recipient build time and this
+process's peak memory.
 """
 
 import argparse
@@ -25,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 SINK = "/usr/sbin/smtp-sink"
@@ -131,6 +136,12 @@ def main() -> None:
     )
     parser.add_argument("--recipients", type=int, default=10_000)
     parser.add_argument("--connections", type=int, default=4, help="SMTP sessions (ours and smtp-source's)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="Rounds of sending and smtp-source; medians are reported.",
+    )
     parser.add_argument("--json", action="store_true", help="Print the figures as JSON too.")
     args = parser.parse_args()
     for binary in (SINK, SOURCE):
@@ -144,7 +155,6 @@ def main() -> None:
     from newsletter.settings import load_settings
     from newsletter.site import Site
     from newsletter.tokens import Signer
-    from newsletter.transports import open_transport
 
     folder = Path(tempfile.mkdtemp(prefix="send-bench-"))
     port = free_port()
@@ -213,56 +223,100 @@ def main() -> None:
     del samples, timings
 
     sink = run_sink(port)
+    rounds: list[dict[str, float]] = []
     try:
-        transport = open_transport(settings)
-        cpu_before = resource.getrusage(resource.RUSAGE_SELF)
-        started = time.perf_counter()
-        result = editions.send(site, renderer, transport, edition_id, actor="bench")
-        ours = time.perf_counter() - started
-        cpu_after = resource.getrusage(resource.RUSAGE_SELF)
-        cpu_user = cpu_after.ru_utime - cpu_before.ru_utime
-        cpu_system = cpu_after.ru_stime - cpu_before.ru_stime
-        assert result.report.sent == args.recipients, result
+        for number in range(args.rounds):
+            if number:
+                reset(db_url, edition_id)
+            rounds.append(measure_round(args, site, renderer, settings, edition_id, port, size))
+            print(
+                f"round {number + 1}: newsletter {rounds[-1]['ours']:.1f} msg/s, smtp-source "
+                f"{rounds[-1]['source']:.1f} msg/s (new session per message), "
+                f"{rounds[-1]['source_reused']:.1f} msg/s (-d, sessions reused)",
+                flush=True,
+            )
         memory = peak_mb()
-        source_started = time.perf_counter()
-        subprocess.run(
-            [SOURCE, "-c", "-m", str(args.recipients), "-s", str(args.connections), "-l", str(size),
-             "-f", "news@example.org", "-t", "member@example.org", f"127.0.0.1:{port}"],
-            check=True, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        theirs = time.perf_counter() - source_started
     finally:
         sink.send_signal(signal.SIGTERM)
         sink.wait()
         site.close()
         shutil.rmtree(folder, ignore_errors=True)
 
+    def median(key: str) -> float:
+        return round(statistics.median(r[key] for r in rounds), 1)
+
+    ours, theirs, reused = median("ours"), median("source"), median("source_reused")
     figures = {
         "recipients": args.recipients,
         "sessions": args.connections,
+        "rounds": args.rounds,
         "message_bytes": size,
-        "newsletter_msgs_per_s": round(args.recipients / ours, 1),
-        "smtp_source_msgs_per_s": round(args.recipients / theirs, 1),
-        "ratio": round(theirs / ours, 3),
+        "newsletter_msgs_per_s": ours,
+        "smtp_source_msgs_per_s": theirs,
+        "ratio": round(ours / theirs, 3),
+        "smtp_source_reused_msgs_per_s": reused,
+        "ratio_reused": round(ours / reused, 3),
         "build_us_median": round(build_us, 1),
         "slow_path_us_median": round(statistics.median(slow), 1),
         "peak_rss_mb": round(memory, 1),
-        "send_cpu_user_s": round(cpu_user, 2),
-        "send_cpu_system_s": round(cpu_system, 2),
+        "send_cpu_us_per_message": median("cpu_us"),
         "machine": machine(),
     }
     print(f"machine:             {figures['machine']}")
     print(f"recipients:          {args.recipients} over {args.connections} sessions, {size} bytes each")
-    print(f"newsletter send:     {figures['newsletter_msgs_per_s']} msg/s ({ours:.2f} s with render, queue)")
-    print(f"send CPU time:       {cpu_user:.2f} s user + {cpu_system:.2f} s system (all threads)")
-    print(f"smtp-source:         {figures['smtp_source_msgs_per_s']} msg/s ({theirs:.2f} s)")
+    print(f"newsletter send:     {ours} msg/s (median of {args.rounds}; rendering and queueing included)")
+    print(f"send CPU:            {figures['send_cpu_us_per_message']} us per message (user + system)")
+    print(f"smtp-source:         {theirs} msg/s, {args.connections} in parallel, a new session per message")
     print(f"ratio:               {figures['ratio']:.1%} of smtp-source")
+    print(f"smtp-source -d:      {reused} msg/s, {args.connections} sessions reused for all messages")
+    print(f"ratio:               {figures['ratio_reused']:.1%} of smtp-source -d")
     print(
         f"build per recipient: {build_us:.1f} us median (email.message: {figures['slow_path_us_median']} us)"
     )
     print(f"peak memory:         {memory:.1f} MB (max RSS of this process)")
     if args.json:
         print(json.dumps(figures))
+
+
+def reset(db_url: str, edition_id: int) -> None:
+    """Make the sent edition approved again with no deliveries, for another round."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(db_url)
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM delivery WHERE edition_id = :e"), {"e": edition_id})
+        connection.execute(
+            text("UPDATE edition SET status = 'approved', sent_at = NULL WHERE id = :e"), {"e": edition_id}
+        )
+    engine.dispose()
+
+
+def measure_round(
+    args: argparse.Namespace, site: Any, renderer: Any, settings: Any, edition_id: int, port: int, size: int
+) -> dict[str, float]:
+    """One send of the edition, then smtp-source both ways; rates in messages a second."""
+    from newsletter import editions
+    from newsletter.transports import open_transport
+
+    transport = open_transport(settings)
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    result = editions.send(site, renderer, transport, edition_id, actor="bench")
+    ours = time.perf_counter() - started
+    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    if result.report.sent != args.recipients:
+        raise SystemExit(f"sent {result.report.sent} of {args.recipients}: {result.report.errors[:3]}")
+    rates = {"ours": args.recipients / ours, "cpu_us": cpu / args.recipients * 1e6}
+    for key, extra in (("source", []), ("source_reused", ["-d"])):
+        source_started = time.perf_counter()
+        subprocess.run(
+            [SOURCE, *extra, "-m", str(args.recipients), "-s", str(args.connections), "-l", str(size),
+             "-f", "news@example.org", "-t", "member@example.org", f"127.0.0.1:{port}"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        rates[key] = args.recipients / (time.perf_counter() - source_started)
+    return rates
 
 
 if __name__ == "__main__":
