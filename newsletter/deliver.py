@@ -37,6 +37,9 @@ from newsletter.transports import Transport
 
 # This many connection failures in a row mean the relay is down: pause, don't burn the list.
 PAUSE_AFTER_CONNECTION_FAILURES = 5
+# Event-loop turns the recorder lets pass, while fewer outcomes than lanes are in, before
+# it commits: each turn lets lanes whose replies have arrived add theirs to the group.
+GROUP_COMMIT_YIELDS = 8
 # A lane (connection) is opened for every this many due messages, up to the pool's size.
 MESSAGES_PER_LANE = 50
 
@@ -243,7 +246,10 @@ class _Engine:
                         async with asyncio.timeout(0.05 if not exhausted else 0.5):
                             await shared.arrived.wait()
                 # Let every lane that is ready add its outcome, then commit them together.
-                await asyncio.sleep(0)
+                for _ in range(GROUP_COMMIT_YIELDS):
+                    if len(shared.results) >= len(self.lanes):
+                        break
+                    await asyncio.sleep(0)
                 shared.arrived.clear()
                 results, shared.results = shared.results, []
                 if results:

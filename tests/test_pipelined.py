@@ -178,6 +178,7 @@ def test_a_slow_relay_times_out(server: SmtpServer) -> None:
     server.handler.data_delay = 1.0
     (slow,) = run(send_all(connect(server, timeout=0.2), message()))
     assert isinstance(slow, TemporaryFailure)
+    assert "no reply within 0.2 s" in str(slow)
     assert slow.connection
 
 

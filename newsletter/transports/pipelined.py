@@ -93,6 +93,13 @@ class PipelinedSmtp:
         self._extensions: dict[str, str] = {}
         # The content of a message is on the wire and its final dot not yet sent.
         self._staged = False
+        # The watchdog: while a step is under way it must end by the deadline, or the
+        # connection is cut. One timer a connection, moved on only when it fires, costs
+        # far less than a timeout context for every step of every message.
+        self._busy = False
+        self._deadline = 0.0
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._expired = False
 
     async def stage(self, message: OutgoingMessage) -> None:
         """The envelope and the content: everything but the final dot."""
@@ -101,15 +108,17 @@ class PipelinedSmtp:
             await self._connect()
         content = dot_stuffed(message.data)
         commands = envelope(message, self._extensions, len(content))
+        self._arm()
         try:
-            async with asyncio.timeout(self.timeout):
-                await self._envelope(message, commands)
-                writer = self._stream()[1]
-                writer.write(content)
-                await writer.drain()
-        except (OSError, EOFError, TimeoutError) as exc:
+            await self._envelope(message, commands)
+            writer = self._stream()[1]
+            writer.write(content)
+            await writer.drain()
+        except (OSError, EOFError) as exc:
             self._drop()
             raise self._lost(exc) from None
+        finally:
+            self._busy = False
         self._staged = True
 
     async def commit(self) -> None:
@@ -117,13 +126,15 @@ class PipelinedSmtp:
         if not self._staged:
             raise TemporaryFailure("no message is staged on this connection", connection=True)
         self._staged = False
+        self._arm()
         try:
-            async with asyncio.timeout(self.timeout):
-                self._stream()[1].write(b".\r\n")
-                code, text = await self._reply()
-        except (OSError, EOFError, TimeoutError) as exc:
+            self._stream()[1].write(b".\r\n")
+            code, text = await self._reply()
+        except (OSError, EOFError) as exc:
             self._drop()
             raise self._lost(exc) from None
+        finally:
+            self._busy = False
         if code != 250:
             if code == CLOSING:
                 self._drop()
@@ -280,13 +291,39 @@ class PipelinedSmtp:
             raise EOFError("not connected")
         return self._reader, self._writer
 
+    def _arm(self) -> None:
+        """A step begins: it has ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + self.timeout
+        self._busy = True
+        self._expired = False
+        if self._watchdog is None:
+            self._watchdog = loop.call_at(self._deadline, self._check)
+
+    def _check(self) -> None:
+        self._watchdog = None
+        if not self._busy or self._writer is None:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._deadline:
+            # Cutting the connection ends the read or write that waits, with an error.
+            self._expired = True
+            self._writer.transport.abort()
+        else:
+            self._watchdog = loop.call_at(self._deadline, self._check)
+
     def _lost(self, exc: BaseException) -> TemporaryFailure:
         reason = str(exc) or type(exc).__name__
+        if self._expired:
+            reason = f"no reply within {self.timeout:g} s"
         return TemporaryFailure(f"connection to {self.url.host} lost: {reason}", connection=True)
 
     def _drop(self) -> None:
         writer, self._writer, self._reader = self._writer, None, None
-        self._staged = False
+        self._staged = self._busy = False
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         if writer is not None:
             writer.transport.abort()
 
