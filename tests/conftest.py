@@ -7,6 +7,7 @@ schema of its own, dropped afterwards.
 
 import os
 import shutil
+import ssl
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,3 +108,13 @@ needs_chromium = pytest.mark.skipif(
     not CHROMIUM.exists(),
     reason=f"needs Debian's Chromium at {CHROMIUM} (apt-get install -y chromium; .ci/run installs it)",
 )
+
+
+@pytest.fixture(scope="module")
+def certificate() -> ssl.SSLContext:
+    """A server-side TLS context with a certificate for 127.0.0.1 from a throwaway CA."""
+    trustme = pytest.importorskip("trustme")
+    authority = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    return context

@@ -201,15 +201,6 @@ def test_smtputf8_is_asked_for_only_when_needed(server: SmtpServer) -> None:
     assert "SMTPUTF8" not in plain.mail_options
 
 
-@pytest.fixture(scope="module")
-def certificate() -> ssl.SSLContext:
-    trustme = pytest.importorskip("trustme")
-    authority = trustme.CA()
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    authority.issue_cert("127.0.0.1").configure_cert(context)
-    return context
-
-
 @pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
 def test_starttls_and_auth_with_utf8_credentials(certificate: ssl.SSLContext, mechanism: str) -> None:
     """AUTH PLAIN or LOGIN after STARTTLS, with a non-ASCII password; a wrong one is a ConfigError."""
