@@ -59,10 +59,14 @@ class DeliveryReport:
 
 
 class Lane(Protocol):
-    """One connection: a message is staged (all but its final dot), then committed."""
+    """One connection: a message is staged (all but its final dot), then committed.
+
+    ``commit`` is told which message will be staged next, if the engine has it ready:
+    an SMTP connection starts that one's envelope in the same write as the dot.
+    """
 
     async def stage(self, message: OutgoingMessage) -> None: ...
-    async def commit(self) -> None: ...
+    async def commit(self, following: OutgoingMessage | None = None) -> None: ...
     async def close(self) -> None: ...
 
 
@@ -81,7 +85,7 @@ class SenderLane:
     async def stage(self, message: OutgoingMessage) -> None:
         self._staged = message
 
-    async def commit(self) -> None:
+    async def commit(self, following: OutgoingMessage | None = None) -> None:
         message, self._staged = self._staged, None
         if message is not None:
             self.sender.send(message)
@@ -99,6 +103,9 @@ class Job:
 
 
 Claim = Callable[[int], list[outbox.Claimed]]
+# A row taken from the queue ahead of its turn (None: the queue's end), with its message
+# (None: not built, as for a member no longer active).
+Ahead = tuple[outbox.Claimed | None, OutgoingMessage | None]
 
 
 class _Shared:
@@ -138,12 +145,17 @@ class _Shared:
 
 async def _lane(lane: Lane, shared: _Shared, jobs: Callable[[int], Job]) -> None:
     last_sent = 0
+    # The next row, taken from the queue while the previous message was committed.
+    ahead: Ahead | None = None
     try:
         while not shared.stop:
-            row = await shared.todo.get()
+            if ahead is None:
+                row, message = await shared.todo.get(), None
+            else:
+                (row, message), ahead = ahead, None
             if row is None:
                 return
-            outcome, connection = await _attempt(lane, row, jobs(row.edition_id), shared, last_sent)
+            outcome, connection, ahead = await _attempt(lane, row, message, jobs, shared, last_sent)
             if outcome is None:
                 # Stopping before handing it over: it goes back to the queue.
                 return
@@ -168,30 +180,52 @@ async def _lane(lane: Lane, shared: _Shared, jobs: Callable[[int], Job]) -> None
 
 
 async def _attempt(
-    lane: Lane, row: outbox.Claimed, job: Job, shared: _Shared, last_sent: int
-) -> tuple[outbox.Outcome | None, bool]:
-    """Send one row; its outcome (None: not handed over) and whether the connection failed."""
+    lane: Lane,
+    row: outbox.Claimed,
+    message: OutgoingMessage | None,
+    jobs: Callable[[int], Job],
+    shared: _Shared,
+    last_sent: int,
+) -> tuple[outbox.Outcome | None, bool, Ahead | None]:
+    """Send one row (``message``, if already built).
+
+    Returns its outcome (None: not handed over), whether the connection failed, and
+    the next row with its message if one was taken from the queue meanwhile.
+    """
     if not row.active:
-        return outbox.Outcome(row.delivery_id, DeliveryStatus.SKIPPED), False
-    language = reader_language(row.language, job.group_language)
-    message = job.build(Recipient(row.subscriber_id, row.email, row.name, language, row.delivery_id))
+        return outbox.Outcome(row.delivery_id, DeliveryStatus.SKIPPED), False, None
+    if message is None:
+        message = _build(row, jobs)
+    ahead: Ahead | None = None
     try:
         await lane.stage(message)
         # The previous message this connection sent must be on record before this
         # one's final dot goes.
         if last_sent and not await shared.wait_recorded(last_sent):
-            return None, False
-        await lane.commit()
+            return None, False, None
     except DeliveryError as exc:
-        failed = outbox.Outcome(
-            row.delivery_id,
-            DeliveryStatus.FAILED,
-            error=str(exc)[:500],
-            retry=not exc.permanent,
-            code=exc.code,
-        )
-        return failed, exc.connection
-    return outbox.Outcome(row.delivery_id, DeliveryStatus.SENT, message.message_id), False
+        return _failed(row, exc), exc.connection, None
+    if not shared.todo.empty():
+        # The next row is there: its envelope can go out with this final dot.
+        following = shared.todo.get_nowait()
+        ahead = (following, _build(following, jobs) if following and following.active else None)
+    try:
+        await lane.commit(ahead[1] if ahead else None)
+    except DeliveryError as exc:
+        return _failed(row, exc), exc.connection, ahead
+    return outbox.Outcome(row.delivery_id, DeliveryStatus.SENT, message.message_id), False, ahead
+
+
+def _failed(row: outbox.Claimed, exc: DeliveryError) -> outbox.Outcome:
+    return outbox.Outcome(
+        row.delivery_id, DeliveryStatus.FAILED, error=str(exc)[:500], retry=not exc.permanent, code=exc.code
+    )
+
+
+def _build(row: outbox.Claimed, jobs: Callable[[int], Job]) -> OutgoingMessage:
+    job = jobs(row.edition_id)
+    language = reader_language(row.language, job.group_language)
+    return job.build(Recipient(row.subscriber_id, row.email, row.name, language, row.delivery_id))
 
 
 def run(

@@ -45,13 +45,20 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coroutine)
 
 
-async def send_all(connection: PipelinedSmtp, *messages: OutgoingMessage) -> list[BaseException | None]:
-    """Stage and commit each message in turn; what each raised (None: accepted)."""
+async def send_all(
+    connection: PipelinedSmtp, *messages: OutgoingMessage, ahead: bool = False
+) -> list[BaseException | None]:
+    """Stage and commit each message in turn; what each raised (None: accepted).
+
+    ``ahead``: each commit is given the next message, as the engine does, so its
+    envelope goes out with the final dot.
+    """
     outcomes: list[BaseException | None] = []
-    for each in messages:
+    for index, each in enumerate(messages):
+        following = messages[index + 1] if ahead and index + 1 < len(messages) else None
         try:
             await connection.stage(each)
-            await connection.commit()
+            await connection.commit(following)
         except (TemporaryFailure, PermanentFailure) as exc:
             outcomes.append(exc)
         else:
@@ -67,6 +74,12 @@ def server(request: pytest.FixtureRequest) -> Iterator[SmtpServer]:
         yield started
 
 
+@pytest.fixture(params=[True, False], ids=["envelope-ahead", "envelope-when-staged"])
+def ahead(request: pytest.FixtureRequest) -> bool:
+    """Whether commits carry the next message (the engine's way) or not."""
+    return bool(request.param)
+
+
 def connect(server: SmtpServer, *, timeout: float = 5.0, **url: str) -> PipelinedSmtp:
     return PipelinedSmtp(SmtpUrl.parse(server.url(**url)), timeout=timeout)
 
@@ -77,11 +90,11 @@ def test_dot_stuffing() -> None:
     assert dot_stuffed(b"x\r\n") == b"x\r\n"
 
 
-def test_messages_arrive_byte_for_byte_on_one_session(server: SmtpServer) -> None:
+def test_messages_arrive_byte_for_byte_on_one_session(server: SmtpServer, ahead: bool) -> None:
     """Lines that start with a dot, a lone dot, 8-bit text: what arrives is what was sent."""
     tricky = b"Subject: dots\r\n\r\n.leading dot\r\n.\r\n..two\r\nGr\xc3\xbc\xc3\x9fe\r\nlast line\r\n"
     plain = message("anna@example.org")
-    outcomes = run(send_all(connect(server), plain, message("bert@example.org", tricky)))
+    outcomes = run(send_all(connect(server), plain, message("bert@example.org", tricky), ahead=ahead))
     assert outcomes == [None, None]
     first, second = server.messages
     assert first.content == plain.data
@@ -92,7 +105,7 @@ def test_messages_arrive_byte_for_byte_on_one_session(server: SmtpServer) -> Non
     assert server.handler.connections == 1
 
 
-def test_refusals_are_sorted_and_the_session_goes_on(server: SmtpServer) -> None:
+def test_refusals_are_sorted_and_the_session_goes_on(server: SmtpServer, ahead: bool) -> None:
     """550/554 are permanent, 4xx temporary, a refused sender counts against the relay."""
     handler = server.handler
     handler.rcpt_replies["gone@example.org"] = "550 5.1.1 No such user"
@@ -105,6 +118,7 @@ def test_refusals_are_sorted_and_the_session_goes_on(server: SmtpServer) -> None
             message("busy@example.org"),
             message("spam@example.org"),
             message("anna@example.org"),
+            ahead=ahead,
         )
     )
     gone, busy, spam, accepted = outcomes
@@ -122,13 +136,15 @@ def test_refusals_are_sorted_and_the_session_goes_on(server: SmtpServer) -> None
     assert server.handler.connections == 1  # RSET after each refusal, the same session goes on
 
     handler.mail_reply = "530 5.7.0 Authentication required"
-    (sender,) = run(send_all(connect(server), message("anna@example.org")))
+    (sender,) = run(send_all(connect(server), message("anna@example.org"), ahead=ahead))
     assert isinstance(sender, TemporaryFailure)
     assert sender.connection
     assert sender.code == 530
 
 
-def test_a_421_or_a_dropped_session_is_a_connection_failure_then_a_new_session(server: SmtpServer) -> None:
+def test_a_421_or_a_dropped_session_is_a_connection_failure_then_a_new_session(
+    server: SmtpServer, ahead: bool
+) -> None:
     server.handler.rcpt_once["closing@example.org"] = "421 4.7.0 Closing connection"
     server.handler.drop_after = 2
     outcomes = run(
@@ -139,6 +155,7 @@ def test_a_421_or_a_dropped_session_is_a_connection_failure_then_a_new_session(s
             message("bert@example.org"),
             message("carl@example.org"),  # the session drops at this MAIL
             message("dora@example.org"),
+            ahead=ahead,
         )
     )
     assert outcomes[0] is None
@@ -174,6 +191,59 @@ def test_a_staged_message_is_discarded_when_the_connection_closes(server: SmtpSe
     assert [m.rcpt_tos for m in server.messages] == [("anna@example.org",)]
 
 
+def test_the_next_envelope_goes_out_with_the_final_dot() -> None:
+    """One write carries a message's dot and the next one's envelope; its refusal is still its own."""
+    with running_server() as server:
+        server.handler.rcpt_once["bert@example.org"] = "451 4.3.0 Try again later"
+
+        async def scenario() -> TemporaryFailure:
+            connection = connect(server)
+            anna, bert = message("anna@example.org"), message("bert@example.org")
+            await connection.stage(anna)
+            await connection.commit(bert)
+            # bert's RCPT was answered before bert was staged: it went with anna's dot.
+            server.wait_for(lambda: "bert@example.org" not in server.handler.rcpt_once)
+            with pytest.raises(TemporaryFailure) as refused:
+                await connection.stage(bert)
+            await connection.stage(message("carl@example.org"))
+            await connection.commit()
+            await connection.close()
+            return refused.value
+
+        refused = run(scenario())
+        assert refused.code == 451
+        assert not refused.connection
+        assert [m.rcpt_tos for m in server.messages] == [("anna@example.org",), ("carl@example.org",)]
+        assert server.handler.connections == 1
+
+
+def test_an_envelope_sent_ahead_delivers_nothing_on_its_own() -> None:
+    """Closing, or staging another message, after an envelope went ahead: no empty message arrives."""
+    with running_server() as server:
+
+        async def scenario() -> None:
+            first = connect(server)
+            await first.stage(message("anna@example.org"))
+            await first.commit(message("bert@example.org"))
+            await first.close()
+            second = connect(server)
+            await second.stage(message("carl@example.org"))
+            await second.commit(message("dora@example.org"))
+            # Not the message sent ahead: a new session, and dora's envelope is dropped.
+            await second.stage(message("erik@example.org"))
+            await second.commit()
+            await second.close()
+
+        run(scenario())
+        server.wait_for(lambda: server.handler.connections == 3)
+        assert [m.rcpt_tos[0] for m in server.messages] == [
+            "anna@example.org",
+            "carl@example.org",
+            "erik@example.org",
+        ]
+        assert all(m.content for m in server.messages)
+
+
 def test_a_slow_relay_times_out(server: SmtpServer) -> None:
     server.handler.data_delay = 1.0
     (slow,) = run(send_all(connect(server, timeout=0.2), message()))
@@ -190,9 +260,11 @@ def test_nobody_listening_is_a_connection_failure() -> None:
     assert "cannot connect to 127.0.0.1" in str(refused)
 
 
-def test_smtputf8_is_asked_for_only_when_needed(server: SmtpServer) -> None:
+def test_smtputf8_is_asked_for_only_when_needed(server: SmtpServer, ahead: bool) -> None:
     address = "jürgen@example.org"
-    outcomes = run(send_all(connect(server), message(address, smtputf8=True), message("anna@example.org")))
+    outcomes = run(
+        send_all(connect(server), message(address, smtputf8=True), message("anna@example.org"), ahead=ahead)
+    )
     assert outcomes == [None, None]
     utf8, plain = server.messages
     assert utf8.smtputf8

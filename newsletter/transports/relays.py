@@ -93,15 +93,33 @@ class Lane:
     def __post_init__(self) -> None:
         self.name = self.relay.name
 
+    # The message whose tokens were taken when the previous one was committed, and
+    # the monotonic time it may go at.
+    _paid: tuple[OutgoingMessage, float] | None = field(default=None, init=False)
+
     async def stage(self, message: OutgoingMessage) -> None:
         """The message up to its final dot, within the rate limits."""
-        wait = max(self.domains.delay(message.recipient), self.relay.bucket.delay())
-        if wait:
+        paid, self._paid = self._paid, None
+        if paid is not None and paid[0] is message:
+            wait = paid[1] - time.monotonic()
+        else:
+            wait = self._tokens(message)
+        if wait > 0:
             await asyncio.sleep(wait)
         await self.connection.stage(message)
 
-    async def commit(self) -> None:
-        await self.connection.commit()
+    async def commit(self, following: OutgoingMessage | None = None) -> None:
+        """The final dot; the next message's envelope goes with it if it may go now."""
+        if following is not None:
+            wait = self._tokens(following)
+            self._paid = (following, time.monotonic() + wait)
+            if wait > 0:
+                following = None
+        await self.connection.commit(following)
+
+    def _tokens(self, message: OutgoingMessage) -> float:
+        """Take the relay's token and the domain's for the message; seconds to wait."""
+        return max(self.domains.delay(message.recipient), self.relay.bucket.delay())
 
     async def close(self) -> None:
         await self.connection.close()
