@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy import and_, exists, func, insert, literal, or_, update
+from sqlalchemy import and_, exists, func, insert, literal, update
 from sqlmodel import Session, col, select
 
 from newsletter.models import (
@@ -24,7 +24,6 @@ from newsletter.models import (
     Event,
     Membership,
     MembershipStatus,
-    Subscriber,
     utcnow,
 )
 
@@ -66,7 +65,7 @@ class Claimed(NamedTuple):
 
 def claim(session: Session, edition: Edition, *, limit: int, now: datetime | None = None) -> list[Claimed]:
     """The edition's next due deliveries, marked ``sending`` (and their attempt counted)."""
-    return _claim(session, col(Delivery.edition_id) == edition.id, limit=limit, now=now)
+    return _claim(session, edition.id or 0, limit=limit, now=now)
 
 
 def claim_due(session: Session, *, limit: int, now: datetime | None = None) -> list[Claimed]:
@@ -80,69 +79,57 @@ def claim_due(session: Session, *, limit: int, now: datetime | None = None) -> l
     ).all()
     claimed: list[Claimed] = []
     for edition_id in sending:
-        which = col(Delivery.edition_id) == edition_id
-        claimed += _claim(session, which, limit=limit - len(claimed), now=now)
+        claimed += _claim(session, edition_id or 0, limit=limit - len(claimed), now=now)
         if len(claimed) >= limit:
             break
     return claimed
 
 
-def _claim(session: Session, which: Any, *, limit: int, now: datetime | None) -> list[Claimed]:
+def _claim(session: Session, edition_id: int, *, limit: int, now: datetime | None) -> list[Claimed]:
     """One atomic ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING``.
 
     On PostgreSQL concurrent claimers skip each other's locked rows, so no row is
-    claimed twice; on SQLite the UPDATE takes the database's single write lock.
+    claimed twice; on SQLite the UPDATE takes the database's single write lock. The
+    member's address, name, language and whether they are still active come back in
+    the same statement (correlated subqueries in RETURNING, which both databases run).
     """
-    now = now or utcnow()
-    due = (
-        sa.select(col(Delivery.id))
-        .where(
-            which,
-            col(Delivery.status) == DeliveryStatus.QUEUED,
-            or_(col(Delivery.next_attempt_at).is_(None), col(Delivery.next_attempt_at) <= now),
-        )
-        .order_by(col(Delivery.id))
-        .limit(limit)
-    )
-    # Core execution on the session's connection: the ORM's result processing cost
-    # more than the database's work for these plain rows.
     connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    claimed = connection.execute(
-        update(Delivery)
-        .where(col(Delivery.id).in_(due.scalar_subquery()))
-        .values(status=DeliveryStatus.SENDING, attempts=Delivery.attempts + 1)
-        .returning(col(Delivery.id))
-        .execution_options(synchronize_session=False)
-    )
-    ids = [row[0] for row in claimed]
-    if not ids:
-        return []
-    active = exists().where(
-        and_(
-            col(Membership.subscriber_id) == Delivery.subscriber_id,
-            col(Membership.group_id) == Edition.group_id,
-            col(Membership.status) == MembershipStatus.ACTIVE,
+    statement = _CLAIM_SQL[connection.dialect.name == "postgresql"]
+    rows = connection.execute(statement, {"edition": edition_id, "now": now or utcnow(), "limit": limit})
+    return sorted(map(Claimed._make, rows))
+
+
+def _claim_sql(skip_locked: bool) -> sa.TextClause:
+    # Written as SQL, not built with SQLAlchemy's expressions: its RETURNING drops the
+    # table names the correlated subqueries need, and a claim of a few hundred rows
+    # built and compiled each time cost more than the database's own work.
+    lock = " FOR UPDATE SKIP LOCKED" if skip_locked else ""
+    queued, sending = DeliveryStatus.QUEUED.value, DeliveryStatus.SENDING.value
+    sql = f"""
+        UPDATE delivery SET status = '{sending}', attempts = attempts + 1
+        WHERE id IN (
+            SELECT id FROM delivery
+            WHERE edition_id = :edition AND status = '{queued}'
+                AND (next_attempt_at IS NULL OR next_attempt_at <= :now)
+            ORDER BY id LIMIT :limit{lock}
         )
-    )
-    query = (
-        sa.select(
-            col(Delivery.id),
-            col(Subscriber.id),
-            col(Subscriber.email),
-            col(Subscriber.name),
-            col(Subscriber.language),
-            active.label("active"),
-            col(Delivery.attempts) - 1,
-            col(Delivery.edition_id),
-        )
-        .join(Subscriber, col(Subscriber.id) == Delivery.subscriber_id)
-        .join(Edition, col(Edition.id) == Delivery.edition_id)
-        .where(col(Delivery.id).in_(ids))
-        .order_by(col(Delivery.id))
-    )
-    return [Claimed._make(row) for row in connection.execute(query)]
+        RETURNING id, subscriber_id,
+            (SELECT s.email FROM subscriber s WHERE s.id = delivery.subscriber_id),
+            (SELECT s.name FROM subscriber s WHERE s.id = delivery.subscriber_id),
+            (SELECT s.language FROM subscriber s WHERE s.id = delivery.subscriber_id),
+            EXISTS (
+                SELECT 1 FROM membership m JOIN edition e ON e.group_id = m.group_id
+                WHERE e.id = delivery.edition_id AND m.subscriber_id = delivery.subscriber_id
+                    AND m.status = '{MembershipStatus.ACTIVE.value}'
+            ),
+            attempts - 1, edition_id
+    """
+    when: sa.types.TypeEngine[Any] = Delivery.__table__.c.next_attempt_at.type  # type: ignore[attr-defined]
+    return sa.text(sql).bindparams(sa.bindparam("now", type_=when))
+
+
+# By dialect: False for SQLite, True for PostgreSQL (rows locked by another claimer skipped).
+_CLAIM_SQL = {False: _claim_sql(False), True: _claim_sql(True)}
 
 
 class Outcome(NamedTuple):
