@@ -14,7 +14,9 @@ connection has at most one message the relay may have accepted and the database 
 not know about: after a kill -9 and a restart (``editions send`` puts rows left
 ``sending`` back in the queue) at most one message per open connection can arrive
 twice, and nothing is lost. The wait costs little: a lane stages the next message
-(envelope and content, everything but the dot) while the previous one is recorded.
+(envelope and content, everything but the dot) while the previous one is recorded,
+and the envelope of the one after goes out with each dot (an envelope alone delivers
+nothing).
 Whatever else stops the engine (an error, Ctrl-C, SIGTERM, a relay that keeps
 failing) the outcomes of messages handed over are recorded before it returns, and
 the rest go back to the queue.
