@@ -6,6 +6,7 @@ enqueue harmless. Delivery claims batches of rows that are due, records their
 results in one transaction per batch, and so can stop and resume at any point.
 """
 
+import contextlib
 import json
 import random
 from collections.abc import Iterable
@@ -17,6 +18,7 @@ from sqlalchemy import and_, exists, func, insert, literal, update
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlmodel import Session, col, select
 
+from newsletter.errors import DatabaseError
 from newsletter.models import (
     Delivery,
     DeliveryStatus,
@@ -59,7 +61,7 @@ class Claimed(NamedTuple):
     email: str
     name: str | None
     language: str | None
-    active: bool
+    active: int  # true while the member is still active (SQLite has no boolean: 1 or 0)
     attempts: int
     edition_id: int = 0
 
@@ -240,6 +242,7 @@ class Recorder:
         # The driver's parameter style: positional (SQLite's "?") or named.
         self._order = tuple(compiled.positiontup or ()) if compiled.positional else None
         self._at = table.c.sent_at.type.dialect_impl(engine.dialect).bind_processor(engine.dialect)
+        self._driver_error: type[Exception] = engine.dialect.loaded_dbapi.Error
 
     def write(self, outcomes: list[Outcome], attempts: dict[int, int]) -> None:
         if not outcomes:
@@ -261,8 +264,12 @@ class Recorder:
             cursor.executemany(self._sql, parameters)
             cursor.close()
             connection.commit()
-        except BaseException:
-            connection.rollback()
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                connection.rollback()
+            if isinstance(exc, self._driver_error):
+                # The driver's own error, which SQLAlchemy would have wrapped: one line.
+                raise DatabaseError(f"database error while recording sent messages: {exc}") from exc
             raise
 
     def close(self) -> None:

@@ -338,3 +338,21 @@ def test_three_postgresql_workers_share_an_edition_without_duplicates_or_loss(
     assert counted == Counter(addresses)
     assert set(delivery_states(cli, edition_id).values()) == {"sent"}
     assert status(cli, edition_id) == "sent"
+
+
+def test_a_database_error_while_recording_is_one_clear_error(tmp_path: Path) -> None:
+    """The recorder writes through the driver itself: the driver's error still becomes DatabaseError."""
+    from newsletter.db import make_engine
+    from newsletter.errors import DatabaseError
+    from newsletter.models import DeliveryStatus
+    from newsletter.outbox import Outcome, Recorder
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")  # no delivery table in it
+    recorder = Recorder(engine)
+    try:
+        with pytest.raises(DatabaseError) as raised:
+            recorder.write([Outcome(1, DeliveryStatus.SENT, "<1@example.org>")], {1: 1})
+    finally:
+        recorder.close()
+        engine.dispose()
+    assert str(raised.value) == "database error while recording sent messages: no such table: delivery"
