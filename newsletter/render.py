@@ -256,6 +256,8 @@ class Renderer:
                 "where": gettext("Where"),
                 "add_to_calendar": gettext("Add to calendar"),
                 "in_this_edition": gettext("In this edition"),
+                # After a label ("When:"); French sets it off with a no-break space.
+                "colon": gettext(":"),
             },
         }
 
