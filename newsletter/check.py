@@ -6,7 +6,8 @@ from pathlib import Path
 from jinja2 import Environment, TemplateSyntaxError
 
 from newsletter.csvfile import read_subscriber_csv
-from newsletter.errors import ImportFileError
+from newsletter.dkim import read_signer
+from newsletter.errors import ConfigError, ImportFileError
 from newsletter.schedules import SCHEDULES_DIR, Schedule, load_schedules
 from newsletter.settings import CONFIG_FILE, Problem, SiteConfig, locate, read_config
 
@@ -95,6 +96,19 @@ def _group_files(site_dir: Path, config: SiteConfig) -> list[Problem]:
     return problems
 
 
+def _dkim_key(site_dir: Path, config: SiteConfig) -> list[Problem]:
+    """The ``[dkim]`` key must be readable, a PEM RSA private key, and long enough."""
+    if config.dkim is None:
+        return []
+    try:
+        read_signer(site_dir, config.dkim)
+    except ConfigError as exc:
+        config_file = site_dir / CONFIG_FILE
+        line = locate(config_file.read_text(encoding="utf-8"), ("dkim", "key_file"))
+        return [Problem(config_file, line, "dkim.key_file", str(exc))]
+    return []
+
+
 def check_site(site_dir: Path) -> tuple[list[Problem], dict[str, int]]:
     """Every problem in the site, and a count of what was checked."""
     config, problems = read_config(site_dir)
@@ -107,6 +121,7 @@ def check_site(site_dir: Path) -> tuple[list[Problem], dict[str, int]]:
     if config is not None:
         counts["groups"] = len(config.groups)
         problems.extend(_group_files(site_dir, config))
+        problems.extend(_dkim_key(site_dir, config))
         schedules, schedule_problems = load_schedules(site_dir, config.groups)
         problems.extend(schedule_problems)
         problems.extend(_schedule_files(site_dir, schedules, environment))

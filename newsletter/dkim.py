@@ -26,7 +26,7 @@ import dkim
 from dkim.crypto import UnparsableKeyError, parse_pem_private_key
 
 from newsletter.errors import ConfigError, NewsletterError
-from newsletter.settings import Settings
+from newsletter.settings import DkimSection, Settings
 
 HEADERS = (
     "From",
@@ -66,22 +66,12 @@ class DkimSigner:
     @classmethod
     def from_settings(cls, settings: Settings) -> "DkimSigner | None":
         """The site's signer, or None when ``[dkim]`` is not configured."""
-        config = settings.dkim
-        if config is None:
+        if settings.dkim is None:
             return None
-        path = Path(config.key_file)
-        if not path.is_absolute():
-            path = settings.site_dir / path
         try:
-            key = path.read_bytes()
-        except OSError as exc:
-            raise ConfigError(
-                f"{settings.config_file}: dkim.key_file: cannot read {path} ({exc.strerror or exc})"
-            ) from None
-        try:
-            return cls(config.selector, config.domain, key)
+            return read_signer(settings.site_dir, settings.dkim)
         except ConfigError as exc:
-            raise ConfigError(f"{settings.config_file}: dkim.key_file: {path}: {exc}") from None
+            raise ConfigError(f"{settings.config_file}: dkim.key_file: {exc}") from None
 
     def signature(self, data: bytes) -> bytes:
         """The ``DKIM-Signature:`` field for the message, folded with its own line ends."""
@@ -105,6 +95,21 @@ class DkimSigner:
         return self.signature(data) + data
 
     __call__ = sign
+
+
+def read_signer(site_dir: Path, config: DkimSection) -> DkimSigner:
+    """The signer a ``[dkim]`` table describes; ConfigError saying why its key cannot be used."""
+    path = Path(config.key_file)
+    if not path.is_absolute():
+        path = site_dir / path
+    try:
+        key = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path} ({exc.strerror or exc})") from None
+    try:
+        return DkimSigner(config.selector, config.domain, key)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def signer_for(settings: Settings) -> Callable[[bytes], bytes] | None:
