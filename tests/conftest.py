@@ -5,19 +5,24 @@ to run every test that takes ``db_url`` on PostgreSQL as well; each such test ge
 schema of its own, dropped afterwards.
 """
 
+import json
 import os
 import shutil
 import ssl
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlmodel import Session, col, select
 
 from newsletter.cli import main
+from newsletter.models import Event, Group
 
 REPO = Path(__file__).resolve().parent.parent
 CORPORA = REPO.parent / "shared" / "corpora"
@@ -84,6 +89,32 @@ class Cli:
         if ok:
             assert result.exit_code == 0, f"exit {result.exit_code}: {result.output}"
         return result
+
+    # What the database holds, read the way the tests check it.
+
+    def members(self, group: str, *flags: str) -> dict[str, dict[str, Any]]:
+        """The group's members by address, as `subscribers list --json` shows them."""
+        listed = json.loads(self("subscribers", "list", group, "--json", *flags).stdout)
+        return {member["email"]: member for member in listed}
+
+    @contextmanager
+    def database(self) -> Iterator[Session]:
+        """A session on the site's database, on an engine of its own."""
+        engine = create_engine(self.db_url)
+        try:
+            with Session(engine) as session:
+                yield session
+        finally:
+            engine.dispose()
+
+    def events(self) -> list[Event]:
+        """The audit log, oldest first."""
+        with self.database() as session:
+            return list(session.exec(select(Event).order_by(col(Event.id))))
+
+    def group_id(self, slug: str) -> int:
+        with self.database() as session:
+            return session.exec(select(Group).where(Group.slug == slug)).one().id or 0
 
 
 @pytest.fixture

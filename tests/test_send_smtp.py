@@ -13,7 +13,6 @@ import re
 import ssl
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
@@ -21,12 +20,11 @@ from typing import Any
 
 import pytest
 from click.testing import Result
-from sqlalchemy import create_engine
-from sqlmodel import Session, select
+from sqlmodel import select
 
 from newsletter import verp
 from newsletter.message import OutgoingMessage
-from newsletter.models import Delivery, Group, Subscriber
+from newsletter.models import Delivery, Subscriber
 from newsletter.settings import Settings
 from newsletter.tokens import BadToken, Signer
 from newsletter.transports import Transport, open_transport
@@ -91,33 +89,17 @@ def edition(cli: Cli, edition_id: int) -> dict[str, Any]:
 
 def members(cli: Cli, group: str) -> dict[str, dict[str, Any]]:
     """The group's active members by address."""
-    listed = json.loads(cli("subscribers", "list", group, "--status", "active", "--json").stdout)
-    return {member["email"]: member for member in listed}
-
-
-@contextmanager
-def database(cli: Cli) -> Iterator[Session]:
-    engine = create_engine(cli.db_url)
-    try:
-        with Session(engine) as session:
-            yield session
-    finally:
-        engine.dispose()
+    return cli.members(group, "--status", "active")
 
 
 def subscriber_emails(cli: Cli) -> dict[int, str]:
-    with database(cli) as session:
+    with cli.database() as session:
         return {s.id or 0: s.email for s in session.exec(select(Subscriber))}
-
-
-def group_id(cli: Cli, slug: str) -> int:
-    with database(cli) as session:
-        return session.exec(select(Group).where(Group.slug == slug)).one().id or 0
 
 
 def deliveries(cli: Cli, edition_id: int) -> dict[str, Delivery]:
     """The edition's Delivery rows by subscriber address."""
-    with database(cli) as session:
+    with cli.database() as session:
         rows = session.exec(
             select(Delivery, Subscriber.email)
             .join(Subscriber, Subscriber.id == Delivery.subscriber_id)  # type: ignore[arg-type]
@@ -222,7 +204,7 @@ def test_headers_and_parts_are_standard_and_links_are_signed(site: Cli, smtp_ser
     german_date = re.search(r": (\d+)\. ", subject)
     assert german_date, subject
     issue_day = german_date.group(1)
-    dach = group_id(site, "dach")
+    dach = site.group_id("dach")
     signer = Signer(KEY)
     audience = members(site, "dach")
     assert len(smtp_server.messages) == len(audience) > 1

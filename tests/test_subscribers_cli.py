@@ -7,53 +7,22 @@ import csv
 import getpass
 import io
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import Result
 from sqlalchemy import MetaData, create_engine
-from sqlmodel import Session, select
+from sqlmodel import select
 
-from newsletter.models import Delivery, Edition, Event, Group, Membership, MembershipStatus, Subscriber
+from newsletter.models import Delivery, Edition, Membership, MembershipStatus, Subscriber
 from tests.conftest import Cli
 
 ACTOR = f"cli:{getpass.getuser()}"
 KNOWN_GROUPS = "known: cepiug, dach, fr, uk"
 
 
-def members(cli: Cli, group: str, *flags: str) -> dict[str, dict[str, Any]]:
-    """The group's members by address, as `subscribers list --json` shows them."""
-    listed = json.loads(cli("subscribers", "list", group, "--json", *flags).stdout)
-    return {member["email"]: member for member in listed}
-
-
-@contextmanager
-def session(cli: Cli) -> Iterator[Session]:
-    engine = create_engine(cli.db_url)
-    try:
-        with Session(engine) as db:
-            yield db
-    finally:
-        engine.dispose()
-
-
-def events(cli: Cli) -> list[Event]:
-    with session(cli) as db:
-        return list(db.exec(select(Event).order_by(Event.id)))  # type: ignore[arg-type]
-
-
-def group_id(cli: Cli, slug: str) -> int:
-    with session(cli) as db:
-        found = db.exec(select(Group).where(Group.slug == slug)).one().id
-    assert found is not None
-    return found
-
-
 def subscriber_id(cli: Cli, email: str) -> int:
-    with session(cli) as db:
+    with cli.database() as db:
         found = db.exec(select(Subscriber).where(Subscriber.email == email)).one().id
     assert found is not None
     return found
@@ -61,11 +30,11 @@ def subscriber_id(cli: Cli, email: str) -> int:
 
 def set_status(cli: Cli, group: str, email: str, status: MembershipStatus) -> None:
     """Change a membership directly in the database, as bounce processing would."""
-    with session(cli) as db:
+    with cli.database() as db:
         membership = db.exec(
             select(Membership).where(
                 Membership.subscriber_id == subscriber_id(cli, email),
-                Membership.group_id == group_id(cli, group),
+                Membership.group_id == cli.group_id(group),
             )
         ).one()
         membership.status = status
@@ -115,19 +84,17 @@ def test_add_makes_an_active_member_and_logs_it(cli: Cli) -> None:
     """`add` makes the address an active member from source 'cli' and writes one subscribe event."""
     result = cli("subscribers", "add", "uk", "jane@example.org", "--language", "EN-gb")
     assert result.stdout == "added: jane@example.org in uk\n"
-    member = members(cli, "uk")["jane@example.org"]
+    member = cli.members("uk")["jane@example.org"]
     assert (member["status"], member["source"], member["language"]) == ("active", "cli", "en-GB")
-    logged = [(e.kind, e.subscriber_id, e.group_id, e.actor, e.source) for e in events(cli)]
-    assert logged == [
-        ("subscribe", subscriber_id(cli, "jane@example.org"), group_id(cli, "uk"), ACTOR, "cli")
-    ]
+    logged = [(e.kind, e.subscriber_id, e.group_id, e.actor, e.source) for e in cli.events()]
+    assert logged == [("subscribe", subscriber_id(cli, "jane@example.org"), cli.group_id("uk"), ACTOR, "cli")]
 
 
 def test_add_accepts_name_and_address_form(cli: Cli) -> None:
     """`add GROUP "Name <addr>"` stores the normalised address and keeps the name; --name wins over it."""
     cli("subscribers", "add", "uk", "Jane Doe <Jane.Doe@Example.ORG>")
     cli("subscribers", "add", "uk", '"Patel, Raj" <raj@EXAMPLE.org>', "--name", "Raj Patel")
-    found = members(cli, "uk")
+    found = cli.members("uk")
     assert sorted(found) == ["Jane.Doe@example.org", "raj@example.org"]
     assert found["Jane.Doe@example.org"]["name"] == "Jane Doe"
     assert found["raj@example.org"]["name"] == "Raj Patel"
@@ -137,12 +104,12 @@ def test_add_again_is_unchanged_and_a_new_name_is_an_update(cli: Cli) -> None:
     """Adding a member twice changes nothing; adding with a new name (any spelling) updates them."""
     cli("subscribers", "add", "uk", "jane@example.org", "--name", "Jane")
     assert cli("subscribers", "add", "uk", "jane@example.org").stdout.startswith("unchanged: ")
-    assert len(events(cli)) == 1
+    assert len(cli.events()) == 1
     assert cli("subscribers", "add", "uk", "JANE@example.org", "--name", "Jane Doe").stdout.startswith(
         "updated: "
     )
-    assert members(cli, "uk")["jane@example.org"]["name"] == "Jane Doe"
-    assert [e.kind for e in events(cli)] == ["subscribe", "update"]
+    assert cli.members("uk")["jane@example.org"]["name"] == "Jane Doe"
+    assert [e.kind for e in cli.events()] == ["subscribe", "update"]
 
 
 @pytest.mark.parametrize(
@@ -159,8 +126,8 @@ def test_add_invalid_address_is_one_line_exit_2(cli: Cli, address: str, reason: 
     result = cli("subscribers", "add", "uk", address, ok=False)
     assert_one_line_error(result, repr(address), reason, exit_code=2)
     assert result.stdout == ""
-    assert members(cli, "uk") == {}
-    with session(cli) as db:
+    assert cli.members("uk") == {}
+    with cli.database() as db:
         assert list(db.exec(select(Subscriber))) == []
 
 
@@ -168,7 +135,7 @@ def test_add_unknown_language_is_one_line_exit_2(cli: Cli) -> None:
     """An unknown --language is refused with one line, before anything is stored."""
     result = cli("subscribers", "add", "uk", "jane@example.org", "--language", "klingon-xx", ok=False)
     assert_one_line_error(result, "klingon-xx", exit_code=2)
-    assert members(cli, "uk") == {}
+    assert cli.members("uk") == {}
 
 
 @pytest.mark.parametrize("status", ["unsubscribed", "bounced", "complained"])
@@ -179,13 +146,13 @@ def test_add_refuses_a_member_who_has_left(cli: Cli, status: str) -> None:
         cli("subscribers", "remove", "uk", "jane@example.org")
     else:
         set_status(cli, "uk", "jane@example.org", MembershipStatus(status))
-    logged = len(events(cli))
+    logged = len(cli.events())
 
     result = cli("subscribers", "add", "uk", "Jane@Example.org", "--name", "Jane Doe", ok=False)
     assert_one_line_error(result, "Jane@example.org is " + status, "opt-in", exit_code=1)
-    member = members(cli, "uk")["jane@example.org"]
+    member = cli.members("uk")["jane@example.org"]
     assert (member["status"], member["name"]) == (status, "Jane")
-    assert len(events(cli)) == logged
+    assert len(cli.events()) == logged
 
 
 # --- remove ---
@@ -199,21 +166,21 @@ def test_remove_unsubscribes_from_that_group_only(cli: Cli) -> None:
 
     result = cli("subscribers", "remove", "uk", "JANE@example.org")
     assert result.stdout == "unsubscribed: JANE@example.org from uk\n"
-    assert members(cli, "uk")["jane@example.org"]["status"] == "unsubscribed"
-    assert members(cli, "uk")["raj@example.org"]["status"] == "active"
-    assert members(cli, "cepiug")["jane@example.org"]["status"] == "active"
-    last = events(cli)[-1]
+    assert cli.members("uk")["jane@example.org"]["status"] == "unsubscribed"
+    assert cli.members("uk")["raj@example.org"]["status"] == "active"
+    assert cli.members("cepiug")["jane@example.org"]["status"] == "active"
+    last = cli.events()[-1]
     assert (last.kind, last.subscriber_id, last.group_id, last.actor, last.source) == (
         "unsubscribe",
         subscriber_id(cli, "jane@example.org"),
-        group_id(cli, "uk"),
+        cli.group_id("uk"),
         ACTOR,
         "cli",
     )
 
     again = cli("subscribers", "remove", "uk", "jane@example.org")
     assert again.stdout == "already not active: jane@example.org from uk\n"
-    assert events(cli)[-1].id == last.id, "a second remove logs nothing"
+    assert cli.events()[-1].id == last.id, "a second remove logs nothing"
 
 
 def test_remove_someone_unknown_or_not_a_member_is_one_line(cli: Cli) -> None:
@@ -225,7 +192,7 @@ def test_remove_someone_unknown_or_not_a_member_is_one_line(cli: Cli) -> None:
     assert_one_line_error(
         cli("subscribers", "remove", "uk", "jane@example.org", ok=False), "not a member of uk", exit_code=1
     )
-    assert members(cli, "cepiug")["jane@example.org"]["status"] == "active"
+    assert cli.members("cepiug")["jane@example.org"]["status"] == "active"
 
 
 # --- list ---
@@ -244,10 +211,10 @@ def test_list_filters_by_status(cli: Cli) -> None:
         ("bob@example.org", "unsubscribed"),
         ("carol@example.org", "bounced"),
     ]
-    assert list(members(cli, "uk", "--status", "active")) == ["alice@example.org"]
-    ended = members(cli, "uk", "--status", "unsubscribed", "--status", "bounced")
+    assert list(cli.members("uk", "--status", "active")) == ["alice@example.org"]
+    ended = cli.members("uk", "--status", "unsubscribed", "--status", "bounced")
     assert list(ended) == ["bob@example.org", "carol@example.org"]
-    assert members(cli, "uk", "--status", "complained") == {}
+    assert cli.members("uk", "--status", "complained") == {}
 
 
 def test_list_json_fields_and_table(cli: Cli) -> None:
@@ -306,15 +273,15 @@ def test_export_reimports_unchanged(cli: Cli, tmp_path: Path) -> None:
 
     path = tmp_path / "export.csv"
     path.write_text(exported, encoding="utf-8")
-    logged = len(events(cli))
+    logged = len(cli.events())
     again = cli("subscribers", "import", "dach", str(path)).stdout.splitlines()
     assert again[0] == "added 0, updated 0, unchanged 4, rejected 0"
-    assert len(events(cli)) == logged
+    assert len(cli.events()) == logged
 
     assert cli("subscribers", "import", "fr", str(path)).stdout.startswith("added 4, updated 0, unchanged 0")
 
     def people(group: str) -> list[tuple[str, str | None, str | None]]:
-        return [(e, m["name"], m["language"]) for e, m in members(cli, group).items()]
+        return [(e, m["name"], m["language"]) for e, m in cli.members(group).items()]
 
     assert people("fr") == people("dach")
 
@@ -359,15 +326,15 @@ def test_forget_erases_the_person_everywhere_but_one_anonymous_line(cli: Cli) ->
     cli("subscribers", "remove", "cepiug", "zelda.quibble@example.org")
     cli("subscribers", "add", "uk", "Raj Patel <raj@example.org>")
     zelda = subscriber_id(cli, "Zelda.Quibble@example.org")
-    with session(cli) as db:
-        edition = Edition(group_id=group_id(cli, "uk"), period_key="2026-W47", subject="Weekly")
+    with cli.database() as db:
+        edition = Edition(group_id=cli.group_id("uk"), period_key="2026-W47", subject="Weekly")
         db.add(edition)
         db.flush()
         assert edition.id is not None
         db.add(Delivery(edition_id=edition.id, subscriber_id=zelda))
         db.commit()
     assert "Zelda.Quibble" in dump(cli), "the dump must show the person before they are forgotten"
-    raj_events = [e.id for e in events(cli) if e.subscriber_id == subscriber_id(cli, "raj@example.org")]
+    raj_events = [e.id for e in cli.events() if e.subscriber_id == subscriber_id(cli, "raj@example.org")]
 
     result = cli("subscribers", "forget", "ZELDA.QUIBBLE@example.org", "--yes")
     assert result.stdout == (
@@ -377,18 +344,18 @@ def test_forget_erases_the_person_everywhere_but_one_anonymous_line(cli: Cli) ->
     text = dump(cli).casefold()
     for trace in ("zelda.quibble@example.org", "zelda", "quibble"):
         assert trace not in text, f"{trace!r} is still in the database"
-    with session(cli) as db:
+    with cli.database() as db:
         assert db.get(Subscriber, zelda) is None
         assert list(db.exec(select(Membership).where(Membership.subscriber_id == zelda))) == []
         assert list(db.exec(select(Delivery))) == []
-    left = events(cli)
+    left = cli.events()
     erase = [e for e in left if e.kind == "erase"]
     assert len(erase) == 1
     (line,) = erase
     assert (line.subscriber_id, line.group_id, line.actor, line.source) == (None, None, ACTOR, "cli")
     assert json.loads(line.detail) == {"memberships": 2, "deliveries": 1, "events": 3}
     assert [e.id for e in left if e.kind != "erase"] == raj_events, "other people's events stay"
-    assert list(members(cli, "uk")) == ["raj@example.org"]
+    assert list(cli.members("uk")) == ["raj@example.org"]
 
 
 def test_forget_unknown_address_is_one_line(cli: Cli) -> None:
@@ -396,7 +363,7 @@ def test_forget_unknown_address_is_one_line(cli: Cli) -> None:
     cli("subscribers", "add", "uk", "jane@example.org")
     result = cli("subscribers", "forget", "nobody@example.org", "--yes", ok=False)
     assert_one_line_error(result, "no subscriber 'nobody@example.org'", exit_code=1)
-    assert [e.kind for e in events(cli)] == ["subscribe"]
+    assert [e.kind for e in cli.events()] == ["subscribe"]
 
 
 # --- errors ---
@@ -427,7 +394,7 @@ def test_unknown_group_names_the_known_ones(cli: Cli, tmp_path: Path, command: t
     assert_one_line_error(result, "no group 'nope'", KNOWN_GROUPS, exit_code=1)
     assert result.stdout == ""
     assert not out.exists()
-    assert list(members(cli, "uk")) == ["jane@example.org"]
+    assert list(cli.members("uk")) == ["jane@example.org"]
 
 
 @pytest.mark.parametrize(

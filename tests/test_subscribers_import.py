@@ -6,15 +6,12 @@ SQLite file and (when configured) on PostgreSQL, and checks the database itself.
 
 import getpass
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import Result
-from sqlalchemy import create_engine
-from sqlmodel import Session, select
+from sqlmodel import select
 
 from newsletter.models import Event, Group, Membership, MembershipStatus, Subscriber
 from tests.conftest import CORPORA, Cli
@@ -40,30 +37,9 @@ def report_of(cli: Cli, group: str, path: Path, *flags: str) -> dict[str, Any]:
     return report
 
 
-def members(cli: Cli, group: str) -> dict[str, dict[str, Any]]:
-    """The group's members by address, as `subscribers list --json` shows them."""
-    listed = json.loads(cli("subscribers", "list", group, "--json").stdout)
-    return {member["email"]: member for member in listed}
-
-
-@contextmanager
-def session(cli: Cli) -> Iterator[Session]:
-    engine = create_engine(cli.db_url)
-    try:
-        with Session(engine) as db:
-            yield db
-    finally:
-        engine.dispose()
-
-
-def events(cli: Cli) -> list[Event]:
-    with session(cli) as db:
-        return list(db.exec(select(Event).order_by(Event.id)))  # type: ignore[arg-type]
-
-
 def snapshot(cli: Cli) -> dict[str, list[dict[str, Any]]]:
     """Every subscriber, membership and event row, to compare before and after."""
-    with session(cli) as db:
+    with cli.database() as db:
         return {
             model.__name__: sorted(
                 (row.model_dump() for row in db.exec(select(model))), key=lambda row: row["id"]
@@ -74,7 +50,7 @@ def snapshot(cli: Cli) -> dict[str, list[dict[str, Any]]]:
 
 def set_status(cli: Cli, group: str, email: str, status: MembershipStatus) -> None:
     """Change a membership directly in the database, as bounce processing would."""
-    with session(cli) as db:
+    with cli.database() as db:
         membership = db.exec(
             select(Membership)
             .join(Subscriber, Membership.subscriber_id == Subscriber.id)  # type: ignore[arg-type]
@@ -113,7 +89,7 @@ def test_comma_file_adds_every_row_with_name_and_language(cli: Cli, tmp_path: Pa
     )
     result = run_import(cli, "uk", path)
     assert result.stdout.splitlines()[0] == "added 3, updated 0, unchanged 0, rejected 0"
-    found = members(cli, "uk")
+    found = cli.members("uk")
     assert sorted(found) == ["jane@example.org", "owen@example.org", "raj@example.org"]
     assert found["jane@example.org"]["name"] == "Jane Doe"
     assert found["raj@example.org"]["language"] == "en"
@@ -130,7 +106,7 @@ def test_semicolon_file_with_quoted_fields(cli: Cli, tmp_path: Path) -> None:
         "lena@example.org;Lena;de-AT\n",
     )
     assert run_import(cli, "dach", path).stdout.startswith("added 2, updated 0, unchanged 0, rejected 0\n")
-    found = members(cli, "dach")
+    found = cli.members("dach")
     assert found["juergen@example.org"]["name"] == 'Müller; Jürgen, "JM"'
     assert found["lena@example.org"]["language"] == "de-AT"
 
@@ -143,7 +119,7 @@ def test_comma_file_with_quoted_commas_and_doubled_quotes(cli: Cli, tmp_path: Pa
         'email,name,language\nmarie@example.org,"Dupont, Marie ""la Patente""",fr\n',
     )
     run_import(cli, "fr", path)
-    assert members(cli, "fr")["marie@example.org"]["name"] == 'Dupont, Marie "la Patente"'
+    assert cli.members("fr")["marie@example.org"]["name"] == 'Dupont, Marie "la Patente"'
 
 
 def test_bom_crlf_and_blank_lines(cli: Cli, tmp_path: Path) -> None:
@@ -164,14 +140,14 @@ def test_bom_crlf_and_blank_lines(cli: Cli, tmp_path: Path) -> None:
     assert lines[0] == "added 1, updated 0, unchanged 0, rejected 1"
     assert lines[1] == "rejected:"
     assert lines[2].startswith("  line 8: 'not an address': ")
-    assert members(cli, "dach")["anna@example.net"]["name"] == "Anna Keller"
+    assert cli.members("dach")["anna@example.net"]["name"] == "Anna Keller"
 
 
 def test_bom_on_the_header_line(cli: Cli, tmp_path: Path) -> None:
     """A BOM right before the header (what Excel's 'CSV UTF-8' writes) does not hide the email column."""
     path = write(tmp_path, "bom.csv", "\ufeffemail,name\r\nluca@example.net,Luca Bianchi\r\n")
     assert run_import(cli, "cepiug", path).stdout.startswith("added 1, updated 0, unchanged 0, rejected 0")
-    assert members(cli, "cepiug")["luca@example.net"]["name"] == "Luca Bianchi"
+    assert cli.members("cepiug")["luca@example.net"]["name"] == "Luca Bianchi"
 
 
 def test_header_aliases_and_extra_columns_are_ignored(cli: Cli, tmp_path: Path) -> None:
@@ -187,7 +163,7 @@ def test_header_aliases_and_extra_columns_are_ignored(cli: Cli, tmp_path: Path) 
         "added 1, updated 0, unchanged 0, rejected 0",
         "ignored columns: Company, Status",
     ]
-    member = members(cli, "uk")["fiona@example.net"]
+    member = cli.members("uk")["fiona@example.net"]
     assert (member["name"], member["language"], member["status"]) == ("Fiona MacLeod", "en-GB", "active")
 
 
@@ -214,7 +190,7 @@ def test_undecodable_bytes_name_file_and_line_and_change_nothing(cli: Cli, tmp_p
     result = run_import(cli, "fr", path, ok=False)
     assert_one_line_error(result, f"{path}:3:", "0xe9", "UTF-8")
     assert snapshot(cli) == before
-    assert sorted(members(cli, "fr")) == ["veille@example.net"]
+    assert sorted(cli.members("fr")) == ["veille@example.net"]
 
 
 def test_missing_file_is_one_line_error(cli: Cli, tmp_path: Path) -> None:
@@ -250,7 +226,7 @@ def test_duplicates_inside_the_file_are_merged_and_reported(cli: Cli, tmp_path: 
         "  line 4: 'JANE@Example.ORG': same address as line 2",
         "  line 5: 'jane@example.org': same address as line 2",
     ]
-    found = members(cli, "uk")
+    found = cli.members("uk")
     assert sorted(found) == ["jane@example.org", "raj@example.org"]
     assert (found["jane@example.org"]["name"], found["jane@example.org"]["language"]) == ("Jane Doe", "fr")
 
@@ -266,10 +242,10 @@ def test_duplicates_against_the_database_differing_in_case_are_merged(cli: Cli, 
         == "added 1, updated 0, unchanged 0, rejected 0"
     )
 
-    with session(cli) as db:
+    with cli.database() as db:
         people = list(db.exec(select(Subscriber)))
     assert [p.email for p in people] == ["Jane.Doe@example.org"], "one subscriber, first spelling kept"
-    assert list(members(cli, "cepiug")) == ["Jane.Doe@example.org"]
+    assert list(cli.members("cepiug")) == ["Jane.Doe@example.org"]
 
 
 # --- The report ---
@@ -344,7 +320,7 @@ def test_multiline_quoted_field_keeps_later_line_numbers_true(cli: Cli, tmp_path
         (5, "not-an-address"),
         (8, "@missing-local"),
     ]
-    found = members(cli, "dach")
+    found = cli.members("dach")
     # A name goes into a To: header, so its line breaks become spaces.
     assert found["anna@example.net"]["name"] == "Anna Keller PhD"
     assert found["lena@example.net"]["name"] == 'Lena, "LH" Hofer'
@@ -355,7 +331,7 @@ def test_unusual_line_separators_inside_a_field_are_data(cli: Cli, tmp_path: Pat
     content = 'email,name\n"a@example.org","One\u2028Two\x85Three\x0cFour"\nbroken,X\n'
     report = report_of(cli, "uk", write(tmp_path, "separators.csv", content))
     assert [(n["line"], n["email"]) for n in report["rejected"]] == [(3, "broken")]
-    assert members(cli, "uk")["a@example.org"]["name"] == "One Two Three Four"
+    assert cli.members("uk")["a@example.org"]["name"] == "One Two Three Four"
 
 
 def test_control_characters_in_names_are_dropped_on_every_backend(cli: Cli, tmp_path: Path) -> None:
@@ -363,7 +339,7 @@ def test_control_characters_in_names_are_dropped_on_every_backend(cli: Cli, tmp_
     content = 'email,name\nnul@example.org,"Ann\x00a\tB\x07eth  Smith"\ncontrol@example.org,"\x00\x01"\n'
     result = run_import(cli, "uk", write(tmp_path, "control.csv", content))
     assert result.stdout.splitlines()[0] == "added 2, updated 0, unchanged 0, rejected 0"
-    found = members(cli, "uk")
+    found = cli.members("uk")
     assert found["nul@example.org"]["name"] == "Anna Beth Smith"
     assert found["control@example.org"]["name"] is None, "a name of control characters only is no name"
     assert run_import(cli, "uk", tmp_path / "control.csv").stdout.startswith(
@@ -411,12 +387,12 @@ def test_name_or_language_change_counts_as_updated(cli: Cli, tmp_path: Path) -> 
         ),
     )
     assert result.stdout.splitlines()[0] == "added 0, updated 2, unchanged 1, rejected 0"
-    found = members(cli, "cepiug")
+    found = cli.members("cepiug")
     assert (found["a@example.org"]["name"], found["b@example.org"]["language"]) == ("Ann Smith", "fr")
     assert (found["c@example.org"]["name"], found["c@example.org"]["language"]) == ("Cy", "en"), (
         "an empty cell must not erase what is known"
     )
-    updates = [e for e in events(cli) if e.kind == "update"]
+    updates = [e for e in cli.events() if e.kind == "update"]
     assert sorted(json.loads(e.detail)["fields"][0] for e in updates) == ["language", "name"]
     assert {e.source for e in updates} == {"import:v2.csv"}
 
@@ -446,9 +422,9 @@ def test_ended_membership_stays_ended_after_reimport(cli: Cli, tmp_path: Path, s
         f"  line 2: 'JANE@example.org': left {status}: only a new opt-in re-subscribes",
     ]
     assert snapshot(cli) == before
-    jane = members(cli, "uk")["jane@example.org"]
+    jane = cli.members("uk")["jane@example.org"]
     assert (jane["status"], jane["name"]) == (status, "Jane")
-    assert members(cli, "uk")["raj@example.org"]["status"] == "active"
+    assert cli.members("uk")["raj@example.org"]["status"] == "active"
 
 
 def test_dry_run_changes_nothing(cli: Cli, tmp_path: Path) -> None:
@@ -461,7 +437,7 @@ def test_dry_run_changes_nothing(cli: Cli, tmp_path: Path) -> None:
     )
     assert report_of(cli, "uk", path, "--dry-run")["dry_run"] is True
     assert snapshot(cli) == before
-    assert list(members(cli, "uk")) == ["old@example.org"]
+    assert list(cli.members("uk")) == ["old@example.org"]
 
 
 def test_strict_with_a_rejected_row_changes_nothing(cli: Cli, tmp_path: Path) -> None:
@@ -485,7 +461,7 @@ def test_strict_without_rejected_rows_imports(cli: Cli, tmp_path: Path) -> None:
     assert run_import(cli, "uk", path, "--strict").stdout.startswith(
         "added 1, updated 0, unchanged 0, rejected 0"
     )
-    assert list(members(cli, "uk")) == ["new@example.org"]
+    assert list(cli.members("uk")) == ["new@example.org"]
 
 
 # --- The audit log ---
@@ -501,16 +477,16 @@ def test_every_change_writes_an_event_with_actor_and_source(cli: Cli, tmp_path: 
         "fr",
         write(tmp_path, "fr-2.csv", "email,name\nmarie@example.org,Marie Dupont\nveille@example.net,\n"),
     )
-    with session(cli) as db:
+    with cli.database() as db:
         people = {s.email: s.id for s in db.exec(select(Subscriber))}
         fr = db.exec(select(Group).where(Group.slug == "fr")).one().id
-    logged = [(e.kind, e.subscriber_id, e.group_id, e.actor, e.source) for e in events(cli)]
+    logged = [(e.kind, e.subscriber_id, e.group_id, e.actor, e.source) for e in cli.events()]
     assert logged == [
         ("subscribe", people["marie@example.org"], fr, ACTOR, "import:fr-1.csv"),
         ("subscribe", people["veille@example.net"], fr, ACTOR, "import:fr-1.csv"),
         ("update", people["marie@example.org"], fr, ACTOR, "import:fr-2.csv"),
     ]
-    assert all(e.at is not None and e.at.tzinfo is not None for e in events(cli)), "timestamps are aware UTC"
+    assert all(e.at is not None and e.at.tzinfo is not None for e in cli.events()), "timestamps are aware UTC"
 
 
 # --- Real fixtures from other newsletter products ---
@@ -521,7 +497,7 @@ def test_django_newsletter_semicolon_file(cli: Cli) -> None:
     """django-newsletter's addresses.csv (semicolons, header name;email) adds its 2 people (expected.json)."""
     result = run_import(cli, "cepiug", CSV_CORPUS / "django-newsletter_addresses.csv")
     assert result.stdout.splitlines() == ["added 2, updated 0, unchanged 0, rejected 0"]
-    found = members(cli, "cepiug")
+    found = cli.members("cepiug")
     assert {email: m["name"] for email, m in found.items()} == {
         "jill@example.org": "Jill Martin",
         "john@example.org": "John Smith",
@@ -534,7 +510,7 @@ def test_django_newsletter_file_with_one_person_already_subscribed(cli: Cli) -> 
     cli("subscribers", "add", "cepiug", "john@example.org", "--name", "John Smith")
     result = run_import(cli, "cepiug", CSV_CORPUS / "django-newsletter_addresses.csv")
     assert result.stdout.splitlines() == ["added 1, updated 0, unchanged 1, rejected 0"]
-    assert sorted(members(cli, "cepiug")) == ["jill@example.org", "john@example.org"]
+    assert sorted(cli.members("cepiug")) == ["jill@example.org", "john@example.org"]
 
 
 @pytest.mark.skipif(not CSV_CORPUS.is_dir(), reason=NO_CORPUS)
@@ -547,7 +523,7 @@ def test_django_newsletter_duplicates_file(cli: Cli) -> None:
         "  line 4: 'john@example.org': same address as line 2",
         "  line 5: 'jill@example.org': same address as line 3",
     ]
-    assert sorted(members(cli, "cepiug")) == ["jill@example.org", "john@example.org"]
+    assert sorted(cli.members("cepiug")) == ["jill@example.org", "john@example.org"]
 
 
 @pytest.mark.skipif(not CSV_CORPUS.is_dir(), reason=NO_CORPUS)
@@ -556,7 +532,7 @@ def test_listmonk_file_gives_100_and_reimport_keeps_100(cli: Cli) -> None:
     path = CSV_CORPUS / "listmonk_subs.csv"
     first = run_import(cli, "uk", path).stdout.splitlines()
     assert first == ["added 100, updated 0, unchanged 0, rejected 0", "ignored columns: attributes"]
-    found = members(cli, "uk")
+    found = cli.members("uk")
     assert len(found) == 100
     assert sorted(found) == sorted(f"user{n}@mail.com" for n in range(100))
     assert found["user42@mail.com"]["name"] == "First42 Last42"
@@ -564,5 +540,5 @@ def test_listmonk_file_gives_100_and_reimport_keeps_100(cli: Cli) -> None:
 
     again = run_import(cli, "uk", path).stdout.splitlines()
     assert again == ["added 0, updated 0, unchanged 100, rejected 0", "ignored columns: attributes"]
-    assert len(members(cli, "uk")) == 100
+    assert len(cli.members("uk")) == 100
     assert snapshot(cli) == before
