@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/send_bench.py                      # 10,000 recipients
     .venv/bin/python bench/send_bench.py --recipients 1000000 # takes a while
+    .venv/bin/python bench/send_bench.py --recipients 100000 \
+        --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test --workers 2
 
 Needs Debian's ``postfix`` package for ``/usr/sbin/smtp-sink`` and ``/usr/sbin/smtp-source``
 (the Postfix daemon is never started). In one run it builds a site in a temp folder
@@ -13,6 +15,13 @@ reused for many messages, as the engine does). Each round is repeated (``--round
 the edition is reset to approved in between) and the medians are reported: rates,
 their ratios, the CPU time per message, the median per-recipient build time and this
 process's peak memory.
+
+With ``--workers N`` (PostgreSQL only: on SQLite one process delivers) the edition is
+queued and N ``newsletter worker --until-idle`` processes share it, started together;
+the time runs from their start to the last one's exit (so it includes their start-up,
+about a second: use 100,000 recipients or more), smtp-source gets N times the sessions,
+and the CPU time and peak memory reported are the workers' own. On PostgreSQL the
+bench works in a schema of its own, dropped at the end.
 """
 
 import argparse
@@ -28,6 +37,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +106,10 @@ def populate(db_url: str, slug: str, count: int) -> None:
         group_id = connection.execute(
             text('SELECT id FROM "group" WHERE slug = :s'), {"s": slug}
         ).scalar_one()
-        now = "2026-01-01 00:00:00.000000"
+        # SQLite stores the text as it is; PostgreSQL wants a timestamp, not text.
+        now: Any = "2026-01-01 00:00:00.000000"
+        if connection.dialect.name == "postgresql":
+            now = datetime(2026, 1, 1, tzinfo=UTC)
         connection.execute(
             text(
                 "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :count) "
@@ -143,11 +158,55 @@ def main() -> None:
         help="Rounds of sending and smtp-source; medians are reported.",
     )
     parser.add_argument("--json", action="store_true", help="Print the figures as JSON too.")
+    parser.add_argument(
+        "--database-url",
+        help="A PostgreSQL database to work in (a schema of its own); default: SQLite in a temp folder.",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="Deliver with this many `newsletter worker` processes (PostgreSQL) instead of in this process.",
+    )
     args = parser.parse_args()
+    if args.workers and not (args.database_url or "").startswith("postgresql"):
+        parser.error(
+            "--workers needs --database-url postgresql+psycopg://...: on SQLite one process delivers"
+        )
     for binary in (SINK, SOURCE):
         if not Path(binary).exists():
             raise SystemExit(f"{binary} is missing: apt-get install postfix (the daemon need not run)")
 
+    folder = Path(tempfile.mkdtemp(prefix="send-bench-"))
+    try:
+        with database(args.database_url, folder) as db_url:
+            run_bench(args, folder, db_url)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def database(url: str | None, folder: Path) -> Iterator[str]:
+    """The URL to work in: SQLite in the folder, or a new schema in the PostgreSQL database."""
+    if not url:
+        yield f"sqlite:///{folder / 'bench.db'}"
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    schema = f"send_bench_{os.getpid()}"
+    admin = create_engine(url)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield make_url(url).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def run_bench(args: argparse.Namespace, folder: Path, db_url: str) -> None:
     from newsletter import editions, splice
     from newsletter.message import MessageFactory, Recipient
     from newsletter.models import Group
@@ -156,10 +215,8 @@ def main() -> None:
     from newsletter.site import Site
     from newsletter.tokens import Signer
 
-    folder = Path(tempfile.mkdtemp(prefix="send-bench-"))
     port = free_port()
     site_dir = make_site(folder, args.connections)
-    db_url = f"sqlite:///{folder / 'bench.db'}"
     env = {
         **os.environ,
         "NEWSLETTER_SMTP_URL": f"smtp://127.0.0.1:{port}",
@@ -223,24 +280,30 @@ def main() -> None:
     del samples, timings
 
     sink = run_sink(port)
+    # smtp-source gets as many sessions as all the workers have together.
+    sessions = args.connections * max(1, args.workers)
     rounds: list[dict[str, float]] = []
     try:
         for number in range(args.rounds):
             if number:
                 reset(db_url, edition_id)
-            rounds.append(measure_round(args, site, renderer, settings, edition_id, port, size))
+            if args.workers:
+                command = [*cli, "--transport", "smtp", "worker", "--until-idle"]
+                ours = run_workers(args, site, edition_id, command, env)
+            else:
+                ours = send_here(args, site, renderer, settings, edition_id)
+            rounds.append(ours | smtp_source(args.recipients, sessions, size, port))
             print(
                 f"round {number + 1}: newsletter {rounds[-1]['ours']:.1f} msg/s, smtp-source "
                 f"{rounds[-1]['source']:.1f} msg/s (new session per message), "
                 f"{rounds[-1]['source_reused']:.1f} msg/s (-d, sessions reused)",
                 flush=True,
             )
-        memory = peak_mb()
+        memory = max(r["peak_mb"] for r in rounds) if args.workers else peak_mb()
     finally:
         sink.send_signal(signal.SIGTERM)
         sink.wait()
         site.close()
-        shutil.rmtree(folder, ignore_errors=True)
 
     def median(key: str) -> float:
         return round(statistics.median(r[key] for r in rounds), 1)
@@ -248,7 +311,9 @@ def main() -> None:
     ours, theirs, reused = median("ours"), median("source"), median("source_reused")
     figures = {
         "recipients": args.recipients,
-        "sessions": args.connections,
+        "database": "postgresql" if args.database_url else "sqlite",
+        "workers": args.workers,
+        "sessions": sessions,
         "rounds": args.rounds,
         "message_bytes": size,
         "newsletter_msgs_per_s": ours,
@@ -263,17 +328,24 @@ def main() -> None:
         "machine": machine(),
     }
     print(f"machine:             {figures['machine']}")
-    print(f"recipients:          {args.recipients} over {args.connections} sessions, {size} bytes each")
-    print(f"newsletter send:     {ours} msg/s (median of {args.rounds}; rendering and queueing included)")
-    print(f"send CPU:            {figures['send_cpu_us_per_message']} us per message (user + system)")
-    print(f"smtp-source:         {theirs} msg/s, {args.connections} in parallel, a new session per message")
+    print(f"recipients:          {args.recipients} over {sessions} sessions, {size} bytes each")
+    if args.workers:
+        print(f"database:            PostgreSQL, {args.workers} worker processes")
+        print(f"newsletter send:     {ours} msg/s (median of {args.rounds}; the workers' start-up included)")
+        print(f"send CPU:            {figures['send_cpu_us_per_message']} us per message (the workers')")
+    else:
+        print(f"database:            {figures['database']}, this process delivers")
+        print(f"newsletter send:     {ours} msg/s (median of {args.rounds}; rendering and queueing included)")
+        print(f"send CPU:            {figures['send_cpu_us_per_message']} us per message (user + system)")
+    print(f"smtp-source:         {theirs} msg/s, {sessions} in parallel, a new session per message")
     print(f"ratio:               {figures['ratio']:.1%} of smtp-source")
-    print(f"smtp-source -d:      {reused} msg/s, {args.connections} sessions reused for all messages")
+    print(f"smtp-source -d:      {reused} msg/s, {sessions} sessions reused for all messages")
     print(f"ratio:               {figures['ratio_reused']:.1%} of smtp-source -d")
     print(
         f"build per recipient: {build_us:.1f} us median (email.message: {figures['slow_path_us_median']} us)"
     )
-    print(f"peak memory:         {memory:.1f} MB (max RSS of this process)")
+    whose = "the largest worker's" if args.workers else "this process's"
+    print(f"peak memory:         {memory:.1f} MB (max RSS, {whose})")
     if args.json:
         print(json.dumps(figures))
 
@@ -291,10 +363,10 @@ def reset(db_url: str, edition_id: int) -> None:
     engine.dispose()
 
 
-def measure_round(
-    args: argparse.Namespace, site: Any, renderer: Any, settings: Any, edition_id: int, port: int, size: int
+def send_here(
+    args: argparse.Namespace, site: Any, renderer: Any, settings: Any, edition_id: int
 ) -> dict[str, float]:
-    """One send of the edition, then smtp-source both ways; rates in messages a second."""
+    """Send the edition with ``editions.send`` in this process: its rate and CPU per message."""
     from newsletter import editions
     from newsletter.transports import open_transport
 
@@ -307,15 +379,59 @@ def measure_round(
     cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     if result.report.sent != args.recipients:
         raise SystemExit(f"sent {result.report.sent} of {args.recipients}: {result.report.errors[:3]}")
-    rates = {"ours": args.recipients / ours, "cpu_us": cpu / args.recipients * 1e6}
+    return {"ours": args.recipients / ours, "cpu_us": cpu / args.recipients * 1e6}
+
+
+def run_workers(
+    args: argparse.Namespace, site: Any, edition_id: int, command: list[str], env: dict[str, str]
+) -> dict[str, float]:
+    """Queue the edition as `editions send` does, then time N worker processes sharing it."""
+    from newsletter import outbox
+    from newsletter.models import Edition, EditionStatus
+
+    with site.transaction() as session:
+        edition = session.get(Edition, edition_id)
+        outbox.enqueue(session, edition)
+        edition.status = EditionStatus.SENDING
+        session.add(edition)
+    with ExitStack() as stack:
+        logs = [stack.enter_context(tempfile.TemporaryFile()) for _ in range(args.workers)]
+        started = time.perf_counter()
+        workers = [
+            subprocess.Popen(command, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT) for log in logs
+        ]
+        # wait4, not Popen.wait: the resource use of each worker alone.
+        usages = [os.wait4(worker.pid, 0) for worker in workers]
+        elapsed = time.perf_counter() - started
+        sent = 0
+        for worker, (_, status, _), log in zip(workers, usages, logs, strict=True):
+            worker.returncode = os.waitstatus_to_exitcode(status)
+            log.seek(0)
+            output = log.read().decode(errors="replace")
+            if worker.returncode != 0:
+                raise SystemExit(f"a worker failed (exit {worker.returncode}): {output.strip()}")
+            sent += int(output.split("worker done: sent ")[1].split(",")[0])
+    if sent != args.recipients:
+        raise SystemExit(f"the workers sent {sent} of {args.recipients}")
+    cpu = sum(usage.ru_utime + usage.ru_stime for _, _, usage in usages)
+    return {
+        "ours": args.recipients / elapsed,
+        "cpu_us": cpu / args.recipients * 1e6,
+        "peak_mb": max(usage.ru_maxrss for _, _, usage in usages) / 1024,
+    }
+
+
+def smtp_source(recipients: int, sessions: int, size: int, port: int) -> dict[str, float]:
+    """smtp-source's rate with a new session per message, and with its sessions reused (-d)."""
+    rates = {}
     for key, extra in (("source", []), ("source_reused", ["-d"])):
-        source_started = time.perf_counter()
+        started = time.perf_counter()
         subprocess.run(
-            [SOURCE, *extra, "-m", str(args.recipients), "-s", str(args.connections), "-l", str(size),
+            [SOURCE, *extra, "-m", str(recipients), "-s", str(sessions), "-l", str(size),
              "-f", "news@example.org", "-t", "member@example.org", f"127.0.0.1:{port}"],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        rates[key] = args.recipients / (time.perf_counter() - source_started)
+        rates[key] = recipients / (time.perf_counter() - started)
     return rates
 
 
