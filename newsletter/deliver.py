@@ -318,16 +318,18 @@ class _Engine:
                 shared.todo.put_nowait(None)
             await asyncio.gather(*tasks, return_exceptions=True)
             results, shared.results = shared.results, []
-            # Record what was handed over even when interrupted; the rest goes back to the queue.
+            # Record what was handed over even when interrupted; the rest goes back to the
+            # queue, even when that recording fails (the database went away): rows left
+            # `sending` would wait for `editions send`, which no worker runs.
             try:
                 recorder.write([outcome for _, outcome in results], attempts)
+                _count(results, report)
+                for _, outcome in results:
+                    attempts.pop(outcome.delivery_id, None)
             finally:
                 recorder.close()
-            _count(results, report)
-            for _, outcome in results:
-                attempts.pop(outcome.delivery_id, None)
-            with self.site.transaction() as session:
-                outbox.release(session, list(attempts))
+                with self.site.transaction() as session:
+                    outbox.release(session, list(attempts))
         if shared.failure is not None:
             raise shared.failure
         if shared.paused:

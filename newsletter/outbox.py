@@ -273,12 +273,19 @@ class Recorder:
         connection = self._connection
         try:
             cursor = connection.cursor()
-            cursor.executemany(self._sql, parameters)
-            cursor.close()
+            try:
+                cursor.executemany(self._sql, parameters)
+            finally:
+                cursor.close()
             connection.commit()
         except BaseException as exc:
+            # The connection may be dead (a restarted server, a killed session): SQLAlchemy
+            # does not see errors raised here, so drop it, and the next write opens a new one.
+            self._connection = None
             with contextlib.suppress(Exception):
                 connection.rollback()
+            with contextlib.suppress(Exception):
+                connection.invalidate()
             if isinstance(exc, self._driver_error):
                 # The driver's own error, which SQLAlchemy would have wrapped: one line.
                 raise DatabaseError(f"database error while recording sent messages: {exc}") from exc

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from newsletter.models import Delivery, Membership, Subscriber
 from tests.conftest import REPO, Cli
@@ -356,3 +356,41 @@ def test_a_database_error_while_recording_is_one_clear_error(tmp_path: Path) -> 
         recorder.close()
         engine.dispose()
     assert str(raised.value) == "database error while recording sent messages: no such table: delivery"
+
+
+def test_the_recorder_opens_a_new_connection_when_its_own_dies(cli: Cli) -> None:
+    """A database connection lost mid-send fails one write (one clear error); the next write works."""
+    from newsletter import outbox
+    from newsletter.db import make_engine
+    from newsletter.errors import DatabaseError
+    from newsletter.models import DeliveryStatus, Edition
+
+    addresses = bulk_members(cli, 3)
+    edition_id = approved_edition(cli)
+    engine = make_engine(cli.db_url)
+    recorder = outbox.Recorder(engine)
+    try:
+        with Session(engine) as session:
+            edition = session.get(Edition, edition_id)
+            assert edition is not None
+            outbox.enqueue(session, edition)
+            session.commit()
+            ids = list(session.exec(select(Delivery.id).where(Delivery.edition_id == edition_id)))
+        first, second = (
+            outbox.Outcome(ids[n] or 0, DeliveryStatus.SENT, f"<{n}@example.org>") for n in (0, 1)
+        )
+        recorder.write([first], {})
+        connection = recorder._connection  # the test reaches in to cut it, as a server restart would
+        assert connection is not None
+        connection.dbapi_connection.close()  # type: ignore[union-attr]
+        with pytest.raises(DatabaseError, match=r"^database error while recording sent messages: "):
+            recorder.write([second], {})
+        recorder.write([second], {})
+    finally:
+        recorder.close()
+        engine.dispose()
+    with database(cli.db_url) as session:
+        rows = session.exec(select(Delivery.id, Delivery.status).where(col(Delivery.id).in_(ids[:3])))
+        states = dict(rows.all())
+    assert [states[i] for i in ids[:3]] == ["sent", "sent", "queued"]
+    assert len(ids) >= len(addresses)
