@@ -366,6 +366,25 @@ def test_forget_unknown_address_is_one_line(cli: Cli) -> None:
     assert [e.kind for e in cli.events()] == ["subscribe"]
 
 
+def test_forget_asks_first_and_without_a_terminal_needs_yes(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No terminal and no --yes: refused; on a terminal, answering no erases nothing."""
+    cli("subscribers", "add", "uk", "jane@example.org")
+    refused = cli("subscribers", "forget", "jane@example.org", ok=False)
+    assert_one_line_error(refused, "add --yes to confirm", exit_code=2)
+    monkeypatch.setattr("newsletter.cli.subscribers._can_ask", lambda: True)
+    declined = cli("subscribers", "forget", "jane@example.org", input="n\n", ok=False)
+    assert declined.exit_code == 1
+    assert "Erase jane@example.org and all their records?" in declined.stdout
+    assert declined.stderr == "error: nothing erased: jane@example.org is kept\n"
+    assert list(cli.members("uk")) == ["jane@example.org"]
+    assert [e.kind for e in cli.events()] == ["subscribe"]
+    erased = cli("subscribers", "forget", "jane@example.org", input="y\n")
+    assert "erased jane@example.org" in erased.stdout
+    assert cli.members("uk") == {}
+
+
 # --- errors ---
 
 

@@ -8,7 +8,7 @@ import click
 from newsletter import subscribers as library
 from newsletter.cli.context import AppContext
 from newsletter.cli.output import emit_json, table
-from newsletter.errors import InputError
+from newsletter.errors import InputError, StateError
 from newsletter.models import MembershipStatus
 
 pass_app = click.make_pass_decorator(AppContext)
@@ -158,15 +158,38 @@ def export(app: AppContext, group: str, output: Path | None, everyone: bool) -> 
 
 @subscribers.command()
 @click.argument("email")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--yes", is_flag=True, help="Do not ask for confirmation (needed when no terminal is attached)."
+)
 @pass_app
 def forget(app: AppContext, email: str, yes: bool) -> None:
-    """Erase EMAIL everywhere (GDPR erasure); only an anonymous audit line remains."""
-    if not yes and sys.stdin.isatty():
-        click.confirm(f"Erase {email} and all their records? This cannot be undone", abort=True)
+    """Erase EMAIL everywhere (GDPR erasure); only an anonymous audit line remains.
+
+    Asks before erasing; without a terminal to ask on (a script, cron, a pipe) it
+    erases only with --yes.
+
+    \b
+    Example:
+      newsletter subscribers forget jane.doe@example.org
+      newsletter subscribers forget jane.doe@example.org --yes   # from a script
+    """
+    if not yes:
+        if not _can_ask():
+            raise InputError(
+                f"forget erases {email.strip()} for good: add --yes to confirm (no terminal to ask on)"
+            )
+        if not click.confirm(
+            f"Erase {email.strip()} and all their records? This cannot be undone", default=False
+        ):
+            raise StateError(f"nothing erased: {email.strip()} is kept")
     with app.site.transaction() as session:
         counts = library.forget(session, email, actor=app.actor)
     click.echo(
         f"erased {email.strip()}: {counts['memberships']} membership(s), "
         f"{counts['deliveries']} delivery record(s), {counts['events']} event(s)"
     )
+
+
+def _can_ask() -> bool:
+    """Whether a person can answer a question: standard input is a terminal."""
+    return sys.stdin.isatty()
