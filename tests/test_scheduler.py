@@ -502,6 +502,22 @@ def test_run_due_command_on_the_example_site(cli: Cli) -> None:
     assert all(next_runs.values())
 
 
+def test_run_due_command_exits_non_zero_when_a_slot_fails(cli: Cli) -> None:
+    """A template that breaks every build: `run-due` says so, exits 1, and never says "nothing was due"."""
+    template = cli.site / "templates" / "digest.mjml.j2"
+    template.write_text(template.read_text().replace("{{ item.title }}", "{{ item.titel }}", 1))
+    for _ in range(2):  # the failed slot is tried again on the next tick, and fails again
+        result = cli("run-due", "--at", "2026-11-23T10:00:00+01:00", ok=False)
+        assert result.exit_code == 1
+        assert "errors: weekly:cepiug:2026-11-23T09:00: " in result.stdout
+        assert "has no attribute 'titel'" in result.stdout
+        assert "nothing was due" not in result.stdout
+        assert result.stderr.startswith("error: 2 problem(s) in this tick, listed above")
+        assert result.stderr.count("\n") == 1
+    report = json.loads(cli("run-due", "--at", "2026-11-23T10:00:00+01:00", "--json", ok=False).stdout)
+    assert len(report["errors"]) == 2
+
+
 def test_run_due_command_refuses_while_a_daemon_leads(cli: Cli) -> None:
     """`newsletter run-due` does nothing and says why while another process holds the scheduler lock."""
     engine = create_engine(cli.db_url)

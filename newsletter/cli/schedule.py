@@ -9,7 +9,7 @@ from newsletter.cli.context import AppContext
 from newsletter.cli.output import emit_json, table
 from newsletter.collect import collect as collect_sources
 from newsletter.daemon import Daemon, describe
-from newsletter.errors import InputError
+from newsletter.errors import InputError, StateError
 from newsletter.leader import leadership
 from newsletter.models import utcnow
 from newsletter.scheduler import run_due as tick
@@ -93,10 +93,17 @@ def run_due(app: AppContext, /, at: str | None, as_json: bool) -> None:
         report = tick(app.site, moment, lambda: open_transport(settings))
     if as_json:
         emit_json(report)
-        return
-    click.echo(describe(report, separator="\n  "))
-    if not (report.built or report.sent or report.missed or any(r.added for r in report.collected)):
-        click.echo("nothing was due")
+    else:
+        click.echo(describe(report, separator="\n  "))
+        done = report.built or report.sent or report.missed or any(r.added for r in report.collected)
+        if not (done or report.errors):
+            click.echo("nothing was due")
+    if report.errors:
+        # A non-zero exit, so that cron (or whatever runs this) tells someone.
+        raise StateError(
+            f"{len(report.errors)} problem(s) in this tick, listed above; the rest was done "
+            "(a failed slot is tried again at the next tick)"
+        )
 
 
 @click.command()
