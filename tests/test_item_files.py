@@ -227,3 +227,17 @@ def test_cli_refuses_bad_file_with_one_line(cli: Any, tmp_path: Path, content: s
     [line] = result.stderr.strip().splitlines()
     assert str(bad) in line
     assert json.loads(cli("items", "list", "--json").stdout) == []
+
+
+def test_item_flags_with_a_file_are_refused_not_ignored(cli: Any, tmp_path: Path) -> None:
+    """--group or --title next to --file would be silently dropped: the command refuses instead."""
+    item = write(tmp_path, "---\ntitle: Fine\n---\n", "item.md")
+    result = cli("items", "add", "--file", str(item), "--group", "uk", "--date", "2026-12-01", ok=False)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: --date, --group cannot be used with --file: put it in the file's front matter "
+        "(e.g. groups: [uk]), or leave --file out\n"
+    )
+    assert json.loads(cli("items", "list", "--json").stdout) == []
+    added = cli("items", "add", "--file", str(item), "--approve")
+    assert "(approved): Fine -> *" in added.stdout

@@ -111,7 +111,7 @@ def items() -> None:
     "files",
     multiple=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Markdown file with front matter (repeatable); flags are then ignored.",
+    help="Markdown file with front matter (repeatable); its front matter says what the item flags would.",
 )
 @click.option("--approve", is_flag=True, help="Approve at once instead of proposing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the items as JSON.")
@@ -138,6 +138,14 @@ def add(
     settings = app.settings
     drafts: list[tuple[str, ItemDraft]]
     if files:
+        given = [f"--{'date' if name == 'when' else name}" for name, value in flags.items() if value]
+        given += ["--group"] if groups else []
+        if given:
+            # Ignoring them would send an item meant for one group to every group.
+            raise InputError(
+                f"{', '.join(given)} cannot be used with --file: put it in the file's front matter "
+                "(e.g. groups: [uk]), or leave --file out"
+            )
         drafts = [
             (f"{path}: ", read_item_file(path, default_language=settings.site.language)) for path in files
         ]
