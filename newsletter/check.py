@@ -1,15 +1,21 @@
 """``newsletter check``: find every problem in a site folder, each with file and line."""
 
+import os
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from jinja2 import Environment, TemplateSyntaxError
 
 from newsletter.csvfile import read_subscriber_csv
 from newsletter.dkim import read_signer
-from newsletter.errors import ConfigError, ImportFileError
+from newsletter.editions import DEFAULT_SUBJECT
+from newsletter.errors import ConfigError, ImportFileError, NewsletterError
+from newsletter.i18n import base_language
+from newsletter.models import ItemKind
+from newsletter.render import EditionContent, PoolItem, Renderer, RenderError
 from newsletter.schedules import SCHEDULES_DIR, Schedule, load_schedules
-from newsletter.settings import CONFIG_FILE, Problem, SiteConfig, locate, read_config
+from newsletter.settings import CONFIG_FILE, Problem, SiteConfig, load_settings, locate, read_config
 
 TEMPLATES_DIR = "templates"
 # mjml-python copies an unknown tag into the HTML without a word, so typos are caught here.
@@ -109,6 +115,77 @@ def _dkim_key(site_dir: Path, config: SiteConfig) -> list[Problem]:
     return []
 
 
+def _sample_items(language: str) -> list[PoolItem]:
+    """One item of each kind with every field filled, so a trial render uses them all."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    summary = '<p>A sample summary with <a href="https://example.org/more">a link</a>.</p>'
+    return [
+        PoolItem(
+            id=number,
+            title=f"Sample {kind.value}",
+            url=f"https://example.org/{kind.value}",
+            summary_html=summary,
+            kind=kind,
+            topic="Sample",
+            language=language,
+            published_at=now,
+            event_start=now + timedelta(days=7) if kind == ItemKind.EVENT else None,
+            event_end=now + timedelta(days=7, hours=2) if kind == ItemKind.EVENT else None,
+            event_place="Online" if kind == ItemKind.EVENT else None,
+            deadline=(now + timedelta(days=30)).date() if kind == ItemKind.SURVEY else None,
+        )
+        for number, kind in enumerate(ItemKind, 1)
+    ]
+
+
+def _trial_renders(site_dir: Path, schedules: list[Schedule]) -> list[Problem]:
+    """Render a sample edition for each group (and each schedule's template and subject).
+
+    Parsing finds syntax errors only; a misspelt variable (``item.titel``) or a filter
+    that fails shows only when a template is rendered, and would stop every build.
+    """
+    try:
+        settings = load_settings(site_dir, env=dict(os.environ))
+    except NewsletterError:
+        return []  # the settings' own problems are reported already
+    renderer = Renderer(settings)
+    config_text = (site_dir / CONFIG_FILE).read_text(encoding="utf-8")
+    # What to render -> who asks for it, and where its subject line is written.
+    wanted: dict[tuple[str, str, str], tuple[str, Path, int | None]] = {}
+    for slug, group in settings.groups.items():
+        subject_line = locate(config_text, ("groups", slug, "subject"))
+        origin = (f"group {slug}", site_dir / CONFIG_FILE, subject_line)
+        wanted.setdefault((slug, group.template, group.subject or DEFAULT_SUBJECT), origin)
+    for schedule in schedules:
+        path = site_dir / SCHEDULES_DIR / f"{schedule.name}.toml"
+        subject_line = locate(path.read_text(encoding="utf-8", errors="replace"), ("subject",))
+        for slug in schedule.groups:
+            template = schedule.template or settings.group(slug).template
+            origin = (f"schedule {schedule.name} for {slug}", path, subject_line)
+            wanted.setdefault((slug, template, schedule.subject), origin)
+    # One problem for each fault, naming every group and schedule it stops.
+    failures: dict[tuple[Path, int | None, str], list[str]] = {}
+    for (slug, template, subject), (label, subject_file, subject_line) in wanted.items():
+        group = settings.group(slug)
+        content = EditionContent(
+            edition_id=0, group_slug=slug, group=group, subject_template=subject, template=template,
+            issued=datetime.now(UTC).date(), items=_sample_items(base_language(group.language)),
+        )  # fmt: skip
+        try:
+            renderer.render(content, base_language(group.language), allow_large=True)
+        except RenderError as exc:
+            file, _, line = (exc.location or "").rpartition(":")
+            if file:
+                key = (Path(file), int(line) if line.isdigit() else None, exc.message)
+            else:  # the subject line, which is no template file
+                key = (subject_file, subject_line, exc.message)
+            failures.setdefault(key, []).append(label)
+    return [
+        Problem(where, line, "", f"a sample edition does not render ({', '.join(labels)}): {message}")
+        for (where, line, message), labels in failures.items()
+    ]
+
+
 def check_site(site_dir: Path) -> tuple[list[Problem], dict[str, int]]:
     """Every problem in the site, and a count of what was checked."""
     config, problems = read_config(site_dir)
@@ -126,6 +203,8 @@ def check_site(site_dir: Path) -> tuple[list[Problem], dict[str, int]]:
         problems.extend(schedule_problems)
         problems.extend(_schedule_files(site_dir, schedules, environment))
         counts["schedules"] = len(schedules)
+        if not problems:
+            problems.extend(_trial_renders(site_dir, schedules))
     return problems, counts
 
 

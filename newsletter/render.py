@@ -53,6 +53,12 @@ SECTION_ORDER = [
 class RenderError(NewsletterError):
     """A template or the MJML compiler failed; the message names the file and line."""
 
+    def __init__(self, message: str, location: str | None = None) -> None:
+        super().__init__(f"{location}: {message}" if location else message)
+        self.message = message
+        # "file:line" of the template that failed, when known.
+        self.location = location
+
 
 class Marker(enum.StrEnum):
     """Placeholders for per-recipient values; letters and underscores survive MJML and escaping."""
@@ -202,9 +208,9 @@ class Renderer:
                 f"template {exc.name} not found in {self.settings.site_dir / 'templates'}"
             ) from None
         except TemplateError as exc:
-            raise RenderError(f"{_template_location(exc)}: {exc.message or exc}") from None
+            raise RenderError(str(exc.message or exc), _template_location(exc)) from None
         except Exception as exc:  # a filter or a value raised: still a template problem
-            raise RenderError(f"{_template_location(exc)}: {type(exc).__name__}: {exc}") from None
+            raise RenderError(f"{type(exc).__name__}: {exc}", _template_location(exc)) from None
         html = compile_mjml(mjml_source, mjml_name)
         warnings = check_size(html, allow_large=allow_large)
         return Rendered(language, subject, html, _tidy_text(text), warnings)

@@ -229,6 +229,24 @@ def missing_group_template(site: Path) -> tuple[str, int, str]:
     return "newsletter.toml", number + 1, "bulletin.mjml.j2"
 
 
+def misspelt_variable(site: Path) -> tuple[str, int, str]:
+    path = site / "templates/digest.mjml.j2"
+    line = replace_line(path, "{{ item.title }}", "{{ item.title }}", "{{ item.titel }}")
+    return "templates/digest.mjml.j2", line, "has no attribute 'titel'"
+
+
+def unknown_filter_in_a_branch(site: Path) -> tuple[str, int, str]:
+    path = site / "templates/digest.txt.j2"
+    line = replace_line(path, "{{ item.place }}", "{{ item.place }}", "{{ item.place | shout }}")
+    return "templates/digest.txt.j2", line, "No filter named 'shout'"
+
+
+def unknown_subject_variable(site: Path) -> tuple[str, int, str]:
+    path = site / "schedules/weekly.toml"
+    line = replace_line(path, "subject =", "{{ group.name }}", "{{ group.nom }}")
+    return "schedules/weekly.toml", line, "schedule weekly for cepiug, schedule weekly for uk"
+
+
 BREAKAGES = [
     bad_cron,
     impossible_cron,
@@ -239,6 +257,10 @@ BREAKAGES = [
     missing_group_template,
     missing_schedule_template,
     broken_subject,
+    # Found only by rendering a sample edition: parsing the templates passes them.
+    misspelt_variable,
+    unknown_filter_in_a_branch,
+    unknown_subject_variable,
 ]
 
 
