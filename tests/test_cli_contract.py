@@ -181,6 +181,26 @@ def test_python_m_newsletter_error_is_one_line(tmp_path: Path) -> None:
     assert "newsletter init" in done.stderr
 
 
+def test_a_reader_that_stops_early_is_not_an_error(cli: Any, tmp_path: Path) -> None:
+    """`newsletter subscribers export G | head -1`: no error line, no traceback."""
+    rows = "".join(f"member{n}@example.org,Member {n}\n" for n in range(4000))
+    members = tmp_path / "many.csv"
+    members.write_text("email,name\n" + rows, encoding="utf-8")
+    cli("subscribers", "import", "uk", str(members))
+    command = [sys.executable, "-m", "newsletter", "--site", str(cli.site), "--database-url", cli.db_url]
+    export = subprocess.Popen(
+        [*command, "subscribers", "export", "uk"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert export.stdout is not None
+    assert export.stderr is not None
+    assert export.stdout.readline().startswith(b"email")
+    export.stdout.close()  # the reader goes away with about 150 KB still to come
+    errors = export.stderr.read().decode()
+    export.wait(timeout=120)
+    assert errors == ""
+    assert export.returncode in (0, 1)  # 1: Click's quiet exit on a broken pipe
+
+
 def test_public_api() -> None:
     """`newsletter.__all__` names real, public objects of the package, each once."""
     names = newsletter.__all__

@@ -52,6 +52,10 @@ class NewsletterGroup(click.Group):
             raise _usage_error(exc) from exc
         except NewsletterError as exc:
             raise _cli_error(exc) from exc
+        except BrokenPipeError:
+            # The reader went away (`newsletter status | head`): not an error to report.
+            # Click ends such a command quietly (exit 1) once it gets this back.
+            raise
         except OSError as exc:
             # A file or folder the command needs cannot be used (permissions, a file
             # where a folder should be): the operator's problem, not a crash.
