@@ -40,7 +40,8 @@ from newsletter.site import Site, get_group
 from newsletter.tokens import Signer
 from newsletter.transports import Transport
 
-DEFAULT_SUBJECT = "{{ group.name }}: {{ edition.date }}"
+# `t.colon` is the language's colon: French sets it off with a no-break space.
+DEFAULT_SUBJECT = "{{ group.name }}{{ t.colon }} {{ edition.date }}"
 
 
 class NothingToBuild(NewsletterError):

@@ -22,7 +22,7 @@ from urllib.parse import quote, urlsplit
 
 from newsletter import i18n, verp
 from newsletter.models import utcnow
-from newsletter.render import Marker, Rendered
+from newsletter.render import Marker, Rendered, one_line
 from newsletter.settings import Settings
 from newsletter.tokens import Signer
 
@@ -183,11 +183,6 @@ class MessageFactory:
         )
 
 
-def _one_line(value: str) -> str:
-    """Collapse every kind of line break and run of whitespace to one space."""
-    return " ".join(value.split())
-
-
 # RFC 5322 atext: a phrase made only of these (and spaces) needs no quotes.
 ATEXT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*")
 # Room on a header line for text written as it is (RFC 5322: 998 octets at most).
@@ -211,13 +206,13 @@ def _encoded(value: str, header: str) -> str:
 
 def _text(value: str, header: str, *, utf8: bool) -> str:
     """Unstructured text (a subject) on one line, or as encoded-words when it has to be."""
-    value = _one_line(value)
+    value = one_line(value)
     return value if _as_is(value, utf8=utf8) else _encoded(value, header)
 
 
 def _phrase(name: str, header: str, *, utf8: bool) -> str:
     """A display name: as it is, quoted when it has specials (commas...), or encoded-words."""
-    name = _one_line(name)
+    name = one_line(name)
     if not _as_is(name, utf8=utf8):
         return _encoded(name, header)
     if ATEXT.fullmatch(name) or (utf8 and ATEXT.fullmatch(re.sub(r"[^\x00-\x7f]", "a", name))):
@@ -227,5 +222,5 @@ def _phrase(name: str, header: str, *, utf8: bool) -> str:
 
 def _mailbox(name: str, address: str, header: str, *, utf8: bool) -> str:
     """``Name <address>``, or the bare address when there is no name."""
-    name = _one_line(name)
+    name = one_line(name)
     return f"{_phrase(name, header, utf8=utf8)} <{address}>" if name else address

@@ -50,6 +50,18 @@ SECTION_ORDER = [
 ]
 
 
+# Runs of whitespace, line breaks included, but not the no-break spaces (U+00A0, U+202F).
+_SPACES = re.compile(r"[^\S\u00a0\u202f]+")
+
+
+def one_line(value: str) -> str:
+    """Every line break and run of whitespace as one space, ends trimmed (subjects, names).
+
+    No-break spaces stay: French typography puts one before a colon.
+    """
+    return _SPACES.sub(" ", value).strip()
+
+
 class RenderError(NewsletterError):
     """A template or the MJML compiler failed; the message names the file and line."""
 
@@ -221,7 +233,7 @@ class Renderer:
             raw = self.subjects.from_string(template).render(context)
         except TemplateError as exc:
             raise RenderError(f"subject template {template!r}: {exc.message or exc}") from None
-        subject = " ".join(raw.split())
+        subject = one_line(raw)
         if not subject:
             raise RenderError(f"subject template {template!r} renders to an empty subject")
         return subject[:250]

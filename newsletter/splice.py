@@ -38,7 +38,7 @@ from urllib.parse import quote
 from newsletter import dkim, i18n
 from newsletter.message import MessageFactory, OutgoingMessage, Recipient, ascii_address
 from newsletter.models import utcnow
-from newsletter.render import Marker
+from newsletter.render import Marker, one_line
 from newsletter.tokens import keyed_hmac
 
 CRLF = b"\r\n"
@@ -101,10 +101,6 @@ def qp_value(value: str) -> bytes:
     if len(encoded) - encoded.rfind(b"\n") - 1 > QP_WIDTH - 1:
         return qp_encode(data)
     return encoded.replace(b"=\n", SOFT) + SOFT
-
-
-def _one_line(value: str) -> str:
-    return " ".join(value.split())
 
 
 def _encoded_words(value: str) -> str:
@@ -358,7 +354,8 @@ class Splicer:
             unsubscribe_html, preferences_html = unsubscribe_qp, preferences_qp
         if name:
             greeting = template.dear % {"name": name}
-            mailbox = f"{display_name(_one_line(name), utf8=utf8)} <{address}>" if name.split() else address
+            shown = one_line(name)
+            mailbox = f"{display_name(shown, utf8=utf8)} <{address}>" if shown else address
         else:
             greeting, mailbox = template.hello, address
         greeting_text = qp_value(greeting)

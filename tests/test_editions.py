@@ -260,7 +260,7 @@ def test_list_json(sqlite_cli: Cli, tmp_path: Path) -> None:
         (1, "cepiug", "draft", 1),
     ]
     assert re.fullmatch(r"CEPIUG: \d{1,2} \w+ \d{4}", listed[1]["subject"])
-    assert listed[0]["subject"].startswith("Information brevets francophone (exemple): ")
+    assert listed[0]["subject"].startswith("Information brevets francophone (exemple)\u00a0: ")
     assert listed[0]["deliveries"] == {}
     assert listed[0]["created_at"].endswith("+00:00")
     only_fr = json.loads(cli("editions", "list", "--group", "fr", "--json").stdout)

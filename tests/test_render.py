@@ -279,7 +279,7 @@ def test_digest_in_each_group_and_language(settings: Settings, group: str, langu
     strings = STRINGS[language]
     html_text = visible_text(rendered.html)
     assert html_lang(rendered.html) == language
-    assert rendered.subject == f"{GROUP_NAMES[group]}: {strings['issued']}"
+    assert rendered.subject == f"{GROUP_NAMES[group]}{strings['colon']} {strings['issued']}"
     assert BRAND[group] in rendered.html
     for part in (html_text, rendered.text):
         for key in ("read_more", "unsubscribe", "preferences", "view_online", "calendar", "issued"):
