@@ -13,48 +13,14 @@ from newsletter.editions import DEFAULT_SUBJECT
 from newsletter.errors import ConfigError, ImportFileError, NewsletterError
 from newsletter.i18n import base_language
 from newsletter.models import ItemKind
-from newsletter.render import EditionContent, PoolItem, Renderer, RenderError
+from newsletter.render import MJML_TAGS, EditionContent, PoolItem, Renderer, RenderError
 from newsletter.schedules import SCHEDULES_DIR, Schedule, load_schedules
 from newsletter.settings import CONFIG_FILE, Problem, SiteConfig, load_settings, locate, read_config
 
 TEMPLATES_DIR = "templates"
-# mjml-python copies an unknown tag into the HTML without a word, so typos are caught here.
-MJML_TAGS = {
-    "mjml",
-    "mj-head",
-    "mj-body",
-    "mj-attributes",
-    "mj-all",
-    "mj-class",
-    "mj-breakpoint",
-    "mj-font",
-    "mj-preview",
-    "mj-style",
-    "mj-title",
-    "mj-accordion",
-    "mj-accordion-element",
-    "mj-accordion-title",
-    "mj-accordion-text",
-    "mj-button",
-    "mj-carousel",
-    "mj-carousel-image",
-    "mj-column",
-    "mj-divider",
-    "mj-group",
-    "mj-hero",
-    "mj-image",
-    "mj-navbar",
-    "mj-navbar-link",
-    "mj-raw",
-    "mj-section",
-    "mj-social",
-    "mj-social-element",
-    "mj-spacer",
-    "mj-table",
-    "mj-text",
-    "mj-wrapper",
-    "mj-include",
-}
+# mjml-python copies an unknown tag into the HTML without a word, so typos are caught
+# here, before a send, as well as when an edition is rendered.
+KNOWN_TAGS = MJML_TAGS | {"mjml"}
 TAG = re.compile(r"</?\s*(mj[a-z-]*)", re.IGNORECASE)
 
 
@@ -71,8 +37,9 @@ def _check_template(path: Path, environment: Environment) -> list[Problem]:
     problems = []
     if path.name.endswith(".mjml.j2"):
         for number, line in enumerate(text.splitlines(), start=1):
-            for tag in TAG.findall(line):
-                if tag.lower() not in MJML_TAGS:
+            # Once a line: <mj-txt>...</mj-txt> is one mistake.
+            for tag in dict.fromkeys(TAG.findall(line)):
+                if tag.lower() not in KNOWN_TAGS:
                     problems.append(Problem(path, number, "", f"unknown MJML tag <{tag}>"))
     return problems
 

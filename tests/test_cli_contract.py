@@ -271,6 +271,9 @@ def bad_inputs(site: Path, tmp: Path) -> list[list[str]]:
         ["subscribers", "add", "uk", "not-an-address"],
         ["subscribers", "remove", "uk", "nobody@example.org"],
         ["subscribers", "forget", "nobody@example.org", "--yes"],
+        ["editions", "preview", "1", "--language", "xx"],
+        ["send-test", "1", "--to", "editor@example.org", "--language", "es"],
+        ["collect", "--source", "nosuch"],
     ]
 
 
@@ -289,6 +292,15 @@ def test_bad_inputs_are_one_line_errors(cli: Any, tmp_path: Path) -> None:
             failures.append((args, result.exit_code, result.stderr))
     assert failures == []
     assert json.loads(cli("items", "list", "--json").stdout) == []
+
+
+def test_unknown_names_list_the_known_ones(cli: Any) -> None:
+    """A language the emails don't exist in, or a source not configured: the error says what exists."""
+    preview = cli("editions", "preview", "1", "--language", "xx", ok=False)
+    assert preview.stderr == "error: --language 'xx': the emails exist in de, en, fr\n"
+    collect = cli("collect", "--source", "nosuch", ok=False)
+    assert collect.stderr.startswith("error: no source named nosuch in ")
+    assert collect.stderr.rstrip().endswith("(known: epo-news, wipo-news)"), collect.stderr
 
 
 def test_usage_errors_point_to_help(cli: Any) -> None:

@@ -517,3 +517,17 @@ def test_timestamps_read_back_as_aware_utc(engine: Engine, written: datetime) ->
     assert event.at.tzinfo is not None
     assert event.at.tzname() == "UTC"
     assert event.at == written
+
+
+def test_a_misspelt_tag_pair_is_one_problem(site_dir: Path) -> None:
+    """<mj-txt>…</mj-txt> on one line is one mistake, reported once."""
+    path = site_dir / "templates/digest.mjml.j2"
+    line = replace_line(path, "{{ t.greeting }}", "<mj-text>", "<mj-txt>")
+    text = path.read_text(encoding="utf-8").split("\n")
+    text[line - 1] = text[line - 1].replace("</mj-text>", "</mj-txt>")
+    path.write_text("\n".join(text), encoding="utf-8")
+    result = run("--site", str(site_dir), "check", ok=False)
+    assert result.stderr.splitlines() == [
+        f"{path}:{line}: unknown MJML tag <mj-txt>",
+        "1 problem(s) found",
+    ]

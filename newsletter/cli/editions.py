@@ -12,7 +12,7 @@ from newsletter import editions as library
 from newsletter.cli.context import AppContext
 from newsletter.cli.output import emit_json, table
 from newsletter.errors import InputError
-from newsletter.i18n import reader_language
+from newsletter.i18n import available_languages, base_language, reader_language
 from newsletter.models import EditionStatus
 from newsletter.render import Renderer, check_size
 from newsletter.transports import open_transport
@@ -107,6 +107,7 @@ def preview(
       newsletter editions preview 3 --language fr --output /tmp/fr.html
       newsletter editions preview 3 --text | less
     """
+    language = _known(language)
     renderer = Renderer(app.settings)
     with app.site.transaction() as session:
         edition = library.get_edition(session, edition_id)
@@ -267,6 +268,7 @@ def send_test(app: AppContext, /, edition_id: int, to: str, language: str | None
     """
     if not to.strip():
         raise InputError("give an address with --to")
+    language = _known(language)
     message_id = library.send_test(
         app.site,
         Renderer(app.settings),
@@ -277,3 +279,11 @@ def send_test(app: AppContext, /, edition_id: int, to: str, language: str | None
         language=language,
     )
     click.echo(f"test copy of edition #{edition_id} sent to {to.strip()} ({message_id})")
+
+
+def _known(language: str | None) -> str | None:
+    """A --language the emails exist in; anything else is refused, not quietly replaced."""
+    if language is None or base_language(language) in available_languages():
+        return language
+    known = ", ".join(sorted(available_languages()))
+    raise InputError(f"--language {language!r}: the emails exist in {known}")

@@ -35,7 +35,10 @@ def collect(app: AppContext, /, names: tuple[str, ...], as_json: bool) -> None:
     """
     unknown = set(names) - {s.name for s in app.settings.sources}
     if unknown:
-        raise InputError(f"no source named {', '.join(sorted(unknown))} in {app.settings.config_file}")
+        known = ", ".join(sorted(s.name for s in app.settings.sources)) or "none"
+        raise InputError(
+            f"no source named {', '.join(sorted(unknown))} in {app.settings.config_file} (known: {known})"
+        )
     reports = collect_sources(app.site, names=names)
     if as_json:
         emit_json(reports)
