@@ -68,7 +68,13 @@ def process(app: AppContext, paths: tuple[str, ...], as_json: bool, dry_run: boo
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_app
 def report(app: AppContext, as_json: bool) -> None:
-    """Bounces and complaints per edition (complaint rates above 0.1% hurt delivery)."""
+    """Bounces and complaints per edition (complaint rates above 0.1% hurt delivery).
+
+    \b
+    Example:
+      newsletter bounces report
+      newsletter bounces report --json
+    """
     with app.site.transaction() as session:
         rows = library.per_edition(session)
     if as_json:

@@ -68,7 +68,13 @@ def build(app: AppContext, /, group: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_app
 def list_(app: AppContext, /, group: str | None, status: str | None, as_json: bool) -> None:
-    """List editions, newest first, with their delivery counts."""
+    """List editions, newest first, with their delivery counts.
+
+    \b
+    Example:
+      newsletter editions list
+      newsletter editions list --group dach --status draft --json
+    """
     with app.site.transaction() as session:
         rows = library.list_editions(session, app.settings, group=group, status=status)
     if as_json:
@@ -130,7 +136,12 @@ def preview(
 @click.option("--allow-large", is_flag=True, help="Approve even if the HTML is over 100 KB.")
 @pass_app
 def approve(app: AppContext, /, edition_id: int, allow_large: bool) -> None:
-    """Approve a draft edition for sending (it is rendered again with the items as they are now)."""
+    """Approve a draft edition for sending (it is rendered again with the items as they are now).
+
+    \b
+    Example:
+      newsletter editions approve 4
+    """
     with app.site.transaction() as session:
         edition, rendered = library.approve(
             session,
@@ -150,7 +161,12 @@ def approve(app: AppContext, /, edition_id: int, allow_large: bool) -> None:
 @click.argument("edition_id", type=int)
 @pass_app
 def cancel(app: AppContext, /, edition_id: int) -> None:
-    """Cancel an edition that has not been sent; its items go back to the pool."""
+    """Cancel an edition that has not been sent; its items go back to the pool.
+
+    \b
+    Example:
+      newsletter editions cancel 4
+    """
     with app.site.transaction() as session:
         edition = library.cancel(session, edition_id, actor=app.actor)
     click.echo(f"cancelled edition #{edition.id}")

@@ -117,6 +117,11 @@ def daemon(app: AppContext, /, verbose: bool) -> None:
 
     One cron job per schedule and group in the group's time zone. A second daemon on
     the same database stands by and takes over when the first stops.
+
+    \b
+    Example:
+      newsletter --transport smtp daemon
+      newsletter daemon --verbose
     """
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"

@@ -73,6 +73,11 @@ def check(ctx: click.Context, as_json: bool) -> None:
 
     Every problem is printed as FILE:LINE: KEY: MESSAGE; the exit status is 1 if
     there is any.
+
+    \b
+    Example:
+      newsletter check
+      newsletter --site /srv/newsletter check --json
     """
     app = ctx.find_object(AppContext)
     site_dir = (app.site_dir if app and app.site_dir else Path(".")).resolve()
@@ -106,7 +111,13 @@ def check(ctx: click.Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_app
 def status(app: AppContext, as_json: bool) -> None:
-    """Show members, editions and items per group, each source's health and each schedule's next run."""
+    """Show members, editions and items per group, each source's health and each schedule's next run.
+
+    \b
+    Example:
+      newsletter status
+      newsletter status --json
+    """
     with app.site.transaction() as session:
         report = site_status(session, app.settings)
     if as_json:

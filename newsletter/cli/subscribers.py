@@ -103,7 +103,12 @@ def add(app: AppContext, group: str, email: str, name: str | None, language: str
 @click.argument("email")
 @pass_app
 def remove(app: AppContext, group: str, email: str) -> None:
-    """Unsubscribe EMAIL from GROUP (their other groups are untouched)."""
+    """Unsubscribe EMAIL from GROUP (their other groups are untouched).
+
+    \b
+    Example:
+      newsletter subscribers remove uk jane.doe@example.org
+    """
     with app.site.transaction() as session:
         changed = library.remove(session, app.settings, group, email, actor=app.actor)
     click.echo(f"{'unsubscribed' if changed else 'already not active'}: {email.strip()} from {group}")
@@ -121,7 +126,13 @@ def remove(app: AppContext, group: str, email: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_app
 def list_(app: AppContext, group: str, statuses: tuple[str, ...], as_json: bool) -> None:
-    """List the members of GROUP."""
+    """List the members of GROUP.
+
+    \b
+    Example:
+      newsletter subscribers list uk
+      newsletter subscribers list uk --status pending --status bounced --json
+    """
     with app.site.transaction() as session:
         rows = list(library.members(session, app.settings, group, statuses))
     if as_json:
@@ -144,7 +155,13 @@ def list_(app: AppContext, group: str, statuses: tuple[str, ...], as_json: bool)
 @click.option("--all", "everyone", is_flag=True, help="Include pending and ended memberships.")
 @pass_app
 def export(app: AppContext, group: str, output: Path | None, everyone: bool) -> None:
-    """Export GROUP's members as CSV (by default only the active ones)."""
+    """Export GROUP's members as CSV (by default only the active ones).
+
+    \b
+    Example:
+      newsletter subscribers export uk --output uk-members.csv
+      newsletter subscribers export uk --all > uk-everyone.csv
+    """
     statuses = () if everyone else (MembershipStatus.ACTIVE.value,)
     with app.site.transaction() as session:
         rows = library.members(session, app.settings, group, statuses)
