@@ -44,6 +44,8 @@ PAUSE_AFTER_CONNECTION_FAILURES = 5
 # Event-loop turns the recorder lets pass, while fewer outcomes than lanes are in, before
 # it commits: each turn lets lanes whose replies have arrived add theirs to the group.
 GROUP_COMMIT_YIELDS = 8
+# The rows in hand get their lease renewed this often (well inside outbox.LEASE).
+RENEW_EVERY = outbox.LEASE.total_seconds() / 5
 # A lane (connection) is opened for every this many due messages, up to the pool's size.
 MESSAGES_PER_LANE = 50
 
@@ -287,9 +289,16 @@ class _Engine:
         recorder = outbox.Recorder(self.site.engine, self.bounce_weight)
         attempts: dict[int, int] = {}
         tasks = [asyncio.create_task(_lane(lane, shared, self.jobs)) for lane in self.lanes]
+        loop = asyncio.get_running_loop()
+        renew_at = loop.time() + RENEW_EVERY
         exhausted = False
         try:
             while True:
+                if attempts and loop.time() >= renew_at:
+                    # Still working on these: no other worker may take them for abandoned.
+                    with self.site.transaction() as session:
+                        outbox.renew(session, list(attempts))
+                    renew_at = loop.time() + RENEW_EVERY
                 if not exhausted and not shared.stop and shared.todo.qsize() < self.batch_size:
                     batch = self.claim(self.batch_size)
                     exhausted = not batch

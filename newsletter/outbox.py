@@ -34,6 +34,10 @@ from newsletter.models import (
 RETRY_ATTEMPTS = 6
 # No retry is scheduled later than this after the first attempt.
 RETRY_DEADLINE = timedelta(hours=24)
+# A claimed row belongs to its claimer this long (its ``next_attempt_at`` says until
+# when); the engine renews the lease of the rows in hand well before it runs out. A row
+# whose lease ran out was claimed by a process that died: any worker puts it back.
+LEASE = timedelta(minutes=10)
 
 
 def enqueue(session: Session, edition: Edition) -> int:
@@ -82,6 +86,7 @@ def claim_due(session: Session, *, limit: int, now: datetime | None = None) -> l
     ).all()
     claimed: list[Claimed] = []
     for edition_id in sending:
+        recover_abandoned(session, edition_id or 0, now=now)
         claimed += _claim(session, edition_id or 0, limit=limit - len(claimed), now=now)
         if len(claimed) >= limit:
             break
@@ -98,7 +103,9 @@ def _claim(session: Session, edition_id: int, *, limit: int, now: datetime | Non
     """
     connection = session.connection()
     statement = _CLAIM_SQL[connection.dialect.name == "postgresql"]
-    rows = connection.execute(statement, {"edition": edition_id, "now": now or utcnow(), "limit": limit})
+    now = now or utcnow()
+    parameters = {"edition": edition_id, "now": now, "lease": now + LEASE, "limit": limit}
+    rows = connection.execute(statement, parameters)
     return sorted(map(Claimed._make, rows))
 
 
@@ -122,11 +129,15 @@ def _claim_sql(postgresql: bool) -> sa.TextClause:
         # "id IN (...)": for that PostgreSQL reads the whole table on every claim.
         claim = f"""
             WITH due AS ({due} FOR UPDATE SKIP LOCKED)
-            UPDATE delivery SET status = '{sending}', attempts = delivery.attempts + 1
+            UPDATE delivery
+            SET status = '{sending}', attempts = delivery.attempts + 1, next_attempt_at = :lease
             FROM due WHERE delivery.id = due.id
         """
     else:
-        claim = f"UPDATE delivery SET status = '{sending}', attempts = attempts + 1 WHERE id IN ({due})"
+        claim = (
+            f"UPDATE delivery SET status = '{sending}', attempts = attempts + 1, next_attempt_at = :lease "
+            f"WHERE id IN ({due})"
+        )
     sql = f"""{claim}
         RETURNING delivery.id, delivery.subscriber_id,
             (SELECT s.email FROM subscriber s WHERE s.id = delivery.subscriber_id),
@@ -140,7 +151,7 @@ def _claim_sql(postgresql: bool) -> sa.TextClause:
             delivery.attempts - 1, delivery.edition_id
     """
     when: sa.types.TypeEngine[Any] = Delivery.__table__.c.next_attempt_at.type  # type: ignore[attr-defined]
-    return sa.text(sql).bindparams(sa.bindparam("now", type_=when))
+    return sa.text(sql).bindparams(sa.bindparam("now", type_=when), sa.bindparam("lease", type_=when))
 
 
 # By dialect: False for SQLite, True for PostgreSQL.
@@ -379,8 +390,37 @@ def release(session: Session, delivery_ids: Iterable[int]) -> None:
         session.execute(
             update(Delivery)
             .where(col(Delivery.id).in_(ids), col(Delivery.status) == DeliveryStatus.SENDING)
-            .values(status=DeliveryStatus.QUEUED, attempts=_uncounted)
+            .values(status=DeliveryStatus.QUEUED, next_attempt_at=None, attempts=_uncounted)
         )
+
+
+def renew(session: Session, delivery_ids: Iterable[int], *, now: datetime | None = None) -> None:
+    """Extend the lease of claimed rows still in hand (see LEASE)."""
+    ids = list(delivery_ids)
+    if ids:
+        session.execute(
+            update(Delivery)
+            .where(col(Delivery.id).in_(ids), col(Delivery.status) == DeliveryStatus.SENDING)
+            .values(next_attempt_at=(now or utcnow()) + LEASE)
+        )
+
+
+def recover_abandoned(session: Session, edition_id: int, *, now: datetime | None = None) -> int:
+    """Rows whose claimer died (their lease ran out): back to the queue, the attempt counted.
+
+    Their messages may have reached the relay just before the claimer died, so these
+    few can arrive twice, as after any kill.
+    """
+    result = session.execute(
+        update(Delivery)
+        .where(
+            col(Delivery.edition_id) == edition_id,
+            col(Delivery.status) == DeliveryStatus.SENDING,
+            col(Delivery.next_attempt_at) < (now or utcnow()),
+        )
+        .values(status=DeliveryStatus.QUEUED, next_attempt_at=None)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def requeue(session: Session, delivery_ids: Iterable[int]) -> None:
@@ -399,6 +439,6 @@ def release_stale(session: Session, edition_id: int) -> int:
     result = session.execute(
         update(Delivery)
         .where(col(Delivery.edition_id) == edition_id, col(Delivery.status) == DeliveryStatus.SENDING)
-        .values(status=DeliveryStatus.QUEUED)
+        .values(status=DeliveryStatus.QUEUED, next_attempt_at=None)
     )
     return int(getattr(result, "rowcount", 0) or 0)

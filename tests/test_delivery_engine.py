@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -394,3 +395,76 @@ def test_the_recorder_opens_a_new_connection_when_its_own_dies(cli: Cli) -> None
         states = dict(rows.all())
     assert [states[i] for i in ids[:3]] == ["sent", "sent", "queued"]
     assert len(ids) >= len(addresses)
+
+
+def queue_for_workers(cli: Cli, edition_id: int) -> None:
+    """Queue the edition and mark it sending, as `editions send` does before it delivers."""
+    from newsletter import outbox
+    from newsletter.models import Edition, EditionStatus
+
+    with database(cli.db_url) as session:
+        edition = session.get(Edition, edition_id)
+        assert edition is not None
+        outbox.enqueue(session, edition)
+        edition.status = EditionStatus.SENDING
+        session.add(edition)
+        session.commit()
+
+
+def test_rows_of_a_dead_worker_are_sent_once_their_lease_runs_out(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker died holding claimed rows: while their lease runs they wait; after it, a worker sends them."""
+    from newsletter import outbox
+    from newsletter.models import utcnow
+
+    addresses = bulk_members(cli, 30)
+    edition_id = approved_edition(cli)
+    queue_for_workers(cli, edition_id)
+    with database(cli.db_url) as session:
+        # A worker claimed these, then was killed: nothing records them, nothing renews them.
+        dead = outbox.claim_due(session, limit=5)
+        session.commit()
+    assert len(dead) == 5
+    orphans = {row.email for row in dead}
+    with running_server() as server:
+        monkeypatch.setenv("NEWSLETTER_SMTP_URL", server.url())
+        monkeypatch.setenv("NEWSLETTER_SECRET_KEY", KEY)
+        cli("--transport", "smtp", "worker", "--until-idle")
+        # The lease still runs: the rows are the dead worker's, nobody else sends them.
+        assert set(arrived(server)) == set(addresses) - orphans
+        with database(cli.db_url) as session:
+            # Ten minutes later, as far as the leases go.
+            held = session.exec(select(Delivery).where(Delivery.status == "sending")).all()
+            assert sorted(d.id for d in held) == sorted(row.delivery_id for row in dead)
+            for delivery in held:
+                assert delivery.next_attempt_at is not None
+                assert delivery.next_attempt_at > utcnow() + outbox.LEASE - timedelta(minutes=1)
+                delivery.next_attempt_at = utcnow() - timedelta(seconds=1)
+                session.add(delivery)
+            session.commit()
+        cli("--transport", "smtp", "worker", "--until-idle")
+        assert arrived(server) == Counter(addresses)
+    assert set(delivery_states(cli, edition_id).values()) == {"sent"}
+    assert status(cli, edition_id) == "sent"
+
+
+def test_the_engine_renews_the_lease_of_the_rows_in_hand(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a send runs, the rows it holds get their lease extended, so no worker takes them over."""
+    from newsletter import deliver, outbox
+
+    addresses = bulk_members(cli, 40)
+    edition_id = approved_edition(cli)
+    renewed: list[list[int]] = []
+    renew = outbox.renew
+
+    def recording(session: Session, delivery_ids: list[int], **kwargs: object) -> None:
+        renewed.append(list(delivery_ids))
+        renew(session, delivery_ids)
+
+    monkeypatch.setattr(deliver, "RENEW_EVERY", 0.0)
+    monkeypatch.setattr(outbox, "renew", recording)
+    cli("editions", "send", str(edition_id))
+    assert renewed, "no lease was renewed"
+    assert all(ids for ids in renewed)
+    assert len(set().union(*map(set, renewed))) >= len(addresses) // 2
