@@ -297,16 +297,8 @@ def test_a_second_worker_on_sqlite_is_refused(cli: Cli, tmp_path: Path) -> None:
     assert "one process delivers" in result.stderr
 
 
-@pytest.mark.postgres
-def test_three_postgresql_workers_share_an_edition_without_duplicates_or_loss(
-    cli: Cli, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Three `newsletter worker` processes over 10,000 deliveries: each member gets exactly one copy."""
-    if not cli.db_url.startswith("postgresql"):
-        pytest.skip("needs PostgreSQL (NEWSLETTER_TEST_POSTGRES_URL)")
-    addresses = bulk_members(cli, 10_000)
-    edition_id = approved_edition(cli)
-    # Queue the edition and mark it sending, as `editions send` does before it delivers.
+def queue_for_workers(cli: Cli, edition_id: int) -> None:
+    """Queue the edition and mark it sending, as `editions send` does before it delivers."""
     from newsletter import outbox
     from newsletter.models import Edition, EditionStatus
 
@@ -317,6 +309,21 @@ def test_three_postgresql_workers_share_an_edition_without_duplicates_or_loss(
         edition.status = EditionStatus.SENDING
         session.add(edition)
         session.commit()
+
+
+@pytest.mark.postgres
+def test_three_postgresql_workers_share_an_edition_without_duplicates_or_loss(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three `newsletter worker` processes over 10,000 deliveries: each member gets exactly one copy."""
+    if not cli.db_url.startswith("postgresql"):
+        pytest.skip("needs PostgreSQL (NEWSLETTER_TEST_POSTGRES_URL)")
+    addresses = bulk_members(cli, 10_000)
+    edition_id = approved_edition(cli)
+    from newsletter import outbox
+
+    queue_for_workers(cli, edition_id)
+    with database(cli.db_url) as session:
         assert outbox.counts(session, edition_id) == {"queued": len(addresses)}
     with running_server() as server:
         server.handler.keep_content = False
@@ -395,20 +402,6 @@ def test_the_recorder_opens_a_new_connection_when_its_own_dies(cli: Cli) -> None
         states = dict(rows.all())
     assert [states[i] for i in ids[:3]] == ["sent", "sent", "queued"]
     assert len(ids) >= len(addresses)
-
-
-def queue_for_workers(cli: Cli, edition_id: int) -> None:
-    """Queue the edition and mark it sending, as `editions send` does before it delivers."""
-    from newsletter import outbox
-    from newsletter.models import Edition, EditionStatus
-
-    with database(cli.db_url) as session:
-        edition = session.get(Edition, edition_id)
-        assert edition is not None
-        outbox.enqueue(session, edition)
-        edition.status = EditionStatus.SENDING
-        session.add(edition)
-        session.commit()
 
 
 def test_rows_of_a_dead_worker_are_sent_once_their_lease_runs_out(
