@@ -379,7 +379,8 @@ def send(
     settings = site.settings
     with site.transaction() as session:
         edition = get_edition(session, edition_id)
-        if edition.status == EditionStatus.DRAFT:
+        if edition.status == EditionStatus.DRAFT and not dry_run:
+            # A dry run may count a draft's audience: it sends nothing.
             raise StateError(
                 f"edition #{edition_id} is a draft; approve it first "
                 f"(`newsletter editions approve {edition_id}`)"

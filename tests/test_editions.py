@@ -307,6 +307,10 @@ def test_approve_dry_run_send_and_no_second_send(cli: Cli, tmp_path: Path) -> No
     folder = cli.site / "outbox" / f"edition-{edition_id}"
     one_line_error(cli("editions", "send", str(edition_id), ok=False), "draft", "approve")
     assert not folder.exists()
+    # A draft's audience can be counted before it is approved.
+    draft_dry = cli("editions", "send", str(edition_id), "--dry-run")
+    assert "4 member(s)" in draft_dry.stdout
+    assert edition(cli, edition_id)["status"] == "draft"
     cli("editions", "approve", str(edition_id))
     one_line_error(cli("editions", "approve", str(edition_id), ok=False), "only a draft")
 

@@ -202,7 +202,7 @@ class _Bar:
 
 @editions.command()
 @click.argument("edition_id", type=int)
-@click.option("--dry-run", is_flag=True, help="Render and count the audience; send nothing.")
+@click.option("--dry-run", is_flag=True, help="Render and count the audience; send nothing (a draft too).")
 @click.option("--allow-large", is_flag=True, help="Send even if the HTML is over 100 KB.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_app
