@@ -295,3 +295,39 @@ def test_starttls_and_auth_with_utf8_credentials(certificate: ssl.SSLContext, me
         with pytest.raises(ConfigError, match="certificate"):
             run(send_all(PipelinedSmtp(untrusted), message()))
         assert len(server.messages) == 1
+
+
+def test_data_taken_after_an_unreadable_reply_is_not_ended() -> None:
+    """An out-of-spec relay answers RCPT with no readable code, then takes DATA: drop, never end it."""
+    seen: list[bytes] = []
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 odd relay\r\n")
+        replies = {b"EHLO": b"250-odd\r\n250 PIPELINING\r\n", b"MAIL": b"250 ok\r\n"}
+        replies |= {b"RCPT": b"2x0 accepted, sort of\r\n", b"DATA": b"354 go on\r\n"}
+        while line := await reader.readline():
+            seen.append(line)
+            reply = replies.get(line[:4].upper())
+            if reply:
+                writer.write(reply)
+                await writer.drain()
+        writer.close()
+
+    async def scenario() -> BaseException | None:
+        server = await asyncio.start_server(relay, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        connection = PipelinedSmtp(SmtpUrl.parse(f"smtp://127.0.0.1:{port}"), timeout=5.0)
+        try:
+            await connection.stage(message("anna@example.org"))
+        except (TemporaryFailure, PermanentFailure) as exc:
+            return exc
+        finally:
+            await connection.close()
+            await asyncio.sleep(0.1)  # let the relay read whatever was sent
+            server.close()
+            await server.wait_closed()
+        return None
+
+    refused = run(scenario())
+    assert isinstance(refused, (TemporaryFailure, PermanentFailure))
+    assert b".\r\n" not in seen, "the DATA was ended: the relay could deliver an empty message"

@@ -210,13 +210,12 @@ class PipelinedSmtp:
         if refused is None:
             return
         code, text = replies[refused]
-        if code == CLOSING:
+        if code == CLOSING or replies[-1][0] == 354:
+            # 354: the relay took DATA although an earlier step looked refused (or its
+            # reply could not be read). Ending the message, even empty, might deliver it
+            # to a recipient it did accept: a connection dropped mid-DATA delivers nothing.
             self._drop()
         else:
-            if replies[-1][0] == 354:
-                # A relay that took DATA after refusing the recipient: end it empty.
-                writer.write(b".\r\n")
-                await self._reply()
             writer.write(b"RSET\r\n")
             await self._reply()
         raise refusal(message, refused, code, text)
