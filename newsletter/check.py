@@ -44,10 +44,9 @@ def _check_template(path: Path, environment: Environment) -> list[Problem]:
     return problems
 
 
-def _group_files(site_dir: Path, config: SiteConfig) -> list[Problem]:
+def _group_files(site_dir: Path, config: SiteConfig, text: str) -> list[Problem]:
     problems = []
     config_file = site_dir / CONFIG_FILE
-    text = config_file.read_text(encoding="utf-8")
     for slug, group in config.groups.items():
         for suffix in (".mjml.j2", ".txt.j2"):
             wanted = site_dir / TEMPLATES_DIR / f"{group.template}{suffix}"
@@ -69,16 +68,15 @@ def _group_files(site_dir: Path, config: SiteConfig) -> list[Problem]:
     return problems
 
 
-def _dkim_key(site_dir: Path, config: SiteConfig) -> list[Problem]:
+def _dkim_key(site_dir: Path, config: SiteConfig, text: str) -> list[Problem]:
     """The ``[dkim]`` key must be readable, a PEM RSA private key, and long enough."""
     if config.dkim is None:
         return []
     try:
         read_signer(site_dir, config.dkim)
     except ConfigError as exc:
-        config_file = site_dir / CONFIG_FILE
-        line = locate(config_file.read_text(encoding="utf-8"), ("dkim", "key_file"))
-        return [Problem(config_file, line, "dkim.key_file", str(exc))]
+        line = locate(text, ("dkim", "key_file"))
+        return [Problem(site_dir / CONFIG_FILE, line, "dkim.key_file", str(exc))]
     return []
 
 
@@ -105,7 +103,7 @@ def _sample_items(language: str) -> list[PoolItem]:
     ]
 
 
-def _trial_renders(site_dir: Path, schedules: list[Schedule]) -> list[Problem]:
+def _trial_renders(site_dir: Path, config_text: str, schedules: list[Schedule]) -> list[Problem]:
     """Render a sample edition for each group (and each schedule's template and subject).
 
     Parsing finds syntax errors only; a misspelt variable (``item.titel``) or a filter
@@ -116,7 +114,6 @@ def _trial_renders(site_dir: Path, schedules: list[Schedule]) -> list[Problem]:
     except NewsletterError:
         return []  # the settings' own problems are reported already
     renderer = Renderer(settings)
-    config_text = (site_dir / CONFIG_FILE).read_text(encoding="utf-8")
     # What to render -> who asks for it, and where its subject line is written.
     wanted: dict[tuple[str, str, str], tuple[str, Path, int | None]] = {}
     for slug, group in settings.groups.items():
@@ -164,14 +161,16 @@ def check_site(site_dir: Path) -> tuple[list[Problem], dict[str, int]]:
     counts["templates"] = len(templates)
     if config is not None:
         counts["groups"] = len(config.groups)
-        problems.extend(_group_files(site_dir, config))
-        problems.extend(_dkim_key(site_dir, config))
+        # newsletter.toml, read once for the lines of what is wrong in it.
+        text = (site_dir / CONFIG_FILE).read_text(encoding="utf-8")
+        problems.extend(_group_files(site_dir, config, text))
+        problems.extend(_dkim_key(site_dir, config, text))
         schedules, schedule_problems = load_schedules(site_dir, config.groups)
         problems.extend(schedule_problems)
         problems.extend(_schedule_files(site_dir, schedules, environment))
         counts["schedules"] = len(schedules)
         if not problems:
-            problems.extend(_trial_renders(site_dir, schedules))
+            problems.extend(_trial_renders(site_dir, text, schedules))
     return problems, counts
 
 
