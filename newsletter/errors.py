@@ -11,6 +11,7 @@ message as one line on stderr and exits non-zero; a traceback is always a bug.
     │   └── ImportFileError         a subscriber CSV cannot be read at all
     ├── NotFoundError               a group, subscriber, item or edition does not exist
     ├── StateError                  the action is not allowed in the record's current state
+    │   └── TransitionError         a status change the transition tables (states.py) do not list
     ├── DatabaseError               the database cannot be reached or migrated
     ├── RenderError                 a template or MJML failed (render.py)
     └── DeliveryError               a message could not be handed to the relay
@@ -49,6 +50,10 @@ class NotFoundError(NewsletterError):
 
 class StateError(NewsletterError):
     """The record is in a state that does not allow the action."""
+
+
+class TransitionError(StateError):
+    """A status change that ``states.py`` does not allow; the record is left as it was."""
 
 
 class DatabaseError(NewsletterError):
