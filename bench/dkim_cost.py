@@ -19,11 +19,11 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from newsletter.dkim import DkimSigner
-from newsletter.message import MessageFactory, Recipient
-from newsletter.render import Marker, Rendered
-from newsletter.settings import load_settings
-from newsletter.tokens import Signer
+from newsletter.core.settings import load_settings
+from newsletter.core.tokens import Signer
+from newsletter.delivery.dkim import DkimSigner
+from newsletter.delivery.message import MessageFactory, Recipient
+from newsletter.editions.render import Marker, Rendered
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -207,13 +207,14 @@ def database(url: str | None, folder: Path) -> Iterator[str]:
 
 
 def run_bench(args: argparse.Namespace, folder: Path, db_url: str) -> None:
-    from newsletter import editions, splice
-    from newsletter.message import MessageFactory, Recipient
-    from newsletter.models import Group
-    from newsletter.render import Renderer
-    from newsletter.settings import load_settings
-    from newsletter.site import Site
-    from newsletter.tokens import Signer
+    from newsletter.core.models import Group
+    from newsletter.core.settings import load_settings
+    from newsletter.core.site import Site
+    from newsletter.core.tokens import Signer
+    from newsletter.delivery import splice
+    from newsletter.delivery.message import MessageFactory, Recipient
+    from newsletter.editions import build as editions
+    from newsletter.editions.render import Renderer
 
     port = free_port()
     site_dir = make_site(folder, args.connections)
@@ -367,8 +368,8 @@ def send_here(
     args: argparse.Namespace, site: Any, renderer: Any, settings: Any, edition_id: int
 ) -> dict[str, float]:
     """Send the edition with ``editions.send`` in this process: its rate and CPU per message."""
-    from newsletter import editions
-    from newsletter.transports import open_transport
+    from newsletter.delivery.transports import open_transport
+    from newsletter.editions import build as editions
 
     transport = open_transport(settings)
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
@@ -386,8 +387,8 @@ def run_workers(
     args: argparse.Namespace, site: Any, edition_id: int, command: list[str], env: dict[str, str]
 ) -> dict[str, float]:
     """Queue the edition as `editions send` does, then time N worker processes sharing it."""
-    from newsletter import outbox
-    from newsletter.models import Edition, EditionStatus
+    from newsletter.core.models import Edition, EditionStatus
+    from newsletter.delivery import outbox
 
     with site.transaction() as session:
         edition = session.get(Edition, edition_id)

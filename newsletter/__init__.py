@@ -1,17 +1,16 @@
 """newsletter: collect patent-information news, build per-group editions, render and send them.
 
-The pipeline, one module per stage::
+The pipeline, one package per stage (each imports only those before it)::
 
-    sources/ -> items -> editions -> render -> message -> outbox -> deliver -> transports/
+    core -> audience -> pool -> collecting -> editions -> feedback -> delivery -> scheduling
+         -> operations -> web -> cli
 
 The command line (``newsletter.cli``) is a thin layer over the functions named here.
 """
 
-from newsletter.collect import collect
-from newsletter.editions import approve as approve_edition
-from newsletter.editions import build as build_edition
-from newsletter.editions import send as send_edition
-from newsletter.errors import (
+from newsletter.audience.subscribers import ImportReport, forget, import_csv
+from newsletter.collecting.collect import collect
+from newsletter.core.errors import (
     ConfigError,
     DatabaseError,
     ImportFileError,
@@ -21,12 +20,14 @@ from newsletter.errors import (
     SiteError,
     StateError,
 )
-from newsletter.items import ItemDraft, add_item, edit_item, list_items, set_status
-from newsletter.render import Renderer
-from newsletter.scheduler import run_due
-from newsletter.settings import Settings, load_settings
-from newsletter.site import Site
-from newsletter.subscribers import ImportReport, forget, import_csv
+from newsletter.core.settings import Settings, load_settings
+from newsletter.core.site import Site
+from newsletter.editions.build import build as build_edition
+from newsletter.editions.build import approve as approve_edition
+from newsletter.editions.build import send as send_edition
+from newsletter.editions.render import Renderer
+from newsletter.pool.items import ItemDraft, add_item, edit_item, list_items, set_status
+from newsletter.scheduling.scheduler import run_due
 
 __all__ = [
     "ConfigError",

@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlmodel import Session, col, select
 
 from newsletter.cli import main
-from newsletter.models import Event, Group
+from newsletter.core.models import Event, Group
 
 REPO = Path(__file__).resolve().parent.parent
 CORPORA = REPO.parent / "shared" / "corpora"

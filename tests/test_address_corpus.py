@@ -1,7 +1,7 @@
 """Address test vectors nobody here wrote, run through the importer and the parser.
 
 The expected verdict is the corpus's own, except where the importer's policy
-(``newsletter.addresses.POLICY``) deliberately differs. Each difference is a named
+(``newsletter.audience.addresses.POLICY``) deliberately differs. Each difference is a named
 predicate below with the reason for it; a case that matches none of them must get
 exactly the corpus's verdict. See ../shared/corpora/addresses/SOURCES.md.
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from newsletter.addresses import POLICY, InvalidAddress, parse_address
+from newsletter.audience.addresses import POLICY, InvalidAddress, parse_address
 from tests.conftest import CORPORA, Cli
 
 ADDRESSES = CORPORA / "addresses"
@@ -207,7 +207,7 @@ def write_csv(path: Path, emails: list[str], tags: list[str]) -> list[int]:
 
 
 def test_policy_is_the_one_these_deviations_describe() -> None:
-    """The deviations listed here are exactly the options newsletter.addresses.POLICY sets."""
+    """The deviations listed here are exactly the options newsletter.audience.addresses.POLICY sets."""
     assert POLICY["allow_quoted_local"] is False
     assert POLICY["allow_domain_literal"] is False
     assert POLICY["allow_empty_local"] is False

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from sqlmodel import col, select
 
-from newsletter import bounces
-from newsletter.bounces import Incoming, Verdict, classify, read_inputs
-from newsletter.models import Event, Group, Membership, Subscriber
-from newsletter.settings import Settings, load_settings
-from newsletter.site import Site
+from newsletter import feedback as bounces
+from newsletter.core.models import Event, Group, Membership, Subscriber
+from newsletter.core.settings import Settings, load_settings
+from newsletter.core.site import Site
+from newsletter.feedback import Incoming, Verdict, classify, read_inputs
 from tests.conftest import CORPORA, REPO, Cli
 
 CORPUS = CORPORA / "bounces"

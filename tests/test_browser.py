@@ -22,7 +22,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 from sqlalchemy import create_engine
 from sqlmodel import Session, col, select
 
-from newsletter.models import Group, Membership, MembershipStatus, Subscriber
+from newsletter.core.models import Group, Membership, MembershipStatus, Subscriber
 from tests.conftest import REPO, Cli
 from tests.smtp_server import Received, SmtpServer, free_port, running_server
 

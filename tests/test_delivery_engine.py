@@ -25,7 +25,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlmodel import Session, col, select
 
-from newsletter.models import Delivery, Membership, Subscriber
+from newsletter.core.models import Delivery, Membership, Subscriber
 from tests.conftest import REPO, Cli
 from tests.smtp_server import Received, SmtpServer, running_server
 
@@ -47,7 +47,7 @@ def generate(cli: Cli, count: int, group: str = "dach") -> list[str]:
 
 def bulk_members(cli: Cli, count: int, group: str = "dach") -> list[str]:
     """Insert ``count`` generated active members straight into the database (fast, for load)."""
-    from newsletter.models import Group, MembershipStatus, utcnow
+    from newsletter.core.models import Group, MembershipStatus, utcnow
 
     generate(cli, 1, group)
     addresses = [f"bulk{n:06d}@example{n % 7}.org" for n in range(count)]
@@ -299,8 +299,8 @@ def test_a_second_worker_on_sqlite_is_refused(cli: Cli, tmp_path: Path) -> None:
 
 def queue_for_workers(cli: Cli, edition_id: int) -> None:
     """Queue the edition and mark it sending, as `editions send` does before it delivers."""
-    from newsletter import outbox
-    from newsletter.models import Edition, EditionStatus
+    from newsletter.core.models import Edition, EditionStatus
+    from newsletter.delivery import outbox
 
     with database(cli.db_url) as session:
         edition = session.get(Edition, edition_id)
@@ -320,7 +320,7 @@ def test_three_postgresql_workers_share_an_edition_without_duplicates_or_loss(
         pytest.skip("needs PostgreSQL (NEWSLETTER_TEST_POSTGRES_URL)")
     addresses = bulk_members(cli, 10_000)
     edition_id = approved_edition(cli)
-    from newsletter import outbox
+    from newsletter.delivery import outbox
 
     queue_for_workers(cli, edition_id)
     with database(cli.db_url) as session:
@@ -350,10 +350,10 @@ def test_three_postgresql_workers_share_an_edition_without_duplicates_or_loss(
 
 def test_a_database_error_while_recording_is_one_clear_error(tmp_path: Path) -> None:
     """The recorder writes through the driver itself: the driver's error still becomes DatabaseError."""
-    from newsletter.db import make_engine
-    from newsletter.errors import DatabaseError
-    from newsletter.models import DeliveryStatus
-    from newsletter.outbox import Outcome, Recorder
+    from newsletter.core.db import make_engine
+    from newsletter.core.errors import DatabaseError
+    from newsletter.core.models import DeliveryStatus
+    from newsletter.delivery.outbox import Outcome, Recorder
 
     engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")  # no delivery table in it
     recorder = Recorder(engine)
@@ -368,10 +368,10 @@ def test_a_database_error_while_recording_is_one_clear_error(tmp_path: Path) -> 
 
 def test_the_recorder_opens_a_new_connection_when_its_own_dies(cli: Cli) -> None:
     """A database connection lost mid-send fails one write (one clear error); the next write works."""
-    from newsletter import outbox
-    from newsletter.db import make_engine
-    from newsletter.errors import DatabaseError
-    from newsletter.models import DeliveryStatus, Edition
+    from newsletter.core.db import make_engine
+    from newsletter.core.errors import DatabaseError
+    from newsletter.core.models import DeliveryStatus, Edition
+    from newsletter.delivery import outbox
 
     addresses = bulk_members(cli, 3)
     edition_id = approved_edition(cli)
@@ -408,8 +408,8 @@ def test_rows_of_a_dead_worker_are_sent_once_their_lease_runs_out(
     cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A worker died holding claimed rows: while their lease runs they wait; after it, a worker sends them."""
-    from newsletter import outbox
-    from newsletter.models import utcnow
+    from newsletter.core.models import utcnow
+    from newsletter.delivery import outbox
 
     addresses = bulk_members(cli, 30)
     edition_id = approved_edition(cli)
@@ -444,7 +444,8 @@ def test_rows_of_a_dead_worker_are_sent_once_their_lease_runs_out(
 
 def test_the_engine_renews_the_lease_of_the_rows_in_hand(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     """While a send runs, the rows it holds get their lease extended, so no worker takes them over."""
-    from newsletter import deliver, outbox
+    from newsletter.delivery import engine as deliver
+    from newsletter.delivery import outbox
 
     addresses = bulk_members(cli, 40)
     edition_id = approved_edition(cli)

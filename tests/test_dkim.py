@@ -14,12 +14,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from newsletter.dkim import DkimSigner, signer_for
-from newsletter.errors import ConfigError
-from newsletter.message import MessageFactory, Recipient
-from newsletter.render import Marker, Rendered
-from newsletter.settings import Settings, load_settings
-from newsletter.tokens import Signer
+from newsletter.core.errors import ConfigError
+from newsletter.core.settings import Settings, load_settings
+from newsletter.core.tokens import Signer
+from newsletter.delivery.dkim import DkimSigner, signer_for
+from newsletter.delivery.message import MessageFactory, Recipient
+from newsletter.editions.render import Marker, Rendered
 from tests.conftest import REPO
 
 SELECTOR, DOMAIN = "news2026", "example.org"
@@ -223,7 +223,7 @@ def test_unusable_keys_are_config_errors(site_dir: Path) -> None:
 
 def test_check_reports_an_unusable_key_with_its_line(site_dir: Path, key: rsa.RSAPrivateKey) -> None:
     """`newsletter check` finds a DKIM key that would stop a send, before the send."""
-    from newsletter.check import check_site
+    from newsletter.operations.check import check_site
 
     site_with_dkim(site_dir, "dkim/news.pem")
     config = site_dir / "newsletter.toml"
@@ -272,7 +272,7 @@ def test_sent_editions_are_signed_when_the_site_says_so(
 
 def test_confirmation_emails_are_signed_too(site_dir: Path, key: rsa.RSAPrivateKey) -> None:
     """The double opt-in email from the web pages carries a signature that verifies."""
-    from newsletter.selfservice import Subscription, confirmation_message
+    from newsletter.audience.selfservice import Subscription, confirmation_message
 
     (site_dir / "dkim").mkdir()
     (site_dir / "dkim" / "news.pem").write_bytes(pem(key))

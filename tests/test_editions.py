@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from click.testing import Result
 
-from newsletter import editions as library
-from newsletter.render import Renderer
-from newsletter.settings import load_settings
-from newsletter.site import Site
+from newsletter.core.settings import load_settings
+from newsletter.core.site import Site
+from newsletter.editions import build as library
+from newsletter.editions.render import Renderer
 from tests.conftest import Cli
 from tests.test_mjml_corpus import read_html, visible_text
 
@@ -434,7 +434,7 @@ def test_errors_are_one_line(sqlite_cli: Cli) -> None:
 
 def test_a_stop_request_leaves_the_edition_resumable(cli: Cli, tmp_path: Path) -> None:
     """A send told to stop (SIGTERM) claims nothing more; the next send delivers each member once."""
-    from newsletter.transports.memory import MemoryTransport
+    from newsletter.delivery.transports.memory import MemoryTransport
 
     populate(cli, tmp_path)
     edition_id = build(cli, "cepiug")["id"]

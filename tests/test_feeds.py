@@ -2,7 +2,7 @@
 
 The corpus in ../shared/corpora/feeds (feedparser's own test files and sample feeds)
 is served by :class:`tests.feed_server.FeedServer` and read through
-``newsletter.sources.feeds.fetch``; what a correct parse gives is written down per
+``newsletter.collecting.feeds.fetch``; what a correct parse gives is written down per
 file below, from the corpus's SOURCES.md and expected.json.
 """
 
@@ -18,12 +18,12 @@ import httpx
 import pytest
 from sqlmodel import col, select
 
-from newsletter.collect import collect
-from newsletter.models import Item, Source
-from newsletter.settings import load_settings
-from newsletter.site import Site
-from newsletter.sources import feeds
-from newsletter.sources.feeds import FeedEntry, FeedError, Fetched, entries_to_drafts, fetch
+from newsletter.collecting import feeds
+from newsletter.collecting.collect import collect
+from newsletter.collecting.feeds import FeedEntry, FeedError, Fetched, entries_to_drafts, fetch
+from newsletter.core.models import Item, Source
+from newsletter.core.settings import load_settings
+from newsletter.core.site import Site
 from tests.conftest import CORPORA, Cli
 from tests.feed_server import FeedServer, feed_server, rss, use_sources
 

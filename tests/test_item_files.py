@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from newsletter.errors import InputError
-from newsletter.models import ItemKind
-from newsletter.sources.files import read_item_file
+from newsletter.collecting.files import read_item_file
+from newsletter.core.errors import InputError
+from newsletter.core.models import ItemKind
 
 GOOD = """---
 title: "Webinar: searching chemistry in PATENTSCOPE"

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, create_engine
 from sqlmodel import Session, col, select
 
-from newsletter.models import Event, Item, ItemTranslation
+from newsletter.core.models import Event, Item, ItemTranslation
 
 # What each sample file is, written down by hand from the files themselves.
 SAMPLES = {

@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from newsletter import verp
-from newsletter.message import MessageFactory, OutgoingMessage, Recipient
-from newsletter.render import Marker, Rendered
-from newsletter.settings import Settings, load_settings
-from newsletter.tokens import BadToken, Signer
+from newsletter.core import verp
+from newsletter.core.settings import Settings, load_settings
+from newsletter.core.tokens import BadToken, Signer
+from newsletter.delivery.message import MessageFactory, OutgoingMessage, Recipient
+from newsletter.editions.render import Marker, Rendered
 from tests.conftest import REPO
 
 KEY = "test-signing-key-0123456789"

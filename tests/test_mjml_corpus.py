@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from newsletter.render import RenderError, compile_mjml, template_environment
+from newsletter.editions.render import RenderError, compile_mjml, template_environment
 from tests.conftest import CORPORA
 
 MJML = CORPORA / "mjml"

@@ -13,10 +13,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-from newsletter.errors import ConfigError, PermanentFailure, TemporaryFailure
-from newsletter.message import OutgoingMessage
-from newsletter.transports.pipelined import PipelinedSmtp, dot_stuffed
-from newsletter.transports.smtp import SmtpUrl
+from newsletter.core.errors import ConfigError, PermanentFailure, TemporaryFailure
+from newsletter.delivery.message import OutgoingMessage
+from newsletter.delivery.transports.pipelined import PipelinedSmtp, dot_stuffed
+from newsletter.delivery.transports.smtp import SmtpUrl
 from tests.smtp_server import SmtpServer, free_port, running_server
 
 T = TypeVar("T")

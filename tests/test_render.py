@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.editions import DEFAULT_SUBJECT
-from newsletter.message import MessageFactory, Recipient
-from newsletter.models import ItemKind
-from newsletter.render import (
+from newsletter.core.models import ItemKind
+from newsletter.core.settings import Settings, load_settings
+from newsletter.core.tokens import Signer
+from newsletter.delivery.message import MessageFactory, Recipient
+from newsletter.editions.build import DEFAULT_SUBJECT
+from newsletter.editions.render import (
     HTML_LIMIT_BYTES,
     HTML_WARN_BYTES,
     EditionContent,
@@ -28,8 +30,6 @@ from newsletter.render import (
     RenderError,
     check_size,
 )
-from newsletter.settings import Settings, load_settings
-from newsletter.tokens import Signer
 from tests.conftest import Cli
 from tests.test_mjml_corpus import read_html, visible_text
 
@@ -326,7 +326,7 @@ def test_item_dates_are_in_the_groups_zone(settings: Settings) -> None:
 
 def test_fixed_strings_exist_in_every_language() -> None:
     """Every string the digest needs has a German and a French translation in the catalogs."""
-    from newsletter.i18n import translations
+    from newsletter.core.i18n import translations
 
     english = [
         "View this email in your browser",
@@ -351,7 +351,7 @@ def test_fixed_strings_exist_in_every_language() -> None:
 
 def test_subscriber_language_falls_back_to_the_group() -> None:
     """A reader whose language has no catalog reads the group's language; de-AT reads German."""
-    from newsletter.i18n import reader_language
+    from newsletter.core.i18n import reader_language
 
     assert reader_language("de-AT", "en") == "de"
     assert reader_language("FR", "en") == "fr"

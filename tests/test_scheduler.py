@@ -28,16 +28,16 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlmodel import col, select
 
-from newsletter import subscribers
-from newsletter.daemon import Daemon
-from newsletter.leader import leadership
-from newsletter.message import OutgoingMessage
-from newsletter.models import Edition, EditionItem, EditionStatus, Event, Group, Item
-from newsletter.scheduler import TickReport, latest_slot, run_due, zone_of
-from newsletter.schedules import load_schedules
-from newsletter.settings import load_settings
-from newsletter.site import Site
-from newsletter.transports.memory import MemoryTransport
+from newsletter.audience import subscribers
+from newsletter.core.models import Edition, EditionItem, EditionStatus, Event, Group, Item
+from newsletter.core.settings import load_settings
+from newsletter.core.site import Site
+from newsletter.delivery.message import OutgoingMessage
+from newsletter.delivery.transports.memory import MemoryTransport
+from newsletter.scheduling.daemon import Daemon
+from newsletter.scheduling.leader import leadership
+from newsletter.scheduling.scheduler import TickReport, latest_slot, run_due, zone_of
+from newsletter.scheduling.schedules import load_schedules
 from tests.conftest import POSTGRES_URL, REPO, Cli
 from tests.feed_server import FeedServer, feed_server, rss, use_sources
 
@@ -584,7 +584,7 @@ def test_standby_daemon_takes_over_when_the_leader_stops(
     site_dir: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two in-process daemons: one leads, one stands by and leads once the first has stopped."""
-    import newsletter.daemon as daemon_module
+    import newsletter.scheduling.daemon as daemon_module
 
     monkeypatch.setattr(daemon_module, "STANDBY_RETRY_SECONDS", 0.2)
     set_schedules(site_dir, weekly=WEEKLY)

@@ -22,12 +22,12 @@ import pytest
 from click.testing import Result
 from sqlmodel import select
 
-from newsletter import verp
-from newsletter.message import OutgoingMessage
-from newsletter.models import Delivery, Subscriber
-from newsletter.settings import Settings
-from newsletter.tokens import BadToken, Signer
-from newsletter.transports import Transport, open_transport
+from newsletter.core import verp
+from newsletter.core.models import Delivery, Subscriber
+from newsletter.core.settings import Settings
+from newsletter.core.tokens import BadToken, Signer
+from newsletter.delivery.message import OutgoingMessage
+from newsletter.delivery.transports import Transport, open_transport
 from tests.conftest import Cli
 from tests.smtp_server import Received, SmtpServer, free_port, running_server
 
@@ -403,8 +403,8 @@ def test_a_crash_before_recording_repeats_only_the_messages_in_flight(
     with monkeypatch.context() as patch:
         interrupt_after(patch, 3, Crash())
         # A hard kill: the results of the batch in flight are never written.
-        patch.setattr("newsletter.deliver.outbox.Recorder.write", lambda *args: None)
-        patch.setattr("newsletter.deliver.outbox.release", lambda *args: None)
+        patch.setattr("newsletter.delivery.engine.outbox.Recorder.write", lambda *args: None)
+        patch.setattr("newsletter.delivery.engine.outbox.release", lambda *args: None)
         with pytest.raises(Crash):
             send(site, edition_id)
     in_flight = recipients(smtp_server.messages)

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from newsletter.errors import ConfigError, NewsletterError, SiteError
-from newsletter.settings import load_settings
+from newsletter.core.errors import ConfigError, NewsletterError, SiteError
+from newsletter.core.settings import load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -17,9 +17,9 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from sqlmodel import Session, SQLModel, select
 
 from newsletter.cli import main
-from newsletter.db import alembic_config, make_engine, migrate
-from newsletter.models import Event, Group, Item, ItemTarget
-from newsletter.settings import load_settings
+from newsletter.core.db import alembic_config, make_engine, migrate
+from newsletter.core.models import Event, Group, Item, ItemTarget
+from newsletter.core.settings import load_settings
 
 
 def run(*args: str, ok: bool = True, env: dict[str, str] | None = None) -> Result:

@@ -12,12 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from newsletter import splice
-from newsletter.message import MessageFactory, OutgoingMessage, Recipient
-from newsletter.render import Marker, Rendered
-from newsletter.settings import load_settings
-from newsletter.splice import Splicer, qp_encode
-from newsletter.tokens import Signer
+from newsletter.core.settings import load_settings
+from newsletter.core.tokens import Signer
+from newsletter.delivery import splice
+from newsletter.delivery.message import MessageFactory, OutgoingMessage, Recipient
+from newsletter.delivery.splice import Splicer, qp_encode
+from newsletter.editions.render import Marker, Rendered
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = "splice-test-key-0123456789abcdef"

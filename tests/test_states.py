@@ -2,9 +2,9 @@
 
 import pytest
 
-from newsletter import states
-from newsletter.errors import StateError, TransitionError
-from newsletter.models import (
+from newsletter.core import states
+from newsletter.core.errors import StateError, TransitionError
+from newsletter.core.models import (
     Edition,
     EditionStatus,
     Item,

@@ -14,7 +14,7 @@ from click.testing import Result
 from sqlalchemy import MetaData, create_engine
 from sqlmodel import select
 
-from newsletter.models import Delivery, Edition, Membership, MembershipStatus, Subscriber
+from newsletter.core.models import Delivery, Edition, Membership, MembershipStatus, Subscriber
 from tests.conftest import Cli
 
 ACTOR = f"cli:{getpass.getuser()}"

@@ -13,7 +13,7 @@ import pytest
 from click.testing import Result
 from sqlmodel import select
 
-from newsletter.models import Event, Group, Membership, MembershipStatus, Subscriber
+from newsletter.core.models import Event, Group, Membership, MembershipStatus, Subscriber
 from tests.conftest import CORPORA, Cli
 
 CSV_CORPUS = CORPORA / "addresses" / "csv"

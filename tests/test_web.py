@@ -24,15 +24,15 @@ from markupsafe import escape
 from sqlmodel import col, func, select
 from starlette.testclient import TestClient
 
-from newsletter import editions
-from newsletter.message import OutgoingMessage
-from newsletter.models import Event, Group, Membership, MembershipStatus, Subscriber
-from newsletter.render import Renderer
-from newsletter.selfservice import CONFIRM_MAX_AGE
-from newsletter.settings import load_settings
-from newsletter.site import Site
-from newsletter.tokens import Purpose, Signer
-from newsletter.transports.memory import MemoryTransport
+from newsletter.audience.selfservice import CONFIRM_MAX_AGE
+from newsletter.core.models import Event, Group, Membership, MembershipStatus, Subscriber
+from newsletter.core.settings import load_settings
+from newsletter.core.site import Site
+from newsletter.core.tokens import Purpose, Signer
+from newsletter.delivery.message import OutgoingMessage
+from newsletter.delivery.transports.memory import MemoryTransport
+from newsletter.editions import build as editions
+from newsletter.editions.render import Renderer
 from newsletter.web import create_app
 from newsletter.web.app import MAX_BODY
 from newsletter.web.security import CSRF_COOKIE, RateLimits

@@ -8,7 +8,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.cli.context import AppContext
-from newsletter.errors import NewsletterError
+from newsletter.core.errors import NewsletterError
 
 
 class CliError(click.ClickException):

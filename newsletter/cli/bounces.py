@@ -4,7 +4,7 @@ import sys
 
 import click
 
-from newsletter import bounces as library
+from newsletter import feedback as library
 from newsletter.cli.context import AppContext
 from newsletter.cli.output import emit_json, table
 

@@ -4,9 +4,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from newsletter.audit import current_actor
-from newsletter.settings import Settings, load_settings
-from newsletter.site import Site
+from newsletter.core.audit import current_actor
+from newsletter.core.settings import Settings, load_settings
+from newsletter.core.site import Site
 
 
 class AppContext:

@@ -8,14 +8,14 @@ from typing import Any
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from newsletter import editions as library
 from newsletter.cli.context import AppContext
 from newsletter.cli.output import emit_json, table
-from newsletter.errors import InputError
-from newsletter.i18n import available_languages, base_language, reader_language
-from newsletter.models import EditionStatus
-from newsletter.render import Renderer, check_size
-from newsletter.transports import open_transport
+from newsletter.core.errors import InputError
+from newsletter.core.i18n import available_languages, base_language, reader_language
+from newsletter.core.models import EditionStatus
+from newsletter.delivery.transports import open_transport
+from newsletter.editions import build as library
+from newsletter.editions.render import Renderer, check_size
 
 pass_app = click.make_pass_decorator(AppContext)
 # `editions send` exits with this when the relay kept failing and the edition paused.

@@ -6,14 +6,14 @@ from typing import Any
 
 import click
 
-from newsletter import items as library
 from newsletter.cli.context import AppContext
 from newsletter.cli.output import emit_json, table
-from newsletter.errors import InputError, NotFoundError
-from newsletter.items import ItemDraft, as_utc
-from newsletter.language import normalize_language
-from newsletter.models import Item, ItemKind, ItemStatus
-from newsletter.sources.files import read_item_file
+from newsletter.collecting.files import read_item_file
+from newsletter.core.errors import InputError, NotFoundError
+from newsletter.core.language import normalize_language
+from newsletter.core.models import Item, ItemKind, ItemStatus
+from newsletter.pool import items as library
+from newsletter.pool.items import ItemDraft, as_utc
 
 pass_app = click.make_pass_decorator(AppContext)
 KINDS = [k.value for k in ItemKind]

@@ -7,13 +7,13 @@ import click
 
 from newsletter.cli.context import AppContext
 from newsletter.cli.output import emit_json, table
-from newsletter.collect import collect as collect_sources
-from newsletter.daemon import Daemon, describe
-from newsletter.errors import InputError, StateError
-from newsletter.leader import leadership
-from newsletter.models import utcnow
-from newsletter.scheduler import run_due as tick
-from newsletter.transports import open_transport
+from newsletter.collecting.collect import collect as collect_sources
+from newsletter.core.errors import InputError, StateError
+from newsletter.core.models import utcnow
+from newsletter.delivery.transports import open_transport
+from newsletter.scheduling.daemon import Daemon, describe
+from newsletter.scheduling.leader import leadership
+from newsletter.scheduling.scheduler import run_due as tick
 
 pass_app = click.make_pass_decorator(AppContext)
 

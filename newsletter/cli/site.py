@@ -9,11 +9,11 @@ from pathlib import Path
 
 import click
 
-from newsletter.check import check_site
 from newsletter.cli.context import AppContext
 from newsletter.cli.output import emit_json, table
-from newsletter.errors import InputError
-from newsletter.status import site_status
+from newsletter.core.errors import InputError
+from newsletter.operations.check import check_site
+from newsletter.operations.status import site_status
 
 pass_app = click.make_pass_decorator(AppContext)
 

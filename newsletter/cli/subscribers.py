@@ -5,11 +5,11 @@ from pathlib import Path
 
 import click
 
-from newsletter import subscribers as library
+from newsletter.audience import subscribers as library
 from newsletter.cli.context import AppContext
 from newsletter.cli.output import emit_json, table
-from newsletter.errors import InputError, StateError
-from newsletter.models import MembershipStatus
+from newsletter.core.errors import InputError, StateError
+from newsletter.core.models import MembershipStatus
 
 pass_app = click.make_pass_decorator(AppContext)
 STATUSES = [s.value for s in MembershipStatus]

@@ -25,7 +25,7 @@ def serve(app: AppContext, /, host: str, port: int) -> None:
     """
     import uvicorn
 
-    from newsletter.transports import open_transport
+    from newsletter.delivery.transports import open_transport
     from newsletter.web import create_app
 
     settings = app.settings

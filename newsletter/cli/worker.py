@@ -17,16 +17,17 @@ import click
 from sqlalchemy.engine import make_url
 from sqlmodel import select
 
-from newsletter import deliver, outbox, splice
-from newsletter import editions as library
 from newsletter.cli.context import AppContext
-from newsletter.errors import StateError
-from newsletter.i18n import base_language
-from newsletter.models import Edition, EditionStatus, Group, utcnow
-from newsletter.render import Renderer
-from newsletter.settings import Settings
-from newsletter.site import Site
-from newsletter.transports import Transport, open_transport
+from newsletter.core.errors import StateError
+from newsletter.core.i18n import base_language
+from newsletter.core.models import Edition, EditionStatus, Group, utcnow
+from newsletter.core.settings import Settings
+from newsletter.core.site import Site
+from newsletter.delivery import engine as deliver
+from newsletter.delivery import outbox, splice
+from newsletter.delivery.transports import Transport, open_transport
+from newsletter.editions import build as library
+from newsletter.editions.render import Renderer
 
 pass_app = click.make_pass_decorator(AppContext)
 

@@ -29,14 +29,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from newsletter import selfservice
-from newsletter.errors import DeliveryError, InputError, NotFoundError
-from newsletter.i18n import available_languages, base_language, translations
-from newsletter.render import template_environment
-from newsletter.site import Site
-from newsletter.subscribers import forget
-from newsletter.tokens import BadToken, Purpose, Signer, TokenData
-from newsletter.transports import Transport
+from newsletter.audience import selfservice
+from newsletter.audience.subscribers import forget
+from newsletter.core.errors import DeliveryError, InputError, NotFoundError
+from newsletter.core.i18n import available_languages, base_language, translations
+from newsletter.core.site import Site
+from newsletter.core.tokens import BadToken, Purpose, Signer, TokenData
+from newsletter.delivery.transports import Transport
+from newsletter.editions.render import template_environment
 from newsletter.web.archive import Archive
 from newsletter.web.security import CSRF_COOKIE, CSRF_FIELD, Csrf, Message, RateLimits, SecurityHeaders
 

@@ -14,8 +14,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
-from newsletter.i18n import long_date
-from newsletter.models import Edition, EditionStatus, Group, Item
+from newsletter.core.i18n import long_date
+from newsletter.core.models import Edition, EditionStatus, Group, Item
 
 if TYPE_CHECKING:
     from newsletter.web.app import WebApp

@@ -1,0 +1,120 @@
+"""Reading subscriber CSV files as people really save them.
+
+Comma, semicolon or tab separated (Excel in a German or French locale writes
+semicolons), quoted fields, UTF-8 with or without a byte-order mark, CRLF or LF.
+Every row keeps the line number it starts on, so a report can point at it.
+"""
+
+import csv
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from newsletter.core.errors import ImportFileError
+
+HEADER_ALIASES = {
+    "email": "email",
+    "e-mail": "email",
+    "email address": "email",
+    "e-mail address": "email",
+    "mail": "email",
+    "name": "name",
+    "full name": "name",
+    "language": "language",
+    "lang": "language",
+    "locale": "language",
+}
+DELIMITERS = (",", ";", "\t")
+# A line ends where CSV and every spreadsheet end one: CRLF, LF or a lone CR. Inside a
+# quoted field, U+2028, form feeds and the like are data, not line breaks.
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
+
+
+@dataclass(frozen=True)
+class CsvRow:
+    line: int
+    email: str
+    name: str | None
+    language: str | None
+
+
+@dataclass
+class CsvFile:
+    path: Path
+    delimiter: str
+    rows: list[CsvRow]
+    ignored_columns: list[str] = field(default_factory=list)
+
+
+def _decode(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImportFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = len(_LINE_BREAK.findall(data[: exc.start])) + 1
+        raise ImportFileError(
+            f"{path}:{line}: byte 0x{data[exc.start]:02x} is not UTF-8; save the file as UTF-8 "
+            "(in Excel: 'CSV UTF-8') and import it again"
+        ) from None
+
+
+def _pick_delimiter(header: str) -> str:
+    # csv.Sniffer guesses from letters too and is easily fooled by a one-column file;
+    # the header row alone tells us reliably.
+    counts = {d: header.count(d) for d in DELIMITERS}
+    best = max(DELIMITERS, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def _records(lines: list[str], delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    reader = csv.reader(iter(lines), delimiter=delimiter)
+    start = 1
+    for record in reader:
+        yield start, record
+        start = reader.line_num + 1
+
+
+def read_subscriber_csv(path: Path) -> CsvFile:
+    """Parse the file into rows; raise :class:`ImportFileError` if it cannot be used at all."""
+    text = _decode(path)
+    # str.splitlines() would also break at U+2028, U+0085, form feeds ..., and every
+    # row after such a character would get the wrong line number.
+    lines = io.StringIO(text, newline="").readlines()
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if first is None:
+        raise ImportFileError(f"{path} is empty; it needs a header row with an 'email' column")
+    delimiter = _pick_delimiter(lines[first])
+    records = _records(lines[first:], delimiter)
+    try:
+        _, header = next(records)
+        columns = [HEADER_ALIASES.get(h.strip().strip('"').lower(), "") for h in header]
+        if "email" not in columns:
+            found = ", ".join(repr(h.strip()) for h in header) or "nothing"
+            raise ImportFileError(
+                f"{path}:{first + 1}: no 'email' column in the header (found {found}); "
+                "the first row must name the columns, e.g. email,name,language"
+            )
+        index: dict[str, int] = {
+            name: columns.index(name) for name in ("email", "name", "language") if name in columns
+        }
+        rows = []
+        for line, record in records:
+            if not any(cell.strip() for cell in record):
+                continue
+
+            def cell(name: str, record: list[str] = record) -> str | None:
+                position = index.get(name)
+                if position is None or position >= len(record):
+                    return None
+                return record[position].strip() or None
+
+            rows.append(CsvRow(first + line, cell("email") or "", cell("name"), cell("language")))
+    except csv.Error as exc:
+        raise ImportFileError(f"{path}: not a readable CSV file ({exc})") from None
+    ignored = [h.strip() for h, c in zip(header, columns, strict=True) if not c and h.strip()]
+    return CsvFile(path, delimiter, rows, ignored)

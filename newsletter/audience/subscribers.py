@@ -1,0 +1,382 @@
+"""Subscribers and their memberships: import, add, remove, list, export, forget.
+
+One :class:`Subscriber` per mailbox; one :class:`Membership` per subscriber and group.
+An unsubscribed, bounced or complained membership is sticky: no import or ``add``
+revives it (only a new confirmed opt-in does). Every change writes an audit event,
+and its detail never holds personal data, so erasing a person erases them everywhere.
+"""
+
+import csv
+import unicodedata
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from sqlalchemy import ColumnElement, delete
+from sqlmodel import Session, col, select
+
+from newsletter.audience.addresses import Address, InvalidAddress, email_key, parse_address
+from newsletter.audience.csvfile import CsvRow, read_subscriber_csv
+from newsletter.core import audit
+from newsletter.core.errors import InputError, NotFoundError, StateError
+from newsletter.core.language import normalize_language
+from newsletter.core.models import (
+    Delivery,
+    Event,
+    Group,
+    Membership,
+    MembershipStatus,
+    Subscriber,
+    utcnow,
+)
+from newsletter.core.settings import Settings
+from newsletter.core.site import get_group
+
+
+@dataclass(frozen=True)
+class RowNote:
+    line: int
+    email: str
+    reason: str
+
+
+@dataclass
+class ImportReport:
+    file: str
+    group: str
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: list[RowNote] = field(default_factory=list)
+    duplicates: list[RowNote] = field(default_factory=list)
+    kept: list[RowNote] = field(default_factory=list)
+    warnings: list[RowNote] = field(default_factory=list)
+    ignored_columns: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    def summary(self) -> str:
+        return (
+            f"added {self.added}, updated {self.updated}, unchanged {self.unchanged}, "
+            f"rejected {len(self.rejected)}"
+        )
+
+
+@dataclass
+class _Candidate:
+    address: Address
+    line: int
+    name: str | None
+    language: str | None
+
+
+def clean_name(text: str | None) -> str | None:
+    """A name as it may go into a To: header: one line, no control characters.
+
+    Address books and multi-line CSV cells bring line breaks, tabs and stray NULs;
+    PostgreSQL refuses NUL, and a line break in a header is an injection. Runs of
+    whitespace (line breaks included) become one space; other control characters go.
+    """
+    if text is None:
+        return None
+    kept = "".join(ch for ch in text if ch.isspace() or unicodedata.category(ch) != "Cc")
+    return " ".join(kept.split()) or None
+
+
+def _member_changes(subscriber: Subscriber, name: str | None, language: str | None) -> list[str]:
+    changed = []
+    if name and name != subscriber.name:
+        subscriber.name = name
+        changed.append("name")
+    if language and language != subscriber.language:
+        subscriber.language = language
+        changed.append("language")
+    if changed:
+        subscriber.updated_at = utcnow()
+    return changed
+
+
+def _candidates(rows: Iterable[CsvRow], report: ImportReport) -> list[_Candidate]:
+    """Validate each row and merge rows that name the same mailbox."""
+    merged: dict[str, _Candidate] = {}
+    for row in rows:
+        try:
+            address = parse_address(row.email)
+        except InvalidAddress as exc:
+            report.rejected.append(RowNote(row.line, row.email, str(exc)))
+            continue
+        language = None
+        if row.language:
+            try:
+                language = normalize_language(row.language)
+            except ValueError as exc:
+                report.warnings.append(RowNote(row.line, address.email, f"{exc}; language left unset"))
+        name = clean_name(row.name) or clean_name(address.display_name)
+        first = merged.get(address.key)
+        if first is None:
+            merged[address.key] = _Candidate(address, row.line, name, language)
+            continue
+        report.duplicates.append(RowNote(row.line, row.email, f"same address as line {first.line}"))
+        first.name = first.name or name
+        first.language = first.language or language
+    return list(merged.values())
+
+
+def _existing(session: Session, keys: list[str]) -> dict[str, Subscriber]:
+    found: dict[str, Subscriber] = {}
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        for subscriber in session.exec(select(Subscriber).where(col(Subscriber.email_key).in_(chunk))):
+            found[subscriber.email_key] = subscriber
+    return found
+
+
+def _memberships(session: Session, group: Group) -> dict[int, Membership]:
+    query = select(Membership).where(Membership.group_id == group.id)
+    return {m.subscriber_id: m for m in session.exec(query)}
+
+
+def import_csv(
+    session: Session,
+    settings: Settings,
+    group_slug: str,
+    path: Path,
+    *,
+    actor: str,
+    dry_run: bool = False,
+) -> ImportReport:
+    """Import a subscriber CSV into a group; the caller's transaction makes it all-or-nothing."""
+    group = get_group(session, settings, group_slug)
+    csv_file = read_subscriber_csv(path)
+    report = ImportReport(
+        file=str(path), group=group_slug, dry_run=dry_run, ignored_columns=csv_file.ignored_columns
+    )
+    candidates = _candidates(csv_file.rows, report)
+    people = _existing(session, [c.address.key for c in candidates])
+    members = _memberships(session, group)
+    source = f"import:{path.name}"
+    for candidate in candidates:
+        outcome = _apply(
+            session, group, candidate, people.get(candidate.address.key), members, source=source, actor=actor
+        )
+        if outcome == "added":
+            report.added += 1
+        elif outcome == "updated":
+            report.updated += 1
+        else:
+            report.unchanged += 1
+            if outcome != "unchanged":
+                report.kept.append(
+                    RowNote(
+                        candidate.line,
+                        candidate.address.email,
+                        f"left {outcome}: only a new opt-in re-subscribes",
+                    )
+                )
+    return report
+
+
+def _apply(
+    session: Session,
+    group: Group,
+    candidate: _Candidate,
+    subscriber: Subscriber | None,
+    members: dict[int, Membership],
+    *,
+    source: str,
+    actor: str,
+) -> str:
+    """Bring one person's row in line with the candidate; say what happened."""
+    if subscriber is None:
+        subscriber = Subscriber(
+            email=candidate.address.email,
+            email_key=candidate.address.key,
+            name=candidate.name,
+            language=candidate.language,
+        )
+        session.add(subscriber)
+        session.flush()
+        changed: list[str] = []
+    else:
+        membership = members.get(subscriber.id or 0)
+        if membership is not None and membership.status.sticky:
+            return str(membership.status)
+        changed = _member_changes(subscriber, candidate.name, candidate.language)
+    assert subscriber.id is not None
+    membership = members.get(subscriber.id)
+    if membership is None:
+        membership = Membership(
+            subscriber_id=subscriber.id,
+            group_id=group.id or 0,
+            status=MembershipStatus.ACTIVE,
+            source=source,
+            consent_at=utcnow(),
+        )
+        session.add(membership)
+        members[subscriber.id] = membership
+        audit.record(
+            session, "subscribe", actor=actor, source=source, subscriber_id=subscriber.id, group_id=group.id
+        )
+        return "added"
+    if membership.status == MembershipStatus.PENDING:
+        membership.status = MembershipStatus.ACTIVE
+        membership.status_changed_at = utcnow()
+        session.add(membership)
+        changed.append("status")
+    if not changed:
+        return "unchanged"
+    session.add(subscriber)
+    audit.record(
+        session,
+        "update",
+        actor=actor,
+        source=source,
+        subscriber_id=subscriber.id,
+        group_id=group.id,
+        fields=changed,
+    )
+    return "updated"
+
+
+def add(
+    session: Session,
+    settings: Settings,
+    group_slug: str,
+    email: str,
+    *,
+    actor: str,
+    name: str | None = None,
+    language: str | None = None,
+) -> str:
+    """Add one person to a group by hand; returns ``added``, ``updated`` or ``unchanged``."""
+    group = get_group(session, settings, group_slug)
+    try:
+        address = parse_address(email)
+    except InvalidAddress as exc:
+        raise InputError(f"{email!r} is not a usable address: {exc}") from None
+    if language:
+        try:
+            language = normalize_language(language)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+    subscriber = _existing(session, [address.key]).get(address.key)
+    members = _memberships(session, group)
+    candidate = _Candidate(address, 0, clean_name(name) or clean_name(address.display_name), language)
+    outcome = _apply(session, group, candidate, subscriber, members, source="cli", actor=actor)
+    if outcome not in {"added", "updated", "unchanged"}:
+        raise StateError(
+            f"{address.email} is {outcome} from {group_slug}; only a new confirmed opt-in "
+            "can subscribe them again"
+        )
+    return outcome
+
+
+def find_subscriber(session: Session, email: str) -> Subscriber:
+    try:
+        key = parse_address(email).key
+    except InvalidAddress:
+        key = email_key(email.strip())
+    subscriber = session.exec(select(Subscriber).where(Subscriber.email_key == key)).one_or_none()
+    if subscriber is None:
+        raise NotFoundError(f"no subscriber {email.strip()!r}")
+    return subscriber
+
+
+def remove(session: Session, settings: Settings, group_slug: str, email: str, *, actor: str) -> bool:
+    """Unsubscribe a person from one group; False if they already were not active."""
+    group = get_group(session, settings, group_slug)
+    subscriber = find_subscriber(session, email)
+    membership = _memberships(session, group).get(subscriber.id or 0)
+    if membership is None:
+        raise NotFoundError(f"{subscriber.email} is not a member of {group_slug}")
+    if membership.status.sticky:
+        return False
+    membership.status = MembershipStatus.UNSUBSCRIBED
+    membership.status_changed_at = utcnow()
+    session.add(membership)
+    audit.record(
+        session, "unsubscribe", actor=actor, source="cli", subscriber_id=subscriber.id, group_id=group.id
+    )
+    return True
+
+
+@dataclass(frozen=True)
+class Member:
+    email: str
+    name: str | None
+    language: str | None
+    status: str
+    source: str
+    since: str
+
+    @classmethod
+    def of(cls, subscriber: Subscriber, membership: Membership) -> "Member":
+        return cls(
+            subscriber.email,
+            subscriber.name,
+            subscriber.language,
+            str(membership.status),
+            membership.source,
+            membership.created_at.isoformat(timespec="seconds"),
+        )
+
+
+def members(
+    session: Session, settings: Settings, group_slug: str, statuses: Iterable[str] = ()
+) -> Iterator[Member]:
+    """The group's members in address order, streamed from the database.
+
+    Not a generator itself: an unknown group fails here, before a caller has
+    written a CSV header or created an output file.
+    """
+    group = get_group(session, settings, group_slug)
+    query = (
+        select(Subscriber, Membership)
+        .join(Membership, col(Membership.subscriber_id) == Subscriber.id)
+        .where(Membership.group_id == group.id)
+        .order_by(col(Subscriber.email_key))
+    )
+    wanted = list(statuses)
+    if wanted:
+        query = query.where(col(Membership.status).in_(wanted))
+    rows = session.exec(query.execution_options(yield_per=1000))
+    return (Member.of(subscriber, membership) for subscriber, membership in rows)
+
+
+def export_csv(rows: Iterable[Member], out: IO[str]) -> int:
+    """Write members as a CSV that ``subscribers import`` reads back unchanged."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["email", "name", "language", "status", "source", "since"])
+    count = 0
+    for member in rows:
+        writer.writerow(
+            [
+                member.email,
+                member.name or "",
+                member.language or "",
+                member.status,
+                member.source,
+                member.since,
+            ]
+        )
+        count += 1
+    return count
+
+
+def forget(session: Session, email: str, *, actor: str) -> dict[str, int]:
+    """Erase a person everywhere; keep one audit line that says only that it happened."""
+    subscriber = find_subscriber(session, email)
+    sid = subscriber.id
+    counts = {
+        "memberships": _count_delete(session, Membership, col(Membership.subscriber_id) == sid),
+        "deliveries": _count_delete(session, Delivery, col(Delivery.subscriber_id) == sid),
+        "events": _count_delete(session, Event, col(Event.subscriber_id) == sid),
+    }
+    session.delete(subscriber)
+    audit.record(session, "erase", actor=actor, source="cli", **counts)
+    return counts
+
+
+def _count_delete(session: Session, table: type, condition: ColumnElement[bool]) -> int:
+    result = session.execute(delete(table).where(condition))
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -1,0 +1,46 @@
+"""The audit log: every change to a person or an item writes one :class:`Event` row."""
+
+import getpass
+import json
+import os
+from typing import Any
+
+from sqlmodel import Session
+
+from newsletter.core.models import Event
+
+
+def current_actor() -> str:
+    """Who is acting: ``cli:<login>`` for a person at a terminal."""
+    try:
+        login = getpass.getuser()
+    except (KeyError, OSError):
+        login = os.environ.get("USER", "unknown")
+    return f"cli:{login}"
+
+
+def record(
+    session: Session,
+    kind: str,
+    *,
+    actor: str,
+    source: str = "",
+    subscriber_id: int | None = None,
+    group_id: int | None = None,
+    edition_id: int | None = None,
+    item_id: int | None = None,
+    **detail: Any,
+) -> Event:
+    """Add one audit row to the session (it commits with the change it describes)."""
+    event = Event(
+        kind=kind,
+        actor=actor,
+        source=source,
+        subscriber_id=subscriber_id,
+        group_id=group_id,
+        edition_id=edition_id,
+        item_id=item_id,
+        detail=json.dumps(detail, default=str, ensure_ascii=False, sort_keys=True),
+    )
+    session.add(event)
+    return event

@@ -1,0 +1,163 @@
+"""Several SMTP relays, several connections each, each relay under its own rate limit.
+
+A :class:`RelayPool` is a transport (``send`` goes through its first connection, for a
+test copy) that can also hand out *lanes*: one SMTP connection each
+(:class:`~newsletter.delivery.transports.pipelined.PipelinedSmtp`), all driven by the delivery
+engine's event loop. Every lane of a relay takes a token from that relay's
+:class:`TokenBucket` before each message; an optional per-domain bucket keeps any one
+recipient domain under its own rate, whatever the relay. Waiting for a token suspends
+only the lane that waits.
+"""
+
+import asyncio
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from newsletter.delivery.message import OutgoingMessage
+from newsletter.delivery.transports.pipelined import PipelinedSmtp
+from newsletter.delivery.transports.smtp import SmtpTransport, SmtpUrl
+
+
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved up; ``rate`` 0 means no limit."""
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        self.rate = rate
+        self.burst = burst if burst is not None else max(1.0, rate)
+        self._tokens = self.burst
+        self._at = time.monotonic()
+        self._lock = threading.Lock()
+
+    def delay(self) -> float:
+        """Take a token; the seconds to wait before using it (0 when one was there)."""
+        if self.rate <= 0:
+            return 0.0
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            self._tokens -= 1
+            return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+
+    def take(self) -> None:
+        wait = self.delay()
+        if wait:
+            time.sleep(wait)
+
+
+class DomainBuckets:
+    """One bucket per recipient domain, made when first needed."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self._buckets: dict[str, TokenBucket] = {}
+        self._lock = threading.Lock()
+
+    def delay(self, address: str) -> float:
+        """Take a token of the address's domain; the seconds to wait before using it."""
+        if self.rate <= 0:
+            return 0.0
+        domain = address.rpartition("@")[2].lower()
+        with self._lock:
+            bucket = self._buckets.get(domain)
+            if bucket is None:
+                bucket = self._buckets[domain] = TokenBucket(self.rate)
+        return bucket.delay()
+
+    def take(self, address: str) -> None:
+        wait = self.delay(address)
+        if wait:
+            time.sleep(wait)
+
+
+@dataclass
+class Relay:
+    name: str
+    url: str
+    connections: int
+    bucket: TokenBucket
+    timeout: float = 30.0
+
+
+@dataclass
+class Lane:
+    """One connection to one relay, for the delivery engine (``deliver.py``)."""
+
+    relay: Relay
+    connection: PipelinedSmtp
+    domains: DomainBuckets
+    name: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.name = self.relay.name
+
+    # The message whose tokens were taken when the previous one was committed, and
+    # the monotonic time it may go at.
+    _paid: tuple[OutgoingMessage, float] | None = field(default=None, init=False)
+
+    async def stage(self, message: OutgoingMessage) -> None:
+        """The message up to its final dot, within the rate limits."""
+        paid, self._paid = self._paid, None
+        if paid is not None and paid[0] is message:
+            wait = paid[1] - time.monotonic()
+        else:
+            wait = self._tokens(message)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        await self.connection.stage(message)
+
+    async def commit(self, following: OutgoingMessage | None = None) -> None:
+        """The final dot; the next message's envelope goes with it if it may go now."""
+        if following is not None:
+            wait = self._tokens(following)
+            self._paid = (following, time.monotonic() + wait)
+            if wait > 0:
+                following = None
+        await self.connection.commit(following)
+
+    def _tokens(self, message: OutgoingMessage) -> float:
+        """Take the relay's token and the domain's for the message; seconds to wait."""
+        return max(self.domains.delay(message.recipient), self.relay.bucket.delay())
+
+    async def close(self) -> None:
+        await self.connection.close()
+
+
+class RelayPool:
+    """The configured relays as one transport, and as lanes for parallel sending."""
+
+    name = "smtp"
+
+    def __init__(self, relays: list[Relay], *, domain_rate: float = 0.0) -> None:
+        if not relays:
+            raise ValueError("at least one relay")
+        self.relays = relays
+        self.domains = DomainBuckets(domain_rate)
+        self._first = SmtpTransport(relays[0].url, timeout=relays[0].timeout)
+
+    @property
+    def size(self) -> int:
+        return sum(relay.connections for relay in self.relays)
+
+    def lanes(self, wanted: int) -> list[Lane]:
+        """Up to ``wanted`` lanes, spread over the relays in proportion to their connections."""
+        lanes: list[Lane] = []
+        for round_ in range(max(r.connections for r in self.relays)):
+            for relay in self.relays:
+                if round_ < relay.connections and len(lanes) < wanted:
+                    connection = PipelinedSmtp(SmtpUrl.parse(relay.url), timeout=relay.timeout)
+                    lanes.append(Lane(relay, connection, self.domains))
+        return lanes
+
+    def begin(self, edition_id: int, previews: Mapping[str, str]) -> None:
+        pass
+
+    def send(self, message: OutgoingMessage) -> None:
+        self.domains.take(message.recipient)
+        self.relays[0].bucket.take()
+        self._first.send(message)
+
+    def close(self) -> None:
+        self._first.close()

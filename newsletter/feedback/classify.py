@@ -1,0 +1,281 @@
+"""What a returned message is: a complaint, a hard or soft failure, or not a bounce.
+
+The hard/soft rule is explained in the package docstring (``newsletter.feedback``).
+"""
+
+import enum
+import re
+from dataclasses import dataclass, replace
+from email import message_from_string
+from email.message import Message
+from email.utils import collapse_rfc2231_value, parseaddr
+from urllib.parse import urlsplit
+
+from flufl.bounce import all_failures
+
+from newsletter.core import verp
+from newsletter.core.settings import Settings
+from newsletter.core.verp import VerpAddress
+from newsletter.feedback.reading import parse
+
+COMPLAINT_TYPES = {"abuse", "fraud", "virus"}
+# An RFC 3463 status code, not a piece of an IP address or a version number.
+STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
+# RFC 3463 subject.detail codes that say the mailbox or its domain is gone.
+GONE = {
+    "1.1": "mailbox does not exist",
+    "1.2": "domain does not exist",
+    "1.3": "malformed address",
+    "1.6": "mailbox has moved",
+    "1.10": "domain accepts no mail",
+    "2.1": "mailbox disabled",
+    "4.4": "no route to the domain",
+}
+SOFT_REASONS = {"2.2": "mailbox full", "3.4": "message too big", "4.7": "delivery expired"}
+# Where a notice stops and the copy of the returned message starts.
+COPY_BREAK = re.compile(
+    r"^\s*-*\s*(this is a copy of the message|below this line is a copy|original message)", re.I
+)
+# flufl.bounce's qmail detector knows a fixed list of intro lines; Yahoo's qmail-derived
+# notices open with this one, which it lacks, so they yield nothing (sisimai's
+# lhost-yahoo-01). The format is otherwise QSBMF: "<address>:" paragraphs.
+YAHOO_INTRO = "Sorry, we were unable to deliver your message to the following address"
+QSBMF_RECIPIENT = re.compile(r"^<([^<>\s]+@[^<>\s]+)>:\s*$")
+
+
+class Verdict(enum.StrEnum):
+    HARD = "hard"
+    SOFT = "soft"
+    COMPLAINT = "complaint"
+    NONE = "not a bounce"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failed recipient as the report gives it."""
+
+    address: str
+    permanent: bool  # the MTA gave up (DSN Action: failed), rather than will retry
+    status: str | None  # the RFC 3463 code, when the report gives one
+    hard: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Report:
+    """What one message says, before anything is looked up."""
+
+    verdict: Verdict
+    kind: str
+    message_id: str | None
+    failures: tuple[Failure, ...] = ()
+    verp: VerpAddress | None = None
+    group_slug: str | None = None  # from the returned message's List-Id
+    edition_id: int | None = None  # from the returned message's Feedback-ID
+    recipient: str | None = None  # a complaint's reported recipient
+    feedback_type: str | None = None
+
+
+def classify(data: bytes, settings: Settings) -> Report:
+    """What the message is: a complaint, a hard or soft bounce, or not a bounce."""
+    message = parse(data)
+    message_id = _header(message, "Message-ID")
+    found = _find_verp(data, settings)
+    original = _returned(message)
+    slug, edition_id = _origin(original, settings)
+    base = Report(Verdict.NONE, "", message_id, verp=found, group_slug=slug, edition_id=edition_id)
+    if message.get_content_type() == "multipart/report" and _report_type(message) == "feedback-report":
+        fields = _first(message, "message/feedback-report")
+        feedback = (_header(fields, "Feedback-Type") or "").lower()
+        if feedback not in COMPLAINT_TYPES:
+            return replace(base, kind=f"feedback report ({feedback or 'no type'})")
+        recipient = _header(fields, "Original-Rcpt-To") or _header(original, "To")
+        return replace(
+            base,
+            verdict=Verdict.COMPLAINT,
+            kind="feedback report",
+            recipient=parseaddr(recipient)[1] if recipient else None,
+            feedback_type=feedback,
+        )
+    failures = _failures(message)
+    if failures:
+        verdict = Verdict.HARD if any(f.hard for f in failures) else Verdict.SOFT
+        return replace(base, verdict=verdict, kind="failure notice", failures=failures)
+    return replace(base, kind=_not_a_bounce(message))
+
+
+def _failures(message: Message) -> tuple[Failure, ...]:
+    try:
+        temporary, permanent = all_failures(message)
+    except Exception:
+        # Heuristic detectors on hostile input: a crash in one means "nothing found".
+        temporary, permanent = frozenset(), frozenset()
+    lines = _notice_lines(message)
+    if not temporary and not permanent:
+        permanent = _yahoo(lines)
+    dsn = _dsn_fields(message)
+    failures = []
+    for raw, is_permanent in [(a, True) for a in sorted(permanent)] + [
+        (a, False) for a in sorted(temporary - permanent)
+    ]:
+        address = raw.decode("ascii", "replace")
+        action, status = dsn.get(address.casefold(), ("", None))
+        if status is None and not action:
+            status = _status_near(
+                lines, address, {a.decode("ascii", "replace") for a in permanent | temporary}
+            )
+        failures.append(_failure(address, is_permanent, status))
+    return tuple(failures)
+
+
+def _failure(address: str, permanent: bool, status: str | None) -> Failure:
+    detail = status.split(".", 1)[1] if status else None
+    hard = permanent and detail in GONE
+    if hard:
+        reason = GONE[detail or ""]
+    elif not permanent:
+        reason = "delayed, still trying"
+    elif detail in SOFT_REASONS:
+        reason = SOFT_REASONS[detail or ""]
+    else:
+        reason = f"failed with status {status}" if status else "failed, no status given"
+    return Failure(address, permanent, status, hard, reason)
+
+
+def _dsn_fields(message: Message) -> dict[str, tuple[str, str | None]]:
+    """Action and status per recipient address of the RFC 3464 report, if it is one."""
+    fields: dict[str, tuple[str, str | None]] = {}
+    for part in message.walk():
+        if part.get_content_type() != "message/delivery-status":
+            continue
+        for block in _subparts(part):
+            action = (_header(block, "Action") or "").lower()
+            if not action:
+                continue
+            code = STATUS.search(_header(block, "Status") or "")
+            status = ".".join(code.groups()) if code else None
+            for name in ("Original-Recipient", "Final-Recipient"):
+                kind, _, address = (_header(block, name) or "").partition(";")
+                if kind.strip().lower() == "rfc822" and address.strip():
+                    fields.setdefault(address.strip().strip("<>").casefold(), (action, status))
+    return fields
+
+
+def _notice_lines(message: Message) -> list[str]:
+    """The human-readable text of the notice, without the returned copy of the message."""
+    texts: list[str] = []
+
+    def visit(part: Message) -> None:
+        if part.get_content_maintype() == "message":
+            return
+        if part.is_multipart():
+            for sub in _subparts(part):
+                visit(sub)
+        elif part.get_content_type() == "text/plain":
+            payload = part.get_payload(decode=True)
+            if isinstance(payload, bytes):
+                texts.append(payload.decode(part.get_content_charset() or "utf-8", "replace"))
+
+    visit(message)
+    lines = []
+    for line in "\n".join(texts).splitlines():
+        if COPY_BREAK.match(line):
+            break
+        lines.append(line)
+    return lines
+
+
+def _status_near(lines: list[str], address: str, others: set[str]) -> str | None:
+    """The first RFC 3463 code on a line naming the address or within the three after it."""
+    wanted = address.casefold()
+    strangers = {o.casefold() for o in others} - {wanted}
+    for index, line in enumerate(lines):
+        if wanted not in line.casefold():
+            continue
+        for following in lines[index : index + 4]:
+            lowered = following.casefold()
+            if following is not line and any(s in lowered for s in strangers):
+                break
+            code = STATUS.search(following)
+            if code:
+                return ".".join(code.groups())
+    return None
+
+
+def _yahoo(lines: list[str]) -> frozenset[bytes]:
+    if not any(line.strip().startswith(YAHOO_INTRO) for line in lines):
+        return frozenset()
+    found = (QSBMF_RECIPIENT.match(line.strip()) for line in lines)
+    return frozenset(m.group(1).encode("ascii", "replace") for m in found if m)
+
+
+def _not_a_bounce(message: Message) -> str:
+    auto = (_header(message, "Auto-Submitted") or "").lower()
+    if message.get_content_type() == "multipart/report":
+        return "delivery report without failures"
+    if auto.startswith("auto-replied") or message.get("X-Autoreply") or message.get("X-Autorespond"):
+        return "auto-reply"
+    return "no failed recipient found"
+
+
+def _find_verp(data: bytes, settings: Settings) -> VerpAddress | None:
+    """The first genuine VERP address anywhere in the message (envelope headers come first)."""
+    local, _, domain = settings.bounce_address.rpartition("@")
+    pattern = re.compile(
+        re.escape(local) + r"\+e\d+\.s\d+\.[0-9a-f]{8}@" + re.escape(domain) + r"(?![\w.-])", re.I
+    )
+    for match in pattern.finditer(data.decode("latin-1")):
+        found = verp.decode(match.group(0), settings.signing_key)
+        if found is not None:
+            return found
+    return None
+
+
+def _returned(message: Message) -> Message | None:
+    """The returned original (or its headers) inside a bounce or a feedback report."""
+    for part in message.walk():
+        if part.get_content_type() == "message/rfc822" and _subparts(part):
+            return _subparts(part)[0]
+        if part.get_content_type() == "text/rfc822-headers":
+            text = part.get_payload(decode=True)
+            if isinstance(text, bytes):
+                return message_from_string(text.decode("utf-8", "replace"))
+    return None
+
+
+def _origin(original: Message | None, settings: Settings) -> tuple[str | None, int | None]:
+    """The group (our List-Id) and edition (our Feedback-ID) of a returned message."""
+    if original is None:
+        return None, None
+    host = urlsplit(settings.site.base_url).hostname or ""
+    slug = None
+    list_id = re.search(r"<([^<>]+)>", _header(original, "List-Id") or "")
+    if list_id and host and list_id.group(1).lower().endswith("." + host.lower()):
+        slug = list_id.group(1)[: -len(host) - 1].lower()
+    feedback = re.fullmatch(r"e(\d+):\d+:newsletter", _header(original, "Feedback-ID") or "")
+    return slug, int(feedback.group(1)) if feedback else None
+
+
+def _first(message: Message, content_type: str) -> Message | None:
+    """The header block inside the first part of this type (message/feedback-report)."""
+    for part in message.walk():
+        if part.get_content_type() == content_type:
+            return next(iter(_subparts(part)), None)
+    return None
+
+
+def _subparts(part: Message) -> list[Message]:
+    payload = part.get_payload()
+    return [p for p in payload if isinstance(p, Message)] if isinstance(payload, list) else []
+
+
+def _report_type(message: Message) -> str:
+    value = message.get_param("report-type")
+    return str(collapse_rfc2231_value(value)).lower() if value else ""
+
+
+def _header(message: Message | None, name: str) -> str | None:
+    value = message.get(name) if message is not None else None
+    if value is None:
+        return None
+    return " ".join(str(value).split()) or None

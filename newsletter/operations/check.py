@@ -1,0 +1,193 @@
+"""``newsletter check``: find every problem in a site folder, each with file and line."""
+
+import os
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from jinja2 import Environment, TemplateSyntaxError
+
+from newsletter.audience.csvfile import read_subscriber_csv
+from newsletter.core.errors import ConfigError, ImportFileError, NewsletterError
+from newsletter.core.i18n import base_language
+from newsletter.core.models import ItemKind
+from newsletter.core.settings import CONFIG_FILE, Problem, SiteConfig, load_settings, locate, read_config
+from newsletter.delivery.dkim import read_signer
+from newsletter.editions.build import DEFAULT_SUBJECT
+from newsletter.editions.render import MJML_TAGS, EditionContent, PoolItem, Renderer, RenderError
+from newsletter.scheduling.schedules import SCHEDULES_DIR, Schedule, load_schedules
+
+TEMPLATES_DIR = "templates"
+# mjml-python copies an unknown tag into the HTML without a word, so typos are caught
+# here, before a send, as well as when an edition is rendered.
+KNOWN_TAGS = MJML_TAGS | {"mjml"}
+TAG = re.compile(r"</?\s*(mj[a-z-]*)", re.IGNORECASE)
+
+
+def template_files(site_dir: Path) -> list[Path]:
+    return sorted(p for p in (site_dir / TEMPLATES_DIR).rglob("*.j2") if p.is_file())
+
+
+def _check_template(path: Path, environment: Environment) -> list[Problem]:
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        environment.parse(text, name=path.name, filename=str(path))
+    except TemplateSyntaxError as exc:
+        return [Problem(path, exc.lineno, "", f"template syntax error: {exc.message}")]
+    problems = []
+    if path.name.endswith(".mjml.j2"):
+        for number, line in enumerate(text.splitlines(), start=1):
+            # Once a line: <mj-txt>...</mj-txt> is one mistake.
+            for tag in dict.fromkeys(TAG.findall(line)):
+                if tag.lower() not in KNOWN_TAGS:
+                    problems.append(Problem(path, number, "", f"unknown MJML tag <{tag}>"))
+    return problems
+
+
+def _group_files(site_dir: Path, config: SiteConfig, text: str) -> list[Problem]:
+    problems = []
+    config_file = site_dir / CONFIG_FILE
+    for slug, group in config.groups.items():
+        for suffix in (".mjml.j2", ".txt.j2"):
+            wanted = site_dir / TEMPLATES_DIR / f"{group.template}{suffix}"
+            if not wanted.is_file():
+                problems.append(
+                    Problem(
+                        config_file,
+                        locate(text, ("groups", slug, "template")),
+                        f"groups.{slug}.template",
+                        f"{wanted.relative_to(site_dir)} does not exist",
+                    )
+                )
+        csv_path = site_dir / (group.subscribers or f"subscribers/{slug}.csv")
+        if csv_path.is_file():
+            try:
+                read_subscriber_csv(csv_path)
+            except ImportFileError as exc:
+                problems.append(Problem(csv_path, None, "", str(exc)))
+    return problems
+
+
+def _dkim_key(site_dir: Path, config: SiteConfig, text: str) -> list[Problem]:
+    """The ``[dkim]`` key must be readable, a PEM RSA private key, and long enough."""
+    if config.dkim is None:
+        return []
+    try:
+        read_signer(site_dir, config.dkim)
+    except ConfigError as exc:
+        line = locate(text, ("dkim", "key_file"))
+        return [Problem(site_dir / CONFIG_FILE, line, "dkim.key_file", str(exc))]
+    return []
+
+
+def _sample_items(language: str) -> list[PoolItem]:
+    """One item of each kind with every field filled, so a trial render uses them all."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    summary = '<p>A sample summary with <a href="https://example.org/more">a link</a>.</p>'
+    return [
+        PoolItem(
+            id=number,
+            title=f"Sample {kind.value}",
+            url=f"https://example.org/{kind.value}",
+            summary_html=summary,
+            kind=kind,
+            topic="Sample",
+            language=language,
+            published_at=now,
+            event_start=now + timedelta(days=7) if kind == ItemKind.EVENT else None,
+            event_end=now + timedelta(days=7, hours=2) if kind == ItemKind.EVENT else None,
+            event_place="Online" if kind == ItemKind.EVENT else None,
+            deadline=(now + timedelta(days=30)).date() if kind == ItemKind.SURVEY else None,
+        )
+        for number, kind in enumerate(ItemKind, 1)
+    ]
+
+
+def _trial_renders(site_dir: Path, config_text: str, schedules: list[Schedule]) -> list[Problem]:
+    """Render a sample edition for each group (and each schedule's template and subject).
+
+    Parsing finds syntax errors only; a misspelt variable (``item.titel``) or a filter
+    that fails shows only when a template is rendered, and would stop every build.
+    """
+    try:
+        settings = load_settings(site_dir, env=dict(os.environ))
+    except NewsletterError:
+        return []  # the settings' own problems are reported already
+    renderer = Renderer(settings)
+    # What to render -> who asks for it, and where its subject line is written.
+    wanted: dict[tuple[str, str, str], tuple[str, Path, int | None]] = {}
+    for slug, group in settings.groups.items():
+        subject_line = locate(config_text, ("groups", slug, "subject"))
+        origin = (f"group {slug}", site_dir / CONFIG_FILE, subject_line)
+        wanted.setdefault((slug, group.template, group.subject or DEFAULT_SUBJECT), origin)
+    for schedule in schedules:
+        path = site_dir / SCHEDULES_DIR / f"{schedule.name}.toml"
+        subject_line = locate(path.read_text(encoding="utf-8", errors="replace"), ("subject",))
+        for slug in schedule.groups:
+            template = schedule.template or settings.group(slug).template
+            origin = (f"schedule {schedule.name} for {slug}", path, subject_line)
+            wanted.setdefault((slug, template, schedule.subject), origin)
+    # One problem for each fault, naming every group and schedule it stops.
+    failures: dict[tuple[Path, int | None, str], list[str]] = {}
+    for (slug, template, subject), (label, subject_file, subject_line) in wanted.items():
+        group = settings.group(slug)
+        content = EditionContent(
+            edition_id=0, group_slug=slug, group=group, subject_template=subject, template=template,
+            issued=datetime.now(UTC).date(), items=_sample_items(base_language(group.language)),
+        )  # fmt: skip
+        try:
+            renderer.render(content, base_language(group.language), allow_large=True)
+        except RenderError as exc:
+            file, _, line = (exc.location or "").rpartition(":")
+            if file:
+                key = (Path(file), int(line) if line.isdigit() else None, exc.message)
+            else:  # the subject line, which is no template file
+                key = (subject_file, subject_line, exc.message)
+            failures.setdefault(key, []).append(label)
+    return [
+        Problem(where, line, "", f"a sample edition does not render ({', '.join(labels)}): {message}")
+        for (where, line, message), labels in failures.items()
+    ]
+
+
+def check_site(site_dir: Path) -> tuple[list[Problem], dict[str, int]]:
+    """Every problem in the site, and a count of what was checked."""
+    config, problems = read_config(site_dir)
+    counts = {"groups": 0, "schedules": 0, "templates": 0}
+    templates = template_files(site_dir)
+    environment = Environment(autoescape=True)
+    for path in templates:
+        problems.extend(_check_template(path, environment))
+    counts["templates"] = len(templates)
+    if config is not None:
+        counts["groups"] = len(config.groups)
+        # newsletter.toml, read once for the lines of what is wrong in it.
+        text = (site_dir / CONFIG_FILE).read_text(encoding="utf-8")
+        problems.extend(_group_files(site_dir, config, text))
+        problems.extend(_dkim_key(site_dir, config, text))
+        schedules, schedule_problems = load_schedules(site_dir, config.groups)
+        problems.extend(schedule_problems)
+        problems.extend(_schedule_files(site_dir, schedules, environment))
+        counts["schedules"] = len(schedules)
+        if not problems:
+            problems.extend(_trial_renders(site_dir, text, schedules))
+    return problems, counts
+
+
+def _schedule_files(site_dir: Path, schedules: list[Schedule], environment: Environment) -> list[Problem]:
+    """A schedule's own template must exist, and its subject must be a valid Jinja template."""
+    problems = []
+    for schedule in schedules:
+        path = site_dir / SCHEDULES_DIR / f"{schedule.name}.toml"
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for suffix in (".mjml.j2", ".txt.j2") if schedule.template else ():
+            wanted = site_dir / TEMPLATES_DIR / f"{schedule.template}{suffix}"
+            if not wanted.is_file():
+                message = f"{wanted.relative_to(site_dir)} does not exist"
+                problems.append(Problem(path, locate(text, ("template",)), "template", message))
+        try:
+            environment.parse(schedule.subject)
+        except TemplateSyntaxError as exc:
+            message = f"template syntax error: {exc.message}"
+            problems.append(Problem(path, locate(text, ("subject",)), "subject", message))
+    return problems

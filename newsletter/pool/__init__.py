@@ -1,0 +1,1 @@
+"""The shared item pool: propose, edit, review and target items; Markdown to sanitised HTML."""

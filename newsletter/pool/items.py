@@ -1,0 +1,315 @@
+"""The shared item pool: queue, edit, approve, reject and target news items.
+
+An item carries its provenance (which source or editor, when published, when it
+entered the pool). Its fingerprint (the canonical URL, or the title and date when
+there is no URL) keeps the same story from entering the pool twice.
+"""
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlmodel import Session, col, select
+from w3lib.url import canonicalize_url, url_query_cleaner
+
+from newsletter.core import audit
+from newsletter.core.errors import InputError, NotFoundError
+from newsletter.core.models import Group, Item, ItemKind, ItemStatus, ItemTarget, ItemTranslation, utcnow
+from newsletter.core.settings import Settings
+from newsletter.pool.richtext import markdown_to_html
+
+# Query parameters that identify a campaign or a click, never the page itself.
+TRACKING_PARAMETERS = [
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "utm_id",
+    "fbclid",
+    "gclid",
+    "dclid",
+    "msclkid",
+    "mc_cid",
+    "mc_eid",
+    "_hsenc",
+    "_hsmi",
+    "mkt_tok",
+    "igshid",
+    "yclid",
+    "ref_src",
+]
+
+
+@dataclass
+class Translation:
+    title: str
+    summary_md: str = ""
+
+
+@dataclass
+class ItemDraft:
+    """An item as an editor or a feed describes it, before it enters the pool."""
+
+    title: str
+    url: str | None = None
+    summary_md: str = ""
+    kind: ItemKind = ItemKind.NEWS
+    topic: str = ""
+    language: str = "en"
+    groups: list[str] | None = None
+    published_at: datetime | None = None
+    event_start: datetime | None = None
+    event_end: datetime | None = None
+    event_place: str | None = None
+    deadline: date | None = None
+    translations: dict[str, Translation] = field(default_factory=dict)
+    origin: str = "cli"
+    # Feeds bring HTML (already sanitised) instead of Markdown, and their own identity.
+    summary_html: str | None = None
+    source_id: int | None = None
+    guid: str | None = None
+
+    def check(self) -> None:
+        """Refuse what would make a broken email: raise :class:`InputError`."""
+        if not self.title.strip():
+            raise InputError("an item needs a title")
+        if self.url and not _is_web_url(self.url):
+            raise InputError(
+                f"the item URL {self.url!r} must be a web address starting with http:// or https://"
+            )
+        if self.event_end and self.event_start and self.event_end < self.event_start:
+            raise InputError("the event ends before it starts")
+        if self.kind == ItemKind.EVENT and not self.event_start:
+            raise InputError("an event needs a start (e.g. --start 2026-12-03T14:00+01:00)")
+        if self.kind == ItemKind.SURVEY and not self.deadline:
+            raise InputError("a survey needs an answer deadline (e.g. --deadline 2027-01-15)")
+
+
+def _is_web_url(url: str) -> bool:
+    # Schemes and host names are case-insensitive: HTTPS://EPO.org is a fine link.
+    try:
+        parts = urlsplit(url.strip())
+        return parts.scheme.lower() in {"http", "https"} and bool(parts.hostname)
+    except ValueError:
+        return False
+
+
+def canonical_url(url: str) -> str:
+    """The URL with tracking parameters, fragment and spelling differences removed."""
+    return canonicalize_url(url_query_cleaner(url, TRACKING_PARAMETERS, remove=True))
+
+
+def fingerprint(title: str, url: str | None, published: datetime | None) -> str:
+    if url:
+        basis = "url:" + canonical_url(url)
+    else:
+        day = published.date().isoformat() if published else ""
+        basis = "title:" + " ".join(title.casefold().split()) + "|" + day
+    return hashlib.sha256(basis.encode()).hexdigest()
+
+
+def as_utc(value: date | datetime | None, *, what: str) -> datetime | None:
+    """Dates become midnight UTC; datetimes must say their offset."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        return datetime.combine(value, time(), tzinfo=UTC)
+    if value.tzinfo is None:
+        raise InputError(f"{what} {value.isoformat()} has no time zone; add an offset such as +01:00")
+    return value.astimezone(UTC)
+
+
+def _groups(session: Session, settings: Settings, slugs: Sequence[str] | None) -> list[Group] | None:
+    if not slugs or "*" in slugs:
+        return None
+    for slug in slugs:
+        settings.group(slug)
+    rows = list(session.exec(select(Group).where(col(Group.slug).in_(list(slugs)))))
+    return sorted(rows, key=lambda g: g.slug)
+
+
+def add_item(
+    session: Session, settings: Settings, draft: ItemDraft, *, actor: str, approve: bool = False
+) -> tuple[Item, bool]:
+    """Put a draft into the pool; returns ``(item, created)`` (False: it was already there)."""
+    draft.check()
+    mark = fingerprint(draft.title, draft.url, draft.published_at)
+    existing = session.exec(select(Item).where(Item.fingerprint == mark)).one_or_none()
+    if existing is not None:
+        return existing, False
+    targets = _groups(session, settings, draft.groups)
+    item = Item(
+        title=draft.title.strip(),
+        url=draft.url,
+        canonical_url=canonical_url(draft.url) if draft.url else None,
+        fingerprint=mark,
+        summary_md=draft.summary_md,
+        summary_html=draft.summary_html
+        if draft.summary_html is not None
+        else markdown_to_html(draft.summary_md),
+        source_id=draft.source_id,
+        guid=draft.guid,
+        kind=draft.kind,
+        topic=draft.topic,
+        language=draft.language,
+        status=ItemStatus.APPROVED if approve else ItemStatus.PROPOSED,
+        all_groups=targets is None,
+        editor=actor,
+        origin=draft.origin,
+        published_at=draft.published_at or utcnow(),
+        event_start=draft.event_start,
+        event_end=draft.event_end,
+        event_place=draft.event_place,
+        deadline=draft.deadline,
+    )
+    session.add(item)
+    session.flush()
+    assert item.id is not None
+    _set_targets(session, item, targets)
+    for language, translation in draft.translations.items():
+        session.add(
+            ItemTranslation(
+                item_id=item.id,
+                language=language,
+                title=translation.title,
+                summary_md=translation.summary_md,
+                summary_html=markdown_to_html(translation.summary_md),
+            )
+        )
+    audit.record(
+        session, "item-add", actor=actor, source=draft.origin, item_id=item.id, status=str(item.status)
+    )
+    return item, True
+
+
+def _set_targets(session: Session, item: Item, groups: list[Group] | None) -> None:
+    for old in session.exec(select(ItemTarget).where(ItemTarget.item_id == item.id)):
+        session.delete(old)
+    item.all_groups = groups is None
+    for group in groups or []:
+        session.add(ItemTarget(item_id=item.id or 0, group_id=group.id or 0))
+
+
+def get_item(session: Session, item_id: int) -> Item:
+    item = session.get(Item, item_id)
+    if item is None:
+        raise NotFoundError(f"no item #{item_id} (see `newsletter items list`)")
+    return item
+
+
+def target_slugs(session: Session, item: Item) -> list[str]:
+    if item.all_groups:
+        return ["*"]
+    query = (
+        select(Group.slug)
+        .join(ItemTarget, col(ItemTarget.group_id) == Group.id)
+        .where(ItemTarget.item_id == item.id)
+    )
+    return sorted(session.exec(query))
+
+
+def translations(session: Session, item: Item) -> list[ItemTranslation]:
+    query = select(ItemTranslation).where(ItemTranslation.item_id == item.id)
+    return list(session.exec(query.order_by(col(ItemTranslation.language))))
+
+
+def set_status(session: Session, item_ids: Iterable[int], status: ItemStatus, *, actor: str) -> list[Item]:
+    """Approve or reject items; every id must exist, or nothing changes."""
+    items = [get_item(session, item_id) for item_id in item_ids]
+    for item in items:
+        if item.status != status:
+            item.status = status
+            item.updated_at = utcnow()
+            session.add(item)
+            audit.record(session, f"item-{status}", actor=actor, source="cli", item_id=item.id)
+    return items
+
+
+EDITABLE = {
+    "title",
+    "url",
+    "summary_md",
+    "kind",
+    "topic",
+    "language",
+    "published_at",
+    "event_start",
+    "event_end",
+    "event_place",
+    "deadline",
+}
+
+
+def edit_item(
+    session: Session,
+    settings: Settings,
+    item_id: int,
+    changes: dict[str, Any],
+    *,
+    actor: str,
+    groups: Sequence[str] | None = None,
+) -> Item:
+    """Change an item's fields and, when ``groups`` is given, its targeting."""
+    item = get_item(session, item_id)
+    unknown = set(changes) - EDITABLE
+    if unknown:
+        raise InputError(f"cannot edit {', '.join(sorted(unknown))}")
+    for name, value in changes.items():
+        setattr(item, name, value)
+    draft = ItemDraft(
+        title=item.title,
+        url=item.url,
+        kind=item.kind,
+        event_start=item.event_start,
+        event_end=item.event_end,
+        deadline=item.deadline,
+    )
+    draft.check()
+    if "summary_md" in changes:
+        item.summary_html = markdown_to_html(item.summary_md)
+    if "url" in changes:
+        item.canonical_url = canonical_url(item.url) if item.url else None
+    mark = fingerprint(item.title, item.url, item.published_at)
+    if mark != item.fingerprint:
+        # The identity follows the edit, so the corrected story cannot be queued again.
+        clash = session.exec(select(Item).where(Item.fingerprint == mark, Item.id != item.id)).first()
+        if clash is not None:
+            raise InputError(f"item #{clash.id} is already this story ({clash.title}); nothing was changed")
+        item.fingerprint = mark
+    fields = sorted(changes)
+    if groups is not None:
+        _set_targets(session, item, _groups(session, settings, groups))
+        fields.append("groups")
+    item.updated_at = utcnow()
+    session.add(item)
+    audit.record(session, "item-edit", actor=actor, source="cli", item_id=item.id, fields=fields)
+    return item
+
+
+def list_items(
+    session: Session,
+    settings: Settings,
+    *,
+    status: str | None = None,
+    group: str | None = None,
+    topic: str | None = None,
+) -> list[Item]:
+    """Items newest first, optionally only one status, one topic, or those meant for a group."""
+    query = select(Item).order_by(col(Item.published_at).desc(), col(Item.id).desc())
+    if status:
+        query = query.where(Item.status == status)
+    if topic:
+        query = query.where(col(Item.topic).ilike(topic))
+    if group:
+        settings.group(group)
+        targeted = (
+            select(ItemTarget.item_id)
+            .join(Group, col(Group.id) == ItemTarget.group_id)
+            .where(Group.slug == group)
+        )
+        query = query.where(col(Item.all_groups) | col(Item.id).in_(targeted))
+    return list(session.exec(query))

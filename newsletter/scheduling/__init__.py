@@ -1,0 +1,1 @@
+"""Schedules, the scheduler's tick, the daemon and its leadership."""

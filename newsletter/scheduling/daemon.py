@@ -1,0 +1,122 @@
+"""The long-running scheduler: APScheduler 3 cron jobs that each run one idempotent tick.
+
+One cron job per schedule and group, in that group's time zone, with
+``coalesce=True``, ``max_instances=1`` and a misfire grace in hours; a single worker
+thread, so ticks never overlap; and a tick at start-up, which catches up a run
+missed during downtime (once, if within the grace; otherwise it is reported). A
+second daemon on the same database waits as a standby (see ``leader.py``). SIGTERM
+and Ctrl-C let the batch in hand finish, then the daemon exits cleanly.
+"""
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from types import FrameType
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from newsletter.core.models import utcnow
+from newsletter.core.site import Site
+from newsletter.delivery.transports import Transport
+from newsletter.scheduling.leader import leadership
+from newsletter.scheduling.scheduler import TickReport, run_due, trigger, zone_of
+from newsletter.scheduling.schedules import load_schedules
+
+log = logging.getLogger("newsletter.scheduling.daemon")
+STANDBY_RETRY_SECONDS = 30.0
+
+
+def describe(report: TickReport, *, separator: str = " | ") -> str:
+    """One line for the log (or, with ``separator="\n"``, one line per kind of work)."""
+    parts = [f"tick {report.at.isoformat(timespec='seconds')}"]
+    added = sum(r.added for r in report.collected)
+    if added:
+        parts.append(f"collected {added} new item(s)")
+    for name in ("built", "skipped", "missed", "waiting", "sent", "errors"):
+        values = getattr(report, name)
+        if values:
+            parts.append(f"{name}: {'; '.join(values)}")
+    if report.stopped:
+        parts.append("stopped early: the rest is left for the next tick")
+    failing = [f"{r.name}: {r.error}" for r in report.collected if r.error]
+    if failing:
+        parts.append(f"source errors: {'; '.join(failing)}")
+    return separator.join(parts)
+
+
+class Daemon:
+    def __init__(
+        self,
+        site: Site,
+        transport_factory: Callable[[], Transport],
+        on_tick: Callable[[TickReport], None] | None = None,
+    ) -> None:
+        self.site = site
+        self.transport_factory = transport_factory
+        self.stop = threading.Event()
+        self.on_tick = on_tick or (lambda report: log.info(describe(report)))
+
+    def tick(self, at: datetime | None = None) -> None:
+        if self.stop.is_set():
+            return
+        try:
+            report = run_due(self.site, at or utcnow(), self.transport_factory, should_stop=self.stop.is_set)
+        except Exception:  # a failing tick is logged; the daemon keeps its schedule
+            log.exception("tick failed")
+            return
+        self.on_tick(report)
+
+    def _scheduler(self) -> BackgroundScheduler:
+        settings = self.site.settings
+        scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(1)}, timezone="UTC")
+        schedules, _ = load_schedules(settings.site_dir, settings.groups)
+        for schedule in schedules:
+            for group in schedule.groups:
+                scheduler.add_job(
+                    self.tick,
+                    trigger(schedule, zone_of(schedule, settings, group)),
+                    id=f"{schedule.name}:{group}",
+                    coalesce=True,
+                    max_instances=1,
+                    misfire_grace_time=int(schedule.grace_hours * 3600),
+                    replace_existing=True,
+                )
+        if settings.sources:
+            minutes = min(s.interval_minutes for s in settings.sources)
+            scheduler.add_job(
+                self.tick,
+                IntervalTrigger(minutes=minutes),
+                id="collect",
+                coalesce=True,
+                max_instances=1,
+                replace_existing=True,
+            )
+        return scheduler
+
+    def request_stop(self, signum: int | None = None, frame: FrameType | None = None) -> None:
+        log.info("stopping after the work in hand")
+        self.stop.set()
+
+    def run(self, *, install_signals: bool = True) -> None:
+        if install_signals:
+            signal.signal(signal.SIGTERM, self.request_stop)
+            signal.signal(signal.SIGINT, self.request_stop)
+        while not self.stop.is_set():
+            with leadership(self.site.engine) as leader:
+                if not leader:
+                    log.info("another daemon is the leader; standing by")
+                    self.stop.wait(STANDBY_RETRY_SECONDS)
+                    continue
+                log.info("leader: scheduling")
+                self.tick()
+                scheduler = self._scheduler()
+                scheduler.start()
+                for job in scheduler.get_jobs():
+                    log.info("job %s: next run %s", job.id, job.next_run_time)
+                self.stop.wait()
+                scheduler.shutdown(wait=True)
+        log.info("stopped")

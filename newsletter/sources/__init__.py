@@ -1,1 +1,0 @@
-"""Where items come from: Markdown files written by editors (and, later, feeds)."""
