@@ -8,13 +8,13 @@ PostgreSQL schema (``db_url``). Tokens are made the way the emails make them.
 import email
 import html
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, cast, get_args
 
 import feedparser
 import itsdangerous.timed
@@ -22,6 +22,9 @@ import pytest
 from icalendar import Calendar
 from markupsafe import escape
 from sqlmodel import col, func, select
+from starlette.applications import Starlette
+from starlette.convertors import Convertor, IntegerConvertor
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.testclient import TestClient
 
 from newsletter.audience.selfservice import CONFIRM_MAX_AGE
@@ -34,8 +37,8 @@ from newsletter.delivery.transports.memory import MemoryTransport
 from newsletter.editions import build as editions
 from newsletter.editions.render import Renderer
 from newsletter.web import create_app
-from newsletter.web.app import MAX_BODY
-from newsletter.web.security import CSRF_COOKIE, RateLimits
+from newsletter.web.forms import MAX_BODY
+from newsletter.web.security import CSRF_COOKIE, SECURITY_HEADERS, RateLimits
 from tests.conftest import Cli
 
 KEY = "web-test-signing-key-0123456789abcdef"
@@ -934,10 +937,66 @@ def test_security_headers_on_every_response(page_web: Web, site_dir: Path, sqlit
         assert response.headers.get("referrer-policy") == "no-referrer"
 
 
+def _http_routes(
+    routes: Sequence[BaseRoute], prefix: str = "", outer: dict[str, Convertor[Any]] | None = None
+) -> Iterator[tuple[str, set[str], dict[str, Convertor[Any]]]]:
+    """Each HTTP route of the app: path template, methods, parameter types; through mounts to any depth."""
+    for route in routes:
+        convertors = {**(outer or {}), **getattr(route, "param_convertors", {})}
+        if isinstance(route, Mount):
+            # The mount's own path, without the {path} that stands for the rest of the URL.
+            mount = prefix + re.sub(r"{(\w+):\w+}", r"{\1}", route.path)
+            convertors.pop("path", None)
+            if route.routes:
+                yield from _http_routes(route.routes, mount, convertors)
+            else:
+                # A mounted app without a route table (static files): its root stands for it.
+                yield f"{mount}/", {"GET", "HEAD"}, convertors
+        else:
+            assert isinstance(route, Route), f"{route!r} is a kind of route this test cannot call yet"
+            yield prefix + route.path_format, set(route.methods or {"GET", "HEAD"}), convertors
+
+
+def test_every_route_of_the_app_answers_with_the_security_headers(
+    page_web: Web, site_dir: Path, sqlite_url: str
+) -> None:
+    """Every route in the app's route table, each method, good and bad parameters: all security headers."""
+    web, cli = page_web, Cli(site_dir, sqlite_url)
+    sign_up(web, "cepiug", "routes@example.org")
+    edition_id = send_edition(web, cli, "cepiug", "Every route")
+    added = cli("items", "add", "--kind", "event", "--title", "E", "--start", "2026-12-03T14:00+01:00")
+    event = re.search(r"#(\d+)", added.stdout)
+    assert event
+    starlette = web.app.app
+    assert isinstance(starlette, Starlette), "create_app no longer wraps the Starlette app in SecurityHeaders"
+    routes = list(_http_routes(starlette.routes))
+    assert len(routes) >= 14
+    # Real values where the test knows the parameter, so that pages answer 200 as well as 4xx;
+    # a token is made for the purpose its path names (/confirm/{token}: a confirmation token).
+    known = {"group": "cepiug", "edition": str(edition_id), "item": event.group(1)}
+    statuses: set[int] = set()
+    for template, methods, convertors in routes:
+        segment = template.strip("/").split("/")[0]
+        purpose = cast(Purpose, segment) if segment in get_args(Purpose) else "preferences"
+        real = {n: known.get(n) or token(web, purpose, "routes@example.org", "cepiug") for n in convertors}
+        junk = {
+            n: "999999" if isinstance(c, IntegerConvertor) else "no-such-thing" for n, c in convertors.items()
+        }
+        for values in (real, junk):
+            path = template.format(**values)
+            for method in sorted(methods | {"DELETE"}):
+                response = web.client.request(method, path, data={} if method == "POST" else None)
+                statuses.add(response.status_code)
+                for name, value in SECURITY_HEADERS:
+                    assert response.headers.get(name.decode()) == value.decode(), (method, path, name)
+    # Pages, refusals, missing things and wrong methods were all among the answers.
+    assert {200, 400, 403, 404, 405} <= statuses
+
+
 def _form_request(web: Web, form: str) -> tuple[str, dict[str, Any]]:
     """The URL and a correct body (less the CSRF field) for one of the site's forms."""
     preferences = f"/preferences/{token(web, 'preferences', 'csrf@example.org', 'cepiug')}"
-    return {
+    requests: dict[str, tuple[str, dict[str, Any]]] = {
         "subscribe": ("/subscribe/cepiug", {"email": "csrf-new@example.org", "consent": "yes"}),
         "confirm": (f"/confirm/{token(web, 'confirm', 'csrf-pending@example.org', 'cepiug')}", {}),
         "unsubscribe": (
@@ -946,7 +1005,8 @@ def _form_request(web: Web, form: str) -> tuple[str, dict[str, Any]]:
         ),
         "preferences": (preferences, {"groups": ["dach"], "name": "Changed", "language": "fr"}),
         "forget": (f"{preferences}/forget", {}),
-    }[form]
+    }
+    return requests[form]
 
 
 @pytest.mark.parametrize("form", ["subscribe", "confirm", "unsubscribe", "preferences", "forget"])

@@ -1,4 +1,7 @@
-"""The subscriber web pages: sign-up, confirmation, unsubscribe (RFC 8058), preferences, archive."""
+"""The web app: the subscriber pages (``public/``), sign-up to erasure, and the archive.
+
+``pages``, ``forms`` and ``security`` are shared by every part of the app.
+"""
 
 from newsletter.web.app import create_app
 

@@ -1,0 +1,44 @@
+"""The subscriber pages. Every token is signed; nothing personal appears in a URL but the token.
+
+GET  /                                  the groups, with sign-up and archive links
+GET  /subscribe/{group}  POST           sign-up form; double opt-in email   (signup.py)
+GET  /confirm/{token}    POST           confirmation page with a button; POST confirms
+GET  /unsubscribe/{token}               page with a confirm button; GET changes nothing
+POST /unsubscribe/{token}               RFC 8058 one-click (List-Unsubscribe=One-Click)
+POST /unsubscribe/{token}/confirm       the page's button (may leave every group)
+GET  /unsubscribe  /preferences         where to find the personal link (links.py)
+GET  /preferences/{token}  POST         groups, language, name           (preferences.py)
+GET  /preferences/{token}/export        my data as JSON
+POST /preferences/{token}/forget        erase me
+GET  /archive/{group}  /archive/{group}/{id}  /archive/{group}/feed.atom   (archive.py)
+GET  /events/{item}.ics                 an event for the calendar         (events.py)
+"""
+
+from collections.abc import Callable
+
+from starlette.routing import BaseRoute
+
+from newsletter.core.site import Site
+from newsletter.delivery.transports import Transport
+from newsletter.web.pages import Pages
+from newsletter.web.public.archive import Archive
+from newsletter.web.public.events import Events
+from newsletter.web.public.links import Links
+from newsletter.web.public.preferences import Preferences
+from newsletter.web.public.signup import SignUp
+from newsletter.web.public.unsubscribe import Unsubscribe
+from newsletter.web.security import RateLimits
+
+
+def routes(
+    site: Site, pages: Pages, transport_factory: Callable[[], Transport], limits: RateLimits
+) -> list[BaseRoute]:
+    """The subscriber pages' routes; confirmation emails go out through ``transport_factory``."""
+    links = Links(site, pages)
+    return [
+        *SignUp(links, transport_factory, limits).routes(),
+        *Unsubscribe(links).routes(),
+        *Preferences(links).routes(),
+        *Archive(site, pages).routes(),
+        *Events(site).routes(),
+    ]
