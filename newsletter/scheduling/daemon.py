@@ -49,22 +49,38 @@ def describe(report: TickReport, *, separator: str = " | ") -> str:
 
 
 class Daemon:
+    """The scheduler's main loop: lead (or stand by), tick at start-up, then on every job.
+
+    ``now`` is the clock a tick reads when a job fires (tests pass a fixed moment);
+    ``on_tick`` gets each tick's report and ``on_standby`` is called each time
+    leadership is refused, before waiting ``standby_seconds`` to ask again.
+    """
+
     def __init__(
         self,
         site: Site,
         transport_factory: Callable[[], Transport],
         on_tick: Callable[[TickReport], None] | None = None,
+        *,
+        now: Callable[[], datetime] = utcnow,
+        standby_seconds: float = STANDBY_RETRY_SECONDS,
+        on_standby: Callable[[], None] | None = None,
     ) -> None:
         self.site = site
         self.transport_factory = transport_factory
         self.stop = threading.Event()
         self.on_tick = on_tick or (lambda report: log.info(describe(report)))
+        self.now = now
+        self.standby_seconds = standby_seconds
+        self.on_standby = on_standby or (lambda: None)
 
     def tick(self, at: datetime | None = None) -> None:
         if self.stop.is_set():
             return
         try:
-            report = run_due(self.site, at or utcnow(), self.transport_factory, should_stop=self.stop.is_set)
+            report = run_due(
+                self.site, at or self.now(), self.transport_factory, should_stop=self.stop.is_set
+            )
         except Exception:  # a failing tick is logged; the daemon keeps its schedule
             log.exception("tick failed")
             return
@@ -109,7 +125,8 @@ class Daemon:
             with leadership(self.site.engine) as leader:
                 if not leader:
                     log.info("another daemon is the leader; standing by")
-                    self.stop.wait(STANDBY_RETRY_SECONDS)
+                    self.on_standby()
+                    self.stop.wait(self.standby_seconds)
                     continue
                 log.info("leader: scheduling")
                 self.tick()
