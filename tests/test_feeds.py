@@ -36,7 +36,10 @@ EXPECTED: list[dict[str, Any]] = (
 NO_CORPUS = "the feed corpus (../shared/corpora/feeds) is not on this machine"
 HAS_CHARDET = importlib.util.find_spec("chardet") is not None
 SHORT_TIMEOUT = 0.5
-SLOW_SECONDS = 2.0
+# A slow route answers after this long, or as soon as its server closes at the end of the
+# test: a fetch that gives up on it before then can only have timed out, and a fetch
+# without a timeout gets the page, late, and fails the test instead of hanging the suite.
+SLOW_SECONDS = 60.0
 
 
 # Helpers -------------------------------------------------------------------------
@@ -402,13 +405,12 @@ def test_http_errors_name_the_url_and_status(
 
 
 def test_slow_server_times_out(server: FeedServer, client: httpx.Client) -> None:
-    """A server slower than the timeout gives a "timed out" error quickly instead of hanging."""
+    """A server that never answers gives a "timed out" error instead of hanging."""
     url = server.slow("slow.xml", SLOW_SECONDS, rss([{"title": "late", "link": "https://example.org/late"}]))
-    started = datetime.now(UTC)
     with pytest.raises(FeedError, match="timed out") as raised:
         fetch(url, Path("."), client, timeout=SHORT_TIMEOUT)
     assert url in str(raised.value)
-    assert datetime.now(UTC) - started < timedelta(seconds=SLOW_SECONDS)
+    assert len(server.seen("slow.xml")) == 1
 
 
 def test_missing_local_file_is_an_error(tmp_path: Path, client: httpx.Client) -> None:

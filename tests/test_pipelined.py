@@ -245,7 +245,8 @@ def test_an_envelope_sent_ahead_delivers_nothing_on_its_own() -> None:
 
 
 def test_a_slow_relay_times_out(server: SmtpServer) -> None:
-    server.handler.data_delay = 1.0
+    # The relay would answer the end of DATA after a minute: within this test, never.
+    server.handler.data_delay = 60.0
     (slow,) = run(send_all(connect(server, timeout=0.2), message()))
     assert isinstance(slow, TemporaryFailure)
     assert "no reply within 0.2 s" in str(slow)
@@ -300,6 +301,8 @@ def test_starttls_and_auth_with_utf8_credentials(certificate: ssl.SSLContext, me
 def test_data_taken_after_an_unreadable_reply_is_not_ended() -> None:
     """An out-of-spec relay answers RCPT with no readable code, then takes DATA: drop, never end it."""
     seen: list[bytes] = []
+    # Set once the relay has read the connection to its end: everything sent has been seen.
+    finished = asyncio.Event()
 
     async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"220 odd relay\r\n")
@@ -312,6 +315,7 @@ def test_data_taken_after_an_unreadable_reply_is_not_ended() -> None:
                 writer.write(reply)
                 await writer.drain()
         writer.close()
+        finished.set()
 
     async def scenario() -> BaseException | None:
         server = await asyncio.start_server(relay, "127.0.0.1", 0)
@@ -323,7 +327,7 @@ def test_data_taken_after_an_unreadable_reply_is_not_ended() -> None:
             return exc
         finally:
             await connection.close()
-            await asyncio.sleep(0.1)  # let the relay read whatever was sent
+            await asyncio.wait_for(finished.wait(), timeout=30)
             server.close()
             await server.wait_closed()
         return None
