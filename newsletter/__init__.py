@@ -22,8 +22,8 @@ from newsletter.core.errors import (
 )
 from newsletter.core.settings import Settings, load_settings
 from newsletter.core.site import Site
-from newsletter.editions.build import build as build_edition
 from newsletter.editions.build import approve as approve_edition
+from newsletter.editions.build import build as build_edition
 from newsletter.editions.build import send as send_edition
 from newsletter.editions.render import Renderer
 from newsletter.pool.items import ItemDraft, add_item, edit_item, list_items, set_status
