@@ -429,12 +429,13 @@ def test_4xx_defers_5xx_fails_and_everyone_else_is_delivered(site: Cli, smtp_ser
     smtp_server.handler.data_replies[full] = "452 4.2.2 Mailbox full"
     # A 421 closes the session: only that member is deferred, the next goes on a new connection.
     smtp_server.handler.rcpt_replies[closing] = "421 4.7.0 Too busy, closing connection"
+    audience = set(members(site, "dach"))
     started = datetime.now(UTC)
     result = send(site, edition_id)
     assert "failed 1" in result.output
     assert "deferred 3" in result.output
 
-    assert recipients(smtp_server.messages) == once(set(members(site, "dach")) - {busy, gone, full, closing})
+    assert recipients(smtp_server.messages) == once(audience - {busy, gone, full, closing})
     assert smtp_server.handler.connections == 2
     rows = deliveries(site, edition_id)
     for address, code in ((busy, "450"), (full, "452"), (closing, "421")):
@@ -448,9 +449,12 @@ def test_4xx_defers_5xx_fails_and_everyone_else_is_delivered(site: Cli, smtp_ser
     assert "No such user here" in (rows[gone].last_error or "")
     assert edition(site, edition_id)["status"] == "sending"
 
+    # 5.1.1 says the mailbox is gone: the bounce policy ended the membership.
+    assert set(members(site, "dach")) == audience - {gone}
+
     # Nothing is due yet: a second run sends nobody anything.
     send(site, edition_id)
-    assert len(smtp_server.messages) == len(members(site, "dach")) - 4
+    assert len(smtp_server.messages) == len(audience) - 4
 
 
 def test_relay_trouble_pauses_the_edition_and_a_later_send_completes_it(

@@ -1,5 +1,7 @@
 """The transition tables: legal moves change the record, illegal ones raise and change nothing."""
 
+import json
+
 import pytest
 
 from newsletter.core import states
@@ -13,6 +15,7 @@ from newsletter.core.models import (
     Membership,
     MembershipStatus,
 )
+from tests.conftest import Cli
 
 
 def _edition(status: EditionStatus) -> Edition:
@@ -73,3 +76,75 @@ def test_items_move_between_review_states_and_back() -> None:
     assert states.move(item, ItemStatus.APPROVED)
     assert states.move(item, ItemStatus.REJECTED)
     assert item.status == ItemStatus.REJECTED
+
+
+def test_only_a_confirmed_opt_in_makes_an_ended_membership_active() -> None:
+    """Unsubscribed, bounced or complained back to active needs opt_in; without it nothing changes."""
+    for ended in (MembershipStatus.UNSUBSCRIBED, MembershipStatus.BOUNCED, MembershipStatus.COMPLAINED):
+        membership = Membership(id=5, subscriber_id=1, group_id=1, status=ended)
+        before = membership.status_changed_at
+        with pytest.raises(
+            TransitionError,
+            match=rf"^membership #5 is {ended}; only a new confirmed opt-in can make it active$",
+        ):
+            states.move(membership, MembershipStatus.ACTIVE)
+        assert (membership.status, membership.status_changed_at) == (ended, before)
+        assert states.move(membership, MembershipStatus.ACTIVE, opt_in=True)
+        assert membership.status == MembershipStatus.ACTIVE
+    # An import may still activate a sign-up that was never confirmed.
+    assert states.allowed(MembershipStatus.PENDING, MembershipStatus.ACTIVE)
+
+
+# Through the real commands -----------------------------------------------------------------
+
+
+def test_subscribers_add_cannot_make_an_unsubscribed_member_active(cli: Cli) -> None:
+    """`subscribers add` for someone who unsubscribed is refused in one line and changes nothing."""
+    cli("subscribers", "add", "uk", "raj.patel@example.org", "--name", "Raj Patel")
+    cli("subscribers", "remove", "uk", "raj.patel@example.org")
+    logged = len(cli.events())
+    result = cli("subscribers", "add", "uk", "raj.patel@example.org", "--name", "Rajesh Patel", ok=False)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "error: raj.patel@example.org is unsubscribed from uk; "
+        "only a new confirmed opt-in can subscribe them again"
+    ]
+    member = cli.members("uk")["raj.patel@example.org"]
+    assert (member["status"], member["name"]) == ("unsubscribed", "Raj Patel")
+    assert len(cli.events()) == logged
+
+
+def item_id(cli: Cli, title: str) -> int:
+    listed = json.loads(cli("items", "list", "--json").stdout)
+    return int(next(row["id"] for row in listed if row["title"] == title))
+
+
+def item_status(cli: Cli, identifier: int) -> str:
+    return str(json.loads(cli("items", "show", str(identifier), "--json").stdout)["status"])
+
+
+def test_an_item_an_unsent_edition_carries_cannot_be_rejected(cli: Cli) -> None:
+    """Rejecting an item a draft edition carries is one error line changing no item, until it is cancelled."""
+    for group in ("uk", "cepiug"):
+        cli(
+            "items", "add", "--approve", "--group", group, "--url", f"https://example.org/{group}",
+            "--title", f"News for {group}",
+        )  # fmt: skip
+    carried, free = item_id(cli, "News for uk"), item_id(cli, "News for cepiug")
+    edition_id = int(json.loads(cli("editions", "build", "uk", "--json").stdout)["id"])
+    logged = len(cli.events())
+
+    result = cli("items", "reject", str(free), str(carried), ok=False)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"error: item #{carried} is approved and edition #{edition_id} (draft) carries it; "
+        f"it cannot become rejected unless that edition is cancelled first "
+        f"(newsletter editions cancel {edition_id}); nothing was changed"
+    ]
+    assert (item_status(cli, free), item_status(cli, carried)) == ("approved", "approved")
+    assert len(cli.events()) == logged
+
+    # Once the edition is cancelled its items are free, and the move is legal.
+    cli("editions", "cancel", str(edition_id))
+    cli("items", "reject", str(carried))
+    assert item_status(cli, carried) == "rejected"

@@ -14,7 +14,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from newsletter.audience.addresses import InvalidAddress, parse_address
-from newsletter.core import audit
+from newsletter.core import audit, states
 from newsletter.core.errors import InputError, NotFoundError
 from newsletter.core.i18n import base_language, reader_language, translations
 from newsletter.core.language import normalize_language
@@ -164,11 +164,8 @@ def confirm(session: Session, data: TokenData, *, ip: str | None) -> bool:
     if membership.status == MembershipStatus.ACTIVE:
         return False
     now = utcnow()
-    membership.status, membership.confirmed_at, membership.status_changed_at = (
-        MembershipStatus.ACTIVE,
-        now,
-        now,
-    )
+    states.move(membership, MembershipStatus.ACTIVE, at=now, opt_in=True)
+    membership.confirmed_at = now
     membership.bounce_score = 0.0
     session.add(membership)
     audit.record(
@@ -196,7 +193,7 @@ def unsubscribe(session: Session, data: TokenData, *, everything: bool, source: 
     now = utcnow()
     for row, slug in session.exec(query):
         if row.status in {MembershipStatus.ACTIVE, MembershipStatus.PENDING}:
-            row.status, row.status_changed_at = MembershipStatus.UNSUBSCRIBED, now
+            states.move(row, MembershipStatus.UNSUBSCRIBED, at=now)
             session.add(row)
             audit.record(
                 session,
@@ -279,8 +276,12 @@ def update_preferences(
                     group_id=group.id or 0,
                     status=MembershipStatus.ACTIVE,
                     source="web:preferences",
+                    status_changed_at=now,
                 )
-            row.status, row.confirmed_at, row.status_changed_at = MembershipStatus.ACTIVE, now, now
+            else:
+                # The page was reached from the person's own email: a confirmed opt-in.
+                states.move(row, MembershipStatus.ACTIVE, at=now, opt_in=True)
+            row.confirmed_at = now
             row.consent_text, row.consent_ip, row.consent_at = consent_text, ip, now
             session.add(row)
             audit.record(
@@ -292,7 +293,7 @@ def update_preferences(
                 group_id=group.id,
             )
         elif not wanted and row is not None and row.status == MembershipStatus.ACTIVE:
-            row.status, row.status_changed_at = MembershipStatus.UNSUBSCRIBED, now
+            states.move(row, MembershipStatus.UNSUBSCRIBED, at=now)
             session.add(row)
             audit.record(
                 session,

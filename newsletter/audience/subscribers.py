@@ -18,8 +18,8 @@ from sqlmodel import Session, col, select
 
 from newsletter.audience.addresses import Address, InvalidAddress, email_key, parse_address
 from newsletter.audience.csvfile import CsvRow, read_subscriber_csv
-from newsletter.core import audit
-from newsletter.core.errors import InputError, NotFoundError, StateError
+from newsletter.core import audit, states
+from newsletter.core.errors import InputError, NotFoundError, TransitionError
 from newsletter.core.language import normalize_language
 from newsletter.core.models import (
     Delivery,
@@ -199,7 +199,8 @@ def _apply(
         changed: list[str] = []
     else:
         membership = members.get(subscriber.id or 0)
-        if membership is not None and membership.status.sticky:
+        # An ended membership stays ended: only a new confirmed opt-in makes it active.
+        if membership is not None and not states.allowed(membership.status, MembershipStatus.ACTIVE):
             return str(membership.status)
         changed = _member_changes(subscriber, candidate.name, candidate.language)
     assert subscriber.id is not None
@@ -218,9 +219,7 @@ def _apply(
             session, "subscribe", actor=actor, source=source, subscriber_id=subscriber.id, group_id=group.id
         )
         return "added"
-    if membership.status == MembershipStatus.PENDING:
-        membership.status = MembershipStatus.ACTIVE
-        membership.status_changed_at = utcnow()
+    if states.move(membership, MembershipStatus.ACTIVE):
         session.add(membership)
         changed.append("status")
     if not changed:
@@ -264,7 +263,7 @@ def add(
     candidate = _Candidate(address, 0, clean_name(name) or clean_name(address.display_name), language)
     outcome = _apply(session, group, candidate, subscriber, members, source="cli", actor=actor)
     if outcome not in {"added", "updated", "unchanged"}:
-        raise StateError(
+        raise TransitionError(
             f"{address.email} is {outcome} from {group_slug}; only a new confirmed opt-in "
             "can subscribe them again"
         )
@@ -291,8 +290,7 @@ def remove(session: Session, settings: Settings, group_slug: str, email: str, *,
         raise NotFoundError(f"{subscriber.email} is not a member of {group_slug}")
     if membership.status.sticky:
         return False
-    membership.status = MembershipStatus.UNSUBSCRIBED
-    membership.status_changed_at = utcnow()
+    states.move(membership, MembershipStatus.UNSUBSCRIBED)
     session.add(membership)
     audit.record(
         session, "unsubscribe", actor=actor, source="cli", subscriber_id=subscriber.id, group_id=group.id

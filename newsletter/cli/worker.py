@@ -120,7 +120,6 @@ def work(
             jobs,
             deliver.lanes_for(transport, size * deliver.MESSAGES_PER_LANE),
             batch_size=batch_size,
-            bounce_weight=site.settings.bounces.hard_weight,
         )
         for name in ("sent", "failed", "skipped", "deferred"):
             setattr(total, name, getattr(total, name) + getattr(report, name))

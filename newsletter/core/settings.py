@@ -130,7 +130,10 @@ class RelayConfig(_Section):
 
 
 class BouncesSection(_Section):
-    """Bounce scoring (``newsletter bounces process``), modelled on Mailman's.
+    """The bounce policy's scoring (``feedback/policy.py``), modelled on Mailman's.
+
+    It applies alike to a 5xx refusal at send time and to a failure notice read by
+    ``newsletter bounces process``.
 
     Each day with a bounce adds its weight to the membership's score (one score per
     day: the day's strongest bounce); the score starts again from zero after

@@ -11,8 +11,12 @@ Who makes which move (docs/architecture.md has the same table):
   paused -> sending -> sent | paused), ``editions.cancel`` (anything unsent -> cancelled);
 - memberships: sign-up and import (-> pending | active), confirmation (pending -> active),
   unsubscribes (-> unsubscribed), the bounce policy (-> bounced), complaints (-> complained);
-  a new confirmed opt-in is the only way back to active from an ended membership;
-- items: review (proposed -> approved | rejected, and back while no edition carried it).
+  a new confirmed opt-in is the only way back to active from an ended membership: the
+  table lists those moves, and :data:`OPT_IN_ONLY` says that only a caller that has
+  one (``move(..., opt_in=True)``: the confirmation link, the preferences page) may
+  make them, never an import or ``subscribers add``;
+- items: review (proposed -> approved | rejected, and back); ``items.set_status`` also
+  refuses to move an item away from approved while an unsent edition carries it.
 """
 
 import enum
@@ -49,6 +53,11 @@ MEMBERSHIP: Mapping[MembershipStatus, frozenset[MembershipStatus]] = {
     ),
 }
 
+# Back to active from an ended membership: a move only a new confirmed opt-in makes.
+OPT_IN_ONLY: frozenset[tuple[MembershipStatus, MembershipStatus]] = frozenset(
+    (ended, MembershipStatus.ACTIVE) for ended in _ENDED
+)
+
 ITEM: Mapping[ItemStatus, frozenset[ItemStatus]] = {
     ItemStatus.PROPOSED: frozenset({ItemStatus.APPROVED, ItemStatus.REJECTED}),
     ItemStatus.APPROVED: frozenset({ItemStatus.REJECTED, ItemStatus.PROPOSED}),
@@ -69,15 +78,26 @@ class Stateful(Protocol[S]):
     status: S
 
 
-def allowed(current: S, target: S) -> bool:
-    """Whether the table lets a record go from ``current`` to ``target`` (staying put is allowed)."""
+def allowed(current: S, target: S, *, opt_in: bool = False) -> bool:
+    """Whether the table lets a record go from ``current`` to ``target`` (staying put is allowed).
+
+    ``opt_in``: the caller acts on a new confirmed opt-in, which alone may make the
+    moves in :data:`OPT_IN_ONLY`.
+    """
     if current == target:
         return True
+    if _opt_in_only(current, target) and not opt_in:
+        return False
     table = _TABLES[type(target)]
     return target in table.get(current, frozenset())
 
 
-def move(record: Stateful[S], target: S, *, at: datetime | None = None) -> bool:
+def _opt_in_only(current: enum.StrEnum, target: enum.StrEnum) -> bool:
+    # A StrEnum equals its string: compare memberships' statuses only.
+    return isinstance(target, MembershipStatus) and (current, target) in OPT_IN_ONLY
+
+
+def move(record: Stateful[S], target: S, *, at: datetime | None = None, opt_in: bool = False) -> bool:
     """Set ``record.status`` to ``target`` if the table allows it; True if it changed.
 
     A membership's ``status_changed_at`` is set with it. An illegal move raises
@@ -86,8 +106,12 @@ def move(record: Stateful[S], target: S, *, at: datetime | None = None) -> bool:
     current = type(target)(record.status)
     if current == target:
         return False
-    if not allowed(current, target):
+    if not allowed(current, target, opt_in=opt_in):
         kind = type(record).__name__.lower()
+        if _opt_in_only(current, target):
+            raise TransitionError(
+                f"{kind} #{record.id} is {current}; only a new confirmed opt-in can make it {target}"
+            )
         legal = ", ".join(sorted(_TABLES[type(target)].get(current, frozenset()))) or "none (it is final)"  # type: ignore[arg-type]
         raise TransitionError(
             f"{kind} #{record.id} is {current}; it cannot become {target} (from {current}: {legal})"

@@ -241,10 +241,9 @@ def run(
     batch_size: int = 200,
     pause_after: int = PAUSE_AFTER_CONNECTION_FAILURES,
     progress: Callable[[int], None] | None = None,
-    bounce_weight: float = 1.0,
 ) -> DeliveryReport:
     """Deliver what ``claim`` hands out through the lanes until none is due."""
-    engine = _Engine(site, claim, jobs, lanes, batch_size, pause_after, progress, bounce_weight)
+    engine = _Engine(site, claim, jobs, lanes, batch_size, pause_after, progress)
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -281,12 +280,11 @@ class _Engine:
     batch_size: int
     pause_after: int
     progress: Callable[[int], None] | None
-    bounce_weight: float
 
     async def run(self) -> DeliveryReport:
         report = DeliveryReport()
         shared = _Shared(self.pause_after)
-        recorder = outbox.Recorder(self.site.engine, self.bounce_weight)
+        recorder = outbox.Recorder(self.site.engine, self.site.settings.bounces)
         attempts: dict[int, int] = {}
         tasks = [asyncio.create_task(_lane(lane, shared, self.jobs)) for lane in self.lanes]
         loop = asyncio.get_running_loop()
@@ -425,5 +423,4 @@ def drain(
         lanes_for(transport, due),
         batch_size=batch_size,
         progress=progress,
-        bounce_weight=site.settings.bounces.hard_weight,
     )

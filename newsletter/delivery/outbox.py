@@ -7,7 +7,6 @@ results in one transaction per batch, and so can stop and resume at any point.
 """
 
 import contextlib
-import json
 import random
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -24,11 +23,12 @@ from newsletter.core.models import (
     DeliveryStatus,
     Edition,
     EditionStatus,
-    Event,
     Membership,
     MembershipStatus,
     utcnow,
 )
+from newsletter.core.settings import BouncesSection
+from newsletter.feedback import policy
 
 # Temporary failures are retried this many times, with exponential backoff (see retry_delay).
 RETRY_ATTEMPTS = 6
@@ -183,12 +183,12 @@ def retry_delay(tries: int) -> float | None:
 
 
 def record(
-    session: Session, outcomes: Iterable[Outcome], attempts: dict[int, int], bounce_weight: float = 1.0
+    session: Session, outcomes: Iterable[Outcome], attempts: dict[int, int], bounces: BouncesSection
 ) -> None:
     """Write a batch of results in a few statements; temporary failures go back to the queue.
 
-    A permanent failure (a 5xx for this recipient) also adds ``bounce_weight`` to the
-    member's bounce score, with a ``bounce`` event saying so (``bounces.py`` reads them).
+    A permanent failure (a 5xx for this recipient) also goes to the bounce policy, in the
+    same transaction, as a returned failure notice would (``feedback/policy.py``).
     """
     now = utcnow()
     table: sa.Table = Delivery.__table__  # type: ignore[attr-defined]
@@ -237,7 +237,7 @@ def record(
             other,
         )
     if permanent:
-        _score(session, permanent, bounce_weight, now)
+        _refused(session, permanent, bounces, now)
 
 
 class Recorder:
@@ -252,9 +252,9 @@ class Recorder:
     ORM session.
     """
 
-    def __init__(self, engine: sa.Engine, bounce_weight: float = 1.0) -> None:
+    def __init__(self, engine: sa.Engine, bounces: BouncesSection) -> None:
         self.engine = engine
-        self.bounce_weight = bounce_weight
+        self.bounces = bounces
         self._connection: PoolProxiedConnection | None = None
         table: sa.Table = Delivery.__table__  # type: ignore[attr-defined]
         compiled = sa.text(
@@ -272,7 +272,7 @@ class Recorder:
             return
         if any(outcome.status != DeliveryStatus.SENT for outcome in outcomes):
             with Session(self.engine, expire_on_commit=False) as session, session.begin():
-                record(session, outcomes, attempts, self.bounce_weight)
+                record(session, outcomes, attempts, self.bounces)
             return
         now = utcnow()
         at = self._at(now) if self._at is not None else now
@@ -325,49 +325,28 @@ class Recorder:
             connection.close()
 
 
-def _score(session: Session, failures: list[Outcome], weight: float, now: datetime) -> None:
-    """Permanent refusals count on the member's bounce score, as a hard bounce does."""
+def _refused(session: Session, failures: list[Outcome], bounces: BouncesSection, now: datetime) -> None:
+    """Permanent refusals go through the bounce policy, with the status the relay's reply gives."""
     rows = session.execute(
         sa.select(
             col(Delivery.id), col(Delivery.subscriber_id), col(Delivery.edition_id), col(Edition.group_id)
         )
         .join(Edition, col(Edition.id) == Delivery.edition_id)
         .where(col(Delivery.id).in_([f.delivery_id for f in failures]))
+        .order_by(col(Delivery.id))
     )
     by_id = {f.delivery_id: f for f in failures}
     for delivery_id, subscriber_id, edition_id, group_id in rows:
-        membership = session.exec(
-            select(Membership).where(
-                Membership.subscriber_id == subscriber_id, Membership.group_id == group_id
-            )
-        ).first()
-        if membership is None:
-            continue
-        membership.bounce_score += weight
-        session.add(membership)
         failure = by_id[delivery_id]
-        detail = {
-            "verdict": "hard",
-            "status": str(failure.code or ""),
-            "reason": failure.error or "",
-            "permanent": True,
-            "via": "smtp",
-            "outcome": "scored",
-            "added": weight,
-            "score": membership.bounce_score,
-        }
-        session.add(
-            Event(
-                at=now,
-                kind="bounce",
-                actor="delivery",
-                source="smtp",
-                subscriber_id=subscriber_id,
-                group_id=group_id,
-                edition_id=edition_id,
-                detail=json.dumps(detail),
-            )
+        refusal = policy.Bounce(
+            subscriber_id,
+            permanent=True,
+            status=policy.reply_status(failure.code, failure.error or ""),
+            via="smtp",
+            group_id=group_id,
+            edition_id=edition_id,
         )
+        policy.apply(session, bounces, refusal, actor="delivery", source="smtp", at=now)
 
 
 def counts(session: Session, edition_id: int) -> dict[str, int]:

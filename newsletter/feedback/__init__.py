@@ -16,16 +16,18 @@ What a message is, in this order:
 3. anything else (success notices, auto-replies, ordinary mail): **not a bounce**, and
    nothing changes.
 
-Hard or soft (the rule, documented in docs/operations.md): a failure is **hard** when
-the MTA gave up *and* its RFC 3463 status says the mailbox or its domain is gone
-(``GONE`` below: X.1.1 no such mailbox, X.1.2 no such domain, X.1.3 bad syntax, X.1.6
-moved, X.1.10 null MX, X.2.1 disabled, X.4.4 no route). Everything else is **soft**:
-delays, full mailboxes (X.2.2, which RFC 3463 calls a persistent transient failure,
-and flufl's dsn_01 "disk quota" 5.0.0), policy refusals, unspecified 5.0.0, expiry,
-and notices that give no status at all. The status comes from the DSN's ``Status``
-field, or for a non-DSN notice from the first RFC 3463 code next to the address.
-A hard bounce is proof the address is dead, so it ends every live membership of the
-address at once (``[bounces] hard_is_final``); soft bounces score, Mailman-style.
+Hard or soft, and what follows, is the bounce policy (``policy.py``), which a refusal
+at send time (``550 5.1.1`` from the relay, recorded by the delivery engine) goes
+through too: a failure is **hard** when the MTA gave up *and* its RFC 3463 status says
+the mailbox or its domain is gone (``policy.GONE``: X.1.1 no such mailbox, X.1.2 no
+such domain, X.1.3 bad syntax, X.1.6 moved, X.1.10 null MX, X.2.1 disabled, X.4.4 no
+route). Everything else is **soft**: delays, full mailboxes (X.2.2, which RFC 3463
+calls a persistent transient failure, and flufl's dsn_01 "disk quota" 5.0.0), policy
+refusals, unspecified 5.0.0, expiry, and notices that give no status at all. The
+status comes from the DSN's ``Status`` field, or for a non-DSN notice from the first
+RFC 3463 code next to the address. A hard bounce is proof the address is dead, so it
+ends every live membership of the address at once (``[bounces] hard_is_final``); soft
+bounces score, Mailman-style.
 
 Scoring (``[bounces]``): each day with a bounce adds that day's strongest weight once
 (hard 1.0, soft 0.5); after ``window_days`` without a bounce the score starts from

@@ -3,21 +3,30 @@
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from newsletter.audience.addresses import InvalidAddress, email_key, parse_address
-from newsletter.core import audit
-from newsletter.core.models import Edition, Event, Group, Membership, MembershipStatus, Subscriber, utcnow
+from newsletter.core import audit, states
+from newsletter.core.models import (
+    Delivery,
+    DeliveryStatus,
+    Edition,
+    Event,
+    Group,
+    Membership,
+    MembershipStatus,
+    Subscriber,
+    utcnow,
+)
 from newsletter.core.settings import Settings
-from newsletter.delivery import outbox
+from newsletter.feedback import policy
 from newsletter.feedback.classify import Failure, Report, Verdict, classify
+from newsletter.feedback.policy import LIVE
 from newsletter.feedback.reading import Incoming
-
-LIVE = (MembershipStatus.ACTIVE, MembershipStatus.PENDING)
 
 
 @dataclass
@@ -94,7 +103,7 @@ class _Run:
         event.at = self.at
 
     def end(self, membership: Membership, status: MembershipStatus) -> None:
-        membership.status, membership.status_changed_at = status, self.at
+        states.move(membership, status, at=self.at)
         self.session.add(membership)
         self.changed += 1
 
@@ -168,69 +177,28 @@ def _score(
     assert subscriber.id is not None
     if run.seen(subscriber.id, report.message_id):
         return "already processed"
-    live = [m for m in run.memberships(subscriber.id) if m.status in LIVE]
+    bounce = policy.Bounce(
+        subscriber.id,
+        failure.permanent,
+        failure.status,
+        via="verp" if report.verp else ("list-id" if group_id else "address"),
+        group_id=group_id,
+        edition_id=edition_id,
+        message_id=report.message_id,
+    )
     config = run.settings.bounces
-    detail = {
-        "message_id": report.message_id,
-        "verdict": "hard" if failure.hard else "soft",
-        "status": failure.status,
-        "reason": failure.reason,
-        "permanent": failure.permanent,
-        "via": "verp" if report.verp else ("list-id" if group_id else "address"),
-    }
-    if failure.hard and config.hard_is_final:
-        for membership in live:
-            run.end(membership, MembershipStatus.BOUNCED)
-            scoped_edition = edition_id if membership.group_id == group_id else None
-            run.record("bounce", membership, scoped_edition, outcome="bounced", added=0.0, **detail)
-        return f"bounced in {_slugs(run, live)}" if live else "nothing (no active membership)"
-    scoped = [m for m in live if group_id is None or m.group_id == group_id]
-    weight = config.hard_weight if failure.hard else config.soft_weight
-    results = []
-    for membership in scoped:
-        added = _add(run, membership, weight)
-        outcome = "scored"
-        if membership.bounce_score >= config.threshold:
-            run.end(membership, MembershipStatus.BOUNCED)
-            outcome = "bounced"
-        run.session.add(membership)
-        run.record(
-            "bounce",
-            membership,
-            edition_id,
-            outcome=outcome,
-            added=added,
-            score=membership.bounce_score,
-            **detail,
-        )
-        slug = run.slugs.get(membership.group_id, "?")
-        results.append(
-            f"bounced in {slug}"
-            if outcome == "bounced"
-            else f"score {membership.bounce_score:g}/{config.threshold:g} in {slug}"
-        )
-    return ", ".join(results) or "nothing (no active membership)"
-
-
-def _add(run: _Run, membership: Membership, weight: float) -> float:
-    """Add the day's weight once: a second bounce the same day adds only what it exceeds."""
-    since = run.at - timedelta(days=run.settings.bounces.window_days)
-    query = select(Event).where(
-        Event.kind == "bounce",
-        Event.subscriber_id == membership.subscriber_id,
-        Event.group_id == membership.group_id,
-        col(Event.at) > since,
-        col(Event.at) <= run.at,
+    applied = policy.apply(run.session, config, bounce, actor=run.actor, source="mail", at=run.at)
+    run.changed += applied.ended
+    if not applied.memberships:
+        return "nothing (no active membership)"
+    if applied.final:
+        return "bounced in " + ", ".join(run.slugs.get(m.group_id, "?") for m in applied.memberships)
+    return ", ".join(
+        f"bounced in {run.slugs.get(m.group_id, '?')}"
+        if m.outcome == "bounced"
+        else f"score {m.score:g}/{config.threshold:g} in {run.slugs.get(m.group_id, '?')}"
+        for m in applied.memberships
     )
-    recent = list(run.session.exec(query))
-    if not recent:
-        membership.bounce_score = 0.0
-    today = sum(
-        float(json.loads(e.detail).get("added") or 0.0) for e in recent if e.at.date() == run.at.date()
-    )
-    added = max(0.0, weight - today)
-    membership.bounce_score += added
-    return added
 
 
 def _complaint(run: _Run, report: Report) -> tuple[list[str], str]:
@@ -274,10 +242,6 @@ def _complaint(run: _Run, report: Report) -> tuple[list[str], str]:
     return [subscriber.email], action
 
 
-def _slugs(run: _Run, memberships: list[Membership]) -> str:
-    return ", ".join(run.slugs.get(m.group_id, "?") for m in memberships)
-
-
 # Reporting ---------------------------------------------------------------------------
 
 
@@ -305,6 +269,12 @@ def per_edition(session: Session) -> list[EditionFeedback]:
     counts: dict[int, dict[str, int]] = {}
     for edition_id, kind, count in session.exec(query):
         counts.setdefault(int(edition_id or 0), {})[kind] = int(count)
+    sent_query = (
+        select(Delivery.edition_id, func.count())
+        .where(col(Delivery.edition_id).in_(list(counts)), col(Delivery.status) == DeliveryStatus.SENT)
+        .group_by(col(Delivery.edition_id))
+    )
+    sent = {int(edition_id): int(count) for edition_id, count in session.exec(sent_query)}
     rows = []
     for edition_id in sorted(counts, reverse=True):
         edition = session.get(Edition, edition_id)
@@ -314,7 +284,7 @@ def per_edition(session: Session) -> list[EditionFeedback]:
                 edition_id,
                 group.slug if group else "?",
                 edition.subject if edition else "",
-                outbox.counts(session, edition_id).get("sent", 0),
+                sent.get(edition_id, 0),
                 counts[edition_id].get("bounce", 0),
                 counts[edition_id].get("complaint", 0),
             )

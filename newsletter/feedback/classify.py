@@ -1,6 +1,7 @@
 """What a returned message is: a complaint, a hard or soft failure, or not a bounce.
 
-The hard/soft rule is explained in the package docstring (``newsletter.feedback``).
+Whether a failure is hard or soft is the bounce policy's rule (``policy.judge``), the
+same for a notice read here as for a refusal at send time.
 """
 
 import enum
@@ -16,22 +17,12 @@ from flufl.bounce import all_failures
 from newsletter.core import verp
 from newsletter.core.settings import Settings
 from newsletter.core.verp import VerpAddress
+from newsletter.feedback.policy import judge
 from newsletter.feedback.reading import parse
 
 COMPLAINT_TYPES = {"abuse", "fraud", "virus"}
 # An RFC 3463 status code, not a piece of an IP address or a version number.
 STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
-# RFC 3463 subject.detail codes that say the mailbox or its domain is gone.
-GONE = {
-    "1.1": "mailbox does not exist",
-    "1.2": "domain does not exist",
-    "1.3": "malformed address",
-    "1.6": "mailbox has moved",
-    "1.10": "domain accepts no mail",
-    "2.1": "mailbox disabled",
-    "4.4": "no route to the domain",
-}
-SOFT_REASONS = {"2.2": "mailbox full", "3.4": "message too big", "4.7": "delivery expired"}
 # Where a notice stops and the copy of the returned message starts.
 COPY_BREAK = re.compile(
     r"^\s*-*\s*(this is a copy of the message|below this line is a copy|original message)", re.I
@@ -129,16 +120,7 @@ def _failures(message: Message) -> tuple[Failure, ...]:
 
 
 def _failure(address: str, permanent: bool, status: str | None) -> Failure:
-    detail = status.split(".", 1)[1] if status else None
-    hard = permanent and detail in GONE
-    if hard:
-        reason = GONE[detail or ""]
-    elif not permanent:
-        reason = "delayed, still trying"
-    elif detail in SOFT_REASONS:
-        reason = SOFT_REASONS[detail or ""]
-    else:
-        reason = f"failed with status {status}" if status else "failed, no status given"
+    hard, reason = judge(permanent, status)
     return Failure(address, permanent, status, hard, reason)
 
 

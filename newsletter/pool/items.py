@@ -15,9 +15,20 @@ from urllib.parse import urlsplit
 from sqlmodel import Session, col, select
 from w3lib.url import canonicalize_url, url_query_cleaner
 
-from newsletter.core import audit
-from newsletter.core.errors import InputError, NotFoundError
-from newsletter.core.models import Group, Item, ItemKind, ItemStatus, ItemTarget, ItemTranslation, utcnow
+from newsletter.core import audit, states
+from newsletter.core.errors import InputError, NotFoundError, TransitionError
+from newsletter.core.models import (
+    Edition,
+    EditionItem,
+    EditionStatus,
+    Group,
+    Item,
+    ItemKind,
+    ItemStatus,
+    ItemTarget,
+    ItemTranslation,
+    utcnow,
+)
 from newsletter.core.settings import Settings
 from newsletter.pool.richtext import markdown_to_html
 
@@ -217,12 +228,35 @@ def translations(session: Session, item: Item) -> list[ItemTranslation]:
     return list(session.exec(query.order_by(col(ItemTranslation.language))))
 
 
+# Editions that will still be sent: an item they carry goes out with them whatever its status.
+UNSENT = (EditionStatus.DRAFT, EditionStatus.APPROVED, EditionStatus.SENDING, EditionStatus.PAUSED)
+
+
 def set_status(session: Session, item_ids: Iterable[int], status: ItemStatus, *, actor: str) -> list[Item]:
-    """Approve or reject items; every id must exist, or nothing changes."""
+    """Approve or reject items; every id must exist and every move be legal, or nothing changes.
+
+    An approved item that an unsent edition carries stays approved: that edition would
+    send it anyway, so rejecting it there would be a change that does not happen.
+    """
     items = [get_item(session, item_id) for item_id in item_ids]
     for item in items:
-        if item.status != status:
-            item.status = status
+        if not states.allowed(item.status, status):
+            states.move(item, status)  # raises TransitionError, changing nothing
+        if item.status == ItemStatus.APPROVED and status != ItemStatus.APPROVED:
+            carrier = session.exec(
+                select(Edition)
+                .join(EditionItem, col(EditionItem.edition_id) == Edition.id)
+                .where(col(EditionItem.item_id) == item.id, col(Edition.status).in_(UNSENT))
+                .order_by(col(Edition.id))
+            ).first()
+            if carrier is not None:
+                raise TransitionError(
+                    f"item #{item.id} is approved and edition #{carrier.id} ({carrier.status}) carries it; "
+                    f"it cannot become {status} unless that edition is cancelled first "
+                    f"(newsletter editions cancel {carrier.id}); nothing was changed"
+                )
+    for item in items:
+        if states.move(item, status):
             item.updated_at = utcnow()
             session.add(item)
             audit.record(session, f"item-{status}", actor=actor, source="cli", item_id=item.id)
