@@ -223,21 +223,25 @@ def test_unusable_keys_are_config_errors(site_dir: Path) -> None:
 
 def test_check_reports_an_unusable_key_with_its_line(site_dir: Path, key: rsa.RSAPrivateKey) -> None:
     """`newsletter check` finds a DKIM key that would stop a send, before the send."""
+    from newsletter.core.settings import Problem, resolve
     from newsletter.operations.check import check_site
+
+    def problems() -> list[Problem]:
+        return check_site(resolve(site_dir, env={})).problems
 
     site_with_dkim(site_dir, "dkim/news.pem")
     config = site_dir / "newsletter.toml"
     line = next(n for n, text in enumerate(config.read_text().splitlines(), 1) if text.startswith("key_file"))
 
-    (problem,) = check_site(site_dir)[0]
+    (problem,) = problems()
     assert (problem.file, problem.line, problem.key) == (config, line, "dkim.key_file")
     assert problem.message.startswith("cannot read ")
     (site_dir / "dkim").mkdir()
     (site_dir / "dkim" / "news.pem").write_bytes(WEAK_KEY)
-    (problem,) = check_site(site_dir)[0]
+    (problem,) = problems()
     assert problem.message.endswith("the DKIM key has 512 bits; receivers want at least 1024")
     (site_dir / "dkim" / "news.pem").write_bytes(pem(key))
-    assert check_site(site_dir)[0] == []
+    assert problems() == []
 
 
 def test_sent_editions_are_signed_when_the_site_says_so(

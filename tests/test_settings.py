@@ -181,7 +181,8 @@ def test_settings_are_frozen(site: Path) -> None:
     ("section", "key", "value", "variable"),
     [
         ("[delivery]", "smtp_url", "smtp://news:hunter2@smtp.example.org:587", "NEWSLETTER_SMTP_URL"),
-        ("[delivery]", "password", "hunter2", "NEWSLETTER_SMTP_URL"),
+        ("[delivery]", "password", "hunter2", "NEWSLETTER_SMTP_PASSWORD"),
+        ("[delivery]", "smtp_password", "hunter2", "password_file"),
         ("[site]", "secret_key", "hunter2-signing-key", "NEWSLETTER_SECRET_KEY"),
         ("[groups.uk]", "secret_key", "hunter2-signing-key", "NEWSLETTER_SECRET_KEY"),
     ],

@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from newsletter.cli.context import AppContext
 from newsletter.cli.output import emit_json, table
+from newsletter.core.credentials import signing_notice
 from newsletter.core.errors import InputError
 from newsletter.core.i18n import available_languages, base_language, reader_language
 from newsletter.core.models import EditionStatus
@@ -233,6 +234,8 @@ def send(app: AppContext, /, edition_id: int, dry_run: bool, allow_large: bool, 
         )
     finally:
         bar.stop()
+    if not dry_run and (notice := signing_notice(app.settings)):
+        click.echo(notice, err=True)
     if as_json:
         emit_json(result)
         return
@@ -295,6 +298,8 @@ def send_test(app: AppContext, /, edition_id: int, to: str, language: str | None
         language=language,
     )
     click.echo(f"test copy of edition #{edition_id} sent to {to.strip()} ({message_id})")
+    if notice := signing_notice(app.settings):
+        click.echo(notice, err=True)
 
 
 def _known(language: str | None) -> str | None:

@@ -1,18 +1,26 @@
-"""``newsletter check``: find every problem in a site folder, each with file and line."""
+"""``newsletter check``: find every problem in a site folder, each with file and line.
 
-import os
+It checks the settings as every other command resolves them (``newsletter.toml``,
+then ``NEWSLETTER_*`` variables, then flags such as ``--database-url``), so a bad
+value from the environment or the command line is listed too, and the SMTP relay
+is checked (its password file, its mode) when the site sends over SMTP or declares
+an ``[smtp]`` table. It opens no database.
+"""
+
 import re
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from jinja2 import Environment, TemplateSyntaxError
 
 from newsletter.audience.csvfile import read_subscriber_csv
-from newsletter.core.errors import ConfigError, ImportFileError, NewsletterError
+from newsletter.core.errors import ConfigError, ImportFileError
 from newsletter.core.i18n import base_language
 from newsletter.core.models import ItemKind
-from newsletter.core.settings import CONFIG_FILE, Problem, SiteConfig, load_settings, locate, read_config
+from newsletter.core.settings import CONFIG_FILE, Problem, Resolution, Settings, SiteConfig, locate
 from newsletter.delivery.dkim import read_signer
+from newsletter.delivery.transports.relayconfig import smtp_problems
 from newsletter.editions.build import DEFAULT_SUBJECT
 from newsletter.editions.render import MJML_TAGS, EditionContent, PoolItem, Renderer, RenderError
 from newsletter.scheduling.schedules import SCHEDULES_DIR, Schedule, load_schedules
@@ -103,16 +111,13 @@ def _sample_items(language: str) -> list[PoolItem]:
     ]
 
 
-def _trial_renders(site_dir: Path, config_text: str, schedules: list[Schedule]) -> list[Problem]:
+def _trial_renders(settings: Settings, config_text: str, schedules: list[Schedule]) -> list[Problem]:
     """Render a sample edition for each group (and each schedule's template and subject).
 
     Parsing finds syntax errors only; a misspelt variable (``item.titel``) or a filter
     that fails shows only when a template is rendered, and would stop every build.
     """
-    try:
-        settings = load_settings(site_dir, env=dict(os.environ))
-    except NewsletterError:
-        return []  # the settings' own problems are reported already
+    site_dir = settings.site_dir
     renderer = Renderer(settings)
     # What to render -> who asks for it, and where its subject line is written.
     wanted: dict[tuple[str, str, str], tuple[str, Path, int | None]] = {}
@@ -150,9 +155,33 @@ def _trial_renders(site_dir: Path, config_text: str, schedules: list[Schedule]) 
     ]
 
 
-def check_site(site_dir: Path) -> tuple[list[Problem], dict[str, int]]:
-    """Every problem in the site, and a count of what was checked."""
-    config, problems = read_config(site_dir)
+@dataclass(frozen=True)
+class CheckReport:
+    """What ``check`` found: every problem, and how many of each thing it looked at."""
+
+    problems: list[Problem]
+    checked: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "checked": self.checked,
+            "problems": [
+                {"file": str(p.file), "line": p.line, "key": p.key, "message": p.message}
+                for p in self.problems
+            ],
+        }
+
+
+def check_site(resolution: Resolution) -> CheckReport:
+    """Every problem in the site whose settings ``resolution`` holds."""
+    site_dir = resolution.site_dir
+    config = resolution.file.config
+    problems = list(resolution.problems)
     counts = {"groups": 0, "schedules": 0, "templates": 0}
     templates = template_files(site_dir)
     environment = Environment(autoescape=True)
@@ -162,16 +191,32 @@ def check_site(site_dir: Path) -> tuple[list[Problem], dict[str, int]]:
     if config is not None:
         counts["groups"] = len(config.groups)
         # newsletter.toml, read once for the lines of what is wrong in it.
-        text = (site_dir / CONFIG_FILE).read_text(encoding="utf-8")
+        text = resolution.file.text
         problems.extend(_group_files(site_dir, config, text))
         problems.extend(_dkim_key(site_dir, config, text))
         schedules, schedule_problems = load_schedules(site_dir, config.groups)
         problems.extend(schedule_problems)
         problems.extend(_schedule_files(site_dir, schedules, environment))
         counts["schedules"] = len(schedules)
-        if not problems:
-            problems.extend(_trial_renders(site_dir, text, schedules))
-    return problems, counts
+        settings = resolution.settings
+        if settings is not None:
+            problems.extend(_relay(settings))
+        if settings is not None and not problems:
+            problems.extend(_trial_renders(settings, text, schedules))
+    return CheckReport(problems, counts)
+
+
+def _relay(settings: Settings) -> list[Problem]:
+    """A site that sends over SMTP must be able to: relay, password, signing key.
+
+    A declared ``[smtp]`` table is checked (its password file, its mode) whatever the
+    transport, so switching from the outbox to SMTP holds no surprise.
+    """
+    if settings.transport == "smtp":
+        return smtp_problems(settings)
+    if settings.smtp is not None and settings.smtp_url is None:
+        return [p for p in smtp_problems(settings) if p.key.startswith("smtp.")]
+    return []
 
 
 def _schedule_files(site_dir: Path, schedules: list[Schedule], environment: Environment) -> list[Problem]:

@@ -10,7 +10,6 @@ once per edition (a folder writes its HTML previews there), ``send`` per message
 from collections.abc import Mapping
 from typing import Protocol
 
-from newsletter.core.errors import ConfigError
 from newsletter.core.settings import Settings
 from newsletter.delivery.message import OutgoingMessage
 
@@ -31,38 +30,10 @@ class Transport(Protocol):
 def open_transport(settings: Settings) -> Transport:
     """The transport the settings ask for."""
     if settings.transport == "smtp":
-        from newsletter.delivery.transports.smtp import SmtpTransport
+        # NEWSLETTER_SMTP_URL, else [smtp] with its password; then any [[relays]].
+        from newsletter.delivery.transports.relayconfig import relay_pool
 
-        if settings.smtp_url is None:
-            raise ConfigError(
-                "transport is smtp but NEWSLETTER_SMTP_URL is not set "
-                "(e.g. smtp+starttls://user:password@relay.example.org:587)"
-            )
-        if settings.secret_key is None:
-            raise ConfigError(
-                "set NEWSLETTER_SECRET_KEY before sending over SMTP: it signs the "
-                "unsubscribe links (a long random string; keep it stable)"
-            )
-        from newsletter.delivery.transports.relays import Relay, RelayPool, TokenBucket
-
-        delivery = settings.delivery
-        relays = [
-            Relay(
-                "default",
-                settings.smtp_url.get_secret_value(),
-                delivery.connections,
-                TokenBucket(delivery.rate),
-            )
-        ]
-        for extra in settings.relays:
-            url = settings.relay_urls.get(extra.name)
-            if url is None:
-                raise ConfigError(f"relay {extra.name!r}: set {extra.url_env} to its SMTP URL")
-            SmtpTransport.check(url.get_secret_value())
-            relays.append(
-                Relay(extra.name, url.get_secret_value(), extra.connections, TokenBucket(extra.rate))
-            )
-        return RelayPool(relays, domain_rate=delivery.domain_rate)
+        return relay_pool(settings)
     if settings.transport == "memory":
         from newsletter.delivery.transports.memory import MemoryTransport
 

@@ -1,6 +1,6 @@
 """Sending through an SMTP relay, reusing one connection for many messages.
 
-URL forms (from ``NEWSLETTER_SMTP_URL``): ``smtp://host:25`` (plain),
+URL forms (from ``NEWSLETTER_SMTP_URL``, or built from ``[smtp]``): ``smtp://host:25`` (plain),
 ``smtp+starttls://user:password@host:587`` and ``smtps://user:password@host:465``.
 Add ``?verify=false`` for a relay with a self-signed certificate (testing only).
 Replies are sorted the way RFC 5321 means them: 4xx and dropped connections are
@@ -65,7 +65,8 @@ class SmtpUrl:
     def untrusted(self, exc: ssl.SSLCertVerificationError) -> ConfigError:
         return ConfigError(
             f"the certificate of the SMTP relay {self.host}:{self.port} cannot be verified "
-            f"({exc.verify_message}); fix it, or add ?verify=false to NEWSLETTER_SMTP_URL for testing"
+            f"({exc.verify_message}); fix it, or for a test relay set [smtp] verify_certificate = false "
+            "(or add ?verify=false to NEWSLETTER_SMTP_URL)"
         )
 
     def login_refused(self, code: int, reply: bytes | str) -> ConfigError:

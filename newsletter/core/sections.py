@@ -1,0 +1,277 @@
+"""What ``newsletter.toml`` may say: one pydantic model per table, validated on load.
+
+Each model forbids unknown keys, so a misspelt setting is an error with its file and
+line (``configfile.py`` locates it) instead of a silent default. The models hold
+no secret: passwords and keys come from the environment or from files outside the
+site folder (see ``settings.py`` and ``credentials.py``).
+"""
+
+import ipaddress
+import re
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from newsletter.core.language import normalize_language
+
+SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _language(value: str) -> str:
+    return normalize_language(value)
+
+
+class SiteSection(_Section):
+    name: str
+    base_url: str
+    sender: str
+    reply_to: str | None = None
+    postal_address: str
+    language: str = "en"
+
+    _lang = field_validator("language")(_language)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{value!r} is not an http(s) URL such as https://news.example.org")
+        return value.rstrip("/")
+
+    @field_validator("sender", "reply_to")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            validate_email(value, allow_display_name=True, check_deliverability=False)
+        except EmailNotValidError as exc:
+            raise ValueError(
+                f"{value!r} is not an address such as 'News <news@example.org>' ({exc})"
+            ) from None
+        return value
+
+    @field_validator("postal_address", "name")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+
+class DatabaseSection(_Section):
+    url: str = "sqlite:///newsletter.db"
+
+    @field_validator("url")
+    @classmethod
+    def _db_url(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError as exc:
+            raise ValueError(f"{value!r} is not a database URL") from exc
+        if url.get_backend_name() not in {"sqlite", "postgresql"}:
+            raise ValueError(
+                f"{url.get_backend_name()!r} is not supported; use sqlite:///FILE "
+                "or postgresql+psycopg://USER@HOST/DB"
+            )
+        return value
+
+
+class DeliverySection(_Section):
+    transport: Literal["outbox", "smtp", "memory"] = "outbox"
+    outbox_dir: str = "outbox"
+    # Envelope sender for bounces (VERP-extended per message); default: <sender>-bounces@domain.
+    bounce_address: str | None = None
+    # The default relay ([smtp] or NEWSLETTER_SMTP_URL): parallel connections, messages per
+    # second (0: no limit), and messages per second to any one recipient domain (0: no limit).
+    connections: int = Field(default=4, ge=1, le=64)
+    rate: float = Field(default=0.0, ge=0)
+    domain_rate: float = Field(default=0.0, ge=0)
+
+
+# The port each TLS mode uses unless [smtp] port says otherwise (RFC 8314, RFC 6409, RFC 5321).
+SMTP_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+_DNS_LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
+
+
+class SmtpSection(_Section):
+    """The relay ``transport = "smtp"`` sends through (``[smtp]``).
+
+    The password is never written here: ``password_file`` names a file outside the
+    site folder that only its owner may read, or ``NEWSLETTER_SMTP_PASSWORD`` holds
+    it. ``NEWSLETTER_SMTP_URL``, when set, replaces this whole table.
+    """
+
+    host: str
+    port: int | None = Field(default=None, ge=1, le=65535)
+    # starttls: plain connection upgraded with STARTTLS (port 587); tls: TLS from the
+    # first byte (port 465); none: no encryption, only for a relay on this machine.
+    tls: Literal["starttls", "tls", "none"] = "starttls"
+    user: str | None = None
+    password_file: str | None = None
+    timeout: float = Field(default=30.0, gt=0, le=600)
+    # false accepts a relay's self-signed certificate: for a test relay only.
+    verify_certificate: bool = True
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        host = value.strip().lower().rstrip(".")
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            if not re.fullmatch(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*", host):
+                raise ValueError(
+                    f"{value!r} is not a host name such as smtp.example.org (no scheme, no port)"
+                ) from None
+        return host
+
+    @field_validator("user", "password_file")
+    @classmethod
+    def _not_empty(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be empty (leave the key out instead)")
+        return value
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or SMTP_PORTS[self.tls]
+
+    @property
+    def local(self) -> bool:
+        """Whether the relay runs on this machine, where a connection without TLS is safe."""
+        return self.host in {"localhost", "127.0.0.1", "::1"}
+
+    @model_validator(mode="after")
+    def _no_password_in_clear(self) -> "SmtpSection":
+        if self.user and self.tls == "none" and not self.local:
+            raise ValueError(
+                f'tls = "none" would send the password for {self.user!r} unencrypted to '
+                f'{self.host}; use tls = "starttls" or "tls"'
+            )
+        return self
+
+
+class RelayConfig(_Section):
+    """One more SMTP relay (``[[relays]]``); its URL, with the password, comes from the environment."""
+
+    name: str
+    url_env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$")
+    connections: int = Field(default=4, ge=1, le=64)
+    rate: float = Field(default=0.0, ge=0)
+
+
+class BouncesSection(_Section):
+    """The bounce policy's scoring (``feedback/policy.py``), modelled on Mailman's.
+
+    It applies alike to a 5xx refusal at send time and to a failure notice read by
+    ``newsletter bounces process``.
+
+    Each day with a bounce adds its weight to the membership's score (one score per
+    day: the day's strongest bounce); the score starts again from zero after
+    ``window_days`` without a bounce; at ``threshold`` the membership ends as
+    ``bounced``. With ``hard_is_final`` a hard bounce (the mailbox or its domain does
+    not exist) ends every membership of the address at once.
+    """
+
+    threshold: float = Field(default=5.0, gt=0)
+    hard_weight: float = Field(default=1.0, ge=0)
+    soft_weight: float = Field(default=0.5, ge=0)
+    window_days: int = Field(default=45, ge=1)
+    hard_is_final: bool = True
+
+
+class DkimSection(_Section):
+    """DKIM signing of outgoing editions (``newsletter/dkim.py``); absent: not signed."""
+
+    selector: str
+    domain: str
+    # PEM private key (RSA, PKCS#1 or PKCS#8) the operator provides; relative to the site folder.
+    key_file: str
+
+    @field_validator("selector", "domain")
+    @classmethod
+    def _dns_name(cls, value: str) -> str:
+        value = value.strip().lower().rstrip(".")
+        label = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
+        if not re.fullmatch(rf"{label}(\.{label})*", value):
+            raise ValueError(f"{value!r} is not a DNS name such as example.org")
+        return value
+
+
+class GroupConfig(_Section):
+    name: str
+    description: str = ""
+    language: str = "en"
+    timezone: str = "UTC"
+    template: str = "digest"
+    # Jinja2 subject line for editions built by hand; schedules bring their own.
+    subject: str | None = None
+    brand_color: str = "#1f4e79"
+    logo_url: str | None = None
+    subscribers: str | None = None
+    topics: tuple[str, ...] = ()
+
+    _lang = field_validator("language")(_language)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"{value!r} is not a known time zone (expected an IANA name such as Europe/Berlin)"
+            ) from exc
+        return value
+
+    @field_validator("brand_color")
+    @classmethod
+    def _colour(cls, value: str) -> str:
+        if not re.fullmatch(r"#[0-9a-fA-F]{6}", value):
+            raise ValueError(f"{value!r} is not a colour such as #1f4e79")
+        return value.lower()
+
+
+class SourceConfig(_Section):
+    name: str
+    url: str
+    topic: str = ""
+    groups: tuple[str, ...] = ("*",)
+    approval: Literal["auto", "editor"] = "editor"
+    since_days: int | None = None
+    # Language the feed is written in, and how often `run-due` / the daemon fetch it.
+    language: str = "en"
+    interval_minutes: int = Field(default=60, ge=1)
+
+    _lang = field_validator("language")(_language)
+
+
+class SiteConfig(_Section):
+    site: SiteSection
+    database: DatabaseSection = DatabaseSection()
+    delivery: DeliverySection = DeliverySection()
+    groups: dict[str, GroupConfig]
+    sources: tuple[SourceConfig, ...] = ()
+    bounces: BouncesSection = BouncesSection()
+    dkim: DkimSection | None = None
+    smtp: SmtpSection | None = None
+    relays: tuple[RelayConfig, ...] = ()
+
+    @field_validator("groups")
+    @classmethod
+    def _slugs(cls, value: dict[str, GroupConfig]) -> dict[str, GroupConfig]:
+        if not value:
+            raise ValueError("declare at least one group, e.g. [groups.main]")
+        for slug in value:
+            if not SLUG.match(slug):
+                raise ValueError(f"group name {slug!r} must be lower-case letters, digits, - or _")
+        return value
