@@ -18,13 +18,15 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The example site, end to end: check it, load each group's subscribers, queue and
-# approve the sample items, then two scheduler ticks at fixed moments (Monday
-# 30 November and Tuesday 1 December 2026) collect the sample feeds, build each group's
-# edition on its schedule and deliver the approved ones to the outbox/ folder.
+# The example site, end to end: check it, create or migrate its database, load each
+# group's subscribers, queue and approve the sample items, then two scheduler ticks at
+# fixed moments (Monday 30 November and Tuesday 1 December 2026) collect the sample
+# feeds, build each group's edition on its schedule and deliver the approved ones to
+# the outbox/ folder.
 # Run it again: nothing is imported, built or sent twice.
 demo: install
 	$(NEWSLETTER) check
+	$(NEWSLETTER) migrate
 	@for group in $(GROUPS); do \
 		echo "== subscribers import $$group subscribers/$$group.csv"; \
 		$(NEWSLETTER) subscribers import $$group subscribers/$$group.csv || exit 1; \

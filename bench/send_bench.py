@@ -226,6 +226,7 @@ def run_bench(args: argparse.Namespace, folder: Path, db_url: str) -> None:
     }
     settings = load_settings(site_dir, env=env)
     cli = [sys.executable, "-m", "newsletter", "--site", str(site_dir), "--database-url", db_url]
+    subprocess.run([*cli, "migrate"], check=True, env=env, capture_output=True, cwd=REPO)
     subprocess.run([*cli, "status"], check=True, env=env, capture_output=True, cwd=REPO)
     item = site_dir / "samples" / "items" / "2026-11-wipo-user-survey.md"
     subprocess.run(

@@ -3,6 +3,11 @@
 Set NEWSLETTER_TEST_POSTGRES_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)
 to run every test that takes ``db_url`` on PostgreSQL as well; each such test gets a
 schema of its own, dropped afterwards.
+
+Opening a site never migrates, so the tests migrate explicitly, as an operator runs
+``newsletter migrate``: ``db_url`` is a database brought to the newest revision,
+``empty_db_url`` one without a schema, and :class:`Cli` migrates the database it is
+given (``migrate=False`` leaves it alone).
 """
 
 import json
@@ -22,6 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlmodel import Session, col, select
 
 from newsletter.cli import main
+from newsletter.core.db import make_engine, migrate
 from newsletter.core.models import Event, Group
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,8 +44,8 @@ def _backends() -> list[object]:
 
 
 @pytest.fixture(params=_backends())
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database: a SQLite file, or a PostgreSQL schema of its own."""
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database without a schema: a SQLite file (not made yet), or a PostgreSQL schema of its own."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'test.db'}"
         return
@@ -57,6 +63,22 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         admin.dispose()
 
 
+def migrated(url: str) -> str:
+    """The database at ``url`` brought to the newest revision, as `newsletter migrate` does."""
+    engine = make_engine(url)
+    try:
+        migrate(engine)
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture
+def db_url(empty_db_url: str) -> str:
+    """A fresh database at the newest revision, on SQLite and on PostgreSQL."""
+    return migrated(empty_db_url)
+
+
 @pytest.fixture
 def site_dir(tmp_path: Path) -> Path:
     """A copy of the repository's example site in a temp dir."""
@@ -72,12 +94,17 @@ def site_dir(tmp_path: Path) -> Path:
 
 
 class Cli:
-    """Runs `newsletter` in-process against one site and one database."""
+    """Runs `newsletter` in-process against one site and one database.
 
-    def __init__(self, site: Path, db_url: str) -> None:
+    Made, it runs `newsletter migrate` on that database first, unless ``migrate`` is False.
+    """
+
+    def __init__(self, site: Path, db_url: str, *, migrate: bool = True) -> None:
         self.site = site
         self.db_url = db_url
         self.runner = CliRunner()
+        if migrate:
+            self("migrate")
 
     def __call__(self, *args: str, ok: bool = True, input: str | None = None) -> Result:
         result = self.runner.invoke(
@@ -119,7 +146,8 @@ class Cli:
 
 @pytest.fixture
 def cli(site_dir: Path, db_url: str) -> Cli:
-    return Cli(site_dir, db_url)
+    """The CLI on a copy of the example site and a migrated database."""
+    return Cli(site_dir, db_url, migrate=False)
 
 
 # Debian's Chromium, driven by Playwright (never Playwright's own browser download).

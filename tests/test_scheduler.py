@@ -38,7 +38,7 @@ from newsletter.scheduling.daemon import Daemon
 from newsletter.scheduling.leader import leadership
 from newsletter.scheduling.scheduler import TickReport, latest_slot, run_due, zone_of
 from newsletter.scheduling.schedules import load_schedules
-from tests.conftest import POSTGRES_URL, REPO, Cli
+from tests.conftest import POSTGRES_URL, REPO, Cli, migrated
 from tests.feed_server import FeedServer, feed_server, rss, use_sources
 
 WEEKLY = """
@@ -673,7 +673,7 @@ class DaemonProcess:
 
 def test_daemon_runs_logs_its_jobs_and_stops_on_sigterm(site_dir: Path, tmp_path: Path) -> None:
     """The daemon process ticks, logs each job's next run, and on SIGTERM finishes its work and exits 0."""
-    daemon = DaemonProcess(site_dir, f"sqlite:///{tmp_path / 'daemon.db'}", tmp_path / "daemon.log")
+    daemon = DaemonProcess(site_dir, migrated(f"sqlite:///{tmp_path / 'daemon.db'}"), tmp_path / "daemon.log")
     try:
         assert wait_for(lambda: "job weekly:uk: next run" in daemon.text()), daemon.text()
         log = daemon.text()
@@ -693,8 +693,6 @@ def test_daemon_runs_logs_its_jobs_and_stops_on_sigterm(site_dir: Path, tmp_path
 
 def test_second_daemon_stands_by(site_dir: Path, db_url: str, tmp_path: Path) -> None:
     """Two daemons on one database (SQLite file lock, PostgreSQL advisory lock): one leads, one stands by."""
-    # Migrate first: two processes creating the same tables at once is a race of its own.
-    open_site(site_dir, db_url).close()
     daemons = [DaemonProcess(site_dir, db_url, tmp_path / f"daemon-{n}.log") for n in (1, 2)]
     try:
 

@@ -1,4 +1,7 @@
-"""The site folder and its database: init, check, status, migrations, SQLite pragmas, UTC timestamps."""
+"""The site folder and its database: init, check, status, SQLite pragmas, UTC timestamps.
+
+Migrations have tests of their own (test_migrations.py).
+"""
 
 import json
 import sqlite3
@@ -8,16 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from click.testing import CliRunner, Result
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError, StatementError
-from sqlmodel import Session, SQLModel, select
+from sqlmodel import Session, select
 
 from newsletter.cli import main
-from newsletter.core.db import alembic_config, make_engine, migrate
+from newsletter.core.db import make_engine, migrate
 from newsletter.core.models import Event, Group, Item, ItemTarget
 from newsletter.core.settings import load_settings
 
@@ -55,6 +55,9 @@ def test_init_makes_a_working_site(tmp_path: Path, db_url: str) -> None:
     site = tmp_path / "news"
     out = run("init", str(site), "--name", "CEPIUG News").stdout
     assert f"created site 'CEPIUG News' in {site}" in out
+    # init creates the new site's own database (a SQLite file in the folder) at the newest revision.
+    assert f"database sqlite:///{site.resolve()}/newsletter.db: created the schema at revision" in out
+    assert json.loads(run("--site", str(site), "status", "--json").stdout)["groups"][0]["slug"] == "main"
     for part in ("newsletter.toml", ".gitignore", "templates", "schedules", "subscribers/main.csv"):
         assert (site / part).exists(), part
     assert 'name = "CEPIUG News"' in (site / "newsletter.toml").read_text()
@@ -376,78 +379,11 @@ def test_folder_without_site_suggests_init(tmp_path: Path, args: list[str], exis
 # --- the database ------------------------------------------------------------------------
 
 
-def test_schema_comes_from_migrations(engine: Engine) -> None:
-    """The database is at the newest alembic revision and matches the models exactly."""
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None
-    with engine.connect() as connection:
-        versions = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
-        assert versions == [head]
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
-        assert compare_metadata(context, SQLModel.metadata) == []
-    tables = set(inspect(engine).get_table_names())
-    assert set(SQLModel.metadata.tables) <= tables
-    assert "alembic_version" in tables
-
-
-def test_a_database_made_by_the_first_revision_is_upgraded_in_place(db_url: str) -> None:
-    """A database left at 0001 gets the delivery queue index when opened; its rows stay."""
-    from alembic import command
-
-    engine = make_engine(db_url)
-    try:
-        config = alembic_config()
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, "0001")
-        with engine.begin() as connection:
-            connection.execute(
-                text(
-                    'INSERT INTO "group" (slug, name, language, timezone, created_at) '
-                    "VALUES ('old', 'Old', 'en', 'UTC', '2026-01-01 00:00:00')"
-                )
-            )
-        before = {index["name"] for index in inspect(engine).get_indexes("delivery")}
-        assert "ix_delivery_queue" not in before
-        migrate(engine)
-        after = {index["name"] for index in inspect(engine).get_indexes("delivery")}
-        assert "ix_delivery_queue" in after
-        assert not after & {"ix_delivery_status", "ix_delivery_edition_id"}
-        with Session(engine) as session:
-            assert [g.slug for g in session.exec(select(Group))] == ["old"]
-    finally:
-        engine.dispose()
-
-
-def test_migrating_again_changes_nothing(engine: Engine) -> None:
-    """Opening an up-to-date database again keeps its data and its single revision row."""
-    with Session(engine) as session:
-        session.add(Group(slug="keep", name="Keep", language="en", timezone="UTC"))
-        session.commit()
-    migrate(engine)
-    with engine.connect() as connection:
-        assert connection.execute(text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
-    with Session(engine) as session:
-        assert [g.slug for g in session.exec(select(Group))] == ["keep"]
-
-
-def test_cli_creates_the_schema_through_migrations(cli: Any, db_url: str) -> None:
-    """The first command on an empty database creates the schema by migrating, and syncs the groups."""
-    cli("status")
-    engine = make_engine(db_url)
-    try:
-        with engine.connect() as connection:
-            assert connection.execute(text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
-        with Session(engine) as session:
-            assert sorted(g.slug for g in session.exec(select(Group))) == ["cepiug", "dach", "fr", "uk"]
-    finally:
-        engine.dispose()
-
-
 def test_sqlite_wal_and_foreign_keys(tmp_path: Path, site_dir: Path) -> None:
     """A SQLite site database is in WAL mode, and the engine enforces foreign keys."""
     path = tmp_path / "wal.db"
     url = f"sqlite:///{path}"
+    run("--site", str(site_dir), "--database-url", url, "migrate")
     run("--site", str(site_dir), "--database-url", url, "status")
     raw = sqlite3.connect(path)
     try:

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import Result
-from newsletter.newsite import settings_text
 
 from newsletter.core.errors import ConfigError
 from newsletter.core.sections import SmtpSection
 from newsletter.core.settings import load_settings
 from newsletter.delivery.transports.relayconfig import section_url
 from newsletter.delivery.transports.smtp import SmtpUrl
+from newsletter.operations.newsite import settings_text
 from tests.conftest import REPO, Cli
 from tests.smtp_server import free_port, running_server
 

@@ -39,7 +39,7 @@ from newsletter.editions.render import Renderer
 from newsletter.web import create_app
 from newsletter.web.forms import MAX_BODY
 from newsletter.web.security import CSRF_COOKIE, SECURITY_HEADERS, RateLimits
-from tests.conftest import Cli
+from tests.conftest import Cli, migrated
 
 KEY = "web-test-signing-key-0123456789abcdef"
 ACTIVE, PENDING, UNSUBSCRIBED = (
@@ -99,7 +99,8 @@ def web(make_web: Callable[..., Web]) -> Web:
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'pages.db'}"
+    """A migrated SQLite database."""
+    return migrated(f"sqlite:///{tmp_path / 'pages.db'}")
 
 
 @pytest.fixture

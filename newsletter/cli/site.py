@@ -1,19 +1,15 @@
-"""Site-level commands: init, check, status."""
+"""Site-level commands: init, migrate, check, status.
 
-import email.utils
-import json
-import re
-import shutil
-from importlib import resources
+Each command imports the library it calls when it runs, so ``init`` or ``check``
+does not load what ``status`` needs (``newsletter --help`` loads none of them).
+"""
+
 from pathlib import Path
 
 import click
 
 from newsletter.cli.context import AppContext
 from newsletter.cli.output import emit_json, table
-from newsletter.core.errors import InputError
-from newsletter.operations.check import check_site
-from newsletter.operations.status import site_status
 
 pass_app = click.make_pass_decorator(AppContext)
 
@@ -21,90 +17,80 @@ pass_app = click.make_pass_decorator(AppContext)
 @click.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--name", default="My Newsletter", show_default=True, help="The site's name.")
-def init(directory: Path, name: str) -> None:
-    """Create a new site folder in DIRECTORY, ready to run.
+@pass_app
+def init(app: AppContext, /, directory: Path, name: str) -> None:
+    """Create a new site folder in DIRECTORY, with its database, ready to run.
+
+    The database is the one the new newsletter.toml names (a SQLite file in the
+    folder), unless --database-url or NEWSLETTER_DATABASE_URL say otherwise.
 
     \b
     Example:
       newsletter init ~/cepiug-news --name "CEPIUG News"
       cd ~/cepiug-news && newsletter check
     """
-    if (directory / "newsletter.toml").exists():
-        raise InputError(f"{directory} already holds a site (newsletter.toml); nothing was changed")
-    skeleton = resources.files("newsletter") / "skeleton"
-    directory.mkdir(parents=True, exist_ok=True)
-    with resources.as_file(skeleton) as source:
-        for path in sorted(Path(source).rglob("*")):
-            relative = path.relative_to(source)
-            target = directory / (".gitignore" if relative.name == "gitignore" else relative)
-            if path.is_dir():
-                target.mkdir(exist_ok=True)
-            elif path.name == "newsletter.toml":
-                target.write_text(_settings_text(path.read_text(encoding="utf-8"), name), encoding="utf-8")
-            elif not target.exists():
-                shutil.copyfile(path, target)
-    click.echo(f"created site {name!r} in {directory}")
+    from newsletter.operations.newsite import init_site
+
+    created = init_site(directory, name, env=app.env, overrides=app.overrides)
+    click.echo(f"created site {created.settings.site.name!r} in {directory}")
+    click.echo(str(created.migration))
     click.echo(f"next: cd {directory} && newsletter check")
 
 
-# A display name made of these characters needs no quotes in an address (RFC 5322 atoms).
-_ATOMS = re.compile(r"[A-Za-z0-9 !#$%&'*+/=?^_`{|}~-]+")
+@click.command()
+@pass_app
+def migrate(app: AppContext, /) -> None:
+    """Bring the database's schema to the revision this version of newsletter needs.
 
+    Run it after installing a new version, before starting workers, the daemon or
+    the web pages again (they refuse a database that is behind). Back the database
+    up first. Two migrate commands started together are safe: one waits for the
+    other, then finds nothing left to do.
 
-def _settings_text(skeleton: str, name: str) -> str:
-    """The skeleton's newsletter.toml with the site's name written in as valid TOML.
-
-    Any name works: "Patentinformation Österreich", "News, Weekly" or "R&D \\ IP"
-    become a quoted display name in the sender, and every value is escaped for TOML.
+    \b
+    Example:
+      newsletter migrate
+      newsletter --database-url postgresql+psycopg://news@db.example.org/news migrate
     """
-    name = " ".join(name.split()) or "My Newsletter"
-    display = name if _ATOMS.fullmatch(name) else f'"{email.utils.quote(name)}"'
-    # A JSON string is also a valid TOML basic string.
-    sender = json.dumps(f"{display} <news@example.org>", ensure_ascii=False)
-    text = skeleton.replace('"{name} <news@example.org>"', sender)
-    return text.replace('"{name}"', json.dumps(name, ensure_ascii=False))
+    from newsletter.core.site import migrate_site
+
+    click.echo(str(migrate_site(app.settings)))
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the problems as JSON.")
-@click.pass_context
-def check(ctx: click.Context, as_json: bool) -> None:
-    """Validate the site: settings, schedules, templates and subscriber files.
+@pass_app
+def check(app: AppContext, /, as_json: bool) -> None:
+    """Validate the site: settings, schedules, templates, subscriber files and the SMTP relay.
 
     Every problem is printed as FILE:LINE: KEY: MESSAGE; the exit status is 1 if
-    there is any.
+    there is any. The settings are checked as the other commands resolve them:
+    newsletter.toml, then NEWSLETTER_* variables, then --database-url and
+    --transport. No database is opened.
 
     \b
     Example:
       newsletter check
-      newsletter --site /srv/newsletter check --json
+      newsletter --transport smtp check --json
     """
-    app = ctx.find_object(AppContext)
-    site_dir = (app.site_dir if app and app.site_dir else Path(".")).resolve()
-    problems, counts = check_site(site_dir)
+    from newsletter.operations.check import check_site
+
+    report = check_site(app.resolution)
     if as_json:
-        emit_json(
-            {
-                "ok": not problems,
-                "checked": counts,
-                "problems": [
-                    {"file": str(p.file), "line": p.line, "key": p.key, "message": p.message}
-                    for p in problems
-                ],
-            }
-        )
+        emit_json(report.as_json())
     else:
-        for problem in problems:
+        for problem in report.problems:
             click.echo(str(problem), err=True)
-        if not problems:
+        if report.ok:
+            counts = report.checked
             click.echo(
                 f"site OK: {counts['groups']} groups, {counts['schedules']} schedules, "
                 f"{counts['templates']} templates"
             )
-    if problems:
+    if not report.ok:
         if not as_json:
-            click.echo(f"{len(problems)} problem(s) found", err=True)
-        ctx.exit(1)
+            click.echo(f"{len(report.problems)} problem(s) found", err=True)
+        raise click.exceptions.Exit(1)
 
 
 @click.command()
@@ -118,6 +104,8 @@ def status(app: AppContext, as_json: bool) -> None:
       newsletter status
       newsletter status --json
     """
+    from newsletter.operations.status import site_status
+
     with app.site.transaction() as session:
         report = site_status(session, app.settings)
     if as_json:

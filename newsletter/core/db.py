@@ -1,18 +1,30 @@
-"""The database: engine, sessions, SQLite pragmas and migrations.
+"""The database: engine, sessions, SQLite pragmas, and explicit, locked migrations.
 
 SQLite (in WAL mode) is the embedded default; PostgreSQL is used when the URL says
-``postgresql+psycopg://``. The schema is always brought to the latest alembic
-revision when the database is opened, so a new site needs no setup step.
+``postgresql+psycopg://``. The schema changes only when asked: ``newsletter migrate``
+(and ``newsletter init``) call :func:`migrate`, which applies the alembic revisions
+under a lock, so two processes started together never race. Opening a site only
+reads the revision (:func:`require_current`) and refuses, in one line, a database
+that is behind the code (run ``newsletter migrate``) or ahead of it.
 """
 
+import functools
+import os
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from filelock import FileLock
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session
 
@@ -43,7 +55,7 @@ def make_engine(url: str) -> Engine:
         raise DatabaseError(f"cannot use database {_safe(url)}: {exc}") from exc
 
 
-def _safe(url: str) -> str:
+def _safe(url: str | URL) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
@@ -55,19 +67,223 @@ def alembic_config() -> Config:
     return config
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision (a no-op when it is already there)."""
-    config = alembic_config()
+@functools.cache
+def _scripts() -> ScriptDirectory:
+    """The revisions this code knows, read once per process."""
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def code_heads() -> tuple[str, ...]:
+    """The newest revision(s) of the migrations shipped with this code."""
+    return tuple(sorted(_scripts().get_heads()))
+
+
+def current_revisions(connection: Connection) -> tuple[str, ...]:
+    """The revision(s) the database is at; empty for a database without a schema."""
+    return tuple(sorted(MigrationContext.configure(connection).get_current_heads()))
+
+
+@dataclass(frozen=True)
+class Migration:
+    """What :func:`migrate` did: the revisions before and after."""
+
+    database: str
+    before: tuple[str, ...]
+    after: tuple[str, ...]
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+    def __str__(self) -> str:
+        after = ", ".join(self.after) or "none"
+        if not self.changed:
+            return f"database {self.database} is up to date (revision {after}); nothing to do"
+        if not self.before:
+            return f"database {self.database}: created the schema at revision {after}"
+        return f"database {self.database}: migrated from revision {', '.join(self.before)} to {after}"
+
+
+def migrate(engine: Engine, *, config: Config | None = None) -> Migration:
+    """Bring the schema to the newest revision under the migration lock (a no-op when it is there).
+
+    The whole migration is one transaction: a revision that fails leaves the schema
+    as it was. ``config`` names other migrations than the shipped ones (for tests).
+    """
+    config = config or alembic_config()
+    database = _safe(engine.url)
     try:
-        if engine.url.get_backend_name() == "sqlite" and engine.url.database:
-            Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
-        with engine.begin() as connection:
+        with migration_lock(engine) as connection:
+            before = current_revisions(connection)
+            if any(_unknown(revision) for revision in before):
+                raise DatabaseError(_ahead(database, before))
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            command.upgrade(config, "heads")
+            after = current_revisions(connection)
+            if connection.dialect.name == "sqlite":
+                _foreign_key_check(connection)
+    except CommandError as exc:
+        raise DatabaseError(f"cannot migrate database {database}: {exc}") from exc
+    except SQLAlchemyError as exc:
+        message = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise DatabaseError(f"cannot migrate database {database}: {message}; nothing was changed") from exc
+    return Migration(database, before, after)
+
+
+def advisory_key(connection: Connection, name: str) -> int:
+    """A key for pg_advisory_lock, unique to this lock name, database and schema.
+
+    Two sites sharing one PostgreSQL server (or one database in two schemas) each get
+    locks of their own: the scheduler's leadership (``scheduling/leader.py``), the
+    migration lock here.
+    """
+    database, schema = connection.execute(text("SELECT current_database(), current_schema()")).one()
+    return zlib.crc32(f"newsletter-{name}:{database}:{schema}".encode())
+
+
+@contextmanager
+def migration_lock(engine: Engine) -> Iterator[Connection]:
+    """A connection, in a transaction, that alone may change the schema until the block ends.
+
+    PostgreSQL: ``pg_advisory_xact_lock``, keyed by database and schema, taken inside
+    the migration's own transaction. A second process waits there; when it gets the
+    lock the first has committed, so it finds the newest revision and does nothing.
+    PostgreSQL's DDL is transactional, so a failing revision leaves nothing behind.
+
+    SQLite: a file lock beside the database (``news.db`` -> ``news.migrate.lock``),
+    taken before the first connection, rather than BEGIN EXCLUSIVE alone. The race
+    starts before any transaction can: the first connection creates the file and
+    switches it to WAL. And BEGIN EXCLUSIVE waits only the busy timeout (30 s),
+    while a migration that rebuilds a big table can take longer; the file lock waits
+    for as long as the other process holds it, and is released when that process
+    ends, however it ends. Inside the lock the migration still runs in one
+    transaction, so it is applied whole or not at all (see ``_sqlite_for_migrating``).
+    """
+    if engine.url.get_backend_name() == "postgresql":
+        with engine.begin() as connection:
+            key = advisory_key(connection, "migrate")
+            connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+            yield connection
+        return
+    database = engine.url.database
+    if not database or database == ":memory:":
+        # Nothing else can open a database that lives in this process's memory.
+        with engine.begin() as connection:
+            yield connection
+        return
+    path = Path(database)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    migrating = _sqlite_for_migrating(engine.url)
+    try:
+        with _file_lock(lock_file(path)), migrating.begin() as connection:
+            yield connection
+    finally:
+        migrating.dispose()
+
+
+def lock_file(database: Path) -> Path:
+    """The file SQLite migrations lock: ``news.db`` -> ``news.migrate.lock``."""
+    return database.with_suffix(".migrate.lock")
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path``, waiting for as long as another process holds it.
+
+    On POSIX a blocking ``flock``: the kernel queues the waiters and wakes the next
+    one as soon as the holder lets go or dies (and ``/proc/locks`` shows who waits).
+    Elsewhere filelock, which takes the same lock by polling.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        with FileLock(str(path)):
+            yield
+        return
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        # Closing the descriptor releases the lock.
+        os.close(descriptor)
+
+
+def _sqlite_for_migrating(url: URL) -> Engine:
+    """An engine on the SQLite file whose transactions include the DDL.
+
+    pysqlite opens a transaction only before INSERT, UPDATE or DELETE, so each CREATE
+    or ALTER of a migration would commit on its own and a failure half-way would leave
+    half a schema. Here the driver's own transaction handling is off and the engine
+    sends BEGIN IMMEDIATE itself (the recipe in SQLAlchemy's pysqlite notes). Foreign
+    keys are off while migrating, as SQLite asks for table rebuilds (alembic's batch
+    mode), and checked before the commit (``_foreign_key_check``).
+    """
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    def connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=OFF")
+        cursor.close()
+
+    def begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    event.listen(engine, "connect", connect)
+    event.listen(engine, "begin", begin)
+    return engine
+
+
+def _foreign_key_check(connection: Connection) -> None:
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        tables = ", ".join(sorted({str(row[0]) for row in broken}))
+        raise DatabaseError(f"the migration would leave rows without their parent in {tables}; rolled back")
+
+
+def require_current(engine: Engine) -> None:
+    """Refuse, in one line, a database whose schema is not the one this code needs."""
+    database = _safe(engine.url)
+    path = engine.url.database
+    if engine.url.get_backend_name() == "sqlite" and path and path != ":memory:" and not Path(path).exists():
+        # Checked first, so that looking does not leave an empty database file behind.
+        raise DatabaseError(f"there is no database at {path} yet; run `newsletter migrate` to create it")
+    try:
+        with engine.connect() as connection:
+            current = current_revisions(connection)
     except OperationalError as exc:
-        raise DatabaseError(
-            f"cannot open database {_safe(str(engine.url))}: {exc.orig or exc}".splitlines()[0]
-        ) from exc
+        raise DatabaseError(f"cannot open database {database}: {exc.orig or exc}".splitlines()[0]) from exc
+    heads = code_heads()
+    if current == heads:
+        return
+    if not current:
+        message = f"the database {database} has no schema yet; run `newsletter migrate` to create it"
+        raise DatabaseError(message)
+    if any(_unknown(revision) for revision in current):
+        raise DatabaseError(_ahead(database, current))
+    raise DatabaseError(
+        f"the database {database} is at revision {', '.join(current)} and this version of newsletter "
+        f"needs {', '.join(heads)}; run `newsletter migrate` (back the database up first)"
+    )
+
+
+def _ahead(database: str, current: tuple[str, ...]) -> str:
+    """A database at a revision this code does not know was migrated by a newer version."""
+    return (
+        f"the database {database} is at revision {', '.join(current)}, which this version of newsletter "
+        f"does not know (its newest is {', '.join(code_heads())}): it was migrated by a newer version; "
+        "upgrade newsletter, or restore the backup taken before that migration"
+    )
+
+
+def _unknown(revision: str) -> bool:
+    try:
+        return _scripts().get_revision(revision) is None
+    except CommandError:
+        return True
 
 
 @contextmanager

@@ -1,8 +1,10 @@
 """The site: resolved settings plus the database they point at.
 
 A site is a folder (``newsletter.toml``, ``templates/``, ``subscribers/``,
-``schedules/``). Opening it migrates the database and brings the ``group`` table in
-line with the groups the file declares, so every command sees the same groups.
+``schedules/``). Opening it checks that the database is at the revision this code
+needs (it never migrates: :func:`migrate_site` does, for ``newsletter migrate``) and
+brings the ``group`` table in line with the groups the file declares, so every
+command sees the same groups.
 """
 
 from collections.abc import Iterator
@@ -13,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from newsletter.core.db import make_engine, migrate, transaction
+from newsletter.core.db import Migration, make_engine, migrate, require_current, transaction
 from newsletter.core.errors import NotFoundError
 from newsletter.core.models import Group
 from newsletter.core.settings import Settings
@@ -26,8 +28,13 @@ class Site:
 
     @classmethod
     def open(cls, settings: Settings) -> "Site":
+        """The site on its database; a DatabaseError saying to migrate if the schema is behind."""
         engine = make_engine(settings.database_url)
-        migrate(engine)
+        try:
+            require_current(engine)
+        except BaseException:
+            engine.dispose()
+            raise
         site = cls(settings, engine)
         with site.transaction() as session:
             sync_groups(session, settings)
@@ -44,6 +51,15 @@ class Site:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def migrate_site(settings: Settings) -> Migration:
+    """Apply the migrations the site's database lacks, under the migration lock."""
+    engine = make_engine(settings.database_url)
+    try:
+        return migrate(engine)
+    finally:
+        engine.dispose()
 
 
 def sync_groups(session: Session, settings: Settings) -> None:

@@ -11,21 +11,16 @@ each get a leader of their own. Other names give other locks: the scheduler uses
 ``"send"`` to keep two ticks from sending the same edition at once.
 """
 
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from filelock import FileLock, Timeout
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Engine, text
+
+from newsletter.core.db import advisory_key
 
 LEADER = "scheduler"
-
-
-def advisory_key(connection: Connection, name: str) -> int:
-    """A 64-bit key for pg_advisory_lock, unique to this lock name, database and schema."""
-    database, schema = connection.execute(text("SELECT current_database(), current_schema()")).one()
-    return zlib.crc32(f"newsletter-{name}:{database}:{schema}".encode())
 
 
 @contextmanager
