@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 import newsletter
+from newsletter.cli import COMMANDS as LAZY_COMMANDS
 from newsletter.cli import main
 
 
@@ -21,7 +22,11 @@ def walk(
 ) -> Iterator[tuple[str, click.Command]]:
     yield " ".join(path), command
     if isinstance(command, click.Group):
-        for name, sub in sorted(command.commands.items()):
+        # Through list_commands and get_command: the top-level group loads its commands lazily.
+        context = click.Context(command, info_name=path[-1])
+        for name in sorted(command.list_commands(context)):
+            sub = command.get_command(context, name)
+            assert sub is not None, name
             yield from walk(sub, (*path, name))
 
 
@@ -201,6 +206,57 @@ def test_a_reader_that_stops_early_is_not_an_error(cli: Any, tmp_path: Path) -> 
     export.wait(timeout=120)
     assert errors == ""
     assert export.returncode in (0, 1)  # 1: Click's quiet exit on a broken pipe
+
+
+# Libraries that `newsletter --help` and `--version` must not import (each costs tens to
+# hundreds of milliseconds); a command imports what it needs when it runs.
+HEAVY = (
+    "alembic", "apscheduler", "babel", "dkim", "email_validator", "feedparser", "httpx", "jinja2",
+    "mjml", "pydantic", "rich", "sqlalchemy", "sqlmodel", "starlette", "uvicorn",
+)  # fmt: skip
+PROBE = """
+import json, sys
+from newsletter.cli import main
+try:
+    main(sys.argv[1:], prog_name="newsletter")
+except SystemExit as exit:
+    code = exit.code
+print(json.dumps({"code": code, "loaded": sorted({m.split(".")[0] for m in sys.modules})}), file=sys.stderr)
+"""
+
+
+def loaded_by(*args: str) -> list[str]:
+    """The heavy libraries a fresh interpreter has imported after `newsletter ARGS` (which must exit 0)."""
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=120, check=True
+    )
+    report = json.loads(done.stderr.strip().splitlines()[-1])
+    assert report["code"] in (0, None), done
+    return sorted(set(report["loaded"]) & set(HEAVY))
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["-h"]])
+def test_help_and_version_import_no_library(args: list[str]) -> None:
+    """`newsletter --help` and `--version` import click and the CLI module only, no library behind it."""
+    assert loaded_by(*args) == []
+
+
+def test_the_probe_sees_what_a_command_imports() -> None:
+    """The probe above is not blind: a command's own help loads that command's libraries."""
+    assert {"jinja2", "mjml", "sqlalchemy"} <= set(loaded_by("editions", "--help"))
+
+
+def test_lazy_summaries_match_the_commands() -> None:
+    """Each summary the top-level help shows without importing a command is that command's own."""
+    context = click.Context(main, info_name="newsletter")
+    assert sorted(LAZY_COMMANDS) == main.list_commands(context)
+    for name, (_module, _attribute, summary) in LAZY_COMMANDS.items():
+        command = main.get_command(context, name)
+        assert command is not None, name
+        assert command.name == name
+        assert command.get_short_help_str(limit=1000) == summary, name
+    shown = CliRunner().invoke(main, ["--help"]).stdout
+    assert all(f"  {name} " in shown for name in LAZY_COMMANDS), shown
 
 
 def test_public_api() -> None:

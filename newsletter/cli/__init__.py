@@ -1,14 +1,91 @@
-"""The ``newsletter`` command: a thin layer that parses, calls the library, and prints."""
+"""The ``newsletter`` command: a thin layer that parses, calls the library, and prints.
 
+The subcommands load lazily: ``newsletter --help`` and ``--version`` import click
+and this module only, and a command imports its own module (and through it the
+library, SQLAlchemy, the renderer...) when it runs. :data:`COMMANDS` says where each
+command lives and repeats its one-line summary for the top-level help;
+tests/test_cli_contract.py checks that each summary matches the command's own.
+"""
+
+import importlib
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
-from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.cli.context import AppContext
 from newsletter.core.errors import NewsletterError
+
+# name -> (module, attribute, the first line of the command's help).
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "bounces": (
+        "newsletter.cli.bounces",
+        "bounces",
+        "Process bounces and spam complaints; count them per edition.",
+    ),
+    "check": (
+        "newsletter.cli.site",
+        "check",
+        "Validate the site: settings, schedules, templates, subscriber files and the SMTP relay.",
+    ),
+    "collect": (
+        "newsletter.cli.schedule",
+        "collect",
+        "Fetch every feed source now and add its new entries to the item pool.",
+    ),
+    "daemon": (
+        "newsletter.cli.schedule",
+        "daemon",
+        "Run the scheduler until stopped (SIGTERM or Ctrl-C finish the work in hand first).",
+    ),
+    "editions": (
+        "newsletter.cli.editions",
+        "editions",
+        "Build, preview, approve and send each group's edition.",
+    ),
+    "init": (
+        "newsletter.cli.site",
+        "init",
+        "Create a new site folder in DIRECTORY, with its database, ready to run.",
+    ),
+    "items": ("newsletter.cli.items", "items", "Queue, edit, approve, reject and target news items."),
+    "migrate": (
+        "newsletter.cli.site",
+        "migrate",
+        "Bring the database's schema to the revision this version of newsletter needs.",
+    ),
+    "run-due": (
+        "newsletter.cli.schedule",
+        "run_due",
+        "Do one scheduler tick: collect what is due, build what is due, send what is approved.",
+    ),
+    "send-test": (
+        "newsletter.cli.editions",
+        "send_test",
+        "Send one copy of an edition, marked [TEST], to an address (any state).",
+    ),
+    "serve": (
+        "newsletter.cli.web",
+        "serve",
+        "Serve sign-up, confirmation, unsubscribe, preferences and the archive.",
+    ),
+    "status": (
+        "newsletter.cli.site",
+        "status",
+        "Show members, editions and items per group, each source's health and each schedule's next run.",
+    ),
+    "subscribers": (
+        "newsletter.cli.subscribers",
+        "subscribers",
+        "Import, add, remove, list, export and forget subscribers.",
+    ),
+    "worker": (
+        "newsletter.cli.worker",
+        "worker",
+        "Deliver the due messages of every edition being sent; run several on PostgreSQL.",
+    ),
+}
 
 
 class CliError(click.ClickException):
@@ -32,7 +109,45 @@ def _usage_error(error: click.UsageError) -> CliUsageError:
     return CliUsageError(f"{error.format_message().rstrip('.')}{hint}")
 
 
+def _database_error(exc: Exception) -> NewsletterError | None:
+    """A SQLAlchemy error as one line; None for any other exception.
+
+    SQLAlchemy is not imported to ask: if no command loaded it, nothing raised one.
+    """
+    errors = sys.modules.get("sqlalchemy.exc")
+    if errors is None or not isinstance(exc, errors.SQLAlchemyError):
+        return None
+    message = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    return NewsletterError(f"database error: {message}; nothing was changed")
+
+
 class NewsletterGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module, attribute, _ = COMMANDS[cmd_name]
+            command = getattr(importlib.import_module(module), attribute)
+            if not isinstance(command, click.Command):
+                raise TypeError(f"{module}.{attribute} is not a click command")
+            self.add_command(command, cmd_name)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list, from :data:`COMMANDS`: listing them imports none of them."""
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            # A stand-in with the summary as its help, shortened as click shortens any.
+            command = self.commands.get(name) or click.Command(name, help=COMMANDS[name][2])
+            rows.append((name, command.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
     def make_context(
         self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
     ) -> click.Context:
@@ -61,13 +176,14 @@ class NewsletterGroup(click.Group):
             # where a folder should be): the operator's problem, not a crash.
             where = f"{exc.filename}: " if exc.filename else ""
             raise _cli_error(NewsletterError(f"{where}{exc.strerror or exc}")) from exc
-        except SQLAlchemyError as exc:
-            message = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-            error = NewsletterError(f"database error: {message}; nothing was changed")
-            raise _cli_error(error) from exc
         except KeyboardInterrupt:
             click.echo("interrupted; the current change was rolled back", err=True)
             sys.exit(130)
+        except Exception as exc:
+            error = _database_error(exc)
+            if error is None:
+                raise
+            raise _cli_error(error) from exc
 
 
 @click.group(name="newsletter", cls=NewsletterGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -95,37 +211,15 @@ def main(ctx: click.Context, site_dir: Path | None, database_url: str | None, tr
     \b
     Quick tour of the example site:
       newsletter check
+      newsletter migrate
       newsletter subscribers import uk subscribers/uk.csv
       newsletter items add --file samples/items/2026-11-wipo-user-survey.md
       newsletter items list
       newsletter status
 
     Settings come from newsletter.toml, then NEWSLETTER_* environment variables,
-    then these options. Secrets come only from the environment.
+    then these options. Secrets come only from the environment (or, for the SMTP
+    password, a file outside the site folder).
     """
     ctx.obj = AppContext(site_dir, {"database.url": database_url, "delivery.transport": transport})
     ctx.call_on_close(ctx.obj.close)
-
-
-def _register() -> None:
-    from newsletter.cli import bounces, editions, items, schedule, site, subscribers, web, worker
-
-    for command in (
-        site.init,
-        site.check,
-        site.status,
-        subscribers.subscribers,
-        items.items,
-        editions.editions,
-        editions.send_test,
-        schedule.collect,
-        schedule.run_due,
-        schedule.daemon,
-        web.serve,
-        bounces.bounces,
-        worker.worker,
-    ):
-        main.add_command(command)
-
-
-_register()
