@@ -42,6 +42,7 @@ lint: install
 	$(BIN)/ruff check newsletter tests
 	$(BIN)/ruff format --check newsletter tests
 	$(BIN)/mypy
+	$(BIN)/mypy tests
 
 test: lint
 	$(BIN)/pytest

@@ -121,12 +121,13 @@ def database(url: str) -> Iterator[Session]:
 
 def membership(url: str, address: str, slug: str) -> MembershipStatus | None:
     with database(url) as session:
-        return session.exec(
+        status = session.exec(
             select(Membership.status)
             .join(Subscriber, col(Subscriber.id) == Membership.subscriber_id)
             .join(Group, col(Group.id) == Membership.group_id)
             .where(col(Subscriber.email_key) == address, col(Group.slug) == slug)
         ).one_or_none()
+    return MembershipStatus(status) if status is not None else None
 
 
 def language_of(url: str, address: str) -> str | None:

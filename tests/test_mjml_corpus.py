@@ -8,6 +8,7 @@ the full Jinja2 path (a site template folder holding it as ``NAME.mjml.j2``).
 
 import json
 import re
+from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -189,10 +190,11 @@ def test_crlf_templates_named_in_sources_md(tmp_path: Path, name: str) -> None:
 def test_error_cases_raise_a_clear_render_error(tmp_path: Path, case: dict[str, Any]) -> None:
     """The mrml-errors cases raise RenderError: one line that names the file, no Python repr."""
     path = MJML / case["file"]
-    for run in (
+    runs: tuple[Callable[[], str], ...] = (
         lambda: compile_mjml(path.read_text(encoding="utf-8"), case["file"]),
         lambda: through_jinja(tmp_path, path.read_bytes(), path.stem),
-    ):
+    )
+    for run in runs:
         with pytest.raises(RenderError) as caught:
             run()
         message = str(caught.value)

@@ -11,6 +11,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,8 +45,8 @@ LEX_FR = "WIPO Lex : la législation française et belge mise à jour"
 HELP_URL = "https://www.epo.org/help?x=1&y=2"
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 # In the order an editor might have queued them; the renderer must sort them into sections.
@@ -141,7 +142,7 @@ ITEMS = [
 ]
 
 # The fixed strings, written out by hand from the catalogs.
-STRINGS = {
+STRINGS: dict[str, dict[str, Any]] = {
     "en": {
         "read_more": "Read more",
         "unsubscribe": "Unsubscribe",

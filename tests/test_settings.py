@@ -166,9 +166,9 @@ def test_settings_are_frozen(site: Path) -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.transport = "smtp"  # type: ignore[misc]
     with pytest.raises(ValidationError):
-        settings.site.name = "Changed"
+        settings.site.name = "Changed"  # type: ignore[misc]
     with pytest.raises(ValidationError):
-        settings.group("uk").timezone = "UTC"
+        settings.group("uk").timezone = "UTC"  # type: ignore[misc]
     with pytest.raises(TypeError):
         settings.groups["mars"] = settings.group("uk")  # type: ignore[index]
     assert "mars" not in settings.groups

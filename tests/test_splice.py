@@ -92,7 +92,7 @@ def wire_is_valid(message: OutgoingMessage) -> None:
 
 names = st.one_of(
     st.none(),
-    st.text(st.characters(blacklist_categories=("Cs",)), max_size=120),
+    st.text(st.characters(blacklist_categories=["Cs"]), max_size=120),
     st.text(st.sampled_from("aZ ,.\"\\'()<>@;:äöüßéł東京\t=?"), max_size=300),
 )
 locals_ = st.one_of(
