@@ -28,9 +28,9 @@ if TYPE_CHECKING:
     )
     from newsletter.core.settings import Settings, load_settings
     from newsletter.core.site import Site
+    from newsletter.delivery.runner import send_edition
     from newsletter.editions.build import approve as approve_edition
     from newsletter.editions.build import build as build_edition
-    from newsletter.editions.build import send as send_edition
     from newsletter.editions.render import Renderer
     from newsletter.pool.items import ItemDraft, add_item, edit_item, list_items, set_status
     from newsletter.scheduling.scheduler import run_due
@@ -60,7 +60,7 @@ _EXPORTS = {
     "list_items": ("newsletter.pool.items", "list_items"),
     "load_settings": ("newsletter.core.settings", "load_settings"),
     "run_due": ("newsletter.scheduling.scheduler", "run_due"),
-    "send_edition": ("newsletter.editions.build", "send"),
+    "send_edition": ("newsletter.delivery.runner", "send_edition"),
     "set_status": ("newsletter.pool.items", "set_status"),
 }
 

@@ -259,7 +259,7 @@ def test_per_domain_throttling(cli: Cli, relay: SmtpServer) -> None:
     # a lane keeping to them is proven on a virtual clock in test_rate_limits.py.
     pool = relay_pool(cli)
     assert pool.domains.rate == 2
-    assert len({id(lane.domains) for lane in pool.lanes(pool.size)}) == 1
+    assert len({id(lane.domains) for lane in pool.lanes(pool.capabilities.lanes)}) == 1
     pool.close()
 
 
@@ -429,14 +429,15 @@ def test_rows_of_a_dead_worker_are_sent_once_their_lease_runs_out(
 ) -> None:
     """A worker died holding claimed rows: while their lease runs they wait; after it, a worker sends them."""
     from newsletter.core.models import utcnow
-    from newsletter.delivery import outbox
+    from newsletter.delivery import claims
 
     addresses = bulk_members(cli, 30)
     edition_id = approved_edition(cli)
     queue_for_workers(cli, edition_id)
     with database(cli.db_url) as session:
-        # A worker claimed these, then was killed: nothing records them, nothing renews them.
-        dead = outbox.claim_due(session, limit=5)
+        # A worker on another host claimed these, then was killed: nothing records them,
+        # nothing renews them, and no process check can tell it is gone.
+        dead = claims.claim(session, edition_id, "elsewhere/000000:4242:0badc0de", limit=5)
         session.commit()
     assert len(dead) == 5
     orphans = {row.email for row in dead}
@@ -452,7 +453,7 @@ def test_rows_of_a_dead_worker_are_sent_once_their_lease_runs_out(
             assert sorted(d.id or 0 for d in held) == sorted(row.delivery_id for row in dead)
             for delivery in held:
                 assert delivery.next_attempt_at is not None
-                assert delivery.next_attempt_at > utcnow() + outbox.LEASE - timedelta(minutes=1)
+                assert delivery.next_attempt_at > utcnow() + claims.LEASE - timedelta(minutes=1)
                 delivery.next_attempt_at = utcnow() - timedelta(seconds=1)
                 session.add(delivery)
             session.commit()
@@ -464,20 +465,20 @@ def test_rows_of_a_dead_worker_are_sent_once_their_lease_runs_out(
 
 def test_the_engine_renews_the_lease_of_the_rows_in_hand(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     """While a send runs, the rows it holds get their lease extended, so no worker takes them over."""
+    from newsletter.delivery import claims
     from newsletter.delivery import engine as deliver
-    from newsletter.delivery import outbox
 
     addresses = bulk_members(cli, 40)
     edition_id = approved_edition(cli)
     renewed: list[list[int]] = []
-    renew = outbox.renew
+    renew = claims.renew
 
-    def recording(session: Session, delivery_ids: list[int], **kwargs: object) -> None:
+    def recording(session: Session, delivery_ids: list[int], owner: str, **kwargs: object) -> None:
         renewed.append(list(delivery_ids))
-        renew(session, delivery_ids)
+        renew(session, delivery_ids, owner)
 
     monkeypatch.setattr(deliver, "RENEW_EVERY", 0.0)
-    monkeypatch.setattr(outbox, "renew", recording)
+    monkeypatch.setattr(claims, "renew", recording)
     cli("editions", "send", str(edition_id))
     assert renewed, "no lease was renewed"
     assert all(ids for ids in renewed)

@@ -19,6 +19,7 @@ from click.testing import Result
 
 from newsletter.core.settings import load_settings
 from newsletter.core.site import Site
+from newsletter.delivery.runner import send_edition
 from newsletter.editions import build as library
 from newsletter.editions.render import Renderer
 from tests.conftest import Cli
@@ -301,7 +302,7 @@ def test_preview(sqlite_cli: Cli, tmp_path: Path) -> None:
 
 
 def test_approve_dry_run_send_and_no_second_send(cli: Cli, tmp_path: Path) -> None:
-    """Draft refused; only drafts approved; dry run sends nothing; send writes one .eml per member, once."""
+    """Draft refused; only drafts approved; dry run sends nothing; the outbox gets one .eml a member, once."""
     populate(cli, tmp_path)
     edition_id = build(cli, "cepiug")["id"]
     folder = cli.site / "outbox" / f"edition-{edition_id}"
@@ -323,6 +324,10 @@ def test_approve_dry_run_send_and_no_second_send(cli: Cli, tmp_path: Path) -> No
 
     sent = cli("editions", "send", str(edition_id))
     assert "sent 4" in sent.stdout
+    # The outbox delivers nothing, and says so.
+    assert f"edition #{edition_id} written: " in sent.stdout
+    assert "outbox only: the messages were written to" in sent.stdout
+    assert "nobody received them" in sent.stdout
     files = sorted(folder.glob("*.eml"))
     messages = [read_eml(path) for path in files]
     recipients = Counter(m["To"].addresses[0].addr_spec for m in messages)
@@ -354,21 +359,21 @@ def test_approve_dry_run_send_and_no_second_send(cli: Cli, tmp_path: Path) -> No
         assert "__NL_" not in preview
 
     listed = edition(cli, edition_id)
-    assert (listed["status"], listed["deliveries"]) == ("sent", {"sent": 4})
-    one_line_error(cli("editions", "send", str(edition_id), ok=False), "already sent")
-    one_line_error(cli("editions", "cancel", str(edition_id), ok=False), "already sent")
+    assert (listed["status"], listed["deliveries"]) == ("written", {"sent": 4})
+    second = cli("editions", "send", str(edition_id), ok=False)
+    one_line_error(second, "already written to the outbox", "smtp")
     assert sorted(folder.glob("*.eml")) == files
 
 
 def test_send_with_no_active_member(sqlite_cli: Cli, tmp_path: Path) -> None:
-    """An approved edition for a group without members is sent to nobody and marked sent."""
+    """An approved edition for a group without members goes to nobody and is marked done (outbox: written)."""
     cli = sqlite_cli
     add_items(cli, tmp_path, "fr-only.md")
     edition_id = build(cli, "fr")["id"]
     cli("editions", "approve", str(edition_id))
     result = cli("editions", "send", str(edition_id))
     assert "sent 0" in result.stdout
-    assert edition(cli, edition_id)["status"] == "sent"
+    assert edition(cli, edition_id)["status"] == "written"
     assert not list((cli.site / "outbox").glob(f"edition-{edition_id}/*.eml"))
 
 
@@ -442,7 +447,7 @@ def test_a_stop_request_leaves_the_edition_resumable(cli: Cli, tmp_path: Path) -
     site = Site.open(load_settings(cli.site, overrides={"database.url": cli.db_url}))
     try:
         stopped_transport = MemoryTransport()
-        stopped = library.send(
+        stopped = send_edition(
             site,
             Renderer(site.settings),
             stopped_transport,
@@ -454,7 +459,7 @@ def test_a_stop_request_leaves_the_edition_resumable(cli: Cli, tmp_path: Path) -
         assert stopped_transport.messages == []
         assert stopped.totals.get("queued") == len(GREETINGS)
         resumed_transport = MemoryTransport()
-        resumed = library.send(site, Renderer(site.settings), resumed_transport, edition_id, actor="test")
+        resumed = send_edition(site, Renderer(site.settings), resumed_transport, edition_id, actor="test")
         assert resumed.status == "sent"
         assert sorted(m.recipient for m in resumed_transport.messages) == sorted(GREETINGS)
     finally:

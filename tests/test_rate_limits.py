@@ -14,7 +14,7 @@ import pytest
 
 from newsletter.delivery.message import OutgoingMessage
 from newsletter.delivery.transports.pipelined import PipelinedSmtp
-from newsletter.delivery.transports.relays import DomainBuckets, Lane, Relay, TokenBucket
+from newsletter.delivery.transports.relays import DomainBuckets, Relay, RelayLane, TokenBucket
 
 
 class VirtualClock:
@@ -72,7 +72,7 @@ def message(recipient: str) -> OutgoingMessage:
     )
 
 
-def send_through_lane(lane: Lane, recipients: list[str]) -> None:
+def send_through_lane(lane: RelayLane, recipients: list[str]) -> None:
     """Drive the lane as the delivery engine does: stage, then commit with the next message."""
     messages = [message(r) for r in recipients]
 
@@ -94,11 +94,11 @@ def within_rate(times: list[float], rate: float, burst: float) -> bool:
     )
 
 
-def lane(clock: VirtualClock, *, rate: float, domain_rate: float) -> tuple[Lane, Wire]:
+def lane(clock: VirtualClock, *, rate: float, domain_rate: float) -> tuple[RelayLane, Wire]:
     wire = Wire(clock)
     relay = Relay("test", "smtp://127.0.0.1:25", 1, TokenBucket(rate, clock=clock))
     connection = cast(PipelinedSmtp, wire)
-    return Lane(relay, connection, DomainBuckets(domain_rate, clock=clock), clock), wire
+    return RelayLane(relay, connection, DomainBuckets(domain_rate, clock=clock), clock), wire
 
 
 def test_a_bucket_gives_its_burst_at_once_then_rate_tokens_a_second() -> None:

@@ -11,6 +11,8 @@ import html
 import json
 import re
 import ssl
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -26,8 +28,9 @@ from newsletter.core import verp
 from newsletter.core.models import Delivery, Subscriber
 from newsletter.core.settings import Settings
 from newsletter.core.tokens import BadToken, Signer
+from newsletter.delivery import lease
 from newsletter.delivery.message import OutgoingMessage
-from newsletter.delivery.transports import Transport, open_transport
+from newsletter.delivery.transports import Capabilities, Lane, SenderLane, Transport, open_transport
 from tests.conftest import Cli
 from tests.smtp_server import Received, SmtpServer, free_port, running_server
 
@@ -345,6 +348,8 @@ def test_a_dropped_relay_pauses_and_the_next_send_completes_without_duplicates(
 class InterruptingTransport:
     """Hands `after` messages to a real transport, then raises `error` (Ctrl-C, a crash) instead."""
 
+    capabilities = Capabilities(lanes=1, delivers=True)
+
     def __init__(self, inner: Transport, after: int, error: BaseException) -> None:
         self.inner = inner
         self.name = inner.name
@@ -354,6 +359,9 @@ class InterruptingTransport:
 
     def begin(self, edition_id: int, previews: Any) -> None:
         self.inner.begin(edition_id, previews)
+
+    def lanes(self, wanted: int) -> list[Lane]:
+        return [SenderLane(self)]
 
     def send(self, message: OutgoingMessage) -> None:
         if self.sent == self.after:
@@ -394,6 +402,13 @@ class Crash(BaseException):
     """The process dying: nothing after it runs."""
 
 
+def dead_pid() -> int:
+    """The number of a process of this machine that has ended (and been reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", ""])
+    child.wait()
+    return child.pid
+
+
 def test_a_crash_before_recording_repeats_only_the_messages_in_flight(
     site: Cli, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -402,9 +417,13 @@ def test_a_crash_before_recording_repeats_only_the_messages_in_flight(
     edition_id = approved_edition(site, "dach")
     with monkeypatch.context() as patch:
         interrupt_after(patch, 3, Crash())
-        # A hard kill: the results of the batch in flight are never written.
+        # A hard kill: the results of the batch in flight are never written, the rows in
+        # hand never released, and the lease never given up.
         patch.setattr("newsletter.delivery.engine.outbox.Recorder.write", lambda *args: None)
-        patch.setattr("newsletter.delivery.engine.outbox.release", lambda *args: None)
+        patch.setattr("newsletter.delivery.claims.release", lambda *args: None)
+        patch.setattr("newsletter.delivery.lease.give_up", lambda *args: None)
+        # And the process is gone: its rows and its lease are taken over at once.
+        patch.setattr("newsletter.delivery.lease.new_owner", lambda: f"{lease.host()}:{dead_pid()}:0badc0de")
         with pytest.raises(Crash):
             send(site, edition_id)
     in_flight = recipients(smtp_server.messages)

@@ -32,9 +32,9 @@ from newsletter.core.models import Event, Group, Membership, MembershipStatus, S
 from newsletter.core.settings import load_settings
 from newsletter.core.site import Site
 from newsletter.core.tokens import Purpose, Signer
+from newsletter.delivery import runner
 from newsletter.delivery.message import OutgoingMessage
 from newsletter.delivery.transports.memory import MemoryTransport
-from newsletter.editions import build as editions
 from newsletter.editions.render import Renderer
 from newsletter.web import create_app
 from newsletter.web.forms import MAX_BODY
@@ -246,7 +246,7 @@ def send_edition(web: Web, cli: Cli, slug: str, title: str) -> int:
     assert built
     cli("editions", "approve", built.group(1))
     edition_id = int(built.group(1))
-    editions.send(web.site, Renderer(web.site.settings), web.transport, edition_id, actor="test")
+    runner.send_edition(web.site, Renderer(web.site.settings), web.transport, edition_id, actor="test")
     return edition_id
 
 

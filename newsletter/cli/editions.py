@@ -11,9 +11,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from newsletter.cli.context import AppContext
 from newsletter.cli.output import emit_json, table
 from newsletter.core.credentials import signing_notice
-from newsletter.core.errors import InputError
+from newsletter.core.errors import InputError, LeaseHeld
 from newsletter.core.i18n import available_languages, base_language, reader_language
 from newsletter.core.models import EditionStatus
+from newsletter.delivery.lease import describe
+from newsletter.delivery.outgoing import send_test as send_test_copy
+from newsletter.delivery.runner import Runner, SendResult
 from newsletter.delivery.transports import open_transport
 from newsletter.editions import build as library
 from newsletter.editions.render import Renderer, check_size
@@ -205,33 +208,43 @@ class _Bar:
 @click.argument("edition_id", type=int)
 @click.option("--dry-run", is_flag=True, help="Render and count the audience; send nothing (a draft too).")
 @click.option("--allow-large", is_flag=True, help="Send even if the HTML is over 100 KB.")
+@click.option("--wait", is_flag=True, help="If another process is sending it, wait for that one to finish.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_app
-def send(app: AppContext, /, edition_id: int, dry_run: bool, allow_large: bool, as_json: bool) -> None:
+def send(
+    app: AppContext, /, edition_id: int, dry_run: bool, allow_large: bool, wait: bool, as_json: bool
+) -> None:
     """Send an approved edition to every active member of its group.
 
     A send that was interrupted, or paused because the relay kept failing, resumes
-    where it stopped: nobody gets a second copy. Exit status 3 means the edition
+    where it stopped: nobody gets a second copy. If another process is sending the
+    edition, this one says who and stops (exit 1); with --wait it waits for that one
+    to finish or to die, then sends what is left. Exit status 3 means the edition
     paused (the relay kept failing): fix the relay and run the same command again.
+    Through the outbox transport the messages only become files: the edition is then
+    `written`, not sent, and can still be sent for real.
 
     \b
     Example:
       newsletter editions send 3 --dry-run
       NEWSLETTER_SMTP_URL=smtp+starttls://user:pw@relay:587 newsletter --transport smtp editions send 3
+      newsletter --transport smtp editions send 3 --wait
     """
-    transport = open_transport(app.settings)
     bar = _Bar()
-    try:
-        result = library.send(
-            app.site,
-            Renderer(app.settings),
-            transport,
-            edition_id,
-            actor=app.actor,
-            dry_run=dry_run,
-            allow_large=allow_large,
-            progress=bar,
+
+    def waiting(held: LeaseHeld) -> None:
+        since = held.since.strftime("%H:%M:%S UTC")
+        click.echo(
+            f"waiting: {describe(held.owner)} is sending edition #{edition_id} (since {since}); "
+            "Ctrl-C stops waiting",
+            err=True,
         )
+
+    runner = Runner(
+        app.site, Renderer(app.settings), open_transport(app.settings), actor=app.actor, progress=bar
+    )
+    try:
+        result = runner.send(edition_id, dry_run=dry_run, allow_large=allow_large, wait=wait, on_wait=waiting)
     finally:
         bar.stop()
     if not dry_run and (notice := signing_notice(app.settings)):
@@ -239,19 +252,29 @@ def send(app: AppContext, /, edition_id: int, dry_run: bool, allow_large: bool, 
     if as_json:
         emit_json(result)
         return
+    _print_result(app, result)
+    if result.report.paused:
+        # Scripts and cron jobs must notice: the edition is not sent until someone acts.
+        raise click.exceptions.Exit(PAUSED_EXIT)
+
+
+def _print_result(app: AppContext, result: SendResult) -> None:
+    edition_id = result.edition_id
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     languages = ", ".join(f"{k} {v}" for k, v in sorted(result.languages.items()))
-    if dry_run:
+    if result.dry_run:
         click.echo(
             f"dry run: edition #{edition_id} would go to {sum(result.languages.values())} member(s) "
             f"({languages or 'none'}); nothing was sent"
         )
         return
+    if result.waited_for:
+        click.echo(f"waited for {result.waited_for}, which held the edition", err=True)
     report = result.report
     click.echo(
         f"edition #{edition_id} {result.status}: sent {report.sent}, failed {report.failed}, "
-        f"skipped {report.skipped}, deferred {report.deferred} (via {transport.name})"
+        f"skipped {report.skipped}, deferred {report.deferred} (via {result.transport})"
     )
     for error in report.errors:
         click.echo(f"  {error}", err=True)
@@ -263,14 +286,17 @@ def send(app: AppContext, /, edition_id: int, dry_run: bool, allow_large: bool, 
             f"{edition_id}`",
             err=True,
         )
-    if transport.name == "outbox":
+    held = result.totals.get("sending", 0)
+    if result.status == EditionStatus.SENDING and held:
+        click.echo(f"{held} message(s) are still in the hands of other workers", err=True)
+    if not result.delivered:
         folder = app.settings.outbox_dir / f"edition-{edition_id}"
         with contextlib.suppress(ValueError):
             folder = folder.relative_to(Path.cwd())
-        click.echo(f"messages written to {folder}")
-    if report.paused:
-        # Scripts and cron jobs must notice: the edition is not sent until someone acts.
-        raise click.exceptions.Exit(PAUSED_EXIT)
+        click.echo(
+            f"outbox only: the messages were written to {folder} and nobody received them; "
+            f"to deliver them: newsletter --transport smtp editions send {edition_id}"
+        )
 
 
 @click.command("send-test")
@@ -288,7 +314,7 @@ def send_test(app: AppContext, /, edition_id: int, to: str, language: str | None
     if not to.strip():
         raise InputError("give an address with --to")
     language = _known(language)
-    message_id = library.send_test(
+    message_id = send_test_copy(
         app.site,
         Renderer(app.settings),
         open_transport(app.settings),

@@ -11,13 +11,17 @@ message as one line on stderr and exits non-zero; a traceback is always a bug.
     │   └── ImportFileError         a subscriber CSV cannot be read at all
     ├── NotFoundError               a group, subscriber, item or edition does not exist
     ├── StateError                  the action is not allowed in the record's current state
-    │   └── TransitionError         a status change the transition tables (states.py) do not list
+    │   ├── TransitionError         a status change the transition tables (states.py) do not list
+    │   ├── LeaseHeld               another live process owns the edition's send (runner.py)
+    │   └── LeaseLost               this process's send lease was taken over; it stopped sending
     ├── DatabaseError               the database cannot be reached or migrated
     ├── RenderError                 a template or MJML failed (render.py)
     └── DeliveryError               a message could not be handed to the relay
         ├── TemporaryFailure        4xx, dropped connection, timeout: retried later
         └── PermanentFailure        5xx: recorded against the member, never retried
 """
+
+from datetime import datetime
 
 
 class NewsletterError(Exception):
@@ -54,6 +58,19 @@ class StateError(NewsletterError):
 
 class TransitionError(StateError):
     """A status change that ``states.py`` does not allow; the record is left as it was."""
+
+
+class LeaseHeld(StateError):
+    """Another live process holds the edition's send lease; ``holder`` says who and since when."""
+
+    def __init__(self, message: str, *, owner: str, since: datetime) -> None:
+        super().__init__(message)
+        self.owner = owner
+        self.since = since
+
+
+class LeaseLost(StateError):
+    """The send lease lapsed while this process worked (it stalled) and another took it over."""
 
 
 class DatabaseError(NewsletterError):

@@ -92,6 +92,9 @@ class EditionStatus(enum.StrEnum):
     SENT = "sent"
     PAUSED = "paused"
     CANCELLED = "cancelled"
+    # Its messages went to the outbox folder (.eml files) only: nobody received it, and
+    # it can still be sent for real.
+    WRITTEN = "written"
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -221,6 +224,9 @@ class Edition(SQLModel, table=True):
     created_at: datetime = _when(default_factory=utcnow)
     approved_at: datetime | None = _when(default=None)
     sent_at: datetime | None = _when(default=None)
+    # True while (and after) its send goes to the outbox folder instead of a relay: such a
+    # run delivers nothing, ends ``written``, and a real send later starts afresh.
+    outbox_only: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
 
 
 class EditionItem(SQLModel, table=True):
@@ -251,6 +257,20 @@ class Delivery(SQLModel, table=True):
     last_error: str | None = None
     message_id: str | None = None
     sent_at: datetime | None = _when(default=None)
+    # Who claimed the row while it is ``sending`` (a runner's owner id, see lease.py); its
+    # lease runs until ``next_attempt_at``.
+    claimed_by: str | None = Field(default=None, max_length=120)
+
+
+class SendLease(SQLModel, table=True):
+    """Which process owns an edition's send (see runner.py), until when unless renewed."""
+
+    __tablename__ = "send_lease"
+
+    edition_id: int = Field(foreign_key="edition.id", primary_key=True, ondelete="CASCADE")
+    owner: str = Field(max_length=120)
+    acquired_at: datetime = _when(default_factory=utcnow)
+    expires_at: datetime = _when(default_factory=utcnow)
 
 
 class Event(SQLModel, table=True):

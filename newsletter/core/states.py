@@ -7,8 +7,9 @@ changes nothing (a resumed send of an edition that is ``sending``, a second unsu
 
 Who makes which move (docs/architecture.md has the same table):
 
-- editions: ``editions.approve`` (draft -> approved), the delivery runner (approved or
-  paused -> sending -> sent | paused), ``editions.cancel`` (anything unsent -> cancelled);
+- editions: ``editions.approve`` (draft -> approved), the delivery runner (``delivery/runner.py``:
+  approved, paused or written -> sending -> sent | written | paused), ``editions.cancel``
+  (anything unsent -> cancelled); ``written`` is a send that went to the outbox folder only;
 - memberships: sign-up and import (-> pending | active), confirmation (pending -> active),
   unsubscribes (-> unsubscribed), the bounce policy (-> bounced), complaints (-> complained);
   a new confirmed opt-in is the only way back to active from an ended membership: the
@@ -32,8 +33,12 @@ S = TypeVar("S", bound=enum.StrEnum)
 EDITION: Mapping[EditionStatus, frozenset[EditionStatus]] = {
     EditionStatus.DRAFT: frozenset({EditionStatus.APPROVED, EditionStatus.CANCELLED}),
     EditionStatus.APPROVED: frozenset({EditionStatus.SENDING, EditionStatus.CANCELLED}),
-    EditionStatus.SENDING: frozenset({EditionStatus.SENT, EditionStatus.PAUSED, EditionStatus.CANCELLED}),
+    EditionStatus.SENDING: frozenset(
+        {EditionStatus.SENT, EditionStatus.WRITTEN, EditionStatus.PAUSED, EditionStatus.CANCELLED}
+    ),
     EditionStatus.PAUSED: frozenset({EditionStatus.SENDING, EditionStatus.CANCELLED}),
+    # Written to the outbox folder only: nobody received it, so it may still be sent for real.
+    EditionStatus.WRITTEN: frozenset({EditionStatus.SENDING, EditionStatus.CANCELLED}),
     EditionStatus.SENT: frozenset(),
     EditionStatus.CANCELLED: frozenset(),
 }

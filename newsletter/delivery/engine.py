@@ -11,15 +11,19 @@ cores, threads spent more time handing Python's GIL to each other than sending.
 Crash safety: a lane sends a message's final dot (the moment the relay takes it) only
 once the previous message it sent is recorded as sent. So at any instant each
 connection has at most one message the relay may have accepted and the database does
-not know about: after a kill -9 and a restart (``editions send`` puts rows left
-``sending`` back in the queue) at most one message per open connection can arrive
-twice, and nothing is lost. The wait costs little: a lane stages the next message
+not know about: after a kill -9 and a restart (the next runner puts the rows of the
+dead claimer back in the queue, see ``claims.py``) at most one message per open
+connection can arrive twice, and nothing is lost. The wait costs little: a lane stages the next message
 (envelope and content, everything but the dot) while the previous one is recorded,
 and the envelope of the one after goes out with each dot (an envelope alone delivers
 nothing).
 Whatever else stops the engine (an error, Ctrl-C, SIGTERM, a relay that keeps
-failing) the outcomes of messages handed over are recorded before it returns, and
-the rest go back to the queue.
+failing, a lost lease) the outcomes of messages handed over are recorded before it
+returns, and the rest go back to the queue.
+
+The engine knows nothing of editions' states or leases: it takes its work from a
+:class:`Queue` (the runner's, ``runner.py``), which claims rows, keeps their leases
+(and the edition's) alive and takes back what was not handed over.
 """
 
 import asyncio
@@ -31,11 +35,12 @@ from typing import Any, Protocol, TypeVar
 
 from newsletter.core.errors import DeliveryError
 from newsletter.core.i18n import reader_language
-from newsletter.core.models import DeliveryStatus, Edition
+from newsletter.core.models import DeliveryStatus
 from newsletter.core.site import Site
-from newsletter.delivery import outbox, splice
-from newsletter.delivery.message import MessageFactory, OutgoingMessage, Recipient
-from newsletter.delivery.transports import Transport
+from newsletter.delivery import lease, outbox
+from newsletter.delivery.claims import Claimed
+from newsletter.delivery.message import OutgoingMessage, Recipient
+from newsletter.delivery.transports.base import Lane, Transport
 
 T = TypeVar("T")
 
@@ -44,8 +49,8 @@ PAUSE_AFTER_CONNECTION_FAILURES = 5
 # Event-loop turns the recorder lets pass, while fewer outcomes than lanes are in, before
 # it commits: each turn lets lanes whose replies have arrived add theirs to the group.
 GROUP_COMMIT_YIELDS = 8
-# The rows in hand get their lease renewed this often (well inside outbox.LEASE).
-RENEW_EVERY = outbox.LEASE.total_seconds() / 5
+# The rows in hand (and the edition's send lease) are renewed this often, in seconds.
+RENEW_EVERY = lease.RENEW_EVERY
 # A lane (connection) is opened for every this many due messages, up to the pool's size.
 MESSAGES_PER_LANE = 50
 
@@ -62,40 +67,20 @@ class DeliveryReport:
     paused_editions: set[int] = field(default_factory=set)
 
 
-class Lane(Protocol):
-    """One connection: a message is staged (all but its final dot), then committed.
+class Queue(Protocol):
+    """Where the engine takes its work and gives back what it did not do."""
 
-    ``commit`` is told which message will be staged next, if the engine has it ready:
-    an SMTP connection starts that one's envelope in the same write as the dot.
-    """
+    def claim(self, limit: int) -> list[Claimed]:
+        """The next due rows, marked as ours; an empty list when none is due (or we stop)."""
 
-    async def stage(self, message: OutgoingMessage) -> None: ...
-    async def commit(self, following: OutgoingMessage | None = None) -> None: ...
-    async def close(self) -> None: ...
+    def keep(self, delivery_ids: list[int]) -> None:
+        """Renew the leases of the rows in hand (raise to stop the engine: the lease is lost)."""
 
+    def release(self, delivery_ids: list[int]) -> None:
+        """Rows claimed but never handed over: back to the queue."""
 
-class Sender(Protocol):
-    def send(self, message: OutgoingMessage) -> None: ...
-    def close(self) -> None: ...
-
-
-class SenderLane:
-    """A transport that sends in one step (a folder, memory) used as a lane."""
-
-    def __init__(self, sender: Sender) -> None:
-        self.sender = sender
-        self._staged: OutgoingMessage | None = None
-
-    async def stage(self, message: OutgoingMessage) -> None:
-        self._staged = message
-
-    async def commit(self, following: OutgoingMessage | None = None) -> None:
-        message, self._staged = self._staged, None
-        if message is not None:
-            self.sender.send(message)
-
-    async def close(self) -> None:
-        self.sender.close()
+    def requeue(self, delivery_ids: list[int]) -> None:
+        """Rows that failed only because the relay was down: due again, the attempt not counted."""
 
 
 @dataclass(frozen=True)
@@ -106,17 +91,16 @@ class Job:
     group_language: str
 
 
-Claim = Callable[[int], list[outbox.Claimed]]
 # A row taken from the queue ahead of its turn (None: the queue's end), with its message
 # (None: not built, as for a member no longer active).
-Ahead = tuple[outbox.Claimed | None, OutgoingMessage | None]
+Ahead = tuple[Claimed | None, OutgoingMessage | None]
 
 
 class _Shared:
     """State the lanes and the recording task share (one thread: no locks)."""
 
     def __init__(self, pause_after: int) -> None:
-        self.todo: asyncio.Queue[outbox.Claimed | None] = asyncio.Queue()
+        self.todo: asyncio.Queue[Claimed | None] = asyncio.Queue()
         self.results: list[tuple[int, outbox.Outcome]] = []
         # Set when a lane adds an outcome; replaced by a fresh one after each commit.
         self.arrived = asyncio.Event()
@@ -185,7 +169,7 @@ async def _lane(lane: Lane, shared: _Shared, jobs: Callable[[int], Job]) -> None
 
 async def _attempt(
     lane: Lane,
-    row: outbox.Claimed,
+    row: Claimed,
     message: OutgoingMessage | None,
     jobs: Callable[[int], Job],
     shared: _Shared,
@@ -220,13 +204,13 @@ async def _attempt(
     return outbox.Outcome(row.delivery_id, DeliveryStatus.SENT, message.message_id), False, ahead
 
 
-def _failed(row: outbox.Claimed, exc: DeliveryError) -> outbox.Outcome:
+def _failed(row: Claimed, exc: DeliveryError) -> outbox.Outcome:
     return outbox.Outcome(
         row.delivery_id, DeliveryStatus.FAILED, error=str(exc)[:500], retry=not exc.permanent, code=exc.code
     )
 
 
-def _build(row: outbox.Claimed, jobs: Callable[[int], Job]) -> OutgoingMessage:
+def _build(row: Claimed, jobs: Callable[[int], Job]) -> OutgoingMessage:
     job = jobs(row.edition_id)
     language = reader_language(row.language, job.group_language)
     return job.build(Recipient(row.subscriber_id, row.email, row.name, language, row.delivery_id))
@@ -234,7 +218,7 @@ def _build(row: outbox.Claimed, jobs: Callable[[int], Job]) -> OutgoingMessage:
 
 def run(
     site: Site,
-    claim: Claim,
+    queue: Queue,
     jobs: Callable[[int], Job],
     lanes: Sequence[Lane],
     *,
@@ -242,8 +226,8 @@ def run(
     pause_after: int = PAUSE_AFTER_CONNECTION_FAILURES,
     progress: Callable[[int], None] | None = None,
 ) -> DeliveryReport:
-    """Deliver what ``claim`` hands out through the lanes until none is due."""
-    engine = _Engine(site, claim, jobs, lanes, batch_size, pause_after, progress)
+    """Deliver what ``queue`` hands out through the lanes until none is due."""
+    engine = _Engine(site, queue, jobs, lanes, batch_size, pause_after, progress)
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -274,7 +258,7 @@ def run_loop(main: Coroutine[Any, Any, T]) -> T:
 @dataclass
 class _Engine:
     site: Site
-    claim: Claim
+    queue: Queue
     jobs: Callable[[int], Job]
     lanes: Sequence[Lane]
     batch_size: int
@@ -292,13 +276,12 @@ class _Engine:
         exhausted = False
         try:
             while True:
-                if attempts and loop.time() >= renew_at:
-                    # Still working on these: no other worker may take them for abandoned.
-                    with self.site.transaction() as session:
-                        outbox.renew(session, list(attempts))
+                if loop.time() >= renew_at:
+                    # Still working on these: no other process may take them for abandoned.
+                    self.queue.keep(list(attempts))
                     renew_at = loop.time() + RENEW_EVERY
                 if not exhausted and not shared.stop and shared.todo.qsize() < self.batch_size:
-                    batch = self.claim(self.batch_size)
+                    batch = self.queue.claim(self.batch_size)
                     exhausted = not batch
                     for row in batch:
                         attempts[row.delivery_id] = row.attempts + 1
@@ -335,15 +318,13 @@ class _Engine:
                     attempts.pop(outcome.delivery_id, None)
             finally:
                 recorder.close()
-                with self.site.transaction() as session:
-                    outbox.release(session, list(attempts))
+                self.queue.release(list(attempts))
         if shared.failure is not None:
             raise shared.failure
         if shared.paused:
             # The relay is down, which says nothing about these recipients: they are due
             # again at once, without the attempt counting, when `send` resumes the edition.
-            with self.site.transaction() as session:
-                outbox.requeue(session, [delivery for delivery, _ in shared.streak])
+            self.queue.requeue([delivery for delivery, _ in shared.streak])
             report.paused = True
             report.paused_editions = {edition for _, edition in shared.streak}
         return report
@@ -380,47 +361,7 @@ def _count(results: list[tuple[int, outbox.Outcome]], report: DeliveryReport) ->
                 report.errors.append(outcome.error or "")  # the reply names the recipient
 
 
-def lanes_for(transport: Transport, due: int) -> list[Lane]:
-    """The connections to use: one per MESSAGES_PER_LANE due messages, up to the pool's size."""
-    open_lanes = getattr(transport, "lanes", None)
-    if open_lanes is None:
-        return [SenderLane(transport)]
-    wanted = max(1, min(int(getattr(transport, "size", 1)), -(-due // MESSAGES_PER_LANE)))
-    lanes: list[Lane] = open_lanes(wanted)
-    return lanes
-
-
-def drain(
-    site: Site,
-    edition: Edition,
-    factory: MessageFactory,
-    transport: Transport,
-    *,
-    group_language: str,
-    batch_size: int = 200,
-    progress: Callable[[int], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-) -> DeliveryReport:
-    """Send every due delivery of the edition; returns what happened in this run.
-
-    ``should_stop`` is asked before each new batch is claimed: when it says yes, the
-    batch in hand is finished and recorded, and the rest stays queued for the next run.
-    """
-    with site.transaction() as session:
-        due = outbox.counts(session, edition.id or 0).get("queued", 0)
-    job = Job(splice.builder(factory), group_language)
-
-    def claim(limit: int) -> list[outbox.Claimed]:
-        if should_stop is not None and should_stop():
-            return []
-        with site.transaction() as session:
-            return outbox.claim(session, edition, limit=limit)
-
-    return run(
-        site,
-        claim,
-        lambda _edition_id: job,
-        lanes_for(transport, due),
-        batch_size=batch_size,
-        progress=progress,
-    )
+def lanes_for(transport: Transport, due: int) -> Sequence[Lane]:
+    """The connections to use: one per MESSAGES_PER_LANE due messages, up to what the transport declares."""
+    wanted = max(1, min(transport.capabilities.lanes, -(-due // MESSAGES_PER_LANE)))
+    return transport.lanes(wanted)

@@ -1,9 +1,10 @@
-"""The outbox: one Delivery row per edition and active member, and batches claimed from it.
+"""The outbox: one Delivery row per edition and active member, and the results recorded on them.
 
 Rows are created by one ``INSERT ... SELECT`` from the memberships, never from a
 Python list of everyone, and ``UNIQUE(edition_id, subscriber_id)`` makes a second
-enqueue harmless. Delivery claims batches of rows that are due, records their
-results in one transaction per batch, and so can stop and resume at any point.
+enqueue harmless. Delivery claims batches of rows that are due (``claims.py``),
+records their results in one transaction per batch, and so can stop and resume at
+any point.
 """
 
 import contextlib
@@ -22,7 +23,6 @@ from newsletter.core.models import (
     Delivery,
     DeliveryStatus,
     Edition,
-    EditionStatus,
     Membership,
     MembershipStatus,
     utcnow,
@@ -34,10 +34,6 @@ from newsletter.feedback import policy
 RETRY_ATTEMPTS = 6
 # No retry is scheduled later than this after the first attempt.
 RETRY_DEADLINE = timedelta(hours=24)
-# A claimed row belongs to its claimer this long (its ``next_attempt_at`` says until
-# when); the engine renews the lease of the rows in hand well before it runs out. A row
-# whose lease ran out was claimed by a process that died: any worker puts it back.
-LEASE = timedelta(minutes=10)
 
 
 def enqueue(session: Session, edition: Edition) -> int:
@@ -57,105 +53,26 @@ def enqueue(session: Session, edition: Edition) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-class Claimed(NamedTuple):
-    """A delivery handed to the engine (a tuple: thousands are made a second)."""
+def restart(session: Session, edition_id: int) -> int:
+    """Every row of the edition queued afresh: its earlier run wrote files and delivered nothing.
 
-    delivery_id: int
-    subscriber_id: int
-    email: str
-    name: str | None
-    language: str | None
-    active: int  # true while the member is still active (SQLite has no boolean: 1 or 0)
-    attempts: int
-    edition_id: int = 0
-
-
-def claim(session: Session, edition: Edition, *, limit: int, now: datetime | None = None) -> list[Claimed]:
-    """The edition's next due deliveries, marked ``sending`` (and their attempt counted)."""
-    return _claim(session, edition.id or 0, limit=limit, now=now)
-
-
-def claim_due(session: Session, *, limit: int, now: datetime | None = None) -> list[Claimed]:
-    """The next due deliveries of the editions being sent, oldest edition first (``newsletter worker``).
-
-    One edition at a time, so each claim reads its queue index in order (a query over
-    several editions at once would sort all their queued rows on every claim).
+    For an edition written to the outbox folder that is now sent for real; the runner
+    calls it only while no live process holds any of the rows.
     """
-    sending = session.exec(
-        select(Edition.id).where(col(Edition.status) == EditionStatus.SENDING).order_by(col(Edition.id))
-    ).all()
-    claimed: list[Claimed] = []
-    for edition_id in sending:
-        recover_abandoned(session, edition_id or 0, now=now)
-        claimed += _claim(session, edition_id or 0, limit=limit - len(claimed), now=now)
-        if len(claimed) >= limit:
-            break
-    return claimed
-
-
-def _claim(session: Session, edition_id: int, *, limit: int, now: datetime | None) -> list[Claimed]:
-    """One atomic ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING``.
-
-    On PostgreSQL concurrent claimers skip each other's locked rows, so no row is
-    claimed twice; on SQLite the UPDATE takes the database's single write lock. The
-    member's address, name, language and whether they are still active come back in
-    the same statement (correlated subqueries in RETURNING, which both databases run).
-    """
-    connection = session.connection()
-    statement = _CLAIM_SQL[connection.dialect.name == "postgresql"]
-    now = now or utcnow()
-    parameters = {"edition": edition_id, "now": now, "lease": now + LEASE, "limit": limit}
-    rows = connection.execute(statement, parameters)
-    return sorted(map(Claimed._make, rows))
-
-
-def _claim_sql(postgresql: bool) -> sa.TextClause:
-    # Written as SQL, not built with SQLAlchemy's expressions: its RETURNING drops the
-    # table names the correlated subqueries need, and a claim of a few hundred rows
-    # built and compiled each time cost more than the database's own work. The member's
-    # status is read by the membership's unique key and compared outside the subquery:
-    # with the status inside it, PostgreSQL (without fresh statistics, as right after
-    # an edition is queued) combined in the index of every active membership, for each
-    # row claimed.
-    queued, sending = DeliveryStatus.QUEUED.value, DeliveryStatus.SENDING.value
-    due = f"""
-        SELECT id FROM delivery
-        WHERE edition_id = :edition AND status = '{queued}'
-            AND (next_attempt_at IS NULL OR next_attempt_at <= :now)
-        ORDER BY id LIMIT :limit
-    """
-    if postgresql:
-        # The rows another claimer holds are skipped. A join with the claimed ids, not
-        # "id IN (...)": for that PostgreSQL reads the whole table on every claim.
-        claim = f"""
-            WITH due AS ({due} FOR UPDATE SKIP LOCKED)
-            UPDATE delivery
-            SET status = '{sending}', attempts = delivery.attempts + 1, next_attempt_at = :lease
-            FROM due WHERE delivery.id = due.id
-        """
-    else:
-        claim = (
-            f"UPDATE delivery SET status = '{sending}', attempts = attempts + 1, next_attempt_at = :lease "
-            f"WHERE id IN ({due})"
+    result = session.execute(
+        update(Delivery)
+        .where(col(Delivery.edition_id) == edition_id)
+        .values(
+            status=DeliveryStatus.QUEUED,
+            attempts=0,
+            next_attempt_at=None,
+            last_error=None,
+            message_id=None,
+            sent_at=None,
+            claimed_by=None,
         )
-    sql = f"""{claim}
-        RETURNING delivery.id, delivery.subscriber_id,
-            (SELECT s.email FROM subscriber s WHERE s.id = delivery.subscriber_id),
-            (SELECT s.name FROM subscriber s WHERE s.id = delivery.subscriber_id),
-            (SELECT s.language FROM subscriber s WHERE s.id = delivery.subscriber_id),
-            COALESCE((
-                SELECT m.status FROM membership m
-                WHERE m.subscriber_id = delivery.subscriber_id
-                    AND m.group_id = (SELECT e.group_id FROM edition e WHERE e.id = delivery.edition_id)
-            ) = '{MembershipStatus.ACTIVE.value}', FALSE),
-            delivery.attempts - 1, delivery.edition_id
-    """
-    when: sa.types.TypeEngine[Any] = Delivery.__table__.c.next_attempt_at.type  # type: ignore[attr-defined]
-    return sa.text(sql).bindparams(sa.bindparam("now", type_=when), sa.bindparam("lease", type_=when))
-
-
-# By dialect: False for SQLite, True for PostgreSQL.
-_CLAIM_SQL = {False: _claim_sql(False), True: _claim_sql(True)}
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 class Outcome(NamedTuple):
@@ -356,68 +273,3 @@ def counts(session: Session, edition_id: int) -> dict[str, int]:
         .group_by(col(Delivery.status))
     )
     return {str(status): int(n) for status, n in session.exec(query)}
-
-
-# The attempt a claim counted, taken back (portable: PostgreSQL has no two-argument max).
-_uncounted = sa.case((col(Delivery.attempts) > 0, col(Delivery.attempts) - 1), else_=0)
-
-
-def release(session: Session, delivery_ids: Iterable[int]) -> None:
-    """Put claimed rows that were never handed over back in the queue (the claim did not count)."""
-    ids = list(delivery_ids)
-    if ids:
-        session.execute(
-            update(Delivery)
-            .where(col(Delivery.id).in_(ids), col(Delivery.status) == DeliveryStatus.SENDING)
-            .values(status=DeliveryStatus.QUEUED, next_attempt_at=None, attempts=_uncounted)
-        )
-
-
-def renew(session: Session, delivery_ids: Iterable[int], *, now: datetime | None = None) -> None:
-    """Extend the lease of claimed rows still in hand (see LEASE)."""
-    ids = list(delivery_ids)
-    if ids:
-        session.execute(
-            update(Delivery)
-            .where(col(Delivery.id).in_(ids), col(Delivery.status) == DeliveryStatus.SENDING)
-            .values(next_attempt_at=(now or utcnow()) + LEASE)
-        )
-
-
-def recover_abandoned(session: Session, edition_id: int, *, now: datetime | None = None) -> int:
-    """Rows whose claimer died (their lease ran out): back to the queue, the attempt counted.
-
-    Their messages may have reached the relay just before the claimer died, so these
-    few can arrive twice, as after any kill.
-    """
-    result = session.execute(
-        update(Delivery)
-        .where(
-            col(Delivery.edition_id) == edition_id,
-            col(Delivery.status) == DeliveryStatus.SENDING,
-            col(Delivery.next_attempt_at) < (now or utcnow()),
-        )
-        .values(status=DeliveryStatus.QUEUED, next_attempt_at=None)
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
-def requeue(session: Session, delivery_ids: Iterable[int]) -> None:
-    """Rows that failed only because the relay was down: due again now, the attempt not counted."""
-    ids = list(delivery_ids)
-    if ids:
-        session.execute(
-            update(Delivery)
-            .where(col(Delivery.id).in_(ids), col(Delivery.status) != DeliveryStatus.SENT)
-            .values(status=DeliveryStatus.QUEUED, next_attempt_at=None, attempts=_uncounted)
-        )
-
-
-def release_stale(session: Session, edition_id: int) -> int:
-    """Rows a killed run left ``sending``: back to the queue (they may be sent a second time)."""
-    result = session.execute(
-        update(Delivery)
-        .where(col(Delivery.edition_id) == edition_id, col(Delivery.status) == DeliveryStatus.SENDING)
-        .values(status=DeliveryStatus.QUEUED, next_attempt_at=None)
-    )
-    return int(getattr(result, "rowcount", 0) or 0)

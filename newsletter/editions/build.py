@@ -1,23 +1,24 @@
-"""Editions: built per group from the item pool, approved, rendered and sent.
+"""Editions: built per group from the item pool, approved, rendered, cancelled.
 
 States: ``draft -> approved -> sending -> sent``, or ``paused`` (the relay kept
-failing; ``send`` resumes) and ``cancelled``. Building takes the approved items
-meant for the group that no earlier edition of the group carried; the
-``EditionItem(group_id, item_id)`` key makes "never offered twice" a database rule.
+failing; a send resumes), ``written`` (sent to the outbox folder only) and
+``cancelled``. Sending belongs to the delivery runner (``delivery/runner.py``), which makes the
+moves from ``approved`` on. Building takes the approved items meant for the group
+that no earlier edition of the group carried; the ``EditionItem(group_id, item_id)``
+key makes "never offered twice" a database rule.
 """
 
-from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from newsletter.core import audit
-from newsletter.core.errors import InputError, NewsletterError, NotFoundError, StateError
-from newsletter.core.i18n import available_languages, base_language, reader_language, translations
+from newsletter.core.errors import NewsletterError, NotFoundError, StateError
+from newsletter.core.i18n import available_languages, base_language, translations
 from newsletter.core.models import (
     Edition,
     EditionItem,
@@ -27,18 +28,11 @@ from newsletter.core.models import (
     ItemStatus,
     ItemTarget,
     ItemTranslation,
-    Membership,
-    MembershipStatus,
-    Subscriber,
     utcnow,
 )
 from newsletter.core.settings import Settings
-from newsletter.core.site import Site, get_group
-from newsletter.core.tokens import Signer
-from newsletter.delivery import outbox, splice
-from newsletter.delivery.engine import DeliveryReport, drain
-from newsletter.delivery.message import MessageFactory, Recipient
-from newsletter.delivery.transports import Transport
+from newsletter.core.site import get_group
+from newsletter.delivery import outbox
 from newsletter.editions.render import EditionContent, Marker, PoolItem, Rendered, Renderer
 
 # `t.colon` is the language's colon: French sets it off with a no-break space.
@@ -56,27 +50,6 @@ def _record(session: Session, kind: str, edition: Edition, *, actor: str, **deta
     source = "scheduler" if actor == "scheduler" else "cli"
     audit.record(
         session, kind, actor=actor, source=source, group_id=edition.group_id, edition_id=edition.id, **detail
-    )
-
-
-def message_factory(
-    settings: Settings,
-    group: Group,
-    edition_id: int,
-    parts: Mapping[str, Rendered],
-    *,
-    subject_prefix: str = "",
-) -> MessageFactory:
-    """The per-recipient message builder for one edition of one group."""
-    return MessageFactory(
-        settings,
-        Signer(settings.signing_key),
-        edition_id=edition_id,
-        group_id=group.id or 0,
-        group_slug=group.slug,
-        group_name=group.name,
-        parts=parts,
-        subject_prefix=subject_prefix,
     )
 
 
@@ -264,7 +237,8 @@ def cancel(session: Session, edition_id: int, *, actor: str) -> Edition:
     edition = get_edition(session, edition_id)
     if edition.status in {EditionStatus.SENT, EditionStatus.CANCELLED}:
         raise StateError(f"edition #{edition_id} is already {edition.status}")
-    sent = outbox.counts(session, edition_id).get("sent", 0)
+    # An edition written to the outbox folder reached nobody: its items go back too.
+    sent = 0 if edition.outbox_only else outbox.counts(session, edition_id).get("sent", 0)
     if not sent:
         for link in session.exec(select(EditionItem).where(col(EditionItem.edition_id) == edition_id)):
             session.delete(link)
@@ -318,22 +292,6 @@ def list_editions(
     return rows
 
 
-class Progress(Protocol):
-    def start(self, total: int) -> None: ...
-    def advance(self, count: int) -> None: ...
-
-
-@dataclass
-class SendResult:
-    edition_id: int
-    status: str
-    report: DeliveryReport
-    totals: dict[str, int]
-    warnings: Sequence[str] = ()
-    languages: dict[str, int] = field(default_factory=dict)
-    dry_run: bool = False
-
-
 def render_languages(
     renderer: Renderer, settings: Settings, edition_content: EditionContent, *, allow_large: bool
 ) -> dict[str, Rendered]:
@@ -342,150 +300,3 @@ def render_languages(
     return {
         lang: renderer.render(edition_content, lang, allow_large=allow_large) for lang in sorted(languages)
     }
-
-
-def _audience(session: Session, edition: Edition, group_language: str) -> dict[str, int]:
-    query = (
-        select(Subscriber.language, func.count())
-        .join(Membership, col(Membership.subscriber_id) == Subscriber.id)
-        .where(
-            col(Membership.group_id) == edition.group_id, col(Membership.status) == MembershipStatus.ACTIVE
-        )
-        .group_by(col(Subscriber.language))
-    )
-    languages: dict[str, int] = {}
-    for language, count in session.exec(query):
-        reader = reader_language(language, group_language)
-        languages[reader] = languages.get(reader, 0) + int(count)
-    return languages
-
-
-def send(
-    site: Site,
-    renderer: Renderer,
-    transport: Transport,
-    edition_id: int,
-    *,
-    actor: str,
-    dry_run: bool = False,
-    allow_large: bool = False,
-    progress: Progress | None = None,
-    should_stop: Callable[[], bool] | None = None,
-) -> SendResult:
-    """Send an approved edition (or resume a sending or paused one) to every active member.
-
-    When ``should_stop`` says yes (the daemon got SIGTERM) the batch in hand is finished
-    and the edition stays ``sending``; the next ``send`` or tick resumes it.
-    """
-    settings = site.settings
-    with site.transaction() as session:
-        edition = get_edition(session, edition_id)
-        if edition.status == EditionStatus.DRAFT and not dry_run:
-            # A dry run may count a draft's audience: it sends nothing.
-            raise StateError(
-                f"edition #{edition_id} is a draft; approve it first "
-                f"(`newsletter editions approve {edition_id}`)"
-            )
-        if edition.status in {EditionStatus.SENT, EditionStatus.CANCELLED}:
-            raise StateError(f"edition #{edition_id} is already {edition.status}; nothing to send")
-        group = session.get(Group, edition.group_id)
-        assert group is not None
-        group_language = base_language(settings.group(group.slug).language)
-        edition_content = content(session, settings, edition)
-        audience = _audience(session, edition, group_language)
-    parts = render_languages(renderer, settings, edition_content, allow_large=allow_large)
-    warnings = tuple(sorted({w for r in parts.values() for w in r.warnings}))
-    if dry_run:
-        return SendResult(
-            edition_id,
-            str(edition.status),
-            DeliveryReport(),
-            {"would send": sum(audience.values())},
-            warnings,
-            audience,
-            dry_run=True,
-        )
-    with site.transaction() as session:
-        edition = get_edition(session, edition_id)
-        if edition.status == EditionStatus.APPROVED:
-            queued = outbox.enqueue(session, edition)
-            _record(session, "edition-send", edition, actor=actor, queued=queued)
-        else:
-            outbox.release_stale(session, edition_id)
-            _record(session, "edition-resume", edition, actor=actor)
-        edition.status = EditionStatus.SENDING
-        session.add(edition)
-        due = outbox.counts(session, edition_id).get("queued", 0)
-    factory = message_factory(settings, group, edition_id, parts)
-    transport.begin(edition_id, {lang: neutral(r, settings)[0] for lang, r in parts.items()})
-    if progress is not None:
-        progress.start(due)
-    try:
-        report = drain(
-            site,
-            edition,
-            factory,
-            transport,
-            group_language=group_language,
-            progress=progress.advance if progress else None,
-            should_stop=should_stop,
-        )
-    finally:
-        transport.close()
-    with site.transaction() as session:
-        edition = get_edition(session, edition_id)
-        totals = outbox.counts(session, edition_id)
-        if report.paused:
-            edition.status = EditionStatus.PAUSED
-        elif not totals.get("queued") and not totals.get("sending"):
-            edition.status = EditionStatus.SENT
-            edition.sent_at = utcnow()
-        session.add(edition)
-        _record(
-            session,
-            f"edition-{edition.status}",
-            edition,
-            actor=actor,
-            sent=report.sent,
-            failed=report.failed,
-            skipped=report.skipped,
-        )
-    return SendResult(edition_id, str(edition.status), report, totals, warnings, audience)
-
-
-def send_test(
-    site: Site,
-    renderer: Renderer,
-    transport: Transport,
-    edition_id: int,
-    to: str,
-    *,
-    actor: str,
-    language: str | None = None,
-    allow_large: bool = True,
-) -> str:
-    """Send one copy, marked [TEST], to an address; nothing is recorded as delivered."""
-    from newsletter.audience.addresses import InvalidAddress, parse_address
-
-    try:
-        address = parse_address(to)
-    except InvalidAddress as exc:
-        raise InputError(f"{to!r} is not a usable address: {exc}") from None
-    settings = site.settings
-    with site.transaction() as session:
-        edition = get_edition(session, edition_id)
-        group = session.get(Group, edition.group_id)
-        assert group is not None
-        edition_content = content(session, settings, edition)
-        audit.record(
-            session, "edition-test", actor=actor, source="cli", group_id=group.id, edition_id=edition.id
-        )
-    reader = reader_language(language, settings.group(group.slug).language)
-    rendered = renderer.render(edition_content, reader, allow_large=allow_large)
-    factory = message_factory(settings, group, edition_id, {reader: rendered}, subject_prefix="[TEST] ")
-    message = splice.builder(factory)(Recipient(0, address.email, address.display_name, reader))
-    try:
-        transport.send(message)
-    finally:
-        transport.close()
-    return message.message_id

@@ -8,7 +8,8 @@ deliveries remain the last line of defence if anything slips past the lock.
 The advisory lock key is derived from the lock's name, the database and the current
 schema, so two sites sharing one PostgreSQL server (or one database in two schemas)
 each get a leader of their own. Other names give other locks: the scheduler uses
-``"send"`` to keep two ticks from sending the same edition at once.
+``"send"`` to let one tick send at a time (the delivery runner's per-edition lease is
+what keeps an edition from being sent twice).
 """
 
 from collections.abc import Iterator

@@ -7,10 +7,11 @@ firing is identified by its *period key*, the local wall-clock time of the slot
 ``run_due(at)`` does everything due at that moment: collect, build, approve (for
 ``approval = "auto"``), send. Running it again for the same moment does nothing.
 
-Sending holds a lock of its own (see ``leader.py``): two ticks at the same moment,
-from a second daemon or a ``run-due`` beside one, never drain one edition together.
-A stop request (the daemon's SIGTERM) is honoured between slots, between batches and between
-editions; the batch in hand is finished and recorded first.
+Sending goes through the delivery runner (``delivery/runner.py``), whose per-edition lease
+keeps anyone else (a second tick, an ``editions send``, a worker) from sending an
+edition the tick is sending; a lock of its own (see ``leader.py``) lets one tick send
+at a time. A stop request (the daemon's SIGTERM) is honoured between slots,
+between batches and between editions; the batch in hand is finished and recorded first.
 """
 
 from collections.abc import Callable
@@ -24,10 +25,12 @@ from sqlmodel import Session, col, select
 
 from newsletter.collecting.collect import SourceReport, collect
 from newsletter.core import audit
-from newsletter.core.errors import NewsletterError
+from newsletter.core.errors import LeaseHeld, NewsletterError
 from newsletter.core.models import Edition, EditionStatus, Event, Group
 from newsletter.core.settings import Settings
 from newsletter.core.site import Site
+from newsletter.delivery import lease
+from newsletter.delivery.runner import Runner
 from newsletter.delivery.transports import Transport
 from newsletter.editions import build as editions
 from newsletter.editions.render import Renderer
@@ -208,12 +211,13 @@ def send_due(
     report: TickReport,
     should_stop: StopCheck = _never,
 ) -> None:
-    """Send every approved edition (and resume those left sending), one at a time.
+    """Send every approved edition (and resume those left sending), one at a time, through the runner.
 
-    Only one process sends at a time: editions.send resumes a ``sending`` edition by
-    putting its claimed rows back in the queue, which would repeat the messages a
-    concurrent sender has in hand. A tick that finds the send lock taken leaves the
-    work to the process holding it (or to the next tick).
+    The runner's per-edition lease is what keeps an edition from going out twice, against
+    any other sender; an edition someone else is sending is left to it (noted as skipped).
+    One tick sends at a time besides (the send lock): a tick that finds it taken leaves
+    the work to the one holding it, or to the next tick, instead of sending other
+    editions side by side with it.
     """
     with leadership(site.engine, name=SEND_LOCK) as mine:
         if not mine:
@@ -230,10 +234,12 @@ def send_due(
             if should_stop():
                 report.stopped = True
                 return
+            runner = Runner(site, renderer, transport_factory(), actor=ACTOR, should_stop=should_stop)
             try:
-                result = editions.send(
-                    site, renderer, transport_factory(), edition_id, actor=ACTOR, should_stop=should_stop
-                )
+                result = runner.send(edition_id)
+            except LeaseHeld as held:
+                report.skipped.append(f"edition #{edition_id} (being sent by {lease.describe(held.owner)})")
+                continue
             except NewsletterError as exc:
                 report.errors.append(f"edition #{edition_id}: {exc}")
                 continue

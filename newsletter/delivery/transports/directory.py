@@ -2,7 +2,9 @@
 
 ``OUTBOX/edition-12/preview-de.html`` and ``OUTBOX/edition-12/000345.eml`` (named by
 delivery id, so a resumed send overwrites rather than duplicates). Files are written
-to a temporary name and renamed, so a crash never leaves half a message.
+to a temporary name and renamed, so a crash never leaves half a message. Nobody receives
+these files: the transport says so (``delivers=False``), and an edition sent through it
+ends ``written``, not ``sent``.
 """
 
 import os
@@ -12,6 +14,7 @@ from pathlib import Path
 
 from newsletter.core.errors import TemporaryFailure
 from newsletter.delivery.message import OutgoingMessage
+from newsletter.delivery.transports.base import Capabilities, Lane, SenderLane
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -27,6 +30,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 class DirectoryTransport:
     name = "outbox"
+    capabilities = Capabilities(lanes=1, delivers=False)
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -53,6 +57,9 @@ class DirectoryTransport:
             raise TemporaryFailure(
                 f"cannot write to the outbox {folder}: {exc.strerror or exc}", connection=True
             ) from None
+
+    def lanes(self, wanted: int) -> list[Lane]:
+        return [SenderLane(self)]
 
     def close(self) -> None:
         pass

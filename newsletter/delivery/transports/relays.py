@@ -1,13 +1,14 @@
 """Several SMTP relays, several connections each, each relay under its own rate limit.
 
 A :class:`RelayPool` is a transport (``send`` goes through its first connection, for a
-test copy) that can also hand out *lanes*: one SMTP connection each
+test copy) that hands out *lanes* (:class:`RelayLane`): one SMTP connection each
 (:class:`~newsletter.delivery.transports.pipelined.PipelinedSmtp`), all driven by the delivery
-engine's event loop. Every lane of a relay takes a token from that relay's
-:class:`TokenBucket` before each message; an optional per-domain bucket keeps any one
-recipient domain under its own rate, whatever the relay. Waiting for a token suspends
-only the lane that waits. Time is read and waited for through a :class:`Clock`, the
-system's unless a test hands in one of its own.
+engine's event loop; it declares as many lanes as its relays have connections. Every
+lane of a relay takes a token from that relay's :class:`TokenBucket` before each
+message; an optional per-domain bucket keeps any one recipient domain under its own
+rate, whatever the relay. Waiting for a token suspends only the lane that waits. Time
+is read and waited for through a :class:`Clock`, the system's unless a test hands in
+one of its own.
 """
 
 import asyncio
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from newsletter.delivery.message import OutgoingMessage
+from newsletter.delivery.transports.base import Capabilities
 from newsletter.delivery.transports.pipelined import PipelinedSmtp
 from newsletter.delivery.transports.smtp import SmtpTransport, SmtpUrl
 
@@ -108,8 +110,8 @@ class Relay:
 
 
 @dataclass
-class Lane:
-    """One connection to one relay, for the delivery engine (``deliver.py``)."""
+class RelayLane:
+    """One connection to one relay: a :class:`~newsletter.delivery.transports.base.Lane` of the engine."""
 
     relay: Relay
     connection: PipelinedSmtp
@@ -164,19 +166,16 @@ class RelayPool:
         self.clock = clock
         self.domains = DomainBuckets(domain_rate, clock=clock)
         self._first = SmtpTransport(relays[0].url, timeout=relays[0].timeout)
+        self.capabilities = Capabilities(lanes=sum(relay.connections for relay in relays), delivers=True)
 
-    @property
-    def size(self) -> int:
-        return sum(relay.connections for relay in self.relays)
-
-    def lanes(self, wanted: int) -> list[Lane]:
+    def lanes(self, wanted: int) -> list[RelayLane]:
         """Up to ``wanted`` lanes, spread over the relays in proportion to their connections."""
-        lanes: list[Lane] = []
+        lanes: list[RelayLane] = []
         for round_ in range(max(r.connections for r in self.relays)):
             for relay in self.relays:
-                if round_ < relay.connections and len(lanes) < wanted:
+                if round_ < relay.connections and len(lanes) < max(1, wanted):
                     connection = PipelinedSmtp(SmtpUrl.parse(relay.url), timeout=relay.timeout)
-                    lanes.append(Lane(relay, connection, self.domains, self.clock))
+                    lanes.append(RelayLane(relay, connection, self.domains, self.clock))
         return lanes
 
     def begin(self, edition_id: int, previews: Mapping[str, str]) -> None:

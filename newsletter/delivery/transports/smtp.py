@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from newsletter.core.errors import ConfigError, PermanentFailure, TemporaryFailure
 from newsletter.delivery.message import OutgoingMessage
+from newsletter.delivery.transports.base import Capabilities, Lane, SenderLane
 
 DEFAULT_PORTS = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
 
@@ -102,7 +103,10 @@ def _login(client: smtplib.SMTP, username: str, password: str) -> None:
 
 
 class SmtpTransport:
+    """One blocking smtplib session (test copies; the engine uses ``relays.RelayPool``)."""
+
     name = "smtp"
+    capabilities = Capabilities(lanes=1, delivers=True)
 
     def __init__(self, url: str, *, timeout: float = 30.0) -> None:
         self.url = SmtpUrl.parse(url)
@@ -142,6 +146,9 @@ class SmtpTransport:
 
     def begin(self, edition_id: int, previews: Mapping[str, str]) -> None:
         pass
+
+    def lanes(self, wanted: int) -> list[Lane]:
+        return [SenderLane(self)]
 
     def send(self, message: OutgoingMessage) -> None:
         if self._client is None:
