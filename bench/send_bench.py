@@ -7,9 +7,10 @@
 
 Needs Debian's ``postfix`` package for ``/usr/sbin/smtp-sink`` and ``/usr/sbin/smtp-source``
 (the Postfix daemon is never started). In one run it builds a site in a temp folder
-with N subscribers (inserted by one SQL statement), sends one edition through
-``editions.send`` in this process to smtp-sink on 127.0.0.1, then times smtp-source
-sending N messages of the same size with the same number of parallel sessions, twice:
+with N subscribers (inserted by one SQL statement), sends one edition through the
+delivery runner (``runner.send_edition``) in this process to smtp-sink on 127.0.0.1,
+then times smtp-source sending N messages of the same size with the same number of
+parallel sessions, twice:
 in its default mode (a new session for each message) and with ``-d`` (each session
 reused for many messages, as the engine does). Each round is repeated (``--rounds``,
 the edition is reset to approved in between) and the medians are reported: rates,
@@ -368,14 +369,14 @@ def reset(db_url: str, edition_id: int) -> None:
 def send_here(
     args: argparse.Namespace, site: Any, renderer: Any, settings: Any, edition_id: int
 ) -> dict[str, float]:
-    """Send the edition with ``editions.send`` in this process: its rate and CPU per message."""
+    """Send the edition with the delivery runner in this process: its rate and CPU per message."""
+    from newsletter.delivery.runner import send_edition
     from newsletter.delivery.transports import open_transport
-    from newsletter.editions import build as editions
 
     transport = open_transport(settings)
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
-    result = editions.send(site, renderer, transport, edition_id, actor="bench")
+    result = send_edition(site, renderer, transport, edition_id, actor="bench")
     ours = time.perf_counter() - started
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)

@@ -5,7 +5,8 @@ handler keeps every accepted envelope (sender, recipients, the exact bytes, whet
 SMTPUTF8 was asked for), counts connections and logins, offers PIPELINING unless told
 not to, and can be told to misbehave: answer every MAIL, or one recipient's RCPT or
 DATA, with a given reply, drop the connection once some number of messages has been
-accepted, or refuse every connection (a relay that is down).
+accepted, refuse every connection (a relay that is down), or hold every message at
+its final dot until the test opens the gate (a sender caught in the middle of a send).
 
     server = SmtpServer()            # or the ``smtp_server`` fixture
     server.start()
@@ -106,6 +107,11 @@ class RecordingHandler:
         # Offer PIPELINING (RFC 2920) in the EHLO reply; aiosmtpd reads commands in
         # order either way, so this only changes what the client may do.
         self.pipelining = True
+        # While this is clear, the end of DATA is not answered: every sender waits at its
+        # final dot. ``held`` counts the messages that waited there.
+        self.gate = threading.Event()
+        self.gate.set()
+        self._held = 0
 
     # Counters and records, read from the test thread.
 
@@ -123,6 +129,11 @@ class RecordingHandler:
     def connections(self) -> int:
         with self._lock:
             return self._connections
+
+    @property
+    def held(self) -> int:
+        with self._lock:
+            return self._held
 
     def reset(self) -> None:
         with self._lock:
@@ -185,6 +196,10 @@ class RecordingHandler:
                 return reply
         if self.data_delay:
             await asyncio.sleep(self.data_delay)
+        if not self.gate.is_set():
+            with self._lock:
+                self._held += 1
+            await asyncio.get_running_loop().run_in_executor(None, self.gate.wait)
         content = envelope.original_content or b""
         assert isinstance(content, bytes)
         if not self.keep_content:
@@ -300,6 +315,8 @@ class SmtpServer:
 
     def stop(self) -> None:
         if self.running:
+            # Messages held at the gate would keep the server's threads waiting for ever.
+            self.handler.gate.set()
             self.controller.stop()
             self.running = False
 
