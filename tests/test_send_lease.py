@@ -44,14 +44,14 @@ def dead_owner() -> str:
 
 @pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:
-    """A migrated database holding group `g` and its approved edition #1 with three queued deliveries."""
+    """A migrated database holding group `g` and its edition #1, being sent, with three queued deliveries."""
     engine = make_engine(db_url)
     migrate(engine)
     with Session(engine) as session:
         group = Group(slug="g", name="G", language="en", timezone="UTC")
         session.add(group)
         session.flush()
-        edition = Edition(group_id=group.id or 0, period_key="k", status=EditionStatus.APPROVED)
+        edition = Edition(group_id=group.id or 0, period_key="k", status=EditionStatus.SENDING)
         session.add(edition)
         for n in range(3):
             subscriber = Subscriber(email=f"m{n}@example.org", email_key=f"m{n}@example.org")

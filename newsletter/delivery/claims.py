@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
-from newsletter.core.models import Delivery, DeliveryStatus, MembershipStatus, utcnow
+from newsletter.core.models import Delivery, DeliveryStatus, EditionStatus, MembershipStatus, utcnow
 from newsletter.core.site import Site
 from newsletter.delivery import lease
 
@@ -44,6 +44,8 @@ def claim(
 ) -> list[Claimed]:
     """The edition's next due deliveries, marked ``sending`` for ``owner`` (their attempt counted).
 
+    None while the edition is not ``sending`` (paused by its owner, cancelled by an editor).
+
     One atomic ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING``.
     On PostgreSQL concurrent claimers skip each other's locked rows, so no row is
     claimed twice; on SQLite the UPDATE takes the database's single write lock. The
@@ -66,11 +68,15 @@ def _claim_sql(postgresql: bool) -> sa.TextClause:
     # with the status inside it, PostgreSQL (without fresh statistics, as right after
     # an edition is queued) combined in the index of every active membership, for each
     # row claimed.
+    # Only while the edition is being sent: a paused or cancelled edition hands out no
+    # more rows (the condition is not correlated, so both databases check it once).
     queued, sending = DeliveryStatus.QUEUED.value, DeliveryStatus.SENDING.value
+    being_sent = EditionStatus.SENDING.value
     due = f"""
         SELECT id FROM delivery
         WHERE edition_id = :edition AND status = '{queued}'
             AND (next_attempt_at IS NULL OR next_attempt_at <= :now)
+            AND EXISTS (SELECT 1 FROM edition WHERE id = :edition AND status = '{being_sent}')
         ORDER BY id LIMIT :limit
     """
     taken = f"status = '{sending}', next_attempt_at = :lease, claimed_by = :owner"

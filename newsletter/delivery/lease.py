@@ -15,6 +15,11 @@ container) says nothing about this one.
 
 The clocks of hosts sharing a database must agree to well within :data:`LEASE_TTL`
 (NTP does); expiry is compared with the reader's clock.
+
+No PostgreSQL advisory lock is added on top: a session lock vanishes with its
+connection, not with its process, so a sender whose connection dropped (and whose
+pool reconnected) would go on sending after another had taken the lock. The lease
+row is renewed through any connection, and an owner that finds it taken stops.
 """
 
 import contextlib
