@@ -14,9 +14,10 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
-from typing import IO
+from collections.abc import Callable, Iterator
+from typing import IO, ClassVar
 
+import pytest
 from sqlmodel import select
 
 from newsletter.core.models import Delivery
@@ -40,6 +41,9 @@ def eventually(condition: Callable[[], bool], what: str, timeout: float = DEADLI
 class Process:
     """``newsletter --transport smtp ARGS`` in a process of its own, its output read as it comes."""
 
+    # Every process started, so that a failing test leaves none running.
+    started: ClassVar[list["Process"]] = []
+
     def __init__(self, cli: Cli, server: SmtpServer, *args: str) -> None:
         env = {**os.environ, "NEWSLETTER_SMTP_URL": server.url(), "NEWSLETTER_SECRET_KEY": KEY}
         command = [
@@ -59,6 +63,7 @@ class Process:
         ]
         for reader in self._readers:
             reader.start()
+        Process.started.append(self)
 
     @staticmethod
     def _read(stream: IO[str], lines: list[str]) -> None:
@@ -82,6 +87,17 @@ class Process:
     @property
     def stderr(self) -> str:
         return "\n".join(self.err)
+
+
+@pytest.fixture(autouse=True)
+def no_process_left() -> Iterator[None]:
+    """Kill whatever process a failed test left running."""
+    yield
+    while Process.started:
+        process = Process.started.pop()
+        if process.popen.poll() is None:
+            process.popen.kill()
+            process.popen.wait()
 
 
 def sent_by(process: Process, prefix: str) -> int:

@@ -215,3 +215,42 @@ def test_rows_go_back_only_when_their_claimer_is_gone_or_their_lease_ran_out(eng
     after = states(engine)
     assert after[silent_row.delivery_id] == (DeliveryStatus.QUEUED, None)
     assert after[live_row.delivery_id] == (DeliveryStatus.SENDING, ALIVE)
+
+
+def test_a_database_at_0002_gets_the_lease_table_and_keeps_its_rows(empty_db_url: str) -> None:
+    """Revision 0003 adds send_lease, delivery.claimed_by and edition.outbox_only to a database in use."""
+    from alembic import command
+    from sqlalchemy import inspect, text
+
+    from newsletter.core.db import alembic_config
+
+    engine = make_engine(empty_db_url)
+    try:
+        config = alembic_config()
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0002")
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    'INSERT INTO "group" (slug, name, language, timezone, created_at) '
+                    "VALUES ('old', 'Old', 'en', 'UTC', '2026-01-01 00:00:00')"
+                )
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO edition (group_id, schedule, period_key, template, subject_template, "
+                    "subject, status, created_at) "
+                    "VALUES (1, 'manual', 'k', 'digest', '', 'Old news', 'sent', '2026-01-01 00:00:00')"
+                )
+            )
+        assert "send_lease" not in inspect(engine).get_table_names()
+        migrate(engine)
+        assert "send_lease" in inspect(engine).get_table_names()
+        assert "claimed_by" in {column["name"] for column in inspect(engine).get_columns("delivery")}
+        with Session(engine) as session:
+            [edition] = session.exec(select(Edition)).all()
+        assert (edition.subject, edition.status) == ("Old news", EditionStatus.SENT)
+        assert edition.outbox_only is False
+    finally:
+        engine.dispose()
