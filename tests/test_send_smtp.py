@@ -23,9 +23,10 @@ from click.testing import Result
 from sqlmodel import select
 
 from newsletter.core import verp
+from newsletter.core.errors import BadToken
 from newsletter.core.models import Delivery, Subscriber
 from newsletter.core.settings import Settings
-from newsletter.core.tokens import BadToken, Signer
+from newsletter.core.tokens import Signer
 from newsletter.delivery.message import OutgoingMessage
 from newsletter.delivery.transports import Transport, open_transport
 from tests.conftest import Cli

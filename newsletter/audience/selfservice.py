@@ -13,9 +13,9 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from newsletter.audience.addresses import InvalidAddress, parse_address
+from newsletter.audience.addresses import parse_address
 from newsletter.core import audit, states
-from newsletter.core.errors import InputError, NotFoundError
+from newsletter.core.errors import InputError, InvalidAddress, NotFoundError
 from newsletter.core.i18n import base_language, reader_language, translations
 from newsletter.core.language import normalize_language
 from newsletter.core.models import Delivery, Event, Group, Membership, MembershipStatus, Subscriber, utcnow

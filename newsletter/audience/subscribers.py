@@ -16,10 +16,10 @@ from typing import IO
 from sqlalchemy import ColumnElement, delete
 from sqlmodel import Session, col, select
 
-from newsletter.audience.addresses import Address, InvalidAddress, email_key, parse_address
+from newsletter.audience.addresses import Address, email_key, parse_address
 from newsletter.audience.csvfile import CsvRow, read_subscriber_csv
 from newsletter.core import audit, states
-from newsletter.core.errors import InputError, NotFoundError, TransitionError
+from newsletter.core.errors import InputError, InvalidAddress, NotFoundError, TransitionError
 from newsletter.core.language import normalize_language
 from newsletter.core.models import (
     Delivery,

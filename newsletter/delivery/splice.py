@@ -36,6 +36,7 @@ from email.utils import format_datetime
 from urllib.parse import quote
 
 from newsletter.core import i18n
+from newsletter.core.errors import SpliceError
 from newsletter.core.models import utcnow
 from newsletter.core.tokens import keyed_hmac
 from newsletter.delivery import dkim
@@ -208,10 +209,6 @@ class _Template:
         ]  # fmt: skip
         slices = [step if isinstance(step, bytes) else b"" for step in steps]
         return slices, [(at, step) for at, step in enumerate(steps) if isinstance(step, int)]
-
-
-class SpliceError(Exception):
-    """The reference message does not have the shape the splicer expects."""
 
 
 def _fields(block: bytes) -> list[tuple[str, bytes]]:

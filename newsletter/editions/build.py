@@ -16,7 +16,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from newsletter.core import audit
-from newsletter.core.errors import InputError, NewsletterError, NotFoundError, StateError
+from newsletter.core.errors import InputError, NotFoundError, NothingToBuild, StateError
 from newsletter.core.i18n import available_languages, base_language, reader_language, translations
 from newsletter.core.models import (
     Edition,
@@ -43,12 +43,6 @@ from newsletter.editions.render import EditionContent, Marker, PoolItem, Rendere
 
 # `t.colon` is the language's colon: French sets it off with a no-break space.
 DEFAULT_SUBJECT = "{{ group.name }}{{ t.colon }} {{ edition.date }}"
-
-
-class NothingToBuild(NewsletterError):
-    """No approved item is waiting for the group: no edition is made."""
-
-    exit_code = 0
 
 
 def _record(session: Session, kind: str, edition: Edition, *, actor: str, **detail: Any) -> None:
@@ -465,7 +459,8 @@ def send_test(
     allow_large: bool = True,
 ) -> str:
     """Send one copy, marked [TEST], to an address; nothing is recorded as delivered."""
-    from newsletter.audience.addresses import InvalidAddress, parse_address
+    from newsletter.audience.addresses import parse_address
+    from newsletter.core.errors import InvalidAddress
 
     try:
         address = parse_address(to)

@@ -30,7 +30,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from mjml import mjml2html
 
 from newsletter.core import i18n
-from newsletter.core.errors import NewsletterError
+from newsletter.core.errors import RenderError
 from newsletter.core.models import ItemKind
 from newsletter.core.settings import GroupConfig, Settings
 from newsletter.editions.plaintext import html_to_text
@@ -60,16 +60,6 @@ def one_line(value: str) -> str:
     No-break spaces stay: French typography puts one before a colon.
     """
     return _SPACES.sub(" ", value).strip()
-
-
-class RenderError(NewsletterError):
-    """A template or the MJML compiler failed; the message names the file and line."""
-
-    def __init__(self, message: str, location: str | None = None) -> None:
-        super().__init__(f"{location}: {message}" if location else message)
-        self.message = message
-        # "file:line" of the template that failed, when known.
-        self.location = location
 
 
 class Marker(enum.StrEnum):

@@ -24,7 +24,7 @@ from sqlmodel import Session, col, select
 
 from newsletter.collecting.collect import SourceReport, collect
 from newsletter.core import audit
-from newsletter.core.errors import NewsletterError
+from newsletter.core.errors import NewsletterError, NothingToBuild
 from newsletter.core.models import Edition, EditionStatus, Event, Group
 from newsletter.core.settings import Settings
 from newsletter.core.site import Site
@@ -169,7 +169,7 @@ def _build_slot(site: Site, renderer: Renderer, slot: Slot, at: datetime, report
                     allow_empty=not schedule.skip_if_empty,
                     now=at,
                 )
-            except editions.NothingToBuild:
+            except NothingToBuild:
                 audit.record(session, "schedule-skip", actor=ACTOR, source=slot.marker, group_id=group.id)
                 report.skipped.append(slot.marker)
                 return

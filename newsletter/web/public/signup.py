@@ -14,10 +14,10 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from newsletter.audience import selfservice
-from newsletter.core.errors import DeliveryError, InputError, NotFoundError
+from newsletter.core.errors import BadToken, DeliveryError, InputError, NotFoundError
 from newsletter.core.i18n import available_languages, translations
 from newsletter.core.settings import Settings
-from newsletter.core.tokens import BadToken, TokenData
+from newsletter.core.tokens import TokenData
 from newsletter.delivery.transports import Transport
 from newsletter.web.forms import SAFE_METHODS, client_address
 from newsletter.web.public.links import Links
