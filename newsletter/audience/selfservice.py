@@ -8,7 +8,6 @@ the time, the source, the IP address and the exact consent text that was shown.
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid, parseaddr
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -22,6 +21,7 @@ from newsletter.core.models import Delivery, Event, Group, Membership, Membershi
 from newsletter.core.settings import Settings
 from newsletter.core.tokens import Signer, TokenData
 from newsletter.delivery import dkim
+from newsletter.delivery.headers import BODY_POLICY, WIRE_POLICY, ListHeaders, recipient_address
 from newsletter.delivery.message import OutgoingMessage
 
 # Confirmation links expire after two days.
@@ -106,9 +106,14 @@ def request_subscription(
 
 
 def confirmation_message(
-    settings: Settings, signer: Signer, subscription: Subscription, group_name: str
+    settings: Settings, signer: Signer, subscription: Subscription, group_slug: str
 ) -> OutgoingMessage:
-    """The double opt-in email: one signed link that expires."""
+    """The double opt-in email: one signed link that expires, and the list's own headers.
+
+    It carries the List-Id, List-Unsubscribe and VERP sender of the group's editions
+    (``headers.py``, edition 0), so a bounce or a complaint about it finds the member.
+    """
+    group_name = settings.group(group_slug).name
     token = signer.make("confirm", subscription.subscriber_id, subscription.group_id)
     link = f"{settings.site.base_url}/confirm/{token}"
     gettext = translations(subscription.language).gettext
@@ -122,23 +127,35 @@ def confirmation_message(
             f"{settings.site.name}\n{settings.site.postal_address}",
         ]
     )
-    message = EmailMessage()
-    message["From"] = settings.site.sender
-    message["To"] = subscription.email
-    message["Subject"] = subject
-    message["Date"] = format_datetime(utcnow())
-    domain = parseaddr(settings.site.sender)[1].rpartition("@")[2]
-    message_id = make_msgid(idstring=f"confirm.s{subscription.subscriber_id}", domain=domain)
-    message["Message-ID"] = message_id
-    message["Auto-Submitted"] = "auto-generated"
+    list_headers = ListHeaders(
+        settings,
+        signer,
+        edition_id=0,
+        group_id=subscription.group_id,
+        group_slug=group_slug,
+        group_name=group_name,
+    )
+    smtputf8, recipient, address = recipient_address(subscription.email)
+    message = EmailMessage(policy=BODY_POLICY[smtputf8])
+    message_id = list_headers.message_id(subscription.subscriber_id)
+    for name, value in list_headers.fields(
+        name=subscription.name,
+        address=address,
+        subject=subject,
+        message_id=message_id,
+        token=list_headers.unsubscribe_token(subscription.subscriber_id),
+        utf8=smtputf8,
+    ):
+        message.set_raw(name, value)
     message.set_content(body + "\n", charset="utf-8", cte="quoted-printable")
-    data = message.as_bytes()
+    message["Content-Language"] = subscription.language
+    data = message.as_bytes(policy=WIRE_POLICY[smtputf8])
     sign = dkim.signer_for(settings)
     return OutgoingMessage(
-        sender=settings.bounce_address,
-        recipient=subscription.email,
+        sender=list_headers.return_path(subscription.subscriber_id),
+        recipient=recipient,
         data=sign(data) if sign is not None else data,
-        smtputf8=not subscription.email.isascii(),
+        smtputf8=smtputf8,
         message_id=message_id,
         edition_id=0,
         delivery_id=None,

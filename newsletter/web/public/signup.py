@@ -152,9 +152,7 @@ class SignUp:
             return
         if not self.limits.allow_address(subscription.email.casefold()):
             return
-        message = selfservice.confirmation_message(
-            self.settings, self.links.signer, subscription, self.settings.groups[slug].name
-        )
+        message = selfservice.confirmation_message(self.settings, self.links.signer, subscription, slug)
         transport = self.transport_factory()
         try:
             transport.send(message)
