@@ -7,7 +7,6 @@ the time, the source, the IP address and the exact consent text that was shown.
 
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -15,14 +14,11 @@ from sqlmodel import Session, col, select
 from newsletter.audience.addresses import parse_address
 from newsletter.core import audit, states
 from newsletter.core.errors import InputError, InvalidAddress, NotFoundError
-from newsletter.core.i18n import base_language, reader_language, translations
+from newsletter.core.i18n import base_language, reader_language
 from newsletter.core.language import normalize_language
 from newsletter.core.models import Delivery, Event, Group, Membership, MembershipStatus, Subscriber, utcnow
 from newsletter.core.settings import Settings
-from newsletter.core.tokens import Signer, TokenData
-from newsletter.delivery import dkim
-from newsletter.delivery.headers import BODY_POLICY, WIRE_POLICY, ListHeaders, recipient_address
-from newsletter.delivery.message import OutgoingMessage
+from newsletter.core.tokens import TokenData
 
 # Confirmation links expire after two days.
 CONFIRM_MAX_AGE = 2 * 24 * 3600
@@ -103,64 +99,6 @@ def request_subscription(
         session, "consent", actor="web", source=ip or "", subscriber_id=subscriber.id, group_id=group.id
     )
     return Subscription(subscriber.id, group.id, subscriber.email, subscriber.name, reader, True)
-
-
-def confirmation_message(
-    settings: Settings, signer: Signer, subscription: Subscription, group_slug: str
-) -> OutgoingMessage:
-    """The double opt-in email: one signed link that expires, and the list's own headers.
-
-    It carries the List-Id, List-Unsubscribe and VERP sender of the group's editions
-    (``headers.py``, edition 0), so a bounce or a complaint about it finds the member.
-    """
-    group_name = settings.group(group_slug).name
-    token = signer.make("confirm", subscription.subscriber_id, subscription.group_id)
-    link = f"{settings.site.base_url}/confirm/{token}"
-    gettext = translations(subscription.language).gettext
-    subject = gettext("Please confirm your subscription to %(group)s") % {"group": group_name}
-    body = "\n\n".join(
-        [
-            gettext("Someone, hopefully you, asked to receive %(group)s by email at this address.")
-            % {"group": group_name},
-            gettext("To confirm, open this link within two days:") + "\n" + link,
-            gettext("If it was not you, ignore this email: nothing will be sent to you."),
-            f"{settings.site.name}\n{settings.site.postal_address}",
-        ]
-    )
-    list_headers = ListHeaders(
-        settings,
-        signer,
-        edition_id=0,
-        group_id=subscription.group_id,
-        group_slug=group_slug,
-        group_name=group_name,
-    )
-    smtputf8, recipient, address = recipient_address(subscription.email)
-    message = EmailMessage(policy=BODY_POLICY[smtputf8])
-    message_id = list_headers.message_id(subscription.subscriber_id)
-    for name, value in list_headers.fields(
-        name=subscription.name,
-        address=address,
-        subject=subject,
-        message_id=message_id,
-        token=list_headers.unsubscribe_token(subscription.subscriber_id),
-        utf8=smtputf8,
-    ):
-        message.set_raw(name, value)
-    message.set_content(body + "\n", charset="utf-8", cte="quoted-printable")
-    message["Content-Language"] = subscription.language
-    data = message.as_bytes(policy=WIRE_POLICY[smtputf8])
-    sign = dkim.signer_for(settings)
-    return OutgoingMessage(
-        sender=list_headers.return_path(subscription.subscriber_id),
-        recipient=recipient,
-        data=sign(data) if sign is not None else data,
-        smtputf8=smtputf8,
-        message_id=message_id,
-        edition_id=0,
-        delivery_id=None,
-        subscriber_id=subscription.subscriber_id,
-    )
 
 
 def _membership(session: Session, data: TokenData) -> tuple[Subscriber, Membership]:

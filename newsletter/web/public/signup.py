@@ -18,6 +18,7 @@ from newsletter.core.errors import BadToken, DeliveryError, InputError, NotFound
 from newsletter.core.i18n import available_languages, translations
 from newsletter.core.settings import Settings
 from newsletter.core.tokens import TokenData
+from newsletter.delivery.confirmation import confirmation_message
 from newsletter.delivery.transports import Transport
 from newsletter.web.forms import SAFE_METHODS, client_address
 from newsletter.web.public.links import Links
@@ -152,7 +153,7 @@ class SignUp:
             return
         if not self.limits.allow_address(subscription.email.casefold()):
             return
-        message = selfservice.confirmation_message(self.settings, self.links.signer, subscription, slug)
+        message = confirmation_message(self.settings, self.links.signer, subscription, slug)
         transport = self.transport_factory()
         try:
             transport.send(message)
