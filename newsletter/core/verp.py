@@ -31,7 +31,7 @@ def _signer(key: str) -> Callable[[bytes], bytes]:
 
 
 class ReturnPaths:
-    """The VERP senders of one edition's messages: ``return_paths(subscriber_id)``.
+    """The VERP senders of one edition's messages: ``ReturnPaths(...).address(subscriber_id)``.
 
     The HMAC's key schedule is worked out once, so each address costs about a
     microsecond: the splicer calls this for every recipient.
@@ -44,7 +44,7 @@ class ReturnPaths:
         self._head = f"{local}+e{edition_id}.s"
         self._tail = f"@{domain}"
 
-    def __call__(self, subscriber_id: int) -> str:
+    def address(self, subscriber_id: int) -> str:
         number = str(subscriber_id)
         signature = self._sign(self._signed + number.encode()).hex()[:8]
         return f"{self._head}{number}.{signature}{self._tail}"
@@ -52,7 +52,7 @@ class ReturnPaths:
 
 def encode(bounce_address: str, key: str, edition_id: int, subscriber_id: int) -> str:
     """One VERP address (to make many of one edition, keep a :class:`ReturnPaths`)."""
-    return ReturnPaths(bounce_address, key, edition_id)(subscriber_id)
+    return ReturnPaths(bounce_address, key, edition_id).address(subscriber_id)
 
 
 def decode(address: str, key: str) -> VerpAddress | None:

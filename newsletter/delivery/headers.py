@@ -104,7 +104,13 @@ def unstructured(value: str, *, utf8: bool) -> str:
 
 def phrase(name: str, *, utf8: bool) -> str:
     """A display name already on one line: as it is, quoted when it has specials, or encoded-words."""
-    if not _as_is(name, utf8=utf8):
+    # _as_is, written out: the splicer calls this for every named recipient.
+    if not (
+        (utf8 or name.isascii())
+        and name.isprintable()
+        and "=?" not in name
+        and len(name.encode("utf-8")) < _RAW_LIMIT
+    ):
         return encoded_words(name)
     if _ATEXT.fullmatch(name) or (utf8 and _ATEXT.fullmatch(_NON_ASCII.sub("a", name))):
         return name
@@ -113,8 +119,13 @@ def phrase(name: str, *, utf8: bool) -> str:
 
 def mailbox(name: str | None, address: str, *, utf8: bool) -> str:
     """``Name <address>``, or the bare address when there is no name."""
-    shown = one_line(name) if name else ""
-    return f"{phrase(shown, utf8=utf8)} <{address}>" if shown else address
+    if not name:
+        return address
+    # Most names are printable ASCII with single spaces, which one_line would leave as they
+    # are; the test is a few string methods, the regular expression costs more per recipient.
+    if not (name.isascii() and name.isprintable() and "  " not in name and name.strip(" ") == name):
+        name = one_line(name)
+    return f"{phrase(name, utf8=utf8)} <{address}>" if name else address
 
 
 def ascii_address(email: str) -> str:
@@ -150,7 +161,7 @@ def date() -> str:
 
 
 class MessageIds:
-    """Message-IDs ``<stamp.count.campaign.sSUBSCRIBER@domain>``, unique to this maker and process."""
+    """Message-IDs ``<stamp.count.campaign.sSUBSCRIBER@domain>``: ``MessageIds(...).make(subscriber_id)``."""
 
     def __init__(self, campaign: str, domain: str) -> None:
         # The time, the process and 64 random bits keep two makers apart; the counter, one maker's ids.
@@ -160,7 +171,7 @@ class MessageIds:
         self._suffix = f"@{domain}>"
         self._count = itertools.count(1)
 
-    def __call__(self, subscriber_id: int) -> str:
+    def make(self, subscriber_id: int) -> str:
         return f"{self._prefix}{next(self._count)}{self._middle}{subscriber_id}{self._suffix}"
 
 
@@ -193,8 +204,9 @@ class ListHeaders:
         )
         campaign = f"e{edition_id}" if edition_id else "confirm"
         self.feedback_id = f"{campaign}:{group_id}:newsletter"
-        self.message_id = MessageIds(campaign, self.sender_domain)
-        self.return_path = verp.ReturnPaths(settings.bounce_address, settings.signing_key, edition_id)
+        # Bound methods, not objects with __call__: the splicer calls them for every recipient.
+        self.message_id = MessageIds(campaign, self.sender_domain).make
+        self.return_path = verp.ReturnPaths(settings.bounce_address, settings.signing_key, edition_id).address
         # Tokens are the ones Signer.make gives, stamped with the time this object was made.
         self.unsubscribe_token = signer.minter("unsubscribe", group_id)
         self._preferences_token = signer.minter("preferences", group_id)
@@ -203,12 +215,14 @@ class ListHeaders:
         # Tokens are URL-safe base64 and dots, which quote() leaves as they are.
         self._mailto = f"<mailto:{settings.unsubscribe_address}?subject={quote('unsubscribe ')}"
 
-    def unsubscribe_url(self, token: str) -> str:
-        """The one-click unsubscribe page for an unsubscribe token."""
-        return self.unsubscribe_base + token
-
-    def preferences_url(self, subscriber_id: int) -> str:
-        return self.preferences_base + self._preferences_token(subscriber_id)
+    def links(self, subscriber_id: int) -> tuple[str, str, str]:
+        """The subscriber's unsubscribe token, unsubscribe URL (one click) and preferences URL."""
+        token = self.unsubscribe_token(subscriber_id)
+        return (
+            token,
+            self.unsubscribe_base + token,
+            self.preferences_base + self._preferences_token(subscriber_id),
+        )
 
     def list_unsubscribe(self, token: str) -> str:
         """List-Unsubscribe's value: the https URL, then the mailto, one per line (both ASCII)."""

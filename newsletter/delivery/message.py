@@ -73,19 +73,14 @@ class MessageFactory:
         )
 
     def links(self, recipient: Recipient) -> tuple[str, str, str]:
-        """The recipient's unsubscribe URL, preferences URL and unsubscribe token."""
-        token = self.headers.unsubscribe_token(recipient.subscriber_id)
-        return (
-            self.headers.unsubscribe_url(token),
-            self.headers.preferences_url(recipient.subscriber_id),
-            token,
-        )
+        """The recipient's unsubscribe token, unsubscribe URL and preferences URL."""
+        return self.headers.links(recipient.subscriber_id)
 
     def personalise(
         self, rendered: Rendered, recipient: Recipient, links: tuple[str, str, str] | None = None
     ) -> tuple[str, str]:
         """The HTML and text parts with the recipient's values in place of the markers."""
-        unsubscribe, preferences, _ = links or self.links(recipient)
+        _, unsubscribe, preferences = links or self.links(recipient)
         gettext = i18n.translations(rendered.language).gettext
         greeting = (
             gettext("Dear %(name)s,") % {"name": recipient.name} if recipient.name else gettext("Hello,")
@@ -118,7 +113,7 @@ class MessageFactory:
             address=address,
             subject=self.subject_prefix + rendered.subject,
             message_id=message_id,
-            token=links[2],
+            token=links[0],
             utf8=smtputf8,
         ):
             message.set_raw(name, value)

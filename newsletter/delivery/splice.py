@@ -71,14 +71,19 @@ def qp_encode(data: bytes) -> bytes:
     return b"".join(out)
 
 
+def qp_safe(value: str) -> bytes:
+    """:func:`qp_value` of text known to be printable ASCII without "=": only cut into lines."""
+    data = value.encode("ascii")
+    width = QP_WIDTH - 1
+    if len(data) <= width:
+        return data + SOFT
+    return SOFT.join([data[i : i + width] for i in range(0, len(data), width)]) + SOFT
+
+
 def qp_value(value: str) -> bytes:
     """One per-recipient value, quoted-printable, starting at column 0 and ending in a soft break."""
     if _SAFE_TEXT.fullmatch(value):
-        data = value.encode("ascii")
-        width = QP_WIDTH - 1
-        if len(data) <= width:
-            return data + SOFT
-        return SOFT.join([data[i : i + width] for i in range(0, len(data), width)]) + SOFT
+        return qp_safe(value)
     data = value.encode("utf-8")
     if b"\n" in data or b"\r" in data:
         return qp_encode(data)
@@ -250,6 +255,8 @@ class Splicer:
         # Tokens are URL-safe base64 and dots: the URLs need HTML escaping only if the base does.
         base = self.headers.unsubscribe_base + self.headers.preferences_base
         self._urls_need_escaping = html.escape(base) != base
+        # The same characters need no quoted-printable escaping either when the base has none.
+        self._qp_url = qp_safe if _SAFE_TEXT.fullmatch(base) else qp_value
 
     def template(self, language: str, utf8: bool) -> tuple[_Template, list[bytes], list[tuple[int, int]]]:
         key = (language, utf8)
@@ -272,10 +279,8 @@ class Splicer:
         template, slices, slots = self.template(recipient.language, utf8)
         list_headers = self.headers
         subscriber_id = recipient.subscriber_id
-        token = list_headers.unsubscribe_token(subscriber_id)
-        unsubscribe = list_headers.unsubscribe_url(token)
-        preferences = list_headers.preferences_url(subscriber_id)
-        unsubscribe_qp, preferences_qp = qp_value(unsubscribe), qp_value(preferences)
+        token, unsubscribe, preferences = list_headers.links(subscriber_id)
+        unsubscribe_qp, preferences_qp = self._qp_url(unsubscribe), self._qp_url(preferences)
         if self._urls_need_escaping:
             unsubscribe_html, preferences_html = (
                 qp_value(html.escape(unsubscribe)),
