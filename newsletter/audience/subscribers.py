@@ -144,8 +144,14 @@ def import_csv(
     *,
     actor: str,
     dry_run: bool = False,
+    strict: bool = False,
 ) -> ImportReport:
-    """Import a subscriber CSV into a group; the caller's transaction makes it all-or-nothing."""
+    """Import a subscriber CSV into a group; the caller's transaction makes it all-or-nothing.
+
+    With ``dry_run`` nothing is written, not even to the session: the report says
+    what the import would do (``_plan``). With ``strict``, a file with a rejected row
+    is reported the same way and nothing is written; the caller says so.
+    """
     group = get_group(session, settings, group_slug)
     csv_file = read_subscriber_csv(path)
     report = ImportReport(
@@ -155,10 +161,13 @@ def import_csv(
     people = _existing(session, [c.address.key for c in candidates])
     members = _memberships(session, group)
     source = f"import:{path.name}"
+    write = not dry_run and not (strict and report.rejected)
     for candidate in candidates:
-        outcome = _apply(
-            session, group, candidate, people.get(candidate.address.key), members, source=source, actor=actor
-        )
+        subscriber = people.get(candidate.address.key)
+        if write:
+            outcome = _apply(session, group, candidate, subscriber, members, source=source, actor=actor)
+        else:
+            outcome = _plan(candidate, subscriber, members)
         if outcome == "added":
             report.added += 1
         elif outcome == "updated":
@@ -174,6 +183,25 @@ def import_csv(
                     )
                 )
     return report
+
+
+def _plan(candidate: _Candidate, subscriber: Subscriber | None, members: dict[int, Membership]) -> str:
+    """What :func:`_apply` would answer for the candidate, changing nothing (a dry run).
+
+    It follows ``_apply`` step by step; ``tests/test_subscribers_import.py`` checks that
+    a dry run reports exactly what the import then does.
+    """
+    if subscriber is None:
+        return "added"
+    membership = members.get(subscriber.id or 0)
+    if membership is not None and membership.status.sticky:
+        return str(membership.status)
+    if membership is None:
+        return "added"
+    changed = (candidate.name and candidate.name != subscriber.name) or (
+        candidate.language and candidate.language != subscriber.language
+    )
+    return "updated" if changed or membership.status == MembershipStatus.PENDING else "unchanged"
 
 
 def _apply(

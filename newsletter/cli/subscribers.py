@@ -20,10 +20,6 @@ def subscribers() -> None:
     """Import, add, remove, list, export and forget subscribers."""
 
 
-class _DryRun(Exception):
-    """Raised inside the transaction so a dry run rolls everything back."""
-
-
 @subscribers.command("import")
 @click.argument("group")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
@@ -43,15 +39,10 @@ def import_(app: AppContext, group: str, file: Path, as_json: bool, dry_run: boo
       newsletter subscribers import dach subscribers/dach.csv
       newsletter subscribers import uk export.csv --dry-run --json
     """
-    report = None
-    try:
-        with app.site.transaction() as session:
-            report = library.import_csv(session, app.settings, group, file, actor=app.actor, dry_run=dry_run)
-            if dry_run or (strict and report.rejected):
-                raise _DryRun
-    except _DryRun:
-        pass
-    assert report is not None
+    with app.site.transaction() as session:
+        report = library.import_csv(
+            session, app.settings, group, file, actor=app.actor, dry_run=dry_run, strict=strict
+        )
     if as_json:
         emit_json(report)
     else:
