@@ -7,6 +7,7 @@ and its detail never holds personal data, so erasing a person erases them everyw
 """
 
 import csv
+import os
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from sqlmodel import Session, col, select
 from newsletter.audience.addresses import Address, email_key, parse_address
 from newsletter.audience.csvfile import CsvRow, read_subscriber_csv
 from newsletter.core import audit, states
-from newsletter.core.errors import InputError, InvalidAddress, NotFoundError, TransitionError
+from newsletter.core.errors import InputError, InvalidAddress, NotFoundError, TransitionError, file_error
 from newsletter.core.language import normalize_language
 from newsletter.core.models import (
     Delivery,
@@ -386,6 +387,24 @@ def export_csv(rows: Iterable[Member], out: IO[str]) -> int:
             ]
         )
         count += 1
+    return count
+
+
+def export_file(rows: Iterable[Member], path: Path) -> int:
+    """Write members to a CSV file, whole or not at all: a temporary file is renamed into place."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        # os.open with 0o666 leaves the permissions to the umask, as open() would.
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with open(descriptor, "w", encoding="utf-8", newline="") as handle:
+            count = export_csv(rows, handle)
+        os.replace(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise file_error(exc, "cannot write", path) from None
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     return count
 
 

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from newsletter.cli.context import AppContext
 from newsletter.cli.output import emit_json, table
 from newsletter.core.credentials import signing_notice
-from newsletter.core.errors import InputError, NothingToBuild
+from newsletter.core.errors import InputError, NothingToBuild, file_error
 from newsletter.core.i18n import available_languages, base_language, reader_language
 from newsletter.core.models import EditionStatus
 from newsletter.delivery.transports import open_transport
@@ -128,7 +128,10 @@ def preview(
     if output is None:
         click.echo(body, nl=False)
         return
-    output.write_text(body, encoding="utf-8")
+    try:
+        output.write_text(body, encoding="utf-8")
+    except OSError as exc:
+        raise file_error(exc, "cannot write", output) from None
     click.echo(f"wrote {output} ({len(body.encode('utf-8')) // 1000} KB, {reader})", err=True)
 
 

@@ -159,8 +159,7 @@ def export(app: AppContext, group: str, output: Path | None, everyone: bool) -> 
         if output is None:
             library.export_csv(rows, sys.stdout)
             return
-        with output.open("w", encoding="utf-8", newline="") as handle:
-            count = library.export_csv(rows, handle)
+        count = library.export_file(rows, output)
     click.echo(f"exported {count} member(s) of {group} to {output}", err=True)
 
 

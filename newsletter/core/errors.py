@@ -71,8 +71,12 @@ class FileAccessError(NewsletterError):
 
 def file_error(exc: OSError, doing: str, path: object) -> FileAccessError:
     """A :class:`FileAccessError` for an ``OSError``, e.g. ``file_error(exc, "cannot write", path)``."""
-    reason = exc.strerror or str(exc)
-    hint = {
+    return FileAccessError(f"{doing} {path}: {exc.strerror or exc}; {file_hint(exc)}")
+
+
+def file_hint(exc: OSError) -> str:
+    """What to do about an ``OSError``, in a few words."""
+    return {
         "EACCES": "check its permissions",
         "EPERM": "check its permissions",
         "ENOENT": "check that the path exists",
@@ -80,12 +84,7 @@ def file_error(exc: OSError, doing: str, path: object) -> FileAccessError:
         "EISDIR": "a folder stands where a file should be",
         "ENOSPC": "free some disk space",
         "EROFS": "the file system is read-only",
-    }.get(_errno_name(exc), "check the path and try again")
-    return FileAccessError(f"{doing} {path}: {reason}; {hint}")
-
-
-def _errno_name(exc: OSError) -> str:
-    return errno.errorcode.get(exc.errno or 0, "")
+    }.get(errno.errorcode.get(exc.errno or 0, ""), "check the path and try again")
 
 
 class NotFoundError(NewsletterError):

@@ -211,6 +211,12 @@ class Renderer:
             ) from None
         except TemplateError as exc:
             raise RenderError(str(exc.message or exc), _template_location(exc)) from None
+        except OSError as exc:
+            # The loader found the file but cannot read it (permissions, a folder by that name).
+            raise RenderError(
+                f"cannot read template {exc.filename or mjml_name}: {exc.strerror or exc}; "
+                "check that it is a readable file"
+            ) from None
         except Exception as exc:  # a filter or a value raised: still a template problem
             raise RenderError(f"{type(exc).__name__}: {exc}", _template_location(exc)) from None
         html = compile_mjml(mjml_source, mjml_name)

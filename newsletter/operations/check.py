@@ -37,7 +37,10 @@ def template_files(site_dir: Path) -> list[Path]:
 
 
 def _check_template(path: Path, environment: Environment) -> list[Problem]:
-    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        return [Problem.unreadable(path, exc)]
     try:
         environment.parse(text, name=path.name, filename=str(path))
     except TemplateSyntaxError as exc:
