@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 import newsletter
-from newsletter.audience.subscribers import Member, export_file
+from newsletter.audience.export import Member, export_file
 from newsletter.core import errors
 from newsletter.core.db import make_engine, migrate, transaction
 from newsletter.core.errors import ConflictError, DatabaseError, FileAccessError, NewsletterError

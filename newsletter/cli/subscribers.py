@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from newsletter.audience import export as exports
 from newsletter.audience import subscribers as library
 from newsletter.cli.context import AppContext
 from newsletter.cli.output import emit_json, table
@@ -125,7 +126,7 @@ def list_(app: AppContext, group: str, statuses: tuple[str, ...], as_json: bool)
       newsletter subscribers list uk --status pending --status bounced --json
     """
     with app.site.transaction() as session:
-        rows = list(library.members(session, app.settings, group, statuses))
+        rows = list(exports.members(session, app.settings, group, statuses))
     if as_json:
         emit_json(rows)
         return
@@ -155,11 +156,11 @@ def export(app: AppContext, group: str, output: Path | None, everyone: bool) -> 
     """
     statuses = () if everyone else (MembershipStatus.ACTIVE.value,)
     with app.site.transaction() as session:
-        rows = library.members(session, app.settings, group, statuses)
+        rows = exports.members(session, app.settings, group, statuses)
         if output is None:
-            library.export_csv(rows, sys.stdout)
+            exports.export_csv(rows, sys.stdout)
             return
-        count = library.export_file(rows, output)
+        count = exports.export_file(rows, output)
     click.echo(f"exported {count} member(s) of {group} to {output}", err=True)
 
 

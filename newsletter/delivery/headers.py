@@ -2,12 +2,12 @@
 
 Three builders make messages: the edition message (``message.py``, the reference,
 built with ``email.message``), the splicer (``splice.py``, which joins pre-encoded
-slices for each recipient) and the double opt-in email (``selfservice.py``). All of
+slices for each recipient) and the double opt-in email (``confirmation.py``). All of
 them take their header values from here, so an edition message, its spliced copy and
 a confirmation carry the same From and Reply-To, the same List-Id (RFC 2919), the
 same List-Unsubscribe shape (RFC 2369, a signed https link first for RFC 8058's
 one-click POST, then a mailto), the same Message-ID form and a signed VERP envelope
-sender (``verp.py``).
+sender (``core/verp.py``).
 
 :class:`ListHeaders` holds one list's values for one edition (edition 0: the list's
 confirmation emails). What is the same for every recipient is worked out once; each
