@@ -192,14 +192,14 @@ def _plan(candidate: _Candidate, subscriber: Subscriber | None, members: dict[in
     if subscriber is None:
         return "added"
     membership = members.get(subscriber.id or 0)
-    if membership is not None and membership.status.sticky:
+    if membership is not None and not states.allowed(membership.status, MembershipStatus.ACTIVE):
         return str(membership.status)
     if membership is None:
         return "added"
     changed = (candidate.name and candidate.name != subscriber.name) or (
         candidate.language and candidate.language != subscriber.language
     )
-    return "updated" if changed or membership.status == MembershipStatus.PENDING else "unchanged"
+    return "updated" if changed or membership.status != MembershipStatus.ACTIVE else "unchanged"
 
 
 def _apply(
