@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from newsletter.audience.addresses import POLICY, InvalidAddress, parse_address
+from newsletter.audience.addresses import POLICY, parse_address
+from newsletter.core.errors import InvalidAddress
 from tests.conftest import CORPORA, Cli
 
 ADDRESSES = CORPORA / "addresses"

@@ -276,12 +276,13 @@ def test_sent_editions_are_signed_when_the_site_says_so(
 
 def test_confirmation_emails_are_signed_too(site_dir: Path, key: rsa.RSAPrivateKey) -> None:
     """The double opt-in email from the web pages carries a signature that verifies."""
-    from newsletter.audience.selfservice import Subscription, confirmation_message
+    from newsletter.audience.selfservice import Subscription
+    from newsletter.delivery.confirmation import confirmation_message
 
     (site_dir / "dkim").mkdir()
     (site_dir / "dkim" / "news.pem").write_bytes(pem(key))
     settings = site_with_dkim(site_dir, "dkim/news.pem")
     subscription = Subscription(7, 1, "reader@example.org", "Anna Keller", "de", needs_confirmation=True)
-    message = confirmation_message(settings, Signer("test-key-for-dkim-0123456789"), subscription, "DACH")
+    message = confirmation_message(settings, Signer("test-key-for-dkim-0123456789"), subscription, "dach")
     assert message.data.count(b"DKIM-Signature:") == 1
     assert dkim.verify(message.data, dnsfunc=dns_for(key))

@@ -20,7 +20,8 @@ from sqlmodel import col, select
 
 from newsletter.collecting import feeds
 from newsletter.collecting.collect import collect
-from newsletter.collecting.feeds import FeedEntry, FeedError, Fetched, entries_to_drafts, fetch
+from newsletter.collecting.feeds import FeedEntry, Fetched, entries_to_drafts, fetch
+from newsletter.core.errors import FeedError
 from newsletter.core.models import Item, Source
 from newsletter.core.settings import load_settings
 from newsletter.core.site import Site

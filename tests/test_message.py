@@ -18,8 +18,9 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from newsletter.core import verp
+from newsletter.core.errors import BadToken
 from newsletter.core.settings import Settings, load_settings
-from newsletter.core.tokens import BadToken, Signer
+from newsletter.core.tokens import Signer
 from newsletter.delivery.message import MessageFactory, OutgoingMessage, Recipient
 from newsletter.editions.render import Marker, Rendered
 from tests.conftest import REPO

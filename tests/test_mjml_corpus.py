@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from newsletter.editions.render import RenderError, compile_mjml, template_environment
+from newsletter.core.errors import RenderError
+from newsletter.editions.render import compile_mjml, template_environment
 from tests.conftest import CORPORA
 
 MJML = CORPORA / "mjml"

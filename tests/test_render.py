@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from newsletter.core.errors import RenderError
 from newsletter.core.models import ItemKind
 from newsletter.core.settings import Settings, load_settings
 from newsletter.core.tokens import Signer
@@ -28,7 +29,6 @@ from newsletter.editions.render import (
     PoolItem,
     Rendered,
     Renderer,
-    RenderError,
     check_size,
 )
 from tests.conftest import Cli

@@ -25,9 +25,10 @@ from click.testing import Result
 from sqlmodel import select
 
 from newsletter.core import verp
+from newsletter.core.errors import BadToken
 from newsletter.core.models import Delivery, Subscriber
 from newsletter.core.settings import Settings
-from newsletter.core.tokens import BadToken, Signer
+from newsletter.core.tokens import Signer
 from newsletter.delivery import lease
 from newsletter.delivery.message import OutgoingMessage
 from newsletter.delivery.transports import Capabilities, Lane, SenderLane, Transport, open_transport

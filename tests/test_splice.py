@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from newsletter.core.errors import SpliceError
 from newsletter.core.settings import load_settings
 from newsletter.core.tokens import Signer
 from newsletter.delivery import splice
@@ -157,7 +158,7 @@ def test_a_template_that_cannot_be_cut_means_the_slow_path_for_every_message(
 
     def refuse_utf8(data: bytes, text: str, body: str, language: str) -> Any:
         if "ü@placeholder.invalid".encode() in data:
-            raise splice.SpliceError("unexpected shape")
+            raise SpliceError("unexpected shape")
         return cut(data, text, body, language)
 
     monkeypatch.setattr(splice, "_cut", refuse_utf8)

@@ -13,7 +13,10 @@ import pytest
 from click.testing import Result
 from sqlmodel import select
 
+from newsletter.audience.subscribers import import_csv
 from newsletter.core.models import Event, Group, Membership, MembershipStatus, Subscriber
+from newsletter.core.settings import load_settings
+from newsletter.core.site import Site
 from tests.conftest import CORPORA, Cli
 
 CSV_CORPUS = CORPORA / "addresses" / "csv"
@@ -438,6 +441,81 @@ def test_dry_run_changes_nothing(cli: Cli, tmp_path: Path) -> None:
     assert report_of(cli, "uk", path, "--dry-run")["dry_run"] is True
     assert snapshot(cli) == before
     assert list(cli.members("uk")) == ["old@example.org"]
+
+
+MIXED = (
+    "email,name,language\n"
+    "new@example.org,New,de\n"  # added
+    "old@example.org,Renamed,\n"  # updated: name
+    "same@example.org,Same,\n"  # unchanged
+    "waiting@example.org,,\n"  # updated: pending becomes active
+    "gone@example.org,,\n"  # kept: unsubscribed
+    "NEW@example.org,,\n"  # merged duplicate
+    "bad,,\n"  # rejected
+)
+
+
+def mixed_site(cli: Cli) -> None:
+    """Members in every state the import treats differently."""
+    cli("subscribers", "add", "uk", "old@example.org", "--name", "Old")
+    cli("subscribers", "add", "uk", "same@example.org", "--name", "Same")
+    cli("subscribers", "add", "uk", "waiting@example.org")
+    cli("subscribers", "add", "uk", "gone@example.org")
+    cli("subscribers", "remove", "uk", "gone@example.org")
+    set_status(cli, "uk", "waiting@example.org", MembershipStatus.PENDING)
+
+
+def test_dry_run_reports_what_the_import_then_does(cli: Cli, tmp_path: Path) -> None:
+    """The dry run's report (planned without writing) equals the real import's, row for row."""
+    mixed_site(cli)
+    path = write(tmp_path, "mixed.csv", MIXED)
+    planned = report_of(cli, "uk", path, "--dry-run")
+    done = report_of(cli, "uk", path)
+    assert (planned.pop("dry_run"), done.pop("dry_run")) == (True, False)
+    assert planned == done
+    assert (done["added"], done["updated"], done["unchanged"], len(done["rejected"])) == (1, 2, 2, 1)
+    assert cli.members("uk")["waiting@example.org"]["status"] == "active"
+
+
+def test_the_library_dry_run_writes_nothing_even_when_committed(site_dir: Path, tmp_path: Path) -> None:
+    """import_csv(dry_run=True) in a transaction that commits leaves the SQLite file byte for byte."""
+    database = tmp_path / "dry.db"
+    cli = Cli(site_dir, f"sqlite:///{database}")
+    mixed_site(cli)
+    path = write(tmp_path, "mixed.csv", MIXED)
+    settings = load_settings(site_dir, overrides={"database.url": cli.db_url})
+    site = Site.open(settings)
+    try:
+        with site.engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        before, events = database.read_bytes(), len(cli.events())
+        with site.transaction() as session:
+            report = import_csv(session, settings, "uk", path, actor="test", dry_run=True)
+            assert not session.new
+            assert not session.dirty
+            assert not session.deleted
+        # Whatever a commit wrote would now be copied from the write-ahead log into the file.
+        with site.engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        assert database.read_bytes() == before
+    finally:
+        site.close()
+    assert (report.added, report.updated, report.unchanged) == (1, 2, 2)
+    assert len(cli.events()) == events
+    assert "new@example.org" not in cli.members("uk")
+
+
+def test_dry_run_on_the_command_line_leaves_the_sqlite_file_as_it_was(site_dir: Path, tmp_path: Path) -> None:
+    """`subscribers import --dry-run` against a SQLite file: the file is unchanged, no event is written."""
+    database = tmp_path / "cli.db"
+    cli = Cli(site_dir, f"sqlite:///{database}")
+    mixed_site(cli)
+    events = len(cli.events())
+    before = database.read_bytes()
+    path = write(tmp_path, "mixed.csv", MIXED)
+    assert run_import(cli, "uk", path, "--dry-run").stdout.startswith("dry run, would have: added 1,")
+    assert database.read_bytes() == before
+    assert len(cli.events()) == events
 
 
 def test_strict_with_a_rejected_row_changes_nothing(cli: Cli, tmp_path: Path) -> None:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
 
+from newsletter.core.errors import InvalidAddress
+
 POLICY = {
     "check_deliverability": False,
     "allow_smtputf8": True,
@@ -23,10 +25,6 @@ POLICY = {
     "allow_empty_local": False,
     "test_environment": False,
 }
-
-
-class InvalidAddress(ValueError):
-    """The text is not an address this list accepts; ``str()`` says why."""
 
 
 @dataclass(frozen=True)

@@ -7,22 +7,18 @@ the time, the source, the IP address and the exact consent text that was shown.
 
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid, parseaddr
 from typing import Any
 
 from sqlmodel import Session, col, select
 
-from newsletter.audience.addresses import InvalidAddress, parse_address
+from newsletter.audience.addresses import parse_address
 from newsletter.core import audit, states
-from newsletter.core.errors import InputError, NotFoundError
-from newsletter.core.i18n import base_language, reader_language, translations
+from newsletter.core.errors import InputError, InvalidAddress, NotFoundError
+from newsletter.core.i18n import base_language, reader_language
 from newsletter.core.language import normalize_language
 from newsletter.core.models import Delivery, Event, Group, Membership, MembershipStatus, Subscriber, utcnow
 from newsletter.core.settings import Settings
-from newsletter.core.tokens import Signer, TokenData
-from newsletter.delivery import dkim
-from newsletter.delivery.message import OutgoingMessage
+from newsletter.core.tokens import TokenData
 
 # Confirmation links expire after two days.
 CONFIRM_MAX_AGE = 2 * 24 * 3600
@@ -103,47 +99,6 @@ def request_subscription(
         session, "consent", actor="web", source=ip or "", subscriber_id=subscriber.id, group_id=group.id
     )
     return Subscription(subscriber.id, group.id, subscriber.email, subscriber.name, reader, True)
-
-
-def confirmation_message(
-    settings: Settings, signer: Signer, subscription: Subscription, group_name: str
-) -> OutgoingMessage:
-    """The double opt-in email: one signed link that expires."""
-    token = signer.make("confirm", subscription.subscriber_id, subscription.group_id)
-    link = f"{settings.site.base_url}/confirm/{token}"
-    gettext = translations(subscription.language).gettext
-    subject = gettext("Please confirm your subscription to %(group)s") % {"group": group_name}
-    body = "\n\n".join(
-        [
-            gettext("Someone, hopefully you, asked to receive %(group)s by email at this address.")
-            % {"group": group_name},
-            gettext("To confirm, open this link within two days:") + "\n" + link,
-            gettext("If it was not you, ignore this email: nothing will be sent to you."),
-            f"{settings.site.name}\n{settings.site.postal_address}",
-        ]
-    )
-    message = EmailMessage()
-    message["From"] = settings.site.sender
-    message["To"] = subscription.email
-    message["Subject"] = subject
-    message["Date"] = format_datetime(utcnow())
-    domain = parseaddr(settings.site.sender)[1].rpartition("@")[2]
-    message_id = make_msgid(idstring=f"confirm.s{subscription.subscriber_id}", domain=domain)
-    message["Message-ID"] = message_id
-    message["Auto-Submitted"] = "auto-generated"
-    message.set_content(body + "\n", charset="utf-8", cte="quoted-printable")
-    data = message.as_bytes()
-    sign = dkim.signer_for(settings)
-    return OutgoingMessage(
-        sender=settings.bounce_address,
-        recipient=subscription.email,
-        data=sign(data) if sign is not None else data,
-        smtputf8=not subscription.email.isascii(),
-        message_id=message_id,
-        edition_id=0,
-        delivery_id=None,
-        subscriber_id=subscription.subscriber_id,
-    )
 
 
 def _membership(session: Session, data: TokenData) -> tuple[Subscriber, Membership]:

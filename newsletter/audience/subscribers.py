@@ -1,4 +1,4 @@
-"""Subscribers and their memberships: import, add, remove, list, export, forget.
+"""Subscribers and their memberships: import, add, remove, forget (listing and export: ``export.py``).
 
 One :class:`Subscriber` per mailbox; one :class:`Membership` per subscriber and group.
 An unsubscribed, bounced or complained membership is sticky: no import or ``add``
@@ -6,20 +6,18 @@ revives it (only a new confirmed opt-in does). Every change writes an audit even
 and its detail never holds personal data, so erasing a person erases them everywhere.
 """
 
-import csv
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 from sqlalchemy import ColumnElement, delete
 from sqlmodel import Session, col, select
 
-from newsletter.audience.addresses import Address, InvalidAddress, email_key, parse_address
+from newsletter.audience.addresses import Address, email_key, parse_address
 from newsletter.audience.csvfile import CsvRow, read_subscriber_csv
 from newsletter.core import audit, states
-from newsletter.core.errors import InputError, NotFoundError, TransitionError
+from newsletter.core.errors import InputError, InvalidAddress, NotFoundError, TransitionError
 from newsletter.core.language import normalize_language
 from newsletter.core.models import (
     Delivery,
@@ -144,8 +142,14 @@ def import_csv(
     *,
     actor: str,
     dry_run: bool = False,
+    strict: bool = False,
 ) -> ImportReport:
-    """Import a subscriber CSV into a group; the caller's transaction makes it all-or-nothing."""
+    """Import a subscriber CSV into a group; the caller's transaction makes it all-or-nothing.
+
+    With ``dry_run`` nothing is written, not even to the session: the report says
+    what the import would do (``_plan``). With ``strict``, a file with a rejected row
+    is reported the same way and nothing is written; the caller says so.
+    """
     group = get_group(session, settings, group_slug)
     csv_file = read_subscriber_csv(path)
     report = ImportReport(
@@ -155,10 +159,13 @@ def import_csv(
     people = _existing(session, [c.address.key for c in candidates])
     members = _memberships(session, group)
     source = f"import:{path.name}"
+    write = not dry_run and not (strict and report.rejected)
     for candidate in candidates:
-        outcome = _apply(
-            session, group, candidate, people.get(candidate.address.key), members, source=source, actor=actor
-        )
+        subscriber = people.get(candidate.address.key)
+        if write:
+            outcome = _apply(session, group, candidate, subscriber, members, source=source, actor=actor)
+        else:
+            outcome = _plan(candidate, subscriber, members)
         if outcome == "added":
             report.added += 1
         elif outcome == "updated":
@@ -174,6 +181,25 @@ def import_csv(
                     )
                 )
     return report
+
+
+def _plan(candidate: _Candidate, subscriber: Subscriber | None, members: dict[int, Membership]) -> str:
+    """What :func:`_apply` would answer for the candidate, changing nothing (a dry run).
+
+    It follows ``_apply`` step by step; ``tests/test_subscribers_import.py`` checks that
+    a dry run reports exactly what the import then does.
+    """
+    if subscriber is None:
+        return "added"
+    membership = members.get(subscriber.id or 0)
+    if membership is not None and not states.allowed(membership.status, MembershipStatus.ACTIVE):
+        return str(membership.status)
+    if membership is None:
+        return "added"
+    changed = (candidate.name and candidate.name != subscriber.name) or (
+        candidate.language and candidate.language != subscriber.language
+    )
+    return "updated" if changed or membership.status != MembershipStatus.ACTIVE else "unchanged"
 
 
 def _apply(
@@ -296,69 +322,6 @@ def remove(session: Session, settings: Settings, group_slug: str, email: str, *,
         session, "unsubscribe", actor=actor, source="cli", subscriber_id=subscriber.id, group_id=group.id
     )
     return True
-
-
-@dataclass(frozen=True)
-class Member:
-    email: str
-    name: str | None
-    language: str | None
-    status: str
-    source: str
-    since: str
-
-    @classmethod
-    def of(cls, subscriber: Subscriber, membership: Membership) -> "Member":
-        return cls(
-            subscriber.email,
-            subscriber.name,
-            subscriber.language,
-            str(membership.status),
-            membership.source,
-            membership.created_at.isoformat(timespec="seconds"),
-        )
-
-
-def members(
-    session: Session, settings: Settings, group_slug: str, statuses: Iterable[str] = ()
-) -> Iterator[Member]:
-    """The group's members in address order, streamed from the database.
-
-    Not a generator itself: an unknown group fails here, before a caller has
-    written a CSV header or created an output file.
-    """
-    group = get_group(session, settings, group_slug)
-    query = (
-        select(Subscriber, Membership)
-        .join(Membership, col(Membership.subscriber_id) == Subscriber.id)
-        .where(Membership.group_id == group.id)
-        .order_by(col(Subscriber.email_key))
-    )
-    wanted = list(statuses)
-    if wanted:
-        query = query.where(col(Membership.status).in_(wanted))
-    rows = session.exec(query.execution_options(yield_per=1000))
-    return (Member.of(subscriber, membership) for subscriber, membership in rows)
-
-
-def export_csv(rows: Iterable[Member], out: IO[str]) -> int:
-    """Write members as a CSV that ``subscribers import`` reads back unchanged."""
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["email", "name", "language", "status", "source", "since"])
-    count = 0
-    for member in rows:
-        writer.writerow(
-            [
-                member.email,
-                member.name or "",
-                member.language or "",
-                member.status,
-                member.source,
-                member.since,
-            ]
-        )
-        count += 1
-    return count
 
 
 def forget(session: Session, email: str, *, actor: str) -> dict[str, int]:

@@ -88,25 +88,34 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
-class CliError(click.ClickException):
-    """A library error shown as one line on stderr with the error's exit code."""
+class _CliError(click.ClickException):
+    """A library error shown as one line on stderr with the error's exit code.
+
+    Not a NewsletterError: it is click's own type, which click prints and exits with;
+    it only carries a NewsletterError's message to the terminal.
+    """
 
     def show(self, file: Any = None) -> None:
         click.echo(f"error: {self.format_message()}", err=True)
 
 
-class CliUsageError(CliError):
+class _CliUsageError(_CliError):
+    """A usage mistake or an InputError: exit code 2, as click gives usage errors.
+
+    Click's type like :class:`_CliError`, so not a NewsletterError either.
+    """
+
     exit_code = 2
 
 
-def _cli_error(error: NewsletterError) -> CliError:
-    return (CliUsageError if error.exit_code == 2 else CliError)(str(error))
+def _cli_error(error: NewsletterError) -> _CliError:
+    return (_CliUsageError if error.exit_code == 2 else _CliError)(str(error))
 
 
-def _usage_error(error: click.UsageError) -> CliUsageError:
+def _usage_error(error: click.UsageError) -> _CliUsageError:
     # Click would print the usage and a hint on lines of their own; keep it to one line.
     hint = f" (see `{error.ctx.command_path} --help`)" if error.ctx else ""
-    return CliUsageError(f"{error.format_message().rstrip('.')}{hint}")
+    return _CliUsageError(f"{error.format_message().rstrip('.')}{hint}")
 
 
 def _database_error(exc: Exception) -> NewsletterError | None:
@@ -172,8 +181,9 @@ class NewsletterGroup(click.Group):
             # Click ends such a command quietly (exit 1) once it gets this back.
             raise
         except OSError as exc:
-            # A file or folder the command needs cannot be used (permissions, a file
-            # where a folder should be): the operator's problem, not a crash.
+            # A safety net: the library turns the OSErrors it meets into FileAccessError,
+            # ConfigError or InputError where they happen. One that slips past (a file
+            # or folder the command needs cannot be used) is still one line, not a crash.
             where = f"{exc.filename}: " if exc.filename else ""
             raise _cli_error(NewsletterError(f"{where}{exc.strerror or exc}")) from exc
         except KeyboardInterrupt:

@@ -17,7 +17,10 @@ def bounces() -> None:
 
 
 class _DryRun(Exception):
-    """Raised inside the transaction so a dry run rolls everything back."""
+    """Raised inside the transaction so a dry run rolls everything back.
+
+    Not a NewsletterError: it never leaves this module and is never shown to anyone.
+    """
 
 
 @bounces.command()

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from newsletter.cli.context import AppContext
 from newsletter.cli.output import emit_json, table
 from newsletter.core.credentials import signing_notice
-from newsletter.core.errors import InputError, LeaseHeld
+from newsletter.core.errors import InputError, LeaseHeld, NothingToBuild, file_error
 from newsletter.core.i18n import available_languages, base_language, reader_language
 from newsletter.core.models import EditionStatus
 from newsletter.delivery.lease import describe
@@ -48,7 +48,7 @@ def build(app: AppContext, /, group: str, as_json: bool) -> None:
             edition = library.build(session, app.settings, Renderer(app.settings), group, actor=app.actor)
             rows = library.list_editions(session, app.settings, group=group)
             warnings = check_size(edition.html or "", allow_large=True)
-    except library.NothingToBuild as exc:
+    except NothingToBuild as exc:
         # Not an error: a scheduled or scripted build simply has nothing new this time.
         if as_json:
             emit_json(None)
@@ -131,7 +131,10 @@ def preview(
     if output is None:
         click.echo(body, nl=False)
         return
-    output.write_text(body, encoding="utf-8")
+    try:
+        output.write_text(body, encoding="utf-8")
+    except OSError as exc:
+        raise file_error(exc, "cannot write", output) from None
     click.echo(f"wrote {output} ({len(body.encode('utf-8')) // 1000} KB, {reader})", err=True)
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from newsletter.audience import export as exports
 from newsletter.audience import subscribers as library
 from newsletter.cli.context import AppContext
 from newsletter.cli.output import emit_json, table
@@ -18,10 +19,6 @@ STATUSES = [s.value for s in MembershipStatus]
 @click.group()
 def subscribers() -> None:
     """Import, add, remove, list, export and forget subscribers."""
-
-
-class _DryRun(Exception):
-    """Raised inside the transaction so a dry run rolls everything back."""
 
 
 @subscribers.command("import")
@@ -43,15 +40,10 @@ def import_(app: AppContext, group: str, file: Path, as_json: bool, dry_run: boo
       newsletter subscribers import dach subscribers/dach.csv
       newsletter subscribers import uk export.csv --dry-run --json
     """
-    report = None
-    try:
-        with app.site.transaction() as session:
-            report = library.import_csv(session, app.settings, group, file, actor=app.actor, dry_run=dry_run)
-            if dry_run or (strict and report.rejected):
-                raise _DryRun
-    except _DryRun:
-        pass
-    assert report is not None
+    with app.site.transaction() as session:
+        report = library.import_csv(
+            session, app.settings, group, file, actor=app.actor, dry_run=dry_run, strict=strict
+        )
     if as_json:
         emit_json(report)
     else:
@@ -134,7 +126,7 @@ def list_(app: AppContext, group: str, statuses: tuple[str, ...], as_json: bool)
       newsletter subscribers list uk --status pending --status bounced --json
     """
     with app.site.transaction() as session:
-        rows = list(library.members(session, app.settings, group, statuses))
+        rows = list(exports.members(session, app.settings, group, statuses))
     if as_json:
         emit_json(rows)
         return
@@ -164,12 +156,11 @@ def export(app: AppContext, group: str, output: Path | None, everyone: bool) -> 
     """
     statuses = () if everyone else (MembershipStatus.ACTIVE.value,)
     with app.site.transaction() as session:
-        rows = library.members(session, app.settings, group, statuses)
+        rows = exports.members(session, app.settings, group, statuses)
         if output is None:
-            library.export_csv(rows, sys.stdout)
+            exports.export_csv(rows, sys.stdout)
             return
-        with output.open("w", encoding="utf-8", newline="") as handle:
-            count = library.export_csv(rows, handle)
+        count = exports.export_file(rows, output)
     click.echo(f"exported {count} member(s) of {group} to {output}", err=True)
 
 

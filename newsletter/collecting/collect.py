@@ -14,8 +14,9 @@ from datetime import datetime, timedelta
 import httpx
 from sqlmodel import Session, col, select
 
-from newsletter.collecting.feeds import FeedError, entries_to_drafts, fetch
+from newsletter.collecting.feeds import entries_to_drafts, fetch
 from newsletter.core import audit
+from newsletter.core.errors import FeedError
 from newsletter.core.models import Item, Source, utcnow
 from newsletter.core.settings import Settings, SourceConfig
 from newsletter.core.site import Site

@@ -19,6 +19,7 @@ import feedparser
 import httpx
 import nh3
 
+from newsletter.core.errors import FeedError
 from newsletter.core.models import ItemKind
 from newsletter.pool.items import ItemDraft
 from newsletter.pool.richtext import sanitize_html
@@ -31,10 +32,6 @@ MAX_SUMMARY_TEXT = 1200
 # An entry without a title (RSS 2.0 only asks for a title *or* a description) is
 # titled with the start of its text, cut at a word boundary near this length.
 MAX_FALLBACK_TITLE = 100
-
-
-class FeedError(Exception):
-    """This source could not be fetched or read; the message says why."""
 
 
 @dataclass(frozen=True)

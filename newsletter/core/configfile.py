@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from newsletter.core.errors import SiteError
+from newsletter.core.errors import SiteError, file_hint
 from newsletter.core.sections import SiteConfig
 
 CONFIG_FILE = "newsletter.toml"
@@ -39,6 +39,11 @@ class Problem:
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else str(self.file)
         return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+    @classmethod
+    def unreadable(cls, path: Path, exc: OSError) -> "Problem":
+        """A file of the site that is there but cannot be read."""
+        return cls(path, None, "", f"cannot read it ({exc.strerror or exc}); {file_hint(exc)}")
 
 
 @dataclass(frozen=True)
@@ -123,7 +128,7 @@ def read_config(site_dir: Path) -> ConfigFile:
     except UnicodeDecodeError as exc:
         return ConfigFile(path, "", None, (Problem(path, None, "", f"not UTF-8 text ({exc.reason})"),))
     except OSError as exc:
-        return ConfigFile(path, "", None, (Problem(path, None, "", f"cannot read it ({exc.strerror})"),))
+        return ConfigFile(path, "", None, (Problem.unreadable(path, exc),))
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

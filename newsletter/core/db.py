@@ -12,7 +12,7 @@ import functools
 import os
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,10 +25,10 @@ from alembic.util import CommandError
 from filelock import FileLock
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlmodel import Session
 
-from newsletter.core.errors import DatabaseError
+from newsletter.core.errors import ConflictError, DatabaseError, file_error
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -172,7 +172,10 @@ def migration_lock(engine: Engine) -> Iterator[Connection]:
             yield connection
         return
     path = Path(database)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise file_error(exc, "cannot create the database folder", path.parent) from exc
     migrating = _sqlite_for_migrating(engine.url)
     try:
         with _file_lock(lock_file(path)), migrating.begin() as connection:
@@ -296,8 +299,35 @@ def transaction(engine: Engine) -> Iterator[Session]:
     try:
         yield session
         session.commit()
+    except SQLAlchemyError as exc:
+        # A broken connection can fail the rollback too; the error that matters is the first.
+        with suppress(SQLAlchemyError):
+            session.rollback()
+        raise database_error(exc) from exc
     except BaseException:
         session.rollback()
         raise
     finally:
         session.close()
+
+
+def database_error(exc: SQLAlchemyError) -> DatabaseError:
+    """The one-line error for a statement or commit that failed; its transaction was rolled back."""
+    reason = _first_line(exc)
+    if isinstance(exc, IntegrityError):
+        return ConflictError(
+            f"the change conflicts with a record already in the database ({reason}), most likely "
+            "written by another process at the same moment; nothing was changed: run the command again"
+        )
+    if isinstance(exc, OperationalError):
+        return DatabaseError(
+            f"the database could not be used ({reason}); nothing was changed: check that it is "
+            "reachable and not full or locked, then run the command again"
+        )
+    return DatabaseError(f"database error ({reason}); nothing was changed")
+
+
+def _first_line(exc: SQLAlchemyError) -> str:
+    """The driver's own message (SQLAlchemy's adds the statement and a link), first line only."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

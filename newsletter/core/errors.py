@@ -1,26 +1,38 @@
-"""The exceptions the library raises, all under one base class.
+"""The exceptions the library raises, all under one base class, all defined here.
 
 Every message is written for the person at the terminal: it says what went wrong,
 where (file, line, key or record), and what to do about it. The CLI prints the
-message as one line on stderr and exits non-zero; a traceback is always a bug.
+message as one line on stderr and exits non-zero (``exit_code``); a traceback is
+always a bug. An ``OSError`` or a SQLAlchemy error is turned into one of these where
+it happens (a file read or written, a transaction), never left for the CLI to show.
+``tests/test_errors.py`` checks that no module of the package defines an exception
+of its own.
 
     NewsletterError                 base of everything below
     ├── ConfigError                 newsletter.toml, environment or a schedule file is wrong
     ├── SiteError                   the site folder is missing or incomplete
-    ├── InputError                  a file or argument given on the command line is unusable
-    │   └── ImportFileError         a subscriber CSV cannot be read at all
+    ├── InputError                  a file or argument given by the user is unusable (exit 2)
+    │   ├── ImportFileError         a subscriber CSV cannot be read at all
+    │   ├── InvalidAddress          not an address the list accepts (audience/addresses.py)
+    │   └── BadToken                a link's token is altered, forged or expired (core/tokens.py)
+    ├── FileAccessError             a file or folder cannot be read or written (OSError)
     ├── NotFoundError               a group, subscriber, item or edition does not exist
     ├── StateError                  the action is not allowed in the record's current state
     │   ├── TransitionError         a status change the transition tables (states.py) do not list
-    │   ├── LeaseHeld               another live process owns the edition's send (runner.py)
+    │   ├── LeaseHeld               another live process owns the edition's send (delivery/runner.py)
     │   └── LeaseLost               this process's send lease was taken over; it stopped sending
-    ├── DatabaseError               the database cannot be reached or migrated
-    ├── RenderError                 a template or MJML failed (render.py)
+    ├── NothingToBuild              no approved item waits for the group (exit 0; editions/build.py)
+    ├── DatabaseError               the database cannot be reached, migrated or written
+    │   └── ConflictError           another process wrote the same record first; run it again
+    ├── RenderError                 a template or MJML failed (editions/render.py)
+    ├── SpliceError                 the splicer cannot cut a message; the factory builds it (splice.py)
+    ├── FeedError                   a source cannot be fetched or read (collecting/feeds.py)
     └── DeliveryError               a message could not be handed to the relay
         ├── TemporaryFailure        4xx, dropped connection, timeout: retried later
         └── PermanentFailure        5xx: recorded against the member, never retried
 """
 
+import errno
 from datetime import datetime
 
 
@@ -48,6 +60,36 @@ class ImportFileError(InputError):
     """A subscriber import file cannot be read (encoding, header, delimiter)."""
 
 
+class InvalidAddress(InputError):
+    """The text is not an address this list accepts; ``str()`` says why."""
+
+
+class BadToken(InputError):
+    """The token was altered, forged, made for another purpose, or has expired."""
+
+
+class FileAccessError(NewsletterError):
+    """A file or folder cannot be read or written; the message names it and says what to check."""
+
+
+def file_error(exc: OSError, doing: str, path: object) -> FileAccessError:
+    """A :class:`FileAccessError` for an ``OSError``, e.g. ``file_error(exc, "cannot write", path)``."""
+    return FileAccessError(f"{doing} {path}: {exc.strerror or exc}; {file_hint(exc)}")
+
+
+def file_hint(exc: OSError) -> str:
+    """What to do about an ``OSError``, in a few words."""
+    return {
+        "EACCES": "check its permissions",
+        "EPERM": "check its permissions",
+        "ENOENT": "check that the path exists",
+        "ENOTDIR": "a file stands where a folder should be",
+        "EISDIR": "a folder stands where a file should be",
+        "ENOSPC": "free some disk space",
+        "EROFS": "the file system is read-only",
+    }.get(errno.errorcode.get(exc.errno or 0, ""), "check the path and try again")
+
+
 class NotFoundError(NewsletterError):
     """The named record does not exist."""
 
@@ -73,8 +115,36 @@ class LeaseLost(StateError):
     """The send lease lapsed while this process worked (it stalled) and another took it over."""
 
 
+class NothingToBuild(NewsletterError):
+    """No approved item is waiting for the group: no edition is made."""
+
+    exit_code = 0
+
+
 class DatabaseError(NewsletterError):
-    """The database cannot be reached, created or migrated."""
+    """The database cannot be reached, created, migrated or written; nothing was changed."""
+
+
+class ConflictError(DatabaseError):
+    """Another process wrote the same record at the same moment (a unique key held)."""
+
+
+class RenderError(NewsletterError):
+    """A template or the MJML compiler failed; the message names the file and line."""
+
+    def __init__(self, message: str, location: str | None = None) -> None:
+        super().__init__(f"{location}: {message}" if location else message)
+        self.message = message
+        # "file:line" of the template that failed, when known.
+        self.location = location
+
+
+class SpliceError(NewsletterError):
+    """The reference message does not have the shape the splicer expects (it falls back)."""
+
+
+class FeedError(NewsletterError):
+    """This source could not be fetched or read; the message says why."""
 
 
 class DeliveryError(NewsletterError):

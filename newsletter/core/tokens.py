@@ -16,16 +16,12 @@ from typing import Any, Literal
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode, int_to_bytes
 
-from newsletter.core.errors import InputError
+from newsletter.core.errors import BadToken
 
 Purpose = Literal["unsubscribe", "preferences", "confirm", "bounce"]
 # Used only when no key is configured and nothing leaves the machine (outbox or memory
 # transport): links still work in a demo, and `deliver` refuses SMTP without a real key.
 DEVELOPMENT_KEY = "newsletter-development-key-not-secret"
-
-
-class BadToken(InputError):
-    """The token was altered, forged, made for another purpose, or has expired."""
 
 
 @dataclass(frozen=True)

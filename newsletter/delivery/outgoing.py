@@ -111,7 +111,8 @@ def send_test(
     allow_large: bool = True,
 ) -> str:
     """Send one copy, marked [TEST], to an address; nothing is recorded as delivered."""
-    from newsletter.audience.addresses import InvalidAddress, parse_address
+    from newsletter.audience.addresses import parse_address
+    from newsletter.core.errors import InvalidAddress
 
     try:
         address = parse_address(to)

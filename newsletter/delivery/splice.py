@@ -11,8 +11,9 @@ header lines and MIME structure as bytes, and re-encodes the two bodies as slice
 * each value (greeting, unsubscribe and preferences URLs) is encoded the same way per
   recipient; URL characters need no escaping, so that is mostly slicing;
 * the header lines that differ per recipient (To, Date, Message-ID, List-Unsubscribe)
-  are written here; names become RFC 2047 encoded-words when they are not plain ASCII
-  text, and all whitespace (CR and LF included) collapses to one space first.
+  are filled in with the values of the factory's own ``headers.ListHeaders`` and
+  ``headers.mailbox``, the very functions the factory writes them with; so are the
+  VERP envelope sender and the links in the bodies.
 
 Decoded, the result is what the factory builds for the same recipient, apart from the
 Message-ID and Date (``tests/test_splice.py`` proves it over generated names and
@@ -22,25 +23,17 @@ the bodies, where line ends are normalised) goes through the factory instead.
 
 import binascii
 import dataclasses
-import hashlib
 import html
-import itertools
-import os
-import random
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.headerregistry import Address
-from email.utils import format_datetime
-from urllib.parse import quote
 
 from newsletter.core import i18n
-from newsletter.core.models import utcnow
-from newsletter.core.tokens import keyed_hmac
-from newsletter.delivery import dkim
-from newsletter.delivery.message import MessageFactory, OutgoingMessage, Recipient, ascii_address
-from newsletter.editions.render import Marker, one_line
+from newsletter.core.errors import SpliceError
+from newsletter.delivery import dkim, headers
+from newsletter.delivery.message import MessageFactory, OutgoingMessage, Recipient
+from newsletter.editions.render import Marker
 
 CRLF = b"\r\n"
 SOFT = b"=\r\n"
@@ -50,13 +43,6 @@ QP_WIDTH = 76
 _LITERAL = frozenset(range(33, 127)) - {ord("=")}
 _QP = [bytes([b]) if b in _LITERAL or b in (9, 32) else b"=%02X" % b for b in range(256)]
 _SAFE_TEXT = re.compile(r"[ -<>-~]*")  # printable ASCII without "="
-# RFC 5322 atext: a display name made only of these (and single spaces) needs no quotes.
-_ATEXT = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*")
-_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
-# Room on a header line for a name written as it is (RFC 5322: 998 octets at most).
-_RAW_LIMIT = 900
-# An encoded-word is at most 75 characters: "=?utf-8?b?" + 60 base64 characters + "?=".
-_WORD_OCTETS = 45
 
 
 def qp_encode(data: bytes) -> bytes:
@@ -85,14 +71,19 @@ def qp_encode(data: bytes) -> bytes:
     return b"".join(out)
 
 
+def qp_safe(value: str) -> bytes:
+    """:func:`qp_value` of text known to be printable ASCII without "=": only cut into lines."""
+    data = value.encode("ascii")
+    width = QP_WIDTH - 1
+    if len(data) <= width:
+        return data + SOFT
+    return SOFT.join([data[i : i + width] for i in range(0, len(data), width)]) + SOFT
+
+
 def qp_value(value: str) -> bytes:
     """One per-recipient value, quoted-printable, starting at column 0 and ending in a soft break."""
     if _SAFE_TEXT.fullmatch(value):
-        data = value.encode("ascii")
-        width = QP_WIDTH - 1
-        if len(data) <= width:
-            return data + SOFT
-        return SOFT.join([data[i : i + width] for i in range(0, len(data), width)]) + SOFT
+        return qp_safe(value)
     data = value.encode("utf-8")
     if b"\n" in data or b"\r" in data:
         return qp_encode(data)
@@ -102,38 +93,6 @@ def qp_value(value: str) -> bytes:
     if len(encoded) - encoded.rfind(b"\n") - 1 > QP_WIDTH - 1:
         return qp_encode(data)
     return encoded.replace(b"=\n", SOFT) + SOFT
-
-
-def _encoded_words(value: str) -> str:
-    """RFC 2047 base64 encoded-words of whole characters, one per folded line."""
-    whole = value.encode("utf-8")
-    if len(whole) <= _WORD_OCTETS:
-        # Most names fit one word.
-        return f"=?utf-8?b?{binascii.b2a_base64(whole, newline=False).decode()}?="
-    words: list[bytes] = []
-    chunk = bytearray()
-    for character in value:
-        octets = character.encode("utf-8")
-        if len(chunk) + len(octets) > _WORD_OCTETS:
-            words.append(bytes(chunk))
-            chunk.clear()
-        chunk += octets
-    words.append(bytes(chunk))
-    return "\r\n ".join(f"=?utf-8?b?{binascii.b2a_base64(word, newline=False).decode()}?=" for word in words)
-
-
-def display_name(name: str, *, utf8: bool) -> str:
-    """A display name as written in a header: as it is, quoted, or as encoded-words."""
-    if (
-        (utf8 or name.isascii())
-        and name.isprintable()
-        and "=?" not in name
-        and len(name.encode("utf-8", "surrogatepass")) < _RAW_LIMIT
-    ):
-        if _ATEXT.fullmatch(name) or (utf8 and _ATEXT.fullmatch(re.sub(r"[^\x00-\x7f]", "a", name))):
-            return name
-        return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return _encoded_words(name)
 
 
 @dataclass(frozen=True)
@@ -166,9 +125,9 @@ class _Body:
 
 
 # The per-recipient values, by slot number.
-TO, DATE, MESSAGE_ID, UNSUBSCRIBE, MAILTO, TOKEN = range(6)
+TO, DATE, MESSAGE_ID, LIST_UNSUBSCRIBE = range(4)
 GREETING_TEXT, GREETING_HTML, UNSUBSCRIBE_QP, PREFERENCES_QP, UNSUBSCRIBE_HTML, PREFERENCES_HTML = range(
-    6, 12
+    4, 10
 )
 TEXT_SLOTS = {
     Marker.GREETING: GREETING_TEXT,
@@ -203,15 +162,11 @@ class _Template:
         steps: list[bytes | int] = [
             self.head, b"To: ", TO, CRLF, self.middle, DATE, self.after_date,
             b"Message-ID: ", MESSAGE_ID, CRLF, self.after_id,
-            b"List-Unsubscribe: <", UNSUBSCRIBE, b">,\r\n ", MAILTO, TOKEN, b">\r\n", self.tail,
+            b"List-Unsubscribe: ", LIST_UNSUBSCRIBE, CRLF, self.tail,
             *self.text.program(TEXT_SLOTS), self.between, *self.body.program(HTML_SLOTS), self.end,
         ]  # fmt: skip
         slices = [step if isinstance(step, bytes) else b"" for step in steps]
         return slices, [(at, step) for at, step in enumerate(steps) if isinstance(step, int)]
-
-
-class SpliceError(Exception):
-    """The reference message does not have the shape the splicer expects."""
 
 
 def _fields(block: bytes) -> list[tuple[str, bytes]]:
@@ -284,7 +239,7 @@ class _Clock:
         now = int(time.time())
         if now != self.second:
             self.second = now
-            self.value = b"Date: " + format_datetime(utcnow()).encode("ascii") + CRLF
+            self.value = b"Date: " + headers.date().encode("ascii") + CRLF
         return self.value
 
 
@@ -293,27 +248,15 @@ class Splicer:
 
     def __init__(self, factory: MessageFactory) -> None:
         self.factory = factory
+        self.headers = factory.headers
         self.edition_id = factory.edition_id
         self._templates: dict[tuple[str, bool], tuple[_Template, list[bytes], list[tuple[int, int]]]] = {}
         self._clock = _Clock()
-        base = factory.base_url
-        self._unsubscribe = factory.signer.minter("unsubscribe", factory.group_id)
-        self._preferences = factory.signer.minter("preferences", factory.group_id)
-        self._unsubscribe_base = f"{base}/unsubscribe/"
-        self._preferences_base = f"{base}/preferences/"
-        self._mailto = f"<mailto:{factory.unsubscribe_mailto}?subject={quote('unsubscribe ')}".encode()
         # Tokens are URL-safe base64 and dots: the URLs need HTML escaping only if the base does.
+        base = self.headers.unsubscribe_base + self.headers.preferences_base
         self._urls_need_escaping = html.escape(base) != base
-        local, _, domain = factory.bounce_address.rpartition("@")
-        self._verp = (f"{local}+e{factory.edition_id}.s", f"@{domain}")
-        self._verp_sign = keyed_hmac(factory.secret.encode(), hashlib.sha256)
-        self._verp_prefix = f"{factory.edition_id}.".encode()
-        # Message-IDs: unique to this process and run, then a counter.
-        stamp = f"{int(time.time() * 100)}.{os.getpid()}.{random.getrandbits(32)}"
-        self._id_prefix = f"<{stamp}."
-        self._id_suffix = f".e{factory.edition_id}.s"
-        self._id_domain = f"@{factory.sender_domain}>"
-        self._counter = itertools.count(1)
+        # The same characters need no quoted-printable escaping either when the base has none.
+        self._qp_url = qp_safe if _SAFE_TEXT.fullmatch(base) else qp_value
 
     def template(self, language: str, utf8: bool) -> tuple[_Template, list[bytes], list[tuple[int, int]]]:
         key = (language, utf8)
@@ -332,20 +275,12 @@ class Splicer:
         name = recipient.name
         if name and ("\r" in name or "\n" in name):
             return self.factory.build(recipient)
-        email = recipient.email
-        local, _, domain = email.rpartition("@")
-        utf8 = not local.isascii()
+        utf8, envelope_recipient, address = headers.recipient_address(recipient.email)
         template, slices, slots = self.template(recipient.language, utf8)
-        if not utf8 and not domain.isascii():
-            email = ascii_address(email)
-            domain = email.rpartition("@")[2]
-        address = email if _DOT_ATOM.fullmatch(local) else Address(username=local, domain=domain).addr_spec
+        list_headers = self.headers
         subscriber_id = recipient.subscriber_id
-        number = str(subscriber_id)
-        token = self._unsubscribe(subscriber_id)
-        unsubscribe = self._unsubscribe_base + token
-        preferences = self._preferences_base + self._preferences(subscriber_id)
-        unsubscribe_qp, preferences_qp = qp_value(unsubscribe), qp_value(preferences)
+        token, unsubscribe, preferences = list_headers.links(subscriber_id)
+        unsubscribe_qp, preferences_qp = self._qp_url(unsubscribe), self._qp_url(preferences)
         if self._urls_need_escaping:
             unsubscribe_html, preferences_html = (
                 qp_value(html.escape(unsubscribe)),
@@ -355,26 +290,24 @@ class Splicer:
             unsubscribe_html, preferences_html = unsubscribe_qp, preferences_qp
         if name:
             greeting = template.dear % {"name": name}
-            shown = one_line(name)
-            mailbox = f"{display_name(shown, utf8=utf8)} <{address}>" if shown else address
+            mailbox = headers.mailbox(name, address, utf8=utf8)
         else:
             greeting, mailbox = template.hello, address
         greeting_text = qp_value(greeting)
         escaped = html.escape(greeting)
         greeting_html = greeting_text if escaped == greeting else qp_value(escaped)
-        message_id = f"{self._id_prefix}{next(self._counter)}{self._id_suffix}{number}{self._id_domain}"
+        message_id = list_headers.message_id(subscriber_id)
         values = (
             mailbox.encode("utf-8"), self._clock.date(), message_id.encode("ascii"),
-            unsubscribe.encode("ascii"), self._mailto, token.encode("ascii"),
+            list_headers.list_unsubscribe(token).encode("ascii"),
             greeting_text, greeting_html, unsubscribe_qp, preferences_qp, unsubscribe_html, preferences_html,
         )  # fmt: skip
         pieces = slices.copy()
         for at, slot in slots:
             pieces[at] = values[slot]
-        signature = self._verp_sign(self._verp_prefix + number.encode()).hex()[:8]
         return OutgoingMessage(
-            sender=f"{self._verp[0]}{number}.{signature}{self._verp[1]}",
-            recipient=recipient.email if utf8 else email,
+            sender=list_headers.return_path(subscriber_id),
+            recipient=envelope_recipient,
             data=b"".join(pieces),
             smtputf8=utf8,
             message_id=message_id,

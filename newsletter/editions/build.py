@@ -17,7 +17,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from newsletter.core import audit
-from newsletter.core.errors import NewsletterError, NotFoundError, StateError
+from newsletter.core.errors import NotFoundError, NothingToBuild, StateError
 from newsletter.core.i18n import available_languages, base_language, translations
 from newsletter.core.models import (
     Edition,
@@ -37,12 +37,6 @@ from newsletter.editions.render import EditionContent, Marker, PoolItem, Rendere
 
 # `t.colon` is the language's colon: French sets it off with a no-break space.
 DEFAULT_SUBJECT = "{{ group.name }}{{ t.colon }} {{ edition.date }}"
-
-
-class NothingToBuild(NewsletterError):
-    """No approved item is waiting for the group: no edition is made."""
-
-    exit_code = 0
 
 
 def _record(session: Session, kind: str, edition: Edition, *, actor: str, **detail: Any) -> None:

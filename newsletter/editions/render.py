@@ -30,7 +30,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from mjml import mjml2html
 
 from newsletter.core import i18n
-from newsletter.core.errors import NewsletterError
+from newsletter.core.errors import RenderError
 from newsletter.core.models import ItemKind
 from newsletter.core.settings import GroupConfig, Settings
 from newsletter.editions.plaintext import html_to_text
@@ -60,16 +60,6 @@ def one_line(value: str) -> str:
     No-break spaces stay: French typography puts one before a colon.
     """
     return _SPACES.sub(" ", value).strip()
-
-
-class RenderError(NewsletterError):
-    """A template or the MJML compiler failed; the message names the file and line."""
-
-    def __init__(self, message: str, location: str | None = None) -> None:
-        super().__init__(f"{location}: {message}" if location else message)
-        self.message = message
-        # "file:line" of the template that failed, when known.
-        self.location = location
 
 
 class Marker(enum.StrEnum):
@@ -221,6 +211,12 @@ class Renderer:
             ) from None
         except TemplateError as exc:
             raise RenderError(str(exc.message or exc), _template_location(exc)) from None
+        except OSError as exc:
+            # The loader found the file but cannot read it (permissions, a folder by that name).
+            raise RenderError(
+                f"cannot read template {exc.filename or mjml_name}: {exc.strerror or exc}; "
+                "check that it is a readable file"
+            ) from None
         except Exception as exc:  # a filter or a value raised: still a template problem
             raise RenderError(f"{type(exc).__name__}: {exc}", _template_location(exc)) from None
         html = compile_mjml(mjml_source, mjml_name)

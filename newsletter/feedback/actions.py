@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from newsletter.audience.addresses import InvalidAddress, email_key, parse_address
+from newsletter.audience.addresses import email_key, parse_address
 from newsletter.core import audit, states
+from newsletter.core.errors import InvalidAddress
 from newsletter.core.models import (
     Delivery,
     DeliveryStatus,

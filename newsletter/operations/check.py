@@ -15,14 +15,14 @@ from pathlib import Path
 from jinja2 import Environment, TemplateSyntaxError
 
 from newsletter.audience.csvfile import read_subscriber_csv
-from newsletter.core.errors import ConfigError, ImportFileError
+from newsletter.core.errors import ConfigError, ImportFileError, RenderError
 from newsletter.core.i18n import base_language
 from newsletter.core.models import ItemKind
 from newsletter.core.settings import CONFIG_FILE, Problem, Resolution, Settings, SiteConfig, locate
 from newsletter.delivery.dkim import read_signer
 from newsletter.delivery.transports.relayconfig import smtp_problems
 from newsletter.editions.build import DEFAULT_SUBJECT
-from newsletter.editions.render import MJML_TAGS, EditionContent, PoolItem, Renderer, RenderError
+from newsletter.editions.render import MJML_TAGS, EditionContent, PoolItem, Renderer
 from newsletter.scheduling.schedules import SCHEDULES_DIR, Schedule, load_schedules
 
 TEMPLATES_DIR = "templates"
@@ -37,7 +37,10 @@ def template_files(site_dir: Path) -> list[Path]:
 
 
 def _check_template(path: Path, environment: Environment) -> list[Problem]:
-    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        return [Problem.unreadable(path, exc)]
     try:
         environment.parse(text, name=path.name, filename=str(path))
     except TemplateSyntaxError as exc:

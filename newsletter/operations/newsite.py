@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from newsletter.core.db import Migration
-from newsletter.core.errors import ConfigError, DatabaseError, InputError
+from newsletter.core.errors import ConfigError, DatabaseError, InputError, file_error
 from newsletter.core.settings import CONFIG_FILE, Settings, load_settings
 from newsletter.core.site import migrate_site
 
@@ -53,17 +53,21 @@ def write_skeleton(directory: Path, name: str) -> None:
     if (directory / CONFIG_FILE).exists():
         raise InputError(f"{directory} already holds a site ({CONFIG_FILE}); nothing was changed")
     skeleton = resources.files("newsletter") / "skeleton"
-    directory.mkdir(parents=True, exist_ok=True)
-    with resources.as_file(skeleton) as source:
-        for path in sorted(Path(source).rglob("*")):
-            relative = path.relative_to(source)
-            target = directory / (".gitignore" if relative.name == "gitignore" else relative)
-            if path.is_dir():
-                target.mkdir(exist_ok=True)
-            elif path.name == CONFIG_FILE:
-                target.write_text(settings_text(path.read_text(encoding="utf-8"), name), encoding="utf-8")
-            elif not target.exists():
-                shutil.copyfile(path, target)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with resources.as_file(skeleton) as source:
+            for path in sorted(Path(source).rglob("*")):
+                relative = path.relative_to(source)
+                target = directory / (".gitignore" if relative.name == "gitignore" else relative)
+                if path.is_dir():
+                    target.mkdir(exist_ok=True)
+                elif path.name == CONFIG_FILE:
+                    text = settings_text(path.read_text(encoding="utf-8"), name)
+                    target.write_text(text, encoding="utf-8")
+                elif not target.exists():
+                    shutil.copyfile(path, target)
+    except OSError as exc:
+        raise file_error(exc, "cannot create the site at", exc.filename or directory) from None
 
 
 def settings_text(skeleton: str, name: str) -> str:

@@ -20,12 +20,11 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from newsletter.collecting.collect import SourceReport, collect
 from newsletter.core import audit
-from newsletter.core.errors import LeaseHeld, NewsletterError
+from newsletter.core.errors import ConflictError, LeaseHeld, NewsletterError, NothingToBuild
 from newsletter.core.models import Edition, EditionStatus, Event, Group
 from newsletter.core.settings import Settings
 from newsletter.core.site import Site
@@ -172,7 +171,7 @@ def _build_slot(site: Site, renderer: Renderer, slot: Slot, at: datetime, report
                     allow_empty=not schedule.skip_if_empty,
                     now=at,
                 )
-            except editions.NothingToBuild:
+            except NothingToBuild:
                 audit.record(session, "schedule-skip", actor=ACTOR, source=slot.marker, group_id=group.id)
                 report.skipped.append(slot.marker)
                 return
@@ -181,7 +180,7 @@ def _build_slot(site: Site, renderer: Renderer, slot: Slot, at: datetime, report
             else:
                 report.waiting.append(f"{slot.marker} (edition #{edition.id} waits for approval)")
             report.built.append(f"{slot.marker} -> edition #{edition.id}")
-    except IntegrityError:
+    except ConflictError:
         # Another scheduler built this period at the same moment: the unique key held.
         report.skipped.append(f"{slot.marker} (built by another process)")
     except NewsletterError as exc:

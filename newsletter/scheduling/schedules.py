@@ -69,7 +69,11 @@ def load_schedules(site_dir: Path, groups: Mapping[str, GroupConfig]) -> tuple[l
     schedules: list[Schedule] = []
     problems: list[Problem] = []
     for path in sorted((site_dir / SCHEDULES_DIR).glob("*.toml")):
-        text = path.read_text(encoding="utf-8", errors="replace")
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            problems.append(Problem.unreadable(path, exc))
+            continue
         try:
             raw = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:

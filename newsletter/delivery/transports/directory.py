@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from newsletter.core.errors import TemporaryFailure
+from newsletter.core.errors import TemporaryFailure, file_error
 from newsletter.delivery.message import OutgoingMessage
 from newsletter.delivery.transports.base import Capabilities, Lane, SenderLane
 
@@ -40,9 +40,12 @@ class DirectoryTransport:
 
     def begin(self, edition_id: int, previews: Mapping[str, str]) -> None:
         folder = self.folder(edition_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        for language, html in previews.items():
-            _write_atomically(folder / f"preview-{language}.html", html.encode("utf-8"))
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for language, html in previews.items():
+                _write_atomically(folder / f"preview-{language}.html", html.encode("utf-8"))
+        except OSError as exc:
+            raise file_error(exc, "cannot write to the outbox", folder) from None
 
     def send(self, message: OutgoingMessage) -> None:
         folder = self.folder(message.edition_id)

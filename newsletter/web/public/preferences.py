@@ -14,9 +14,9 @@ from starlette.routing import Route
 
 from newsletter.audience import selfservice
 from newsletter.audience.subscribers import forget
-from newsletter.core.errors import InputError, NotFoundError
+from newsletter.core.errors import BadToken, InputError, NotFoundError
 from newsletter.core.i18n import available_languages, translations
-from newsletter.core.tokens import BadToken, TokenData
+from newsletter.core.tokens import TokenData
 from newsletter.web.forms import client_address
 from newsletter.web.public.links import Links
 from newsletter.web.public.signup import public_groups

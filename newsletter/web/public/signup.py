@@ -14,10 +14,11 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from newsletter.audience import selfservice
-from newsletter.core.errors import DeliveryError, InputError, NotFoundError
+from newsletter.core.errors import BadToken, DeliveryError, InputError, NotFoundError
 from newsletter.core.i18n import available_languages, translations
 from newsletter.core.settings import Settings
-from newsletter.core.tokens import BadToken, TokenData
+from newsletter.core.tokens import TokenData
+from newsletter.delivery.confirmation import confirmation_message
 from newsletter.delivery.transports import Transport
 from newsletter.web.forms import SAFE_METHODS, client_address
 from newsletter.web.public.links import Links
@@ -152,9 +153,7 @@ class SignUp:
             return
         if not self.limits.allow_address(subscription.email.casefold()):
             return
-        message = selfservice.confirmation_message(
-            self.settings, self.links.signer, subscription, self.settings.groups[slug].name
-        )
+        message = confirmation_message(self.settings, self.links.signer, subscription, slug)
         transport = self.transport_factory()
         try:
             transport.send(message)

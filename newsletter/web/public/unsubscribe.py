@@ -12,9 +12,9 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from newsletter.audience import selfservice
-from newsletter.core.errors import NotFoundError
+from newsletter.core.errors import BadToken, NotFoundError
 from newsletter.core.i18n import translations
-from newsletter.core.tokens import BadToken, TokenData
+from newsletter.core.tokens import TokenData
 from newsletter.web.forms import SAFE_METHODS, limited_body
 from newsletter.web.public.links import Links
 
