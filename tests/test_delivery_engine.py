@@ -25,6 +25,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlmodel import Session, col, select
 
+from newsletter.core.counts import delivery_counts
 from newsletter.core.models import Delivery, Membership, Subscriber
 from newsletter.core.settings import load_settings
 from newsletter.delivery.transports import open_transport
@@ -338,11 +339,10 @@ def test_three_postgresql_workers_share_an_edition_without_duplicates_or_loss(
         pytest.skip("needs PostgreSQL (NEWSLETTER_TEST_POSTGRES_URL)")
     addresses = bulk_members(cli, 10_000)
     edition_id = approved_edition(cli)
-    from newsletter.delivery import outbox
 
     queue_for_workers(cli, edition_id)
     with database(cli.db_url) as session:
-        assert outbox.counts(session, edition_id) == {"queued": len(addresses)}
+        assert delivery_counts(session, edition_id) == {"queued": len(addresses)}
     with running_server() as server:
         server.handler.keep_content = False
         env = {**os.environ, "NEWSLETTER_SMTP_URL": server.url(), "NEWSLETTER_SECRET_KEY": KEY}

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy import and_, exists, func, insert, literal, update
+from sqlalchemy import and_, exists, insert, literal, update
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlmodel import Session, col, select
 
@@ -264,12 +264,3 @@ def _refused(session: Session, failures: list[Outcome], bounces: BouncesSection,
             edition_id=edition_id,
         )
         policy.apply(session, bounces, refusal, actor="delivery", source="smtp", at=now)
-
-
-def counts(session: Session, edition_id: int) -> dict[str, int]:
-    query = (
-        select(Delivery.status, func.count())
-        .where(col(Delivery.edition_id) == edition_id)
-        .group_by(col(Delivery.status))
-    )
-    return {str(status): int(n) for status, n in session.exec(query)}

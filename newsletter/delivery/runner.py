@@ -45,6 +45,7 @@ from typing import Any, Protocol
 from sqlmodel import Session, col, select
 
 from newsletter.core import audit, states
+from newsletter.core.counts import delivery_counts
 from newsletter.core.errors import LeaseHeld
 from newsletter.core.models import Edition, EditionStatus, utcnow
 from newsletter.core.site import Site
@@ -251,7 +252,7 @@ class Runner:
         start = self._start(edition_id)
         if start.done is not None:
             with self.site.transaction() as session:
-                totals = outbox.counts(session, edition_id)
+                totals = delivery_counts(session, edition_id)
             report = DeliveryReport()
             return self._result(prepared, start.done, report, totals, waited_for)
         report = self._drain(edition_id, prepared, start.due, owns_lease=True)
@@ -321,7 +322,7 @@ class Runner:
             session.add(edition)
             _record(session, kind, edition, actor=self.actor, **detail)
             session.flush()
-            due = outbox.counts(session, edition_id).get("queued", 0)
+            due = delivery_counts(session, edition_id).get("queued", 0)
         return _Start(due=due)
 
     def _drain(self, edition_id: int, prepared: Prepared, due: int, *, owns_lease: bool) -> DeliveryReport:
@@ -348,7 +349,7 @@ class Runner:
         """
         with self._transaction(edition_id, owns_lease=owns_lease) as session:
             edition = _locked(session, edition_id)
-            totals = outbox.counts(session, edition_id)
+            totals = delivery_counts(session, edition_id)
             moved = False
             if edition.status == EditionStatus.SENDING:
                 if report.paused and owns_lease:

@@ -17,6 +17,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from newsletter.core import audit
+from newsletter.core.counts import delivery_counts
 from newsletter.core.errors import NotFoundError, NothingToBuild, StateError
 from newsletter.core.i18n import available_languages, base_language, translations
 from newsletter.core.models import (
@@ -32,7 +33,6 @@ from newsletter.core.models import (
 )
 from newsletter.core.settings import Settings
 from newsletter.core.site import get_group
-from newsletter.delivery import outbox
 from newsletter.editions.render import EditionContent, Marker, PoolItem, Rendered, Renderer
 
 # `t.colon` is the language's colon: French sets it off with a no-break space.
@@ -232,7 +232,7 @@ def cancel(session: Session, edition_id: int, *, actor: str) -> Edition:
     if edition.status in {EditionStatus.SENT, EditionStatus.CANCELLED}:
         raise StateError(f"edition #{edition_id} is already {edition.status}")
     # An edition written to the outbox folder reached nobody: its items go back too.
-    sent = 0 if edition.outbox_only else outbox.counts(session, edition_id).get("sent", 0)
+    sent = 0 if edition.outbox_only else delivery_counts(session, edition_id).get("sent", 0)
     if not sent:
         for link in session.exec(select(EditionItem).where(col(EditionItem.edition_id) == edition_id)):
             session.delete(link)
@@ -280,7 +280,7 @@ def list_editions(
                 edition.period_key,
                 int(items),
                 edition.created_at,
-                outbox.counts(session, edition.id),
+                delivery_counts(session, edition.id),
             )
         )
     return rows
