@@ -148,3 +148,27 @@ def test_an_item_an_unsent_edition_carries_cannot_be_rejected(cli: Cli) -> None:
     cli("editions", "cancel", str(edition_id))
     cli("items", "reject", str(carried))
     assert item_status(cli, carried) == "rejected"
+
+
+def test_only_the_transition_tables_assign_a_status() -> None:
+    """No module but core/states.py assigns `x.status = ...`: every change asks the tables."""
+    import ast
+    from pathlib import Path
+
+    import newsletter
+
+    package = Path(newsletter.__file__).parent
+    offenders = []
+    for path in package.rglob("*.py"):
+        if path.name == "states.py" or "versions" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets = node.targets if isinstance(node, ast.Assign) else []
+            for target in targets:
+                elements = target.elts if isinstance(target, ast.Tuple) else [target]
+                offenders += [
+                    f"{path.relative_to(package)}:{node.lineno}"
+                    for element in elements
+                    if isinstance(element, ast.Attribute) and element.attr == "status"
+                ]
+    assert offenders == []

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from newsletter.core import audit
+from newsletter.core import audit, states
 from newsletter.core.counts import delivery_counts
 from newsletter.core.errors import NotFoundError, NothingToBuild, StateError
 from newsletter.core.i18n import available_languages, base_language, translations
@@ -220,7 +220,7 @@ def approve(
     if edition.status != EditionStatus.DRAFT:
         raise StateError(f"edition #{edition_id} is {edition.status}; only a draft can be approved")
     rendered = _store_archive(session, settings, renderer, edition, allow_large=allow_large)
-    edition.status = EditionStatus.APPROVED
+    states.move(edition, EditionStatus.APPROVED)
     edition.approved_at = utcnow()
     _record(session, "edition-approve", edition, actor=actor)
     return edition, rendered
@@ -236,7 +236,7 @@ def cancel(session: Session, edition_id: int, *, actor: str) -> Edition:
     if not sent:
         for link in session.exec(select(EditionItem).where(col(EditionItem.edition_id) == edition_id)):
             session.delete(link)
-    edition.status = EditionStatus.CANCELLED
+    states.move(edition, EditionStatus.CANCELLED)
     session.add(edition)
     _record(session, "edition-cancel", edition, actor=actor, already_sent=sent)
     return edition
