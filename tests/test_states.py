@@ -163,8 +163,9 @@ def test_only_the_transition_tables_assign_a_status() -> None:
         if path.name == "states.py" or "versions" in path.parts:
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            targets = node.targets if isinstance(node, ast.Assign) else []
-            for target in targets:
+            if not isinstance(node, ast.Assign):
+                continue
+            for target in node.targets:
                 elements = target.elts if isinstance(target, ast.Tuple) else [target]
                 offenders += [
                     f"{path.relative_to(package)}:{node.lineno}"
