@@ -14,8 +14,9 @@ import json
 import os
 import shutil
 import ssl
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -177,3 +178,17 @@ def certificate() -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     authority.issue_cert("127.0.0.1").configure_cert(context)
     return context
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 120.0) -> bool:
+    """True once ``condition`` holds, False if it still does not after ``timeout`` seconds.
+
+    The tests wait on conditions, never on the clock: the deadline is generous for a
+    loaded CI machine and only bounds a test that would otherwise hang.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True

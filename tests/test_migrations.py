@@ -4,8 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,7 +30,7 @@ from newsletter.core.db import (
 )
 from newsletter.core.errors import DatabaseError
 from newsletter.core.models import Group
-from tests.conftest import REPO
+from tests.conftest import REPO, wait_until
 
 
 def run(site: Path, url: str, *args: str, ok: bool = True) -> Result:
@@ -258,15 +257,6 @@ def waiting_for_the_lock(engine: Engine) -> int:
     inode = lock_file(database).stat().st_ino
     with open("/proc/locks", encoding="ascii") as locks:
         return sum(1 for line in locks if "->" in line and f":{inode} " in line)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 120.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def test_two_migrations_started_together_both_succeed(

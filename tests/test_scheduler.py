@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -38,7 +37,7 @@ from newsletter.scheduling.daemon import Daemon
 from newsletter.scheduling.leader import leadership
 from newsletter.scheduling.scheduler import TickReport, latest_slot, run_due, zone_of
 from newsletter.scheduling.schedules import load_schedules
-from tests.conftest import POSTGRES_URL, REPO, Cli, migrated
+from tests.conftest import POSTGRES_URL, REPO, Cli, migrated, wait_until
 from tests.feed_server import FeedServer, feed_server, rss, use_sources
 
 WEEKLY = """
@@ -608,15 +607,15 @@ def test_standby_daemon_takes_over_when_the_leader_stops(site_dir: Path, db_url:
     threads = [threading.Thread(target=d.run, kwargs={"install_signals": False}) for d in daemons]
     try:
         threads[0].start()
-        assert wait_for(lambda: bool(ticks[0]))
+        assert wait_until(lambda: bool(ticks[0]))
         threads[1].start()
         # The standby asks three times while the leader runs, and is refused each time.
-        assert wait_for(lambda: len(refusals[1]) >= 3)
+        assert wait_until(lambda: len(refusals[1]) >= 3)
         assert ticks[1] == []
         daemons[0].request_stop()
         threads[0].join(timeout=60)
         assert not threads[0].is_alive()
-        assert wait_for(lambda: bool(ticks[1]))
+        assert wait_until(lambda: bool(ticks[1]))
         assert refusals[0] == []
         assert [r.at for r in ticks[0] + ticks[1]] == [utc(2026, 11, 21, 12, 0)] * 2
     finally:
@@ -630,15 +629,6 @@ def test_standby_daemon_takes_over_when_the_leader_stops(site_dir: Path, db_url:
 
 
 # The daemon as a real process ------------------------------------------------------
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 class DaemonProcess:
@@ -675,7 +665,7 @@ def test_daemon_runs_logs_its_jobs_and_stops_on_sigterm(site_dir: Path, tmp_path
     """The daemon process ticks, logs each job's next run, and on SIGTERM finishes its work and exits 0."""
     daemon = DaemonProcess(site_dir, migrated(f"sqlite:///{tmp_path / 'daemon.db'}"), tmp_path / "daemon.log")
     try:
-        assert wait_for(lambda: "job weekly:uk: next run" in daemon.text()), daemon.text()
+        assert wait_until(lambda: "job weekly:uk: next run" in daemon.text()), daemon.text()
         log = daemon.text()
         assert "leader: scheduling" in log
         assert " tick " in log
@@ -700,7 +690,7 @@ def test_second_daemon_stands_by(site_dir: Path, db_url: str, tmp_path: Path) ->
             logs = [d.text() for d in daemons]
             return any("leader: scheduling" in t for t in logs) and any("standing by" in t for t in logs)
 
-        assert wait_for(settled), [d.text() for d in daemons]
+        assert wait_until(settled), [d.text() for d in daemons]
         leaders = [d for d in daemons if "leader: scheduling" in d.text()]
         standbys = [d for d in daemons if "another daemon is the leader; standing by" in d.text()]
         assert len(leaders) == len(standbys) == 1

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import IO, ClassVar
@@ -21,7 +20,7 @@ import pytest
 from sqlmodel import select
 
 from newsletter.core.models import Delivery
-from tests.conftest import REPO, Cli
+from tests.conftest import REPO, Cli, wait_until
 from tests.smtp_server import SmtpServer, running_server
 from tests.test_delivery_engine import KEY, approved_edition, arrived, bulk_members, database, status
 
@@ -31,11 +30,8 @@ DEADLINE = 120.0
 
 def eventually(condition: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
     """Wait until ``condition`` holds; fail saying ``what`` did not happen."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout:g} s")
-        time.sleep(0.02)
+    if not wait_until(condition, timeout):
+        raise AssertionError(f"{what} did not happen within {timeout:g} s")
 
 
 class Process:
