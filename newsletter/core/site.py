@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from newsletter.core.db import Migration, make_engine, migrate, require_current, transaction
-from newsletter.core.errors import NotFoundError
+from newsletter.core.errors import ConflictError, NotFoundError
 from newsletter.core.models import Group
 from newsletter.core.settings import Settings
 
@@ -36,9 +36,25 @@ class Site:
             engine.dispose()
             raise
         site = cls(settings, engine)
-        with site.transaction() as session:
-            sync_groups(session, settings)
+        try:
+            site._sync_groups()
+        except BaseException:
+            engine.dispose()
+            raise
         return site
+
+    def _sync_groups(self) -> None:
+        # Two processes opening a fresh database at once (two daemons, a daemon and a
+        # worker) may both insert the same new group; the loser's unique-key conflict
+        # means the row now exists, so one more pass updates it instead of inserting.
+        for attempt in range(3):
+            try:
+                with self.transaction() as session:
+                    sync_groups(session, self.settings)
+                return
+            except ConflictError:
+                if attempt == 2:
+                    raise
 
     @property
     def root(self) -> Path:
