@@ -39,10 +39,10 @@ demo: install
 	$(NEWSLETTER) status
 
 lint: install
-	$(BIN)/ruff check newsletter tests
-	$(BIN)/ruff format --check newsletter tests
+	$(BIN)/ruff check newsletter tests bench
+	$(BIN)/ruff format --check newsletter tests bench
 	$(BIN)/mypy
-	$(BIN)/mypy tests
+	$(BIN)/mypy tests bench
 
 test: lint
 	$(BIN)/pytest

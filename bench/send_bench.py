@@ -292,10 +292,10 @@ def run_bench(args: argparse.Namespace, folder: Path, db_url: str) -> None:
                 reset(db_url, edition_id)
             if args.workers:
                 command = [*cli, "--transport", "smtp", "worker", "--until-idle"]
-                ours = run_workers(args, site, edition_id, command, env)
+                measured = run_workers(args, site, edition_id, command, env)
             else:
-                ours = send_here(args, site, renderer, settings, edition_id)
-            rounds.append(ours | smtp_source(args.recipients, sessions, size, port))
+                measured = send_here(args, site, renderer, settings, edition_id)
+            rounds.append(measured | smtp_source(args.recipients, sessions, size, port))
             print(
                 f"round {number + 1}: newsletter {rounds[-1]['ours']:.1f} msg/s, smtp-source "
                 f"{rounds[-1]['source']:.1f} msg/s (new session per message), "
