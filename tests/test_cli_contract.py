@@ -297,6 +297,7 @@ def bad_inputs(site: Path, tmp: Path) -> list[list[str]]:
     return [
         ["frobnicate"],
         ["--transport", "pigeon", "status"],
+        ["--transport", "memory", "editions", "send", "1"],  # would mark an edition sent unread
         ["--database-url", "mysql://news@db/news", "status"],
         ["--database-url", "postgresql+psycopg://nobody@127.0.0.1:1/none", "status"],
         ["--database-url", f"sqlite:///{a_file}/news.db", "status"],

@@ -84,8 +84,8 @@ def test_environment_beats_file(site: Path) -> None:
 def test_overrides_beat_environment(site: Path) -> None:
     """CLI overrides win over the environment; an override of None (flag not given) does not."""
     env = {"NEWSLETTER_TRANSPORT": "smtp", "NEWSLETTER_DATABASE_URL": "sqlite:////srv/env.db"}
-    settings = load_settings(site, env=env, overrides={"delivery.transport": "memory", "database.url": None})
-    assert settings.transport == "memory"
+    settings = load_settings(site, env=env, overrides={"delivery.transport": "outbox", "database.url": None})
+    assert settings.transport == "outbox"
     assert settings.database_url == "sqlite:////srv/env.db"
     settings = load_settings(site, env=env, overrides={"database.url": "sqlite:////srv/cli.db"})
     assert settings.database_url == "sqlite:////srv/cli.db"

@@ -210,9 +210,7 @@ class NewsletterGroup(click.Group):
     metavar="URL",
     help="Override [database] url, e.g. postgresql+psycopg://postgres@127.0.0.1/news",
 )
-@click.option(
-    "--transport", type=click.Choice(["outbox", "smtp", "memory"]), help="Override [delivery] transport."
-)
+@click.option("--transport", type=click.Choice(["outbox", "smtp"]), help="Override [delivery] transport.")
 @click.version_option(package_name="newsletter")
 @click.pass_context
 def main(ctx: click.Context, site_dir: Path | None, database_url: str | None, transport: str | None) -> None:

@@ -86,7 +86,7 @@ class DatabaseSection(_Section):
 
 
 class DeliverySection(_Section):
-    transport: Literal["outbox", "smtp", "memory"] = "outbox"
+    transport: Literal["outbox", "smtp"] = "outbox"
     outbox_dir: str = "outbox"
     # Envelope sender for bounces (VERP-extended per message); default: <sender>-bounces@domain.
     bounce_address: str | None = None

@@ -1,4 +1,8 @@
-"""Transports hand finished messages to the world: an SMTP relay, a folder, or memory.
+"""Transports hand finished messages to the world: an SMTP relay or a folder.
+
+The settings choose between those two (``open_transport``). The memory transport is for
+tests only and is handed in directly: it "delivers" to a list, so offering it to
+operators would mark editions sent that nobody received.
 
 A transport is passed into delivery, never built inside it, so tests can hand in a
 real SMTP server's transport or the memory one. The interface (``base.py``) is small:
@@ -20,10 +24,6 @@ def open_transport(settings: Settings) -> Transport:
         from newsletter.delivery.transports.relayconfig import relay_pool
 
         return relay_pool(settings)
-    if settings.transport == "memory":
-        from newsletter.delivery.transports.memory import MemoryTransport
-
-        return MemoryTransport()
     from newsletter.delivery.transports.directory import DirectoryTransport
 
     return DirectoryTransport(settings.outbox_dir)
