@@ -149,6 +149,10 @@ def list_(app: AppContext, group: str, statuses: tuple[str, ...], as_json: bool)
 def export(app: AppContext, group: str, output: Path | None, everyone: bool) -> None:
     """Export GROUP's members as CSV (by default only the active ones).
 
+    A cell a spreadsheet would run as a formula (starting with =, +, -, @, a tab or a
+    carriage return) is written with a leading apostrophe; `subscribers import`
+    removes it again, so the file imports back unchanged.
+
     \b
     Example:
       newsletter subscribers export uk --output uk-members.csv
