@@ -8,12 +8,15 @@ escaped and visible, while ``--json`` gives it back exactly.
 """
 
 import ast
+import io
 import json
+import logging
 import re
 from pathlib import Path
 
 from sqlmodel import select
 
+from newsletter.cli.output import log_handler
 from newsletter.core.models import Source, Subscriber
 from newsletter.core.settings import load_settings
 from tests.conftest import Cli
@@ -89,6 +92,19 @@ def test_error_lines_are_escaped(cli: Cli) -> None:
     assert clash.stderr.startswith("error: "), clash.stderr
     assert clash.stderr.count("\n") == 1, clash.stderr
     assert_harmless(clash.stderr)
+
+
+def test_daemon_log_lines_are_escaped() -> None:
+    """The daemon logs source errors and titles through the same filter."""
+    stream = io.StringIO()
+    log = logging.getLogger("test.terminal")
+    handler = log_handler(stream)
+    log.addHandler(handler)
+    try:
+        log.warning("source errors: feed: HTTP 500: %s", HOSTILE)
+    finally:
+        log.removeHandler(handler)
+    assert_harmless(stream.getvalue())
 
 
 def test_every_human_line_goes_through_output() -> None:

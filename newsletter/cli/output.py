@@ -10,12 +10,14 @@ as ``txt.exe``. Each such character is shown as its Python escape (``\\x1b``,
 obeys nothing. Table cells are kept on one line, and go to rich as plain text, never
 as rich markup (``[link=...]`` in a name stays text).
 
-Every human line of the CLI goes through :func:`echo` or :func:`table`; only JSON
+Every human line of the CLI goes through :func:`echo`, :func:`table` or
+:func:`log_handler`; only JSON
 (:func:`emit_json`, escaped as JSON escapes) and documents the user asked for
 (``editions preview``) are written as they are.
 """
 
 import json
+import logging
 import re
 import sys
 from collections.abc import Iterable, Sequence
@@ -47,6 +49,18 @@ def printable(text: str, *, one_line: bool = False) -> str:
 def echo(message: object = "", *, err: bool = False, nl: bool = True) -> None:
     """One message for a person, on standard output (or error), made printable."""
     click.echo(printable(str(message)), err=err, nl=nl)
+
+
+class _PrintableFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
+
+
+def log_handler(stream: Any = None) -> logging.Handler:
+    """A handler for the long-running commands' logs (``daemon``): lines made printable too."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(_PrintableFormatter("%(asctime)s %(levelname)s %(message)s"))
+    return handler
 
 
 def emit_json(data: Any) -> None:

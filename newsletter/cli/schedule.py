@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import click
 
 from newsletter.cli.context import AppContext
-from newsletter.cli.output import echo, emit_json, table
+from newsletter.cli.output import echo, emit_json, log_handler, table
 from newsletter.collecting.collect import collect as collect_sources
 from newsletter.core.errors import InputError, StateError
 from newsletter.core.models import utcnow
@@ -123,9 +123,7 @@ def daemon(app: AppContext, /, verbose: bool) -> None:
       newsletter --transport smtp daemon
       newsletter daemon --verbose
     """
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
-    )
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[log_handler()])
     if not verbose:
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(logging.WARNING)
