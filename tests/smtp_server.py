@@ -261,7 +261,8 @@ class SmtpServer:
 
     ``tls`` is ``None`` (plain), ``"starttls"`` (STARTTLS offered and required) or
     ``"smtps"`` (TLS from the first byte); both need ``ssl_context``, a server-side
-    context. ``credentials`` switch AUTH on and make it required.
+    context. ``credentials`` switch AUTH on and make it required. ``smtputf8=False``
+    makes a relay that does not offer SMTPUTF8 (RFC 6531), as many do not.
     """
 
     def __init__(
@@ -272,13 +273,14 @@ class SmtpServer:
         ssl_context: ssl.SSLContext | None = None,
         credentials: tuple[str, str] | None = None,
         exclude_auth: tuple[str, ...] = (),
+        smtputf8: bool = True,
     ) -> None:
         self.host = HOST
         self.port = port or free_port()
         self.tls = tls
         self.handler = RecordingHandler()
         self.handler.credentials = credentials
-        kwargs: dict[str, Any] = {"enable_SMTPUTF8": True}
+        kwargs: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}
         if tls == "starttls":
             assert ssl_context is not None
             kwargs |= {"tls_context": ssl_context, "require_starttls": True}

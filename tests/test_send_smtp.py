@@ -18,18 +18,21 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import Result
 from sqlmodel import select
 
+from newsletter.audience.selfservice import Subscription
 from newsletter.core import verp
-from newsletter.core.errors import BadToken
-from newsletter.core.models import Delivery, Subscriber
-from newsletter.core.settings import Settings
+from newsletter.core.errors import BadToken, PermanentFailure
+from newsletter.core.models import Delivery, Membership, Subscriber
+from newsletter.core.settings import Settings, load_settings
 from newsletter.core.tokens import Signer
 from newsletter.delivery import lease
+from newsletter.delivery.confirmation import confirmation_message
 from newsletter.delivery.message import OutgoingMessage
 from newsletter.delivery.transports import Capabilities, Lane, SenderLane, Transport, open_transport
 from tests.conftest import Cli
@@ -596,3 +599,99 @@ def test_a_non_ascii_mailbox_is_sent_with_smtputf8(site: Cli, smtp_server: SmtpS
     others = [m for m in smtp_server.messages if m is not received]
     assert len(others) == len(members(site, "dach")) - 1
     assert not any(m.smtputf8 or "SMTPUTF8" in m.mail_options for m in others)
+
+
+# A non-ASCII local part at an internationalised domain, and an ASCII one at the same domain.
+JUERGEN, ANNA = "jürgen@bücher.example", "anna@bücher.example"
+JUERGEN_WIRE, ANNA_WIRE = "jürgen@xn--bcher-kva.example", "anna@xn--bcher-kva.example"
+
+
+def to_line(content: bytes) -> bytes:
+    """The To field exactly as it arrived (on one line: these names are short)."""
+    (line,) = [line for line in header_block(content).split(b"\r\n") if line.startswith(b"To:")]
+    return line
+
+
+@pytest.mark.parametrize("smtputf8", [True, False], ids=["relay-smtputf8", "relay-ascii-only"])
+def test_international_addresses_go_as_a_labels(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, smtputf8: bool
+) -> None:
+    """Domains go as A-labels in RCPT and To; SMTPUTF8 only for a non-ASCII local part, or that one fails."""
+    with running_server(smtputf8=smtputf8) as server:
+        monkeypatch.setenv("NEWSLETTER_SMTP_URL", server.url())
+        monkeypatch.setenv("NEWSLETTER_SECRET_KEY", KEY)
+        cli("subscribers", "import", "dach", str(cli.site / "subscribers" / "dach.csv"))
+        cli("subscribers", "add", "dach", JUERGEN, "--name", "Jürgen Weiß")
+        cli("subscribers", "add", "dach", ANNA, "--name", "Anna Bücher")
+        cli(
+            "items", "add", "--approve", "--file", str(cli.site / "samples/items/2026-11-wipo-user-survey.md")
+        )
+        edition_id = approved_edition(cli, "dach")
+        send(cli, edition_id)
+
+        (anna,) = server.to(ANNA_WIRE)
+        assert not anna.smtputf8
+        assert "SMTPUTF8" not in anna.mail_options
+        assert to_line(anna.content) == b"To: =?utf-8?b?QW5uYSBCw7xjaGVy?= <anna@xn--bcher-kva.example>"
+        assert header_block(anna.content).isascii()
+        if smtputf8:
+            (juergen,) = server.to(JUERGEN_WIRE)
+            assert juergen.smtputf8
+            assert "SMTPUTF8" in juergen.mail_options
+            assert to_line(juergen.content) == "To: Jürgen Weiß <jürgen@xn--bcher-kva.example>".encode()
+        else:
+            assert server.to(JUERGEN_WIRE) == []
+        assert all(r.rpartition("@")[2].isascii() for m in server.messages for r in m.rcpt_tos)
+        others = [m for m in server.messages if m.rcpt_tos[0] not in (ANNA_WIRE, JUERGEN_WIRE)]
+        assert not any(m.smtputf8 for m in others)
+
+    rows = deliveries(cli, edition_id)
+    assert rows[ANNA].status == "sent"
+    if smtputf8:
+        assert rows[JUERGEN].status == "sent"
+    else:
+        # Recorded for this member alone; the send went on and finished.
+        assert rows[JUERGEN].status == "failed"
+        assert rows[JUERGEN].last_error == (
+            f"{JUERGEN_WIRE}: the part before the @ is not ASCII and the relay does not offer "
+            "SMTPUTF8 (RFC 6531), so it cannot take this address; not sent"
+        )
+        assert edition(cli, edition_id)["status"] == "sent"
+        assert len(server.messages) == len(rows) - 1
+    # The relay's limit is not the member's fault: still active, no bounce recorded.
+    assert members(cli, "dach")[JUERGEN]["status"] == "active"
+    with cli.database() as session:
+        scores = session.exec(select(Membership.bounce_score)).all()
+    assert set(scores) == {0.0}
+
+
+@pytest.mark.parametrize("smtputf8", [True, False], ids=["relay-smtputf8", "relay-ascii-only"])
+def test_confirmation_to_an_international_address(site_dir: Path, smtputf8: bool) -> None:
+    """The double opt-in email goes to the A-label domain; a non-ASCII local part needs an SMTPUTF8 relay."""
+    with running_server(smtputf8=smtputf8) as server:
+        env = {"NEWSLETTER_SECRET_KEY": KEY, "NEWSLETTER_SMTP_URL": server.url()}
+        settings = load_settings(site_dir, env=env, overrides={"delivery.transport": "smtp"})
+        transport = open_transport(settings)
+        signer = Signer(KEY)
+        try:
+            transport.send(
+                confirmation_message(settings, signer, Subscription(1, 1, ANNA, None, "de", True), "dach")
+            )
+            juergen = confirmation_message(
+                settings, signer, Subscription(2, 1, JUERGEN, "Jürgen", "de", True), "dach"
+            )
+            if smtputf8:
+                transport.send(juergen)
+            else:
+                with pytest.raises(PermanentFailure, match="relay does not offer SMTPUTF8"):
+                    transport.send(juergen)
+        finally:
+            transport.close()
+        (anna,) = server.to(ANNA_WIRE)
+        assert not anna.smtputf8
+        assert to_line(anna.content) == b"To: anna@xn--bcher-kva.example"
+        if smtputf8:
+            (arrived,) = server.to(JUERGEN_WIRE)
+            assert arrived.smtputf8
+            assert to_line(arrived.content) == "To: Jürgen <jürgen@xn--bcher-kva.example>".encode()
+        assert len(server.messages) == (2 if smtputf8 else 1)

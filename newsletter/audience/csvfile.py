@@ -1,16 +1,23 @@
-"""Reading subscriber CSV files as people really save them.
+"""Subscriber CSV files: read as people really save them, written safe to open.
 
 Comma, semicolon or tab separated (Excel in a German or French locale writes
 semicolons), quoted fields, UTF-8 with or without a byte-order mark, CRLF or LF.
 Every row keeps the line number it starts on, so a report can point at it.
+
+Every CSV the product writes goes through :func:`writer`, which guards against CSV
+injection as OWASP recommends: a cell a spreadsheet would take for a formula (it
+starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return) is written with a
+leading apostrophe, so ``=HYPERLINK(...)`` in a name stays text. Reading strips the
+guard again (:func:`unguard`), so an export imports back exactly as it was.
 """
 
 import csv
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Any
 
 from newsletter.core.errors import ImportFileError
 
@@ -30,6 +37,42 @@ DELIMITERS = (",", ";", "\t")
 # A line ends where CSV and every spreadsheet end one: CRLF, LF or a lone CR. Inside a
 # quoted field, U+2028, form feeds and the like are data, not line breaks.
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
+# OWASP's list of what makes a spreadsheet read a cell as a formula (or run DDE).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+GUARD = "'"
+
+
+def _needs_guard(cell: str) -> bool:
+    # A cell that is a guard followed by a formula start is guarded too ("'=x" -> "''=x"),
+    # so that unguard(guard(x)) == x for every x, apostrophes included.
+    return cell.lstrip(GUARD).startswith(FORMULA_START)
+
+
+def guard(cell: str) -> str:
+    """The cell as it is written: a formula look-alike gets a leading apostrophe."""
+    return GUARD + cell if _needs_guard(cell) else cell
+
+
+def unguard(cell: str) -> str:
+    """The cell as it was before :func:`guard`: the inverse, for reading our own exports."""
+    if cell.startswith(GUARD) and _needs_guard(cell[1:]):
+        return cell[1:]
+    return cell
+
+
+class _GuardedWriter:
+    """``csv.writer`` whose every cell is guarded; the one CSV writer of the product."""
+
+    def __init__(self, out: IO[str], **options: Any) -> None:
+        self._writer = csv.writer(out, lineterminator="\n", **options)
+
+    def writerow(self, row: Iterable[object]) -> None:
+        self._writer.writerow([guard("" if cell is None else str(cell)) for cell in row])
+
+
+def writer(out: IO[str], **options: Any) -> _GuardedWriter:
+    """A CSV writer (comma, LF, minimal quoting) that neutralises formula cells."""
+    return _GuardedWriter(out, **options)
 
 
 @dataclass(frozen=True)
@@ -111,7 +154,7 @@ def read_subscriber_csv(path: Path) -> CsvFile:
                 position = index.get(name)
                 if position is None or position >= len(record):
                     return None
-                return record[position].strip() or None
+                return unguard(record[position].strip()) or None
 
             rows.append(CsvRow(first + line, cell("email") or "", cell("name"), cell("language")))
     except csv.Error as exc:

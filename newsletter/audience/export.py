@@ -4,7 +4,6 @@ The CSV is what ``subscribers import`` reads back unchanged; a file is written w
 or not at all.
 """
 
-import csv
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from typing import IO
 
 from sqlmodel import Session, col, select
 
+from newsletter.audience import csvfile
 from newsletter.core.errors import file_error
 from newsletter.core.models import Membership, Subscriber
 from newsletter.core.settings import Settings
@@ -63,8 +63,8 @@ def members(
 
 
 def export_csv(rows: Iterable[Member], out: IO[str]) -> int:
-    """Write members as a CSV that ``subscribers import`` reads back unchanged."""
-    writer = csv.writer(out, lineterminator="\n")
+    """Write members as a CSV that ``subscribers import`` reads back unchanged (formulas neutralised)."""
+    writer = csvfile.writer(out)
     writer.writerow(["email", "name", "language", "status", "source", "since"])
     count = 0
     for member in rows:

@@ -96,7 +96,11 @@ class _CliError(click.ClickException):
     """
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
+        # Loaded here: `newsletter --help` must not import rich. Error texts quote names,
+        # titles and relay replies, so they are made printable like every human line.
+        from newsletter.cli.output import echo
+
+        echo(f"error: {self.format_message()}", err=True)
 
 
 class _CliUsageError(_CliError):

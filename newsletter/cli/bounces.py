@@ -6,7 +6,7 @@ import click
 
 from newsletter import feedback as library
 from newsletter.cli.context import AppContext
-from newsletter.cli.output import emit_json, table
+from newsletter.cli.output import echo, emit_json, table
 
 pass_app = click.make_pass_decorator(AppContext)
 
@@ -64,7 +64,7 @@ def process(app: AppContext, paths: tuple[str, ...], as_json: bool, dry_run: boo
         ["file", "verdict", "recipients", "action"],
         [(o.source, o.verdict, ", ".join(o.recipients) or "-", o.action) for o in report.outcomes],
     )
-    click.echo(f"{'dry run, nothing changed: ' if dry_run else ''}{report.summary()}")
+    echo(f"{'dry run, nothing changed: ' if dry_run else ''}{report.summary()}")
 
 
 @bounces.command()

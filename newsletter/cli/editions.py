@@ -9,7 +9,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from newsletter.cli.context import AppContext
-from newsletter.cli.output import emit_json, table
+from newsletter.cli.output import echo, emit_json, table
 from newsletter.core.credentials import signing_notice
 from newsletter.core.errors import InputError, LeaseHeld, NothingToBuild, file_error
 from newsletter.core.i18n import available_languages, base_language, reader_language
@@ -52,18 +52,16 @@ def build(app: AppContext, /, group: str, as_json: bool) -> None:
         # Not an error: a scheduled or scripted build simply has nothing new this time.
         if as_json:
             emit_json(None)
-        click.echo(str(exc), err=as_json)
+        echo(str(exc), err=as_json)
         return
     row = next(r for r in rows if r.id == edition.id)
     for warning in warnings:
-        click.echo(f"warning: {warning}", err=True)
+        echo(f"warning: {warning}", err=True)
     if as_json:
         emit_json(row)
         return
-    click.echo(
-        f"built edition #{row.id} for {group} ({row.status}): {row.items} item(s), subject {row.subject!r}"
-    )
-    click.echo(f"next: newsletter editions preview {row.id}; newsletter editions approve {row.id}")
+    echo(f"built edition #{row.id} for {group} ({row.status}): {row.items} item(s), subject {row.subject!r}")
+    echo(f"next: newsletter editions preview {row.id}; newsletter editions approve {row.id}")
 
 
 @editions.command("list")
@@ -127,15 +125,16 @@ def preview(
     html, text = library.neutral(rendered, app.settings)
     body = text if as_text else html
     for warning in rendered.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        echo(f"warning: {warning}", err=True)
     if output is None:
+        # The document asked for, as it is (often redirected to a file); not a message.
         click.echo(body, nl=False)
         return
     try:
         output.write_text(body, encoding="utf-8")
     except OSError as exc:
         raise file_error(exc, "cannot write", output) from None
-    click.echo(f"wrote {output} ({len(body.encode('utf-8')) // 1000} KB, {reader})", err=True)
+    echo(f"wrote {output} ({len(body.encode('utf-8')) // 1000} KB, {reader})", err=True)
 
 
 @editions.command()
@@ -159,9 +158,9 @@ def approve(app: AppContext, /, edition_id: int, allow_large: bool) -> None:
             allow_large=allow_large,
         )
     for warning in rendered.warnings:
-        click.echo(f"warning: {warning}", err=True)
-    click.echo(f"approved edition #{edition.id}: {edition.subject}")
-    click.echo(f"next: newsletter editions send {edition.id}")
+        echo(f"warning: {warning}", err=True)
+    echo(f"approved edition #{edition.id}: {edition.subject}")
+    echo(f"next: newsletter editions send {edition.id}")
 
 
 @editions.command()
@@ -176,7 +175,7 @@ def cancel(app: AppContext, /, edition_id: int) -> None:
     """
     with app.site.transaction() as session:
         edition = library.cancel(session, edition_id, actor=app.actor)
-    click.echo(f"cancelled edition #{edition.id}")
+    echo(f"cancelled edition #{edition.id}")
 
 
 class _Bar:
@@ -237,7 +236,7 @@ def send(
 
     def waiting(held: LeaseHeld) -> None:
         since = held.since.strftime("%H:%M:%S UTC")
-        click.echo(
+        echo(
             f"waiting: {describe(held.owner)} is sending edition #{edition_id} (since {since}); "
             "Ctrl-C stops waiting",
             err=True,
@@ -251,7 +250,7 @@ def send(
     finally:
         bar.stop()
     if not dry_run and (notice := signing_notice(app.settings)):
-        click.echo(notice, err=True)
+        echo(notice, err=True)
     if as_json:
         emit_json(result)
         return
@@ -264,39 +263,39 @@ def send(
 def _print_result(app: AppContext, result: SendResult) -> None:
     edition_id = result.edition_id
     for warning in result.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        echo(f"warning: {warning}", err=True)
     languages = ", ".join(f"{k} {v}" for k, v in sorted(result.languages.items()))
     if result.dry_run:
-        click.echo(
+        echo(
             f"dry run: edition #{edition_id} would go to {sum(result.languages.values())} member(s) "
             f"({languages or 'none'}); nothing was sent"
         )
         return
     if result.waited_for:
-        click.echo(f"waited for {result.waited_for}, which held the edition", err=True)
+        echo(f"waited for {result.waited_for}, which held the edition", err=True)
     report = result.report
-    click.echo(
+    echo(
         f"edition #{edition_id} {result.status}: sent {report.sent}, failed {report.failed}, "
         f"skipped {report.skipped}, deferred {report.deferred} (via {result.transport})"
     )
     for error in report.errors:
-        click.echo(f"  {error}", err=True)
+        echo(f"  {error}", err=True)
     if report.paused:
-        click.echo("the relay kept failing, so the edition is paused; fix it and run send again", err=True)
+        echo("the relay kept failing, so the edition is paused; fix it and run send again", err=True)
     elif report.deferred:
-        click.echo(
+        echo(
             f"{report.deferred} temporary failure(s) will be retried by `newsletter editions send "
             f"{edition_id}`",
             err=True,
         )
     held = result.totals.get("sending", 0)
     if result.status == EditionStatus.SENDING and held:
-        click.echo(f"{held} message(s) are still in the hands of other workers", err=True)
+        echo(f"{held} message(s) are still in the hands of other workers", err=True)
     if not result.delivered:
         folder = app.settings.outbox_dir / f"edition-{edition_id}"
         with contextlib.suppress(ValueError):
             folder = folder.relative_to(Path.cwd())
-        click.echo(
+        echo(
             f"outbox only: the messages were written to {folder} and nobody received them; "
             f"to deliver them: newsletter --transport smtp editions send {edition_id}"
         )
@@ -326,9 +325,9 @@ def send_test(app: AppContext, /, edition_id: int, to: str, language: str | None
         actor=app.actor,
         language=language,
     )
-    click.echo(f"test copy of edition #{edition_id} sent to {to.strip()} ({message_id})")
+    echo(f"test copy of edition #{edition_id} sent to {to.strip()} ({message_id})")
     if notice := signing_notice(app.settings):
-        click.echo(notice, err=True)
+        echo(notice, err=True)
 
 
 def _known(language: str | None) -> str | None:

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from newsletter.cli.context import AppContext
-from newsletter.cli.output import emit_json, table
+from newsletter.cli.output import echo, emit_json, table
 from newsletter.collecting.files import read_item_file
 from newsletter.core.errors import InputError, NotFoundError
 from newsletter.core.language import normalize_language
@@ -169,7 +169,7 @@ def add(
         return
     for item, created, targets in results:
         verb = f"added item #{item.id} ({item.status})" if created else f"item #{item.id} already in the pool"
-        click.echo(f"{verb}: {item.title} -> {', '.join(targets)}")
+        echo(f"{verb}: {item.title} -> {', '.join(targets)}")
 
 
 def _as_dict(item: Item, targets: list[str]) -> dict[str, Any]:
@@ -256,11 +256,11 @@ def show(app: AppContext, item_id: int, as_json: bool) -> None:
     ):
         value = data.get(key)
         if value not in (None, "", []):
-            click.echo(f"{key + ':':14} {', '.join(value) if isinstance(value, list) else value}")
+            echo(f"{key + ':':14} {', '.join(value) if isinstance(value, list) else value}")
     for language, text in data["translations"].items():
-        click.echo(f"{'title [' + language + ']:':14} {text['title']}")
+        echo(f"{'title [' + language + ']:':14} {text['title']}")
     if item.summary_md:
-        click.echo("\n" + item.summary_md)
+        echo("\n" + item.summary_md)
 
 
 def _set_status(app: AppContext, item_ids: tuple[int, ...], status: ItemStatus) -> None:
@@ -269,7 +269,7 @@ def _set_status(app: AppContext, item_ids: tuple[int, ...], status: ItemStatus) 
     with app.site.transaction() as session:
         changed = library.set_status(session, item_ids, status, actor=app.actor)
     for item in changed:
-        click.echo(f"{status}: #{item.id} {item.title}")
+        echo(f"{status}: #{item.id} {item.title}")
 
 
 @items.command()
@@ -290,7 +290,7 @@ def approve(app: AppContext, item_ids: tuple[int, ...], all_proposed: bool) -> N
             proposed = library.list_items(session, app.settings, status=ItemStatus.PROPOSED)
         item_ids += tuple(i.id for i in proposed if i.id is not None)
         if not item_ids:
-            click.echo("no proposed items")
+            echo("no proposed items")
             return
     _set_status(app, item_ids, ItemStatus.APPROVED)
 
@@ -329,4 +329,4 @@ def edit(app: AppContext, /, item_id: int, groups: tuple[str, ...], all_groups: 
     with app.site.transaction() as session:
         item = library.edit_item(session, app.settings, item_id, fields, actor=app.actor, groups=targets)
         slugs = library.target_slugs(session, item)
-    click.echo(f"updated #{item.id}: {item.title} -> {', '.join(slugs)}")
+    echo(f"updated #{item.id}: {item.title} -> {', '.join(slugs)}")

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import click
 
 from newsletter.cli.context import AppContext
-from newsletter.cli.output import emit_json, table
+from newsletter.cli.output import echo, emit_json, log_handler, table
 from newsletter.collecting.collect import collect as collect_sources
 from newsletter.core.errors import InputError, StateError
 from newsletter.core.models import utcnow
@@ -97,10 +97,10 @@ def run_due(app: AppContext, /, at: str | None, as_json: bool) -> None:
     if as_json:
         emit_json(report)
     else:
-        click.echo(describe(report, separator="\n  "))
+        echo(describe(report, separator="\n  "))
         done = report.built or report.sent or report.missed or any(r.added for r in report.collected)
         if not (done or report.errors):
-            click.echo("nothing was due")
+            echo("nothing was due")
     if report.errors:
         # A non-zero exit, so that cron (or whatever runs this) tells someone.
         raise StateError(
@@ -123,9 +123,7 @@ def daemon(app: AppContext, /, verbose: bool) -> None:
       newsletter --transport smtp daemon
       newsletter daemon --verbose
     """
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
-    )
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[log_handler()])
     if not verbose:
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from newsletter.cli.context import AppContext
-from newsletter.cli.output import emit_json, table
+from newsletter.cli.output import echo, emit_json, table
 
 pass_app = click.make_pass_decorator(AppContext)
 
@@ -32,9 +32,9 @@ def init(app: AppContext, /, directory: Path, name: str) -> None:
     from newsletter.operations.newsite import init_site
 
     created = init_site(directory, name, env=app.env, overrides=app.overrides)
-    click.echo(f"created site {created.settings.site.name!r} in {directory}")
-    click.echo(str(created.migration))
-    click.echo(f"next: cd {directory} && newsletter check")
+    echo(f"created site {created.settings.site.name!r} in {directory}")
+    echo(str(created.migration))
+    echo(f"next: cd {directory} && newsletter check")
 
 
 @click.command()
@@ -54,7 +54,7 @@ def migrate(app: AppContext, /) -> None:
     """
     from newsletter.core.site import migrate_site
 
-    click.echo(str(migrate_site(app.settings)))
+    echo(str(migrate_site(app.settings)))
 
 
 @click.command()
@@ -80,16 +80,16 @@ def check(app: AppContext, /, as_json: bool) -> None:
         emit_json(report.as_json())
     else:
         for problem in report.problems:
-            click.echo(str(problem), err=True)
+            echo(str(problem), err=True)
         if report.ok:
             counts = report.checked
-            click.echo(
+            echo(
                 f"site OK: {counts['groups']} groups, {counts['schedules']} schedules, "
                 f"{counts['templates']} templates"
             )
     if not report.ok:
         if not as_json:
-            click.echo(f"{len(report.problems)} problem(s) found", err=True)
+            echo(f"{len(report.problems)} problem(s) found", err=True)
         raise click.exceptions.Exit(1)
 
 
@@ -111,7 +111,7 @@ def status(app: AppContext, as_json: bool) -> None:
     if as_json:
         emit_json(report)
         return
-    click.echo(f"site: {report.site}\ndatabase: {report.database}")
+    echo(f"site: {report.site}\ndatabase: {report.database}")
 
     def counts(values: dict[str, int]) -> str:
         return ", ".join(f"{k} {v}" for k, v in sorted(values.items())) or "-"
@@ -120,9 +120,9 @@ def status(app: AppContext, as_json: bool) -> None:
         ["group", "language", "timezone", "members", "editions"],
         [(g.slug, g.language, g.timezone, counts(g.members), counts(g.editions)) for g in report.groups],
     )
-    click.echo(f"items: {counts(report.items)}")
+    echo(f"items: {counts(report.items)}")
     if report.sources:
-        click.echo()
+        echo()
         table(
             ["source", "items", "last fetched", "result"],
             [
@@ -136,7 +136,7 @@ def status(app: AppContext, as_json: bool) -> None:
             ],
         )
     if report.schedules:
-        click.echo()
+        echo()
         table(
             ["schedule", "group", "cron", "timezone", "next run"],
             [
@@ -151,4 +151,4 @@ def status(app: AppContext, as_json: bool) -> None:
             ],
         )
     for problem in report.problems:
-        click.echo(f"problem: {problem}", err=True)
+        echo(f"problem: {problem}", err=True)

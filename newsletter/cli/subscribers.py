@@ -8,7 +8,7 @@ import click
 from newsletter.audience import export as exports
 from newsletter.audience import subscribers as library
 from newsletter.cli.context import AppContext
-from newsletter.cli.output import emit_json, table
+from newsletter.cli.output import echo, emit_json, table
 from newsletter.core.errors import InputError, StateError
 from newsletter.core.models import MembershipStatus
 
@@ -54,7 +54,7 @@ def import_(app: AppContext, group: str, file: Path, as_json: bool, dry_run: boo
 
 def _print_report(report: library.ImportReport, dry_run: bool) -> None:
     prefix = "dry run, would have: " if dry_run else ""
-    click.echo(f"{prefix}{report.summary()}")
+    echo(f"{prefix}{report.summary()}")
     sections = [
         ("rejected", report.rejected),
         ("merged duplicate rows", report.duplicates),
@@ -63,11 +63,11 @@ def _print_report(report: library.ImportReport, dry_run: bool) -> None:
     ]
     for title, notes in sections:
         if notes:
-            click.echo(f"{title}:")
+            echo(f"{title}:")
             for note in notes:
-                click.echo(f"  line {note.line}: {note.email!r}: {note.reason}")
+                echo(f"  line {note.line}: {note.email!r}: {note.reason}")
     if report.ignored_columns:
-        click.echo(f"ignored columns: {', '.join(report.ignored_columns)}")
+        echo(f"ignored columns: {', '.join(report.ignored_columns)}")
 
 
 @subscribers.command()
@@ -87,7 +87,7 @@ def add(app: AppContext, group: str, email: str, name: str | None, language: str
         outcome = library.add(
             session, app.settings, group, email, actor=app.actor, name=name, language=language
         )
-    click.echo(f"{outcome}: {email.strip()} in {group}")
+    echo(f"{outcome}: {email.strip()} in {group}")
 
 
 @subscribers.command()
@@ -103,7 +103,7 @@ def remove(app: AppContext, group: str, email: str) -> None:
     """
     with app.site.transaction() as session:
         changed = library.remove(session, app.settings, group, email, actor=app.actor)
-    click.echo(f"{'unsubscribed' if changed else 'already not active'}: {email.strip()} from {group}")
+    echo(f"{'unsubscribed' if changed else 'already not active'}: {email.strip()} from {group}")
 
 
 @subscribers.command("list")
@@ -149,6 +149,10 @@ def list_(app: AppContext, group: str, statuses: tuple[str, ...], as_json: bool)
 def export(app: AppContext, group: str, output: Path | None, everyone: bool) -> None:
     """Export GROUP's members as CSV (by default only the active ones).
 
+    A cell a spreadsheet would run as a formula (starting with =, +, -, @, a tab or a
+    carriage return) is written with a leading apostrophe; `subscribers import`
+    removes it again, so the file imports back unchanged.
+
     \b
     Example:
       newsletter subscribers export uk --output uk-members.csv
@@ -161,7 +165,7 @@ def export(app: AppContext, group: str, output: Path | None, everyone: bool) -> 
             exports.export_csv(rows, sys.stdout)
             return
         count = exports.export_file(rows, output)
-    click.echo(f"exported {count} member(s) of {group} to {output}", err=True)
+    echo(f"exported {count} member(s) of {group} to {output}", err=True)
 
 
 @subscribers.command()
@@ -192,7 +196,7 @@ def forget(app: AppContext, email: str, yes: bool) -> None:
             raise StateError(f"nothing erased: {email.strip()} is kept")
     with app.site.transaction() as session:
         counts = library.forget(session, email, actor=app.actor)
-    click.echo(
+    echo(
         f"erased {email.strip()}: {counts['memberships']} membership(s), "
         f"{counts['deliveries']} delivery record(s), {counts['events']} event(s)"
     )

@@ -3,6 +3,7 @@
 import click
 
 from newsletter.cli.context import AppContext
+from newsletter.cli.output import echo
 
 pass_app = click.make_pass_decorator(AppContext)
 
@@ -30,9 +31,7 @@ def serve(app: AppContext, /, host: str, port: int) -> None:
 
     settings = app.settings
     if settings.secret_key is None:
-        click.echo(
-            "warning: NEWSLETTER_SECRET_KEY is not set; links are signed with a development key", err=True
-        )
+        echo("warning: NEWSLETTER_SECRET_KEY is not set; links are signed with a development key", err=True)
     application = create_app(app.site, lambda: open_transport(settings))
-    click.echo(f"serving {settings.site.name} on http://{host}:{port}/ (Ctrl-C to stop)", err=True)
+    echo(f"serving {settings.site.name} on http://{host}:{port}/ (Ctrl-C to stop)", err=True)
     uvicorn.run(application, host=host, port=port, log_level="warning", proxy_headers=True)

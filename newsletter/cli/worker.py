@@ -3,6 +3,7 @@
 import click
 
 from newsletter.cli.context import AppContext
+from newsletter.cli.output import echo
 from newsletter.delivery.runner import Runner
 from newsletter.delivery.transports import open_transport
 from newsletter.delivery.worker import work
@@ -33,9 +34,9 @@ def worker(app: AppContext, /, until_idle: bool, poll: float, batch_size: int) -
     runner = Runner(app.site, Renderer(app.settings), transport, actor="worker", batch_size=batch_size)
     done = work(runner, until_idle=until_idle, poll=poll)
     for note in done.notes:
-        click.echo(note, err=True)
+        echo(note, err=True)
     report = done.report
-    click.echo(
+    echo(
         f"worker done: sent {report.sent}, failed {report.failed}, skipped {report.skipped}, "
         f"deferred {report.deferred} (via {transport.name})"
     )

@@ -128,29 +128,30 @@ def mailbox(name: str | None, address: str, *, utf8: bool) -> str:
     return f"{phrase(name, utf8=utf8)} <{address}>" if name else address
 
 
-def ascii_address(email: str) -> str:
-    """The address with an IDNA domain; the local part is left alone (SMTPUTF8 if needed)."""
-    local, _, domain = email.rpartition("@")
-    try:
-        domain.encode("ascii")
-    except UnicodeEncodeError:
-        import idna
+def ascii_domain(email: str) -> str:
+    """The address with its domain as IDNA A-labels (``bücher.example`` -> ``xn--bcher-kva.example``).
 
-        domain = idna.encode(domain, uts46=True).decode("ascii")
-    return f"{local}@{domain}"
+    Relays route by the A-label, SMTPUTF8 or not (RFC 6531 lets a U-label through, but
+    not every relay resolves one), so the envelope and the To header always carry it.
+    """
+    local, _, domain = email.rpartition("@")
+    if domain.isascii():
+        return email
+    import idna
+
+    return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
 
 
 def recipient_address(email: str) -> tuple[bool, str, str]:
     """Whether the mailbox needs SMTPUTF8, the envelope recipient, and the addr-spec for To.
 
-    A non-ASCII local part is sent with SMTPUTF8 as it is; otherwise a non-ASCII
-    domain is written as its A-label in both places.
+    The domain is written as its A-label in both places; only a local part that is not
+    ASCII needs SMTPUTF8 (``jürgen@bücher.example`` -> ``jürgen@xn--bcher-kva.example``
+    with SMTPUTF8, ``anna@bücher.example`` -> ``anna@xn--bcher-kva.example`` without).
     """
+    email = ascii_domain(email)
     local, _, domain = email.rpartition("@")
     utf8 = not local.isascii()
-    if not utf8 and not domain.isascii():
-        email = ascii_address(email)
-        domain = email.rpartition("@")[2]
     address = email if _DOT_ATOM.fullmatch(local) else Address(username=local, domain=domain).addr_spec
     return utf8, email, address
 

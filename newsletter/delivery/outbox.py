@@ -123,7 +123,9 @@ def record(
                 status = DeliveryStatus.FAILED
             else:
                 status, next_at = DeliveryStatus.QUEUED, now + timedelta(seconds=delay)
-        elif outcome.status == DeliveryStatus.FAILED:
+        elif outcome.status == DeliveryStatus.FAILED and outcome.code is not None:
+            # Only a relay's reply speaks about the mailbox. A failure without one was
+            # ours (an address this relay cannot carry): it stays on the delivery alone.
             permanent.append(outcome)
         other.append(
             {"b_id": outcome.delivery_id, "b_status": status, "b_error": outcome.error, "b_next": next_at}

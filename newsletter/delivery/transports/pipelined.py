@@ -30,7 +30,7 @@ import ssl
 
 from newsletter.core.errors import DeliveryError, PermanentFailure, TemporaryFailure
 from newsletter.delivery.message import OutgoingMessage
-from newsletter.delivery.transports.smtp import CLOSING, SmtpUrl, failure
+from newsletter.delivery.transports.smtp import CLOSING, SmtpUrl, failure, needs_smtputf8
 
 # The replies that let a transaction go on, by step: MAIL, RCPT, DATA.
 ACCEPTED = ({250}, {250, 251}, {354})
@@ -61,7 +61,7 @@ def envelope(message: OutgoingMessage, extensions: dict[str, str], size: int) ->
     options = f" SIZE={size}" if "size" in extensions else ""
     if message.smtputf8:
         if "smtputf8" not in extensions:
-            raise PermanentFailure(f"{message.recipient}: the relay does not support SMTPUTF8")
+            raise needs_smtputf8(message)
         options += " SMTPUTF8"
     lines = [f"MAIL FROM:<{message.sender}>{options}", f"RCPT TO:<{message.recipient}>", "DATA"]
     if any("\r" in line or "\n" in line for line in lines):

@@ -87,6 +87,18 @@ def failure(code: int, text: bytes | str, what: str) -> TemporaryFailure | Perma
     return TemporaryFailure(message, code=code, connection=code == CLOSING)
 
 
+def needs_smtputf8(message: OutgoingMessage) -> PermanentFailure:
+    """The refusal of a mailbox whose local part is not ASCII, through a relay without SMTPUTF8.
+
+    The relay gave no reply for it: the address is fine, this relay cannot carry it.
+    It fails this one delivery (no reply code, so no bounce is held against the member).
+    """
+    return PermanentFailure(
+        f"{message.recipient}: the part before the @ is not ASCII and the relay does not offer "
+        "SMTPUTF8 (RFC 6531), so it cannot take this address; not sent"
+    )
+
+
 def _login(client: smtplib.SMTP, username: str, password: str) -> None:
     """AUTH; smtplib sends credentials as ASCII only, so others go as UTF-8 PLAIN (RFC 4616)."""
     if username.isascii() and password.isascii():
@@ -154,6 +166,8 @@ class SmtpTransport:
         if self._client is None:
             self._client = self._connect()
         options = ["SMTPUTF8"] if message.smtputf8 else []
+        if options and not self._client.has_extn("smtputf8"):
+            raise needs_smtputf8(message)
         try:
             refused = self._client.sendmail(
                 message.sender, [message.recipient], message.data, mail_options=options
