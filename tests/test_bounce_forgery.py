@@ -158,6 +158,24 @@ def test_forged_bounces_are_recorded_and_only_the_probes_bounce_ends_the_members
     assert (bounce[1]["via"], bounce[1]["outcome"]) == ("probe", "bounced")
 
 
+def test_a_probe_the_relay_could_not_take_goes_out_with_the_next_tick(
+    site: Cli, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    """With the relay down the probe stays wanted (one line says so); the scheduler's next tick sends it."""
+    (tmp_path / "forged.eml").write_bytes(dsn("raj.patel@example.org", to=BOUNCES))
+    smtp_server.handler.down = True
+    result = site("--transport", "smtp", "bounces", "process", str(tmp_path / "forged.eml"))
+    assert "Traceback" not in result.output
+    assert re.search(r"^probes: 0 sent, 1 deferred \(probe \d+: .+\)$", result.stdout, re.M)
+    smtp_server.handler.down = False
+    tick = site("--transport", "smtp", "run-due")
+    assert "probes: 1 sent" in tick.stdout
+    (probe,) = smtp_server.messages
+    assert probe.rcpt_tos == ("raj.patel@example.org",)
+    site("--transport", "smtp", "run-due")
+    assert len(smtp_server.messages) == 1
+
+
 def test_a_genuine_verp_bounce_still_acts_at_once(site: Cli, smtp_server: SmtpServer, tmp_path: Path) -> None:
     """A bounce that comes back to the member's own signed VERP address is believed without a probe."""
     sent = send_edition(site, smtp_server)

@@ -260,7 +260,10 @@ def _unverified(
     actions = []
     for membership in live:
         slug = run.slugs.get(membership.group_id, "?")
-        probe = _want_probe(run, membership, report.message_id) if kind == "bounce" else None
+        # Only an active member is probed: a pending one never asked for mail beyond the
+        # confirmation, and a forged bounce must not make us write to them again.
+        probing = kind == "bounce" and membership.status == MembershipStatus.ACTIVE
+        probe = _want_probe(run, membership, report.message_id) if probing else None
         detail: dict[str, Any] = {"message_id": report.message_id, "verdict": str(report.verdict)}
         if failure is not None:
             detail |= {"status": failure.status, "permanent": failure.permanent}
@@ -274,7 +277,7 @@ def _unverified(
             via="list-id" if group_id else "address",
             probe=probe,
         )
-        if kind != "bounce":
+        if probe is None:
             actions.append(f"unverified, recorded, not applied in {slug}")
         elif probe == "open":
             actions.append(f"unverified; a probe is already out in {slug}")
