@@ -12,7 +12,7 @@ the probe's own bounce ends the membership, as GNU Mailman does. A site that lea
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -209,6 +209,10 @@ def process(
 
 def _bounce(run: _Run, report: Report) -> tuple[list[str], str]:
     targets: list[tuple[Subscriber, Failure, int | None, int | None]] = []
+    if run.verified_only and not report.verp_in_header:
+        # A notice comes back to the VERP address: one that only quotes it (a returned
+        # copy's Return-Path, say) was sent to some other address, by anyone.
+        report = replace(report, verp=None)
     if report.verp is not None and report.verp.probe_id is not None:
         return _probe_bounce(run, report, report.verp.probe_id)
     if report.verp is not None:
@@ -445,12 +449,18 @@ def _complaint(run: _Run, report: Report) -> tuple[list[str], str]:
 
 def _unsubscribe(run: _Run, report: Report) -> tuple[list[str], str]:
     """A mail to the List-Unsubscribe mailto: its signed token ends that membership, as one click does."""
-    try:
-        if not report.token:
-            raise BadToken("no unsubscribe token in the subject")
-        data = Signer(run.settings.signing_key).read("unsubscribe", report.token)
-        left = selfservice.unsubscribe(run.session, data, everything=False, source="mail")
-    except (BadToken, NotFoundError) as exc:
+    refused = None
+    if not report.token:
+        refused = "no unsubscribe token in the subject"
+    else:
+        try:
+            data = Signer(run.settings.signing_key).read("unsubscribe", report.token)
+            left = selfservice.unsubscribe(run.session, data, everything=False, source="mail")
+        except BadToken:
+            refused = "the unsubscribe token is forged or broken"
+        except NotFoundError:
+            refused = "the unsubscribe token names no subscription"
+    if refused is not None:
         if not run.seen(None, report.message_id):
             event = audit.record(
                 run.session,
@@ -458,10 +468,10 @@ def _unsubscribe(run: _Run, report: Report) -> tuple[list[str], str]:
                 actor=run.actor,
                 source="mail",
                 message_id=report.message_id,
-                reason=str(exc),
+                reason=refused,
             )
             event.at = run.at
-        return [], f"nothing (refused and recorded: {exc})"
+        return [], f"nothing ({refused}; recorded)"
     subscriber = run.session.get(Subscriber, data.subscriber_id)
     shown = [subscriber.email] if subscriber else []
     if not left:

@@ -71,6 +71,9 @@ class Report:
     message_id: str | None
     failures: tuple[Failure, ...] = ()
     verp: VerpAddress | None = None
+    # Whether the VERP address is in the message's own header (where the mail server writes
+    # the address it delivered to), not only quoted inside the notice or the returned copy.
+    verp_in_header: bool = False
     group_slug: str | None = None  # from the returned message's List-Id
     edition_id: int | None = None  # from the returned message's Feedback-ID
     recipient: str | None = None  # a complaint's reported recipient
@@ -82,10 +85,19 @@ def classify(data: bytes, settings: Settings) -> Report:
     """What the message is: a complaint, a hard or soft bounce, or not a bounce."""
     message = parse(data)
     message_id = _header(message, "Message-ID")
-    found = _find_verp(data, settings)
+    in_header = _find_verp(_header_block(data), settings)
+    found = in_header or _find_verp(data, settings)
     original = _returned(message)
     slug, edition_id = _origin(original, settings)
-    base = Report(Verdict.NONE, "", message_id, verp=found, group_slug=slug, edition_id=edition_id)
+    base = Report(
+        Verdict.NONE,
+        "",
+        message_id,
+        verp=found,
+        verp_in_header=in_header is not None,
+        group_slug=slug,
+        edition_id=edition_id,
+    )
     if message.get_content_type() != "multipart/report" and _addressed_to(
         message, settings.unsubscribe_address
     ):
@@ -221,6 +233,11 @@ def _addressed_to(message: Message, address: str) -> bool:
     wanted = address.casefold()
     values = [str(v) for name in DELIVERED_TO for v in message.get_all(name) or []]
     return any(found.casefold() == wanted for _, found in getaddresses(values))
+
+
+def _header_block(data: bytes) -> bytes:
+    ends = [end for end in (data.find(b"\r\n\r\n"), data.find(b"\n\n")) if end >= 0]
+    return data[: min(ends)] if ends else data
 
 
 def _find_verp(data: bytes, settings: Settings) -> VerpAddress | None:
