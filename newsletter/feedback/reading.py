@@ -98,7 +98,8 @@ def read_inputs(paths: Iterable[str], stdin: BinaryIO | None = None) -> Iterator
             keys = list(mbox.keys())
             for number, key in enumerate(keys, start=1):
                 label = str(path) if len(keys) == 1 else f"{path}#{number}"
-                yield Incoming(label, mbox.get_bytes(key))
+                with mbox.get_file(key) as message:
+                    yield Incoming(label, message.read(MAX_MESSAGE_BYTES + 1))
             mbox.close()
         else:
             with path.open("rb") as handle:
