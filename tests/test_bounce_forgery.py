@@ -157,6 +157,11 @@ def test_forged_bounces_are_recorded_and_only_the_probes_bounce_ends_the_members
     (bounce,) = events(site, "bounce")
     assert (bounce[1]["via"], bounce[1]["outcome"]) == ("probe", "bounced")
 
+    # Erasing a person erases their probes too.
+    site("subscribers", "forget", "raj.patel@example.org", "--yes")
+    with site.database() as session:
+        assert [p.subscriber_id for p in session.exec(select(Probe))] == [bounce[0].subscriber_id]
+
 
 def test_a_probe_the_relay_could_not_take_goes_out_with_the_next_tick(
     site: Cli, smtp_server: SmtpServer, tmp_path: Path
