@@ -173,6 +173,12 @@ def test_a_probe_the_relay_could_not_take_goes_out_with_the_next_tick(
     assert "Traceback" not in result.output
     assert re.search(r"^probes: 0 sent, 1 deferred \(probe \d+: .+\)$", result.stdout, re.M)
     smtp_server.handler.down = False
+    # A probe for someone who left meanwhile is dropped, not sent.
+    (tmp_path / "owen.eml").write_bytes(dsn("owen.jones@example.org", to=BOUNCES))
+    smtp_server.handler.down = True
+    site("--transport", "smtp", "bounces", "process", str(tmp_path / "owen.eml"))
+    smtp_server.handler.down = False
+    site("subscribers", "remove", "uk", "owen.jones@example.org")
     tick = site("--transport", "smtp", "run-due")
     assert "probes: 1 sent" in tick.stdout
     (probe,) = smtp_server.messages

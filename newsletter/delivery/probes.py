@@ -25,7 +25,7 @@ from sqlmodel import Session, col, select
 from newsletter.core import verp
 from newsletter.core.errors import DeliveryError, NewsletterError
 from newsletter.core.i18n import reader_language, translations
-from newsletter.core.models import Group, Probe, Subscriber, utcnow
+from newsletter.core.models import Group, Membership, MembershipStatus, Probe, Subscriber, utcnow
 from newsletter.core.settings import Settings
 from newsletter.core.site import Site
 from newsletter.core.tokens import Signer
@@ -170,6 +170,17 @@ def _send_one(
         group = session.get(Group, probe.group_id)
         assert subscriber is not None
         assert group is not None
+        membership = session.exec(
+            select(Membership.status).where(
+                col(Membership.subscriber_id) == probe.subscriber_id,
+                col(Membership.group_id) == probe.group_id,
+            )
+        ).one_or_none()
+        if membership != MembershipStatus.ACTIVE:
+            # Left (or ended) since the probe was asked for: nobody to check any more.
+            probe.sent_at, probe.expires_at = None, at
+            session.add(probe)
+            return
         message = probe_message(settings, signer, probe, subscriber, group)
     try:
         transport.send(message)
