@@ -1,12 +1,15 @@
 """``newsletter bounces ...``: act on bounces and complaints, and count them per edition."""
 
 import sys
+from dataclasses import asdict
 
 import click
 
 from newsletter import feedback as library
 from newsletter.cli.context import AppContext
 from newsletter.cli.output import echo, emit_json, table
+from newsletter.delivery.probes import send_probes
+from newsletter.delivery.transports import open_transport
 
 pass_app = click.make_pass_decorator(AppContext)
 
@@ -35,8 +38,15 @@ def process(app: AppContext, paths: tuple[str, ...], as_json: bool, dry_run: boo
     on standard input (for the mail server's pipe). Hard bounces end the address's
     memberships at once; soft bounces add to a score ([bounces] in newsletter.toml);
     ARF complaints end the membership as 'complained'. Success notices, auto-replies
-    and ordinary mail change nothing. Mail is only read, never moved or deleted, and
-    a report already processed is skipped, so running twice is harmless.
+    and ordinary mail change nothing. A report already processed is skipped, so
+    running twice is harmless.
+
+    With [delivery] bounce_address set, only reports that come back to the member's
+    own signed VERP address act; others are recorded as unverified and a probe is
+    sent (through the configured transport) whose own bounce ends the membership.
+    A mail to the List-Unsubscribe mailto: address unsubscribes by its signed token.
+    Mail is only read, except a message too big or nested too deep to read: it is
+    reported and, in a Maildir, moved to the Maildir's .quarantine folder.
 
     \b
     Example:
@@ -57,14 +67,26 @@ def process(app: AppContext, paths: tuple[str, ...], as_json: bool, dry_run: boo
     except _DryRun:
         pass
     assert report is not None
+    probes = None
+    if not dry_run:
+        library.quarantine(report)
+        settings = app.settings
+        probes = send_probes(app.site, lambda: open_transport(settings), actor=app.actor)
     if as_json:
-        emit_json(report)
+        emit_json({**asdict(report), "probes": probes})
         return
     table(
         ["file", "verdict", "recipients", "action"],
         [(o.source, o.verdict, ", ".join(o.recipients) or "-", o.action) for o in report.outcomes],
     )
+    for item in report.unreadable:
+        echo(
+            f"unreadable: {item.source}: {item.reason}"
+            + (f"; moved to {item.moved_to}" if item.moved_to else "")
+        )
     echo(f"{'dry run, nothing changed: ' if dry_run else ''}{report.summary()}")
+    if probes is not None and (probes.sent or probes.refused or probes.deferred or probes.error):
+        echo(probes.summary())
 
 
 @bounces.command()

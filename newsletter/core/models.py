@@ -273,6 +273,29 @@ class SendLease(SQLModel, table=True):
     expires_at: datetime = _when(default_factory=utcnow)
 
 
+class Probe(SQLModel, table=True):
+    """A short VERP-signed message that checks an address an unverified bounce named.
+
+    ``feedback`` asks for one (``sent_at`` is None), ``delivery/probes.py`` sends it; only
+    a bounce to the probe's own address (``core/verp.py``, ``+pID``) ends the membership.
+    A probe is open until it bounced or ``expires_at``; a membership has one open at most.
+    """
+
+    __table_args__ = NO_ID_REUSE
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True, ondelete="CASCADE")
+    group_id: int = Field(foreign_key="group.id")
+    # The Message-ID of the unverified report that asked for it.
+    reason: str | None = None
+    created_at: datetime = _when(default_factory=utcnow)
+    expires_at: datetime = _when(default_factory=utcnow)
+    sent_at: datetime | None = _when(default=None)
+    message_id: str | None = None
+    last_error: str | None = None
+    bounced_at: datetime | None = _when(default=None)
+
+
 class Event(SQLModel, table=True):
     """The append-only audit log: who did what, when, and through which channel."""
 

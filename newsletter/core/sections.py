@@ -180,6 +180,11 @@ class BouncesSection(_Section):
     ``window_days`` without a bounce; at ``threshold`` the membership ends as
     ``bounced``. With ``hard_is_final`` a hard bounce (the mailbox or its domain does
     not exist) ends every membership of the address at once.
+
+    With ``[delivery] bounce_address`` set, a report that did not come back to the
+    member's own signed VERP address is not believed: it asks for a probe, which stays
+    open ``probe_days`` (long enough for a relay's five days of retries to end in a
+    failure notice), and no second probe goes to the membership meanwhile.
     """
 
     threshold: float = Field(default=5.0, gt=0)
@@ -187,6 +192,7 @@ class BouncesSection(_Section):
     soft_weight: float = Field(default=0.5, ge=0)
     window_days: int = Field(default=45, ge=1)
     hard_is_final: bool = True
+    probe_days: int = Field(default=7, ge=1, le=90)
 
 
 class DkimSection(_Section):

@@ -4,6 +4,9 @@
 without parsing the report, whom it is about. The last part is a short HMAC, so
 nobody can forge a bounce that removes someone else. Edition 0 is no edition: the
 confirmation emails of a list (see ``headers.py``, which puts these on every message).
+
+A probe (``delivery/probes.py``) has an address of its own, ``news-bounces+p7.s345.SIG@...``:
+probe 7, signed over ``p7.345``, so a probe's signature is never an edition's.
 """
 
 import hashlib
@@ -15,7 +18,8 @@ from dataclasses import dataclass
 from newsletter.core.tokens import keyed_hmac
 
 PATTERN = re.compile(
-    r"^(?P<local>[^+@]+)\+e(?P<edition>\d+)\.s(?P<subscriber>\d+)\.(?P<sig>[0-9a-f]{8})@(?P<domain>.+)$"
+    r"^(?P<local>[^+@]+)\+(?:e(?P<edition>\d+)|p(?P<probe>\d+))\.s(?P<subscriber>\d+)"
+    r"\.(?P<sig>[0-9a-f]{8})@(?P<domain>.+)$"
 )
 
 
@@ -23,6 +27,8 @@ PATTERN = re.compile(
 class VerpAddress:
     edition_id: int
     subscriber_id: int
+    # Set when the address is a probe's (then edition_id is 0).
+    probe_id: int | None = None
 
 
 def _signer(key: str) -> Callable[[bytes], bytes]:
@@ -55,13 +61,23 @@ def encode(bounce_address: str, key: str, edition_id: int, subscriber_id: int) -
     return ReturnPaths(bounce_address, key, edition_id).address(subscriber_id)
 
 
+def probe_address(bounce_address: str, key: str, probe_id: int, subscriber_id: int) -> str:
+    """The envelope sender of one probe: a bounce to it names the probe and its subscriber."""
+    local, _, domain = bounce_address.rpartition("@")
+    signature = _signer(key)(f"p{probe_id}.{subscriber_id}".encode()).hex()[:8]
+    return f"{local}+p{probe_id}.s{subscriber_id}.{signature}@{domain}"
+
+
 def decode(address: str, key: str) -> VerpAddress | None:
-    """The edition and subscriber a VERP address names, or None if it is not ours or forged."""
+    """The edition (or probe) and subscriber a VERP address names, or None if not ours or forged."""
     match = PATTERN.match(address.strip().strip("<>").lower())
     if match is None:
         return None
-    edition_id, subscriber_id = int(match["edition"]), int(match["subscriber"])
-    expected = _signer(key)(f"{edition_id}.{subscriber_id}".encode()).hex()[:8]
+    subscriber_id = int(match["subscriber"])
+    probe_id = int(match["probe"]) if match["probe"] is not None else None
+    edition_id = int(match["edition"]) if probe_id is None else 0
+    signed = f"p{probe_id}" if probe_id is not None else str(edition_id)
+    expected = _signer(key)(f"{signed}.{subscriber_id}".encode()).hex()[:8]
     if not hmac.compare_digest(match["sig"], expected):
         return None
-    return VerpAddress(edition_id, subscriber_id)
+    return VerpAddress(edition_id, subscriber_id, probe_id)

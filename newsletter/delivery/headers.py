@@ -177,7 +177,11 @@ class MessageIds:
 
 
 class ListHeaders:
-    """The header values of one list's messages: one edition's, or (edition 0) its confirmations."""
+    """The header values of one list's messages: one edition's, or (edition 0) its confirmations.
+
+    Probes (``probes.py``) are edition 0 too, as ``campaign="probe"``, and replace the
+    VERP sender with their own (``verp.probe_address``).
+    """
 
     def __init__(
         self,
@@ -188,6 +192,7 @@ class ListHeaders:
         group_id: int,
         group_slug: str,
         group_name: str,
+        campaign: str | None = None,
     ) -> None:
         site = settings.site
         self.edition_id = edition_id
@@ -203,7 +208,8 @@ class ListHeaders:
         self.list_id = (
             f"{phrase(name, utf8=False)} <{group_slug}.{host}>" if name else f"<{group_slug}.{host}>"
         )
-        campaign = f"e{edition_id}" if edition_id else "confirm"
+        # What Feedback-ID and Message-IDs name: the edition, else the confirmation or probe emails.
+        campaign = campaign or (f"e{edition_id}" if edition_id else "confirm")
         self.feedback_id = f"{campaign}:{group_id}:newsletter"
         # Bound methods, not objects with __call__: the splicer calls them for every recipient.
         self.message_id = MessageIds(campaign, self.sender_domain).make

@@ -1,4 +1,8 @@
-"""What a returned message is: a complaint, a hard or soft failure, or not a bounce.
+"""What a returned message is: a complaint, a hard or soft failure, an unsubscribe, or none.
+
+An unsubscribe request is a mail to the ``mailto:`` of ``List-Unsubscribe``
+(``delivery/headers.py``): addressed to ``settings.unsubscribe_address``, with the
+subject ``unsubscribe TOKEN``, the signed token of the message it came from.
 
 Whether a failure is hard or soft is the bounce policy's rule (``policy.judge``), the
 same for a notice read here as for a refusal at send time.
@@ -9,7 +13,7 @@ import re
 from dataclasses import dataclass, replace
 from email import message_from_string
 from email.message import Message
-from email.utils import collapse_rfc2231_value, parseaddr
+from email.utils import collapse_rfc2231_value, getaddresses, parseaddr
 from urllib.parse import urlsplit
 
 from flufl.bounce import all_failures
@@ -32,13 +36,19 @@ COPY_BREAK = re.compile(
 # lhost-yahoo-01). The format is otherwise QSBMF: "<address>:" paragraphs.
 YAHOO_INTRO = "Sorry, we were unable to deliver your message to the following address"
 QSBMF_RECIPIENT = re.compile(r"^<([^<>\s]+@[^<>\s]+)>:\s*$")
+# Where the address a message was delivered to shows (mail clients write To, servers the rest).
+DELIVERED_TO = ("To", "Cc", "Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To")
+# The subject a List-Unsubscribe mailto asks for; a client may put "Re:" or "Fwd:" before it.
+UNSUBSCRIBE_SUBJECT = re.compile(r"^(?:\w{1,3}:\s*)*unsubscribe(?:\s+(\S+))?", re.I)
 
 
 class Verdict(enum.StrEnum):
     HARD = "hard"
     SOFT = "soft"
     COMPLAINT = "complaint"
+    UNSUBSCRIBE = "unsubscribe"
     NONE = "not a bounce"
+    UNREADABLE = "unreadable"
 
 
 @dataclass(frozen=True)
@@ -61,20 +71,39 @@ class Report:
     message_id: str | None
     failures: tuple[Failure, ...] = ()
     verp: VerpAddress | None = None
+    # Whether the VERP address is in the message's own header (where the mail server writes
+    # the address it delivered to), not only quoted inside the notice or the returned copy.
+    verp_in_header: bool = False
     group_slug: str | None = None  # from the returned message's List-Id
     edition_id: int | None = None  # from the returned message's Feedback-ID
     recipient: str | None = None  # a complaint's reported recipient
     feedback_type: str | None = None
+    token: str | None = None  # an unsubscribe request's token, as written (not yet verified)
 
 
 def classify(data: bytes, settings: Settings) -> Report:
     """What the message is: a complaint, a hard or soft bounce, or not a bounce."""
     message = parse(data)
     message_id = _header(message, "Message-ID")
-    found = _find_verp(data, settings)
+    in_header = _find_verp(_header_block(data), settings)
+    found = in_header or _find_verp(data, settings)
     original = _returned(message)
     slug, edition_id = _origin(original, settings)
-    base = Report(Verdict.NONE, "", message_id, verp=found, group_slug=slug, edition_id=edition_id)
+    base = Report(
+        Verdict.NONE,
+        "",
+        message_id,
+        verp=found,
+        verp_in_header=in_header is not None,
+        group_slug=slug,
+        edition_id=edition_id,
+    )
+    if message.get_content_type() != "multipart/report" and _addressed_to(
+        message, settings.unsubscribe_address
+    ):
+        wanted = UNSUBSCRIBE_SUBJECT.match(_header(message, "Subject") or "")
+        token = wanted.group(1) if wanted else None
+        return replace(base, verdict=Verdict.UNSUBSCRIBE, kind="unsubscribe request", token=token)
     if message.get_content_type() == "multipart/report" and _report_type(message) == "feedback-report":
         fields = _first(message, "message/feedback-report")
         feedback = (_header(fields, "Feedback-Type") or "").lower()
@@ -200,11 +229,22 @@ def _not_a_bounce(message: Message) -> str:
     return "no failed recipient found"
 
 
+def _addressed_to(message: Message, address: str) -> bool:
+    wanted = address.casefold()
+    values = [str(v) for name in DELIVERED_TO for v in message.get_all(name) or []]
+    return any(found.casefold() == wanted for _, found in getaddresses(values))
+
+
+def _header_block(data: bytes) -> bytes:
+    ends = [end for end in (data.find(b"\r\n\r\n"), data.find(b"\n\n")) if end >= 0]
+    return data[: min(ends)] if ends else data
+
+
 def _find_verp(data: bytes, settings: Settings) -> VerpAddress | None:
-    """The first genuine VERP address anywhere in the message (envelope headers come first)."""
+    """The first genuine VERP (or probe) address anywhere in the message (envelope headers first)."""
     local, _, domain = settings.bounce_address.rpartition("@")
     pattern = re.compile(
-        re.escape(local) + r"\+e\d+\.s\d+\.[0-9a-f]{8}@" + re.escape(domain) + r"(?![\w.-])", re.I
+        re.escape(local) + r"\+[ep]\d+\.s\d+\.[0-9a-f]{8}@" + re.escape(domain) + r"(?![\w.-])", re.I
     )
     for match in pattern.finditer(data.decode("latin-1")):
         found = verp.decode(match.group(0), settings.signing_key)

@@ -5,7 +5,8 @@ firing is identified by its *period key*, the local wall-clock time of the slot
 (``2026-11-30T09:00``): the autumn DST day repeats 02:30 but not its key, and
 ``UNIQUE(group, schedule, period_key)`` on editions makes a second build impossible.
 ``run_due(at)`` does everything due at that moment: collect, build, approve (for
-``approval = "auto"``), send. Running it again for the same moment does nothing.
+``approval = "auto"``), send, and send the bounce probes ``bounces process`` asked for
+(``delivery/probes.py``). Running it again for the same moment does nothing.
 
 Sending goes through the delivery runner (``delivery/runner.py``), whose per-edition lease
 keeps anyone else (a second tick, an ``editions send``, a worker) from sending an
@@ -29,6 +30,7 @@ from newsletter.core.models import Edition, EditionStatus, Event, Group
 from newsletter.core.settings import Settings
 from newsletter.core.site import Site
 from newsletter.delivery import lease
+from newsletter.delivery.probes import send_probes
 from newsletter.delivery.runner import Runner
 from newsletter.delivery.transports import Transport
 from newsletter.editions import build as editions
@@ -269,4 +271,10 @@ def run_due(
     build_due(site, renderer, at, report, stop)
     if not report.stopped:
         send_due(site, renderer, transport_factory, report, stop)
+    if not report.stopped:
+        probes = send_probes(site, transport_factory, actor=ACTOR, at=at)
+        if probes.deferred or probes.error:
+            report.errors.append(probes.summary())
+        elif probes.sent or probes.refused:
+            report.sent.append(probes.summary())
     return report
