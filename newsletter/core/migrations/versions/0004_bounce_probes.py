@@ -5,7 +5,7 @@ unverified bounce (one that did not come back to the member's own signed VERP
 address) named; only the probe's own bounce ends the membership (see
 ``newsletter/feedback/actions.py`` and ``newsletter/delivery/probes.py``).
 
-Revision ID: 0005
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-03
 """
@@ -18,7 +18,7 @@ from alembic import op
 
 import newsletter.core.models
 
-revision: str = "0005"
+revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
