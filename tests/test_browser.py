@@ -1,8 +1,9 @@
 """End to end in a real browser: Chromium (through Playwright) against `newsletter serve`.
 
-The web server runs as its own process on 127.0.0.1 and sends its confirmation
-emails over SMTP to a real aiosmtpd server in this process; editions are built and
-sent with the CLI through the same SMTP server. Screenshots of every page land in
+The web server runs as its own process on 127.0.0.1; the confirmation emails it
+queues are sent by `newsletter worker --until-idle` over SMTP to a real aiosmtpd
+server in this process; editions are built and sent with the CLI through the same
+SMTP server. Screenshots of every page land in
 ``test-artifacts/screenshots/``. Debian's Chromium is used (``apt-get install
 chromium``); Playwright's own browser downloads are never needed.
 """
@@ -182,7 +183,8 @@ def test_subscribe_confirm_receive_change_preferences_and_unsubscribe(
     shot("02-check-your-inbox")
     assert membership(cli.db_url, READER, "cepiug") == MembershipStatus.PENDING
 
-    # The confirmation email arrives over SMTP; its link shows a button, which confirms.
+    # The worker sends the queued confirmation email over SMTP; its link shows a button, which confirms.
+    assert "confirmations: sent 1," in cli("worker", "--until-idle").stdout
     smtp.wait_for(lambda: bool(smtp.to(READER)))
     [confirmation] = smtp.to(READER)
     assert confirmation.message()["Subject"] == "Please confirm your subscription to CEPIUG"
