@@ -8,11 +8,7 @@ SMTP server. Screenshots of every page land in
 chromium``); Playwright's own browser downloads are never needed.
 """
 
-import os
 import re
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +22,7 @@ from sqlmodel import Session, col, select
 from newsletter.core.models import Group, Membership, MembershipStatus, Subscriber
 from tests.conftest import REPO, Cli
 from tests.smtp_server import Received, SmtpServer, free_port, running_server
+from tests.web_server import serving
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -57,45 +54,18 @@ def smtp() -> Iterator[SmtpServer]:
 
 @pytest.fixture
 def base_url(cli: Cli, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
-    """`newsletter serve` on a free port, sending over SMTP; the CLI in this process sends there too."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
+    """`newsletter serve` on a free port; the CLI in this process (worker, editions) sends over SMTP."""
     monkeypatch.setenv("NEWSLETTER_TRANSPORT", "smtp")
     monkeypatch.setenv("NEWSLETTER_SMTP_URL", smtp.url())
     monkeypatch.setenv("NEWSLETTER_SECRET_KEY", KEY)
-    monkeypatch.setenv("NEWSLETTER_BASE_URL", base)
+    # The links in the emails must lead to the server, whose port is known only once it runs:
+    # the port is chosen first and given to both.
+    port = free_port()
+    monkeypatch.setenv("NEWSLETTER_BASE_URL", f"http://127.0.0.1:{port}")
     # Migrate the database before the server opens it, and give the list a second member.
     cli("subscribers", "add", "cepiug", CONTROL)
-    log = (tmp_path / "serve.log").open("wb")
-    command = [sys.executable, "-m", "newsletter", "--site", str(cli.site), "--database-url", cli.db_url]
-    server = subprocess.Popen(
-        [*command, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=dict(os.environ),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if server.poll() is not None:
-                raise AssertionError(f"newsletter serve exited: {(tmp_path / 'serve.log').read_text()}")
-            try:
-                if httpx.get(f"{base}/", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("newsletter serve did not answer within 30 s")
-            time.sleep(0.1)
+    with serving(cli.site, cli.db_url, tmp_path / "serve.log", port=port) as base:
         yield base
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
 
 
 @pytest.fixture
