@@ -25,6 +25,7 @@ from newsletter.core.tokens import Signer
 from newsletter.delivery import confirmations
 from newsletter.delivery.transports import open_transport
 from newsletter.delivery.transports.memory import MemoryTransport
+from newsletter.operations.status import site_status
 from newsletter.scheduling.daemon import Daemon
 from newsletter.web import create_app
 from newsletter.web.security import SECURITY_HEADERS, RateLimits
@@ -181,6 +182,8 @@ def test_relay_down_keeps_the_confirmation_queued_across_a_restart_until_it_goes
         assert (row.status, row.attempts) == (DeliveryStatus.QUEUED, 1)
         assert row.last_error
         assert row.due_at > utcnow()
+        with web.site.transaction() as session:
+            assert site_status(session, web.site.settings).confirmations == {"queued": 1}
         # Not due yet: a drain now sends nothing and does not even try.
         smtp.handler.down = False
         connections = smtp.handler.connections
