@@ -742,6 +742,11 @@ def test_export_contains_memberships_consent_and_history(web: Web) -> None:
     assert memberships["cepiug"]["confirmed_at"]
     assert memberships["uk"]["confirmed_at"] is None
     assert [e["kind"] for e in data["events"]] == ["consent", "confirm", "consent"]
+    # Every consent asked for, in order, whether confirmed or not.
+    assert [(c["group"], bool(c["confirmed_at"])) for c in data["consents"]] == [
+        ("cepiug", True),
+        ("uk", False),
+    ]
 
 
 def test_forget_erases_and_the_links_stop_working(web: Web) -> None:
