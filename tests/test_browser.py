@@ -1,17 +1,14 @@
 """End to end in a real browser: Chromium (through Playwright) against `newsletter serve`.
 
-The web server runs as its own process on 127.0.0.1 and sends its confirmation
-emails over SMTP to a real aiosmtpd server in this process; editions are built and
-sent with the CLI through the same SMTP server. Screenshots of every page land in
+The web server runs as its own process on 127.0.0.1; the confirmation emails it
+queues are sent by `newsletter worker --until-idle` over SMTP to a real aiosmtpd
+server in this process; editions are built and sent with the CLI through the same
+SMTP server. Screenshots of every page land in
 ``test-artifacts/screenshots/``. Debian's Chromium is used (``apt-get install
 chromium``); Playwright's own browser downloads are never needed.
 """
 
-import os
 import re
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +22,7 @@ from sqlmodel import Session, col, select
 from newsletter.core.models import Group, Membership, MembershipStatus, Subscriber
 from tests.conftest import REPO, Cli
 from tests.smtp_server import Received, SmtpServer, free_port, running_server
+from tests.web_server import serving
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -56,45 +54,18 @@ def smtp() -> Iterator[SmtpServer]:
 
 @pytest.fixture
 def base_url(cli: Cli, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
-    """`newsletter serve` on a free port, sending over SMTP; the CLI in this process sends there too."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
+    """`newsletter serve` on a free port; the CLI in this process (worker, editions) sends over SMTP."""
     monkeypatch.setenv("NEWSLETTER_TRANSPORT", "smtp")
     monkeypatch.setenv("NEWSLETTER_SMTP_URL", smtp.url())
     monkeypatch.setenv("NEWSLETTER_SECRET_KEY", KEY)
-    monkeypatch.setenv("NEWSLETTER_BASE_URL", base)
+    # The links in the emails must lead to the server, whose port is known only once it runs:
+    # the port is chosen first and given to both.
+    port = free_port()
+    monkeypatch.setenv("NEWSLETTER_BASE_URL", f"http://127.0.0.1:{port}")
     # Migrate the database before the server opens it, and give the list a second member.
     cli("subscribers", "add", "cepiug", CONTROL)
-    log = (tmp_path / "serve.log").open("wb")
-    command = [sys.executable, "-m", "newsletter", "--site", str(cli.site), "--database-url", cli.db_url]
-    server = subprocess.Popen(
-        [*command, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=dict(os.environ),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if server.poll() is not None:
-                raise AssertionError(f"newsletter serve exited: {(tmp_path / 'serve.log').read_text()}")
-            try:
-                if httpx.get(f"{base}/", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("newsletter serve did not answer within 30 s")
-            time.sleep(0.1)
+    with serving(cli.site, cli.db_url, tmp_path / "serve.log", port=port) as base:
         yield base
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
 
 
 @pytest.fixture
@@ -182,7 +153,8 @@ def test_subscribe_confirm_receive_change_preferences_and_unsubscribe(
     shot("02-check-your-inbox")
     assert membership(cli.db_url, READER, "cepiug") == MembershipStatus.PENDING
 
-    # The confirmation email arrives over SMTP; its link shows a button, which confirms.
+    # The worker sends the queued confirmation email over SMTP; its link shows a button, which confirms.
+    assert "confirmations: sent 1," in cli("worker", "--until-idle").stdout
     smtp.wait_for(lambda: bool(smtp.to(READER)))
     [confirmation] = smtp.to(READER)
     assert confirmation.message()["Subject"] == "Please confirm your subscription to CEPIUG"

@@ -29,7 +29,7 @@ from newsletter.core.db import (
     migration_lock,
 )
 from newsletter.core.errors import DatabaseError
-from newsletter.core.models import Group
+from newsletter.core.models import Consent, Group
 from tests.conftest import REPO, wait_until
 
 
@@ -299,3 +299,41 @@ def test_two_migrations_started_together_both_succeed(
     assert sum("up to date" in line for line in said) == 1, said
     assert all(err == "" for _, err in outputs), outputs
     assert_schema_is_current(engine)
+
+
+def test_the_consent_on_record_is_kept_as_the_first_consent_row(engine: Engine) -> None:
+    """Upgrading from 0003 copies each membership's consent into the append-only consent table."""
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0003")
+    with engine.begin() as connection:
+        for statement in (
+            'INSERT INTO "group" (id, slug, name, language, timezone, created_at) '
+            "VALUES (1, 'old', 'Old', 'en', 'UTC', '2026-01-01 00:00:00')",
+            "INSERT INTO subscriber (id, email, email_key, created_at, updated_at) VALUES "
+            "(1, 'a@example.org', 'a@example.org', '2026-01-01 00:00:00', '2026-01-01 00:00:00'), "
+            "(2, 'b@example.org', 'b@example.org', '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+            "INSERT INTO membership (subscriber_id, group_id, status, source, consent_text, consent_ip, "
+            "consent_at, confirmed_at, status_changed_at, bounce_score, created_at) VALUES "
+            "(1, 1, 'active', 'web', 'I agree', '192.0.2.1', '2026-01-02 10:00:00', "
+            "'2026-01-02 10:05:00', '2026-01-02 10:05:00', 0, '2026-01-02 10:00:00'), "
+            "(2, 1, 'active', 'cli', NULL, NULL, NULL, NULL, "
+            "'2026-01-03 00:00:00', 0, '2026-01-03 00:00:00')",
+        ):
+            connection.execute(text(statement))
+    migrate(engine)
+    assert_schema_is_current(engine)
+    with Session(engine) as session:
+        [kept] = session.exec(select(Consent)).all()
+    assert (kept.subscriber_id, kept.group_id, kept.source, kept.text, kept.ip) == (
+        1,
+        1,
+        "web",
+        "I agree",
+        "192.0.2.1",
+    )
+    assert (kept.at.isoformat(), kept.confirmed_at and kept.confirmed_at.isoformat()) == (
+        "2026-01-02T10:00:00+00:00",
+        "2026-01-02T10:05:00+00:00",
+    )

@@ -42,6 +42,16 @@ def email_key(normalized: str) -> str:
     return normalized.casefold()
 
 
+def limit_key(address: Address) -> str:
+    """The address as rate limits count it: ``A+news@Example.org`` is ``a@example.org``.
+
+    Mail servers commonly deliver ``local+anything`` to ``local``, so a limit per
+    address would otherwise be one limit per tag. Only for counting, never stored.
+    """
+    local, _, domain = address.email.rpartition("@")
+    return f"{local.split('+', 1)[0] or local}@{domain}".casefold()
+
+
 def parse_address(text: str) -> Address:
     """Validate and normalise one address; raise :class:`InvalidAddress` with the reason."""
     if not text or not text.strip():

@@ -1,32 +1,50 @@
 """What subscribers do for themselves: opt in (double), confirm, unsubscribe, choose, leave.
 
 Every action is authorised by a signed token from an email (``tokens.py``), never by
-an address typed into a form, and writes an audit event. The consent record keeps
-the time, the source, the IP address and the exact consent text that was shown.
+an address typed into a form, and writes an audit event. Every consent asked for is
+kept (:class:`~newsletter.core.models.Consent`, append-only): the time, the source,
+the IP address and the exact consent text that was shown. A sign-up queues its
+confirmation email (:class:`~newsletter.core.models.ConfirmationMail`), which the
+worker or the daemon sends (``delivery/confirmations.py``); the link in it works
+once, and never after the membership has changed since the sign-up.
 """
 
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, select, update
 
-from newsletter.audience.addresses import parse_address
+from newsletter.audience.addresses import Address, limit_key, parse_address
 from newsletter.core import audit, states
-from newsletter.core.errors import InputError, InvalidAddress, NotFoundError
+from newsletter.core.errors import BadToken, InputError, InvalidAddress, NotFoundError
 from newsletter.core.i18n import base_language, reader_language
 from newsletter.core.language import normalize_language
-from newsletter.core.models import Delivery, Event, Group, Membership, MembershipStatus, Subscriber, utcnow
+from newsletter.core.models import (
+    ConfirmationMail,
+    Consent,
+    Delivery,
+    Event,
+    Group,
+    Membership,
+    MembershipStatus,
+    Subscriber,
+    utcnow,
+)
 from newsletter.core.settings import Settings
 from newsletter.core.tokens import TokenData
 
 # Confirmation links expire after two days.
 CONFIRM_MAX_AGE = 2 * 24 * 3600
+USED_LINK = (
+    "this confirmation link was already used, or the subscription changed since it was sent; "
+    "sign up again to get a new one"
+)
 
 
 @dataclass(frozen=True)
 class Subscription:
-    """The result of a sign-up: whom to send a confirmation to, if anyone."""
+    """Whom a confirmation email goes to, and for which consent request (``consent_id``)."""
 
     subscriber_id: int
     group_id: int
@@ -34,6 +52,7 @@ class Subscription:
     name: str | None
     language: str
     needs_confirmation: bool
+    consent_id: int | None = None
 
 
 def _group(session: Session, slug: str) -> Group:
@@ -41,6 +60,22 @@ def _group(session: Session, slug: str) -> Group:
     if group is None:
         raise NotFoundError(f"no group {slug!r}")
     return group
+
+
+def _address(email: str) -> Address:
+    try:
+        return parse_address(email)
+    except InvalidAddress as exc:
+        raise InputError(f"this is not an address we can send to: {exc}") from None
+
+
+def sign_up_limit_key(email: str) -> str:
+    """The key a sign-up for ``email`` counts against in the per-address rate limit.
+
+    ``a+news@example.org`` and ``A@Example.org`` are one mailbox for the limit (never
+    for storage); an address we cannot send to is an :class:`InputError`.
+    """
+    return limit_key(_address(email))
 
 
 def request_subscription(
@@ -53,17 +88,18 @@ def request_subscription(
     language: str | None,
     consent_text: str,
     ip: str | None,
-) -> Subscription:
-    """Record a sign-up as pending; say whether a confirmation email should go out.
+) -> int:
+    """Record a sign-up and queue its confirmation email; returns the consent request's id.
 
-    An address that is already an active member gets no email, and the caller shows
-    the same page either way, so the form never reveals who is subscribed.
+    Every address takes the same path: a consent request is appended, a newcomer gets a
+    pending membership, and a :class:`ConfirmationMail` is queued. Whether the email
+    goes (an active member gets none) is decided when it is sent
+    (``delivery/confirmations.py``), so neither the page nor its timing tells who is
+    subscribed. An existing membership is left as it is: its status, and the consent
+    in force, change only when the new request is confirmed.
     """
     group = _group(session, group_slug)
-    try:
-        address = parse_address(email)
-    except InvalidAddress as exc:
-        raise InputError(f"this is not an address we can send to: {exc}") from None
+    address = _address(email)
     if language:
         try:
             language = normalize_language(language)
@@ -77,28 +113,83 @@ def request_subscription(
         subscriber = Subscriber(email=address.email, email_key=address.key, name=name, language=language)
         session.add(subscriber)
         session.flush()
+    assert subscriber.id is not None
+    assert group.id is not None
     membership = session.exec(
         select(Membership).where(
             col(Membership.subscriber_id) == subscriber.id, col(Membership.group_id) == group.id
         )
     ).one_or_none()
-    reader = reader_language(language or subscriber.language, settings.group(group_slug).language)
-    assert subscriber.id is not None
-    assert group.id is not None
-    if membership is not None and membership.status == MembershipStatus.ACTIVE:
-        return Subscription(subscriber.id, group.id, subscriber.email, subscriber.name, reader, False)
     now = utcnow()
+    ip = ip[:45] if ip else None
     if membership is None:
-        membership = Membership(
-            subscriber_id=subscriber.id, group_id=group.id, status=MembershipStatus.PENDING, source="web"
+        session.add(
+            Membership(
+                subscriber_id=subscriber.id,
+                group_id=group.id,
+                status=MembershipStatus.PENDING,
+                source="web",
+                consent_text=consent_text,
+                consent_ip=ip,
+                consent_at=now,
+                status_changed_at=now,
+            )
         )
-    # An ended membership keeps its status until the new opt-in is confirmed.
-    membership.consent_text, membership.consent_ip, membership.consent_at = consent_text, ip, now
-    session.add(membership)
+    consent = Consent(
+        subscriber_id=subscriber.id, group_id=group.id, at=now, source="web", text=consent_text, ip=ip
+    )
+    session.add(consent)
+    session.flush()
+    assert consent.id is not None
+    session.add(
+        ConfirmationMail(
+            consent_id=consent.id,
+            subscriber_id=subscriber.id,
+            group_id=group.id,
+            language=language,
+            queued_at=now,
+            due_at=now,
+        )
+    )
     audit.record(
         session, "consent", actor="web", source=ip or "", subscriber_id=subscriber.id, group_id=group.id
     )
-    return Subscription(subscriber.id, group.id, subscriber.email, subscriber.name, reader, True)
+    return consent.id
+
+
+def confirmation_for(
+    session: Session, settings: Settings, mail: ConfirmationMail
+) -> tuple[Subscription, str] | None:
+    """Whom the queued confirmation ``mail`` goes to, and the group's slug; None when it should not go.
+
+    It does not go when the membership is already active, or when the request was
+    confirmed or overtaken (the membership changed since it was made).
+    """
+    subscriber = session.get(Subscriber, mail.subscriber_id)
+    consent = session.get(Consent, mail.consent_id)
+    group = session.get(Group, mail.group_id)
+    membership = session.exec(
+        select(Membership).where(
+            col(Membership.subscriber_id) == mail.subscriber_id, col(Membership.group_id) == mail.group_id
+        )
+    ).one_or_none()
+    if subscriber is None or consent is None or group is None or membership is None:
+        return None
+    if group.slug not in settings.groups:
+        return None
+    if membership.status == MembershipStatus.ACTIVE or _overtaken(consent, membership):
+        return None
+    reader = reader_language(mail.language or subscriber.language, settings.group(group.slug).language)
+    assert subscriber.id is not None
+    subscription = Subscription(
+        subscriber.id, group.id or 0, subscriber.email, subscriber.name, reader, True, consent.id
+    )
+    return subscription, group.slug
+
+
+def _overtaken(consent: Consent, membership: Membership) -> bool:
+    """Whether the request was confirmed already, or the membership changed after it was made."""
+    return consent.confirmed_at is not None or membership.status_changed_at > consent.at
 
 
 def _membership(session: Session, data: TokenData) -> tuple[Subscriber, Membership]:
@@ -114,11 +205,44 @@ def _membership(session: Session, data: TokenData) -> tuple[Subscriber, Membersh
 
 
 def confirm(session: Session, data: TokenData, *, ip: str | None) -> bool:
-    """Activate a pending (or ended, re-requested) membership; False if it already was active."""
+    """Confirm the token's consent request; False if the membership already was active.
+
+    A link works once, and only while nothing has happened to the membership since the
+    request it answers: after an unsubscribe (or a bounce, a complaint) it is refused
+    with a :class:`BadToken`, so an old link never undoes a later unsubscribe. A link
+    from before consent requests were kept (no ``c`` in it) may only activate a
+    pending membership.
+    """
     subscriber, membership = _membership(session, data)
+    consent_id = data.extra.get("c")
+    consent = session.get(Consent, consent_id) if isinstance(consent_id, int) else None
+    if consent is not None and (consent.subscriber_id, consent.group_id) != (
+        subscriber.id,
+        membership.group_id,
+    ):
+        raise NotFoundError("this link no longer matches a subscription")
     if membership.status == MembershipStatus.ACTIVE:
         return False
+    if consent is None:
+        if consent_id is not None or membership.status != MembershipStatus.PENDING:
+            raise BadToken(USED_LINK)
+    elif _overtaken(consent, membership):
+        raise BadToken(USED_LINK)
     now = utcnow()
+    if consent is not None:
+        # Two clicks at once: only the one whose update finds the request unconfirmed goes on.
+        claimed = session.execute(
+            update(Consent)
+            .where(col(Consent.id) == consent.id, col(Consent.confirmed_at).is_(None))
+            .values(confirmed_at=now)
+        )
+        if getattr(claimed, "rowcount", 0) != 1:
+            raise BadToken(USED_LINK)
+        membership.consent_text, membership.consent_ip, membership.consent_at = (
+            consent.text,
+            consent.ip,
+            consent.at,
+        )
     states.move(membership, MembershipStatus.ACTIVE, at=now, opt_in=True)
     membership.confirmed_at = now
     membership.bounce_score = 0.0
@@ -239,6 +363,17 @@ def update_preferences(
             row.confirmed_at = now
             row.consent_text, row.consent_ip, row.consent_at = consent_text, ip, now
             session.add(row)
+            session.add(
+                Consent(
+                    subscriber_id=row.subscriber_id,
+                    group_id=row.group_id,
+                    at=now,
+                    source="web:preferences",
+                    text=consent_text,
+                    ip=ip,
+                    confirmed_at=now,
+                )
+            )
             audit.record(
                 session,
                 "subscribe",
@@ -273,6 +408,12 @@ def export(session: Session, data: TokenData) -> dict[str, Any]:
         select(Event).where(col(Event.subscriber_id) == subscriber.id).order_by(col(Event.at))
     )
     deliveries = session.exec(select(Delivery).where(col(Delivery.subscriber_id) == subscriber.id))
+    consents = session.exec(
+        select(Consent, Group.slug)
+        .join(Group, col(Group.id) == Consent.group_id)
+        .where(col(Consent.subscriber_id) == subscriber.id)
+        .order_by(col(Consent.id))
+    ).all()
     return {
         "email": subscriber.email,
         "name": subscriber.name,
@@ -289,6 +430,17 @@ def export(session: Session, data: TokenData) -> dict[str, Any]:
                 "confirmed_at": m.confirmed_at.isoformat() if m.confirmed_at else None,
             }
             for m, slug in memberships
+        ],
+        "consents": [
+            {
+                "group": slug,
+                "at": c.at.isoformat(),
+                "source": c.source,
+                "text": c.text,
+                "ip": c.ip,
+                "confirmed_at": c.confirmed_at.isoformat() if c.confirmed_at else None,
+            }
+            for c, slug in consents
         ],
         "events": [{"at": e.at.isoformat(), "kind": e.kind, "source": e.source} for e in events],
         "deliveries": [

@@ -98,7 +98,13 @@ def run_due(app: AppContext, /, at: str | None, as_json: bool) -> None:
         emit_json(report)
     else:
         echo(describe(report, separator="\n  "))
-        done = report.built or report.sent or report.missed or any(r.added for r in report.collected)
+        done = (
+            report.built
+            or report.sent
+            or report.missed
+            or report.confirmations
+            or any(r.added for r in report.collected)
+        )
         if not (done or report.errors):
             echo("nothing was due")
     if report.errors:

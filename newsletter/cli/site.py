@@ -121,6 +121,7 @@ def status(app: AppContext, as_json: bool) -> None:
         [(g.slug, g.language, g.timezone, counts(g.members), counts(g.editions)) for g in report.groups],
     )
     echo(f"items: {counts(report.items)}")
+    echo(f"confirmation emails: {counts(report.confirmations)}")
     if report.sources:
         echo()
         table(

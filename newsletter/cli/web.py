@@ -17,8 +17,10 @@ pass_app = click.make_pass_decorator(AppContext)
 def serve(app: AppContext, /, host: str, port: int) -> None:
     """Serve sign-up, confirmation, unsubscribe, preferences and the archive.
 
-    Put it behind a TLS-terminating proxy at [site] base_url. Confirmation emails go
-    out through the configured transport.
+    Put it behind a TLS-terminating proxy at [site] base_url, and name that proxy in
+    [web] trusted_proxies so that its X-Forwarded-For is believed. Sign-ups queue their
+    confirmation emails; `newsletter daemon` or `newsletter worker` sends them (run one
+    beside it; `worker --until-idle` sends what waits and stops).
 
     \b
     Example:
@@ -26,12 +28,13 @@ def serve(app: AppContext, /, host: str, port: int) -> None:
     """
     import uvicorn
 
-    from newsletter.delivery.transports import open_transport
     from newsletter.web import create_app
 
     settings = app.settings
     if settings.secret_key is None:
         echo("warning: NEWSLETTER_SECRET_KEY is not set; links are signed with a development key", err=True)
-    application = create_app(app.site, lambda: open_transport(settings))
+    application = create_app(app.site)
     echo(f"serving {settings.site.name} on http://{host}:{port}/ (Ctrl-C to stop)", err=True)
-    uvicorn.run(application, host=host, port=port, log_level="warning", proxy_headers=True)
+    # The app believes forwarded headers from [web] trusted_proxies only; uvicorn's own
+    # handling would believe them from 127.0.0.1 (anyone on this host) by default.
+    uvicorn.run(application, host=host, port=port, log_level="warning", proxy_headers=False)

@@ -25,6 +25,8 @@ def worker(app: AppContext, /, until_idle: bool, poll: float, batch_size: int) -
     SQLite only one process delivers an edition: a worker leaves one that another
     process is sending to it, and a second worker is refused. A worker only continues
     sends of its own kind: one writing to the outbox folder leaves real sends alone.
+    Each round first sends the confirmation emails that sign-ups queued;
+    `worker --until-idle` sends what waits once and stops.
 
     \b
     Example:
@@ -33,10 +35,10 @@ def worker(app: AppContext, /, until_idle: bool, poll: float, batch_size: int) -
     transport = open_transport(app.settings)
     runner = Runner(app.site, Renderer(app.settings), transport, actor="worker", batch_size=batch_size)
     done = work(runner, until_idle=until_idle, poll=poll)
-    for note in done.notes:
+    for note in done.notes + done.confirmations.errors:
         echo(note, err=True)
     report = done.report
     echo(
         f"worker done: sent {report.sent}, failed {report.failed}, skipped {report.skipped}, "
-        f"deferred {report.deferred} (via {transport.name})"
+        f"deferred {report.deferred} (via {transport.name}); {done.confirmations}"
     )

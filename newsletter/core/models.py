@@ -149,6 +149,52 @@ class Membership(SQLModel, table=True):
     created_at: datetime = _when(default_factory=utcnow)
 
 
+class Consent(SQLModel, table=True):
+    """Every opt-in asked for, append-only: who, which list, when, from where, the text agreed to.
+
+    A row is never changed, except ``confirmed_at``, filled once when its confirmation
+    link is used (a conditional update, so a link works once even when two clicks race).
+    The membership's ``consent_*`` fields hold the consent in force: the one confirmed
+    last (or, for a membership that is still pending, its first request).
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True, ondelete="CASCADE")
+    group_id: int = Field(foreign_key="group.id")
+    at: datetime = _when(default_factory=utcnow)
+    source: str = Field(default="", max_length=40)
+    text: str | None = None
+    ip: str | None = Field(default=None, max_length=45)
+    confirmed_at: datetime | None = _when(default=None)
+
+
+class ConfirmationMail(SQLModel, table=True):
+    """The queue of double opt-in emails: one row per sign-up, sent by the worker or daemon.
+
+    A sign-up only adds a row (``audience/selfservice.py``), so the page answers at once
+    and alike for every address, whether or not the relay is up;
+    ``delivery/confirmations.py`` claims due rows (``sending`` until ``due_at``, a lease),
+    sends them and records the result. A row outlives a restart and is retried.
+    """
+
+    __tablename__ = "confirmation_mail"
+    __table_args__ = (sa.Index("ix_confirmation_mail_due", "status", "due_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    consent_id: int = Field(foreign_key="consent.id", unique=True, ondelete="CASCADE")
+    subscriber_id: int = Field(foreign_key="subscriber.id", index=True, ondelete="CASCADE")
+    group_id: int = Field(foreign_key="group.id")
+    # The language the person chose on the form, for the email.
+    language: str | None = Field(default=None, max_length=35)
+    status: DeliveryStatus = Field(sa_type=_enum(DeliveryStatus), default=DeliveryStatus.QUEUED)
+    queued_at: datetime = _when(default_factory=utcnow)
+    due_at: datetime = _when(default_factory=utcnow)
+    attempts: int = 0
+    claimed_by: str | None = Field(default=None, max_length=120)
+    sent_at: datetime | None = _when(default=None)
+    last_error: str | None = None
+
+
 class Source(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(unique=True, max_length=100)

@@ -247,6 +247,28 @@ class GroupConfig(_Section):
         return value.lower()
 
 
+class WebSection(_Section):
+    """The subscriber pages (``newsletter serve``, ``[web]``)."""
+
+    # The reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed:
+    # addresses or networks ("127.0.0.1", "10.0.0.0/8"). Empty: no header is believed,
+    # and each client is the address of its own connection.
+    trusted_proxies: tuple[str, ...] = ()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        networks = []
+        for entry in value:
+            try:
+                networks.append(str(ipaddress.ip_network(entry.strip(), strict=False)))
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network such as 127.0.0.1 or 10.0.0.0/8"
+                ) from None
+        return tuple(networks)
+
+
 class SourceConfig(_Section):
     name: str
     url: str
@@ -271,6 +293,7 @@ class SiteConfig(_Section):
     dkim: DkimSection | None = None
     smtp: SmtpSection | None = None
     relays: tuple[RelayConfig, ...] = ()
+    web: WebSection = WebSection()
 
     @field_validator("groups")
     @classmethod

@@ -35,6 +35,7 @@ from newsletter.core.sections import (
     SiteSection,
     SmtpSection,
     SourceConfig,
+    WebSection,
 )
 
 # Plain settings the environment may override: variable -> (section, key).
@@ -72,6 +73,7 @@ class Settings:
     smtp: SmtpSection | None = None
     smtp_password: SecretStr | None = field(default=None, repr=False)
     smtp_password_file: Path | None = None
+    web: WebSection = field(default_factory=WebSection)
 
     @property
     def uses_development_key(self) -> bool:
@@ -189,6 +191,7 @@ def _settings(site: Path, path: Path, config: SiteConfig, env: Mapping[str, str]
         smtp=config.smtp,
         smtp_password=SecretStr(smtp_password) if smtp_password else None,
         smtp_password_file=password_path(site, declared) if declared else None,
+        web=config.web,
     )
 
 
@@ -264,6 +267,7 @@ __all__ = [
     "SiteSection",
     "SmtpSection",
     "SourceConfig",
+    "WebSection",
     "load_settings",
     "locate",
     "read_config",

@@ -22,7 +22,9 @@ def confirmation_message(
 ) -> OutgoingMessage:
     """The email that asks the person to confirm ``subscription`` to the group ``group_slug``."""
     group_name = settings.group(group_slug).name
-    token = signer.make("confirm", subscription.subscriber_id, subscription.group_id)
+    # The link names the consent request it confirms, so that it works once (selfservice.confirm).
+    request = {} if subscription.consent_id is None else {"c": subscription.consent_id}
+    token = signer.make("confirm", subscription.subscriber_id, subscription.group_id, **request)
     link = f"{settings.site.base_url}/confirm/{token}"
     gettext = translations(subscription.language).gettext
     subject = gettext("Please confirm your subscription to %(group)s") % {"group": group_name}

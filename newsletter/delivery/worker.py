@@ -1,6 +1,7 @@
 """``newsletter worker``: deliver the due messages of every edition being sent, through the runner.
 
-Each round looks at every ``sending`` edition, oldest first, and lets the runner do
+Each round first sends the queued confirmation emails that are due
+(``confirmations.py``), then looks at every ``sending`` edition, oldest first, and lets the runner do
 one pass over it (``Runner.work_on``): as its owner when its send lease is free, as a
 helper on PostgreSQL when another process owns it. Several workers, on one host or
 many, share one PostgreSQL database this way. On SQLite one worker delivers: a second
@@ -19,6 +20,8 @@ from sqlmodel import col, select
 
 from newsletter.core.errors import StateError
 from newsletter.core.models import Edition, EditionStatus
+from newsletter.delivery import confirmations
+from newsletter.delivery.confirmations import DrainReport
 from newsletter.delivery.engine import DeliveryReport
 from newsletter.delivery.runner import Runner
 
@@ -51,6 +54,7 @@ class WorkReport:
 
     report: DeliveryReport = field(default_factory=DeliveryReport)
     notes: list[str] = field(default_factory=list)
+    confirmations: DrainReport = field(default_factory=DrainReport)
 
 
 def _add(total: DeliveryReport, report: DeliveryReport) -> None:
@@ -61,6 +65,14 @@ def _add(total: DeliveryReport, report: DeliveryReport) -> None:
     total.errors += report.errors[: 20 - len(total.errors)]
 
 
+def _add_drained(total: DrainReport, drained: DrainReport) -> None:
+    total.sent += drained.sent
+    total.skipped += drained.skipped
+    total.retried += drained.retried
+    total.failed += drained.failed
+    total.errors += drained.errors[: 20 - len(total.errors)]
+
+
 def work(runner: Runner, *, until_idle: bool, poll: float) -> WorkReport:
     """Deliver until stopped (or, with ``until_idle``, until nothing is due)."""
     done = WorkReport()
@@ -68,7 +80,9 @@ def work(runner: Runner, *, until_idle: bool, poll: float) -> WorkReport:
     with single_worker(site.settings.database_url):
         try:
             while True:
-                busy = False
+                drained = confirmations.drain(site, runner.transport)
+                _add_drained(done.confirmations, drained)
+                busy = drained.busy
                 with site.transaction() as session:
                     sending = session.exec(
                         select(Edition.id)

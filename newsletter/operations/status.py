@@ -7,7 +7,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, col, select
 
-from newsletter.core.models import Edition, Group, Item, Membership, Source, utcnow
+from newsletter.core.models import ConfirmationMail, Edition, Group, Item, Membership, Source, utcnow
 from newsletter.core.settings import Settings
 from newsletter.scheduling.schedules import load_schedules
 
@@ -49,6 +49,8 @@ class SiteStatus:
     sources: list[SourceStatus] = field(default_factory=list)
     schedules: list[ScheduleStatus] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # The sign-ups' confirmation emails by state: ``queued`` ones wait for a worker or the daemon.
+    confirmations: dict[str, int] = field(default_factory=dict)
 
 
 def _by(session: Session, column: object, group_column: object, table: type) -> dict[tuple[int, str], int]:
@@ -72,6 +74,12 @@ def site_status(session: Session, settings: Settings, *, now: datetime | None = 
     report = SiteStatus(str(settings.site_dir), database, groups, items)
     report.sources = _sources(session, settings)
     report.schedules, report.problems = _schedules(settings, now or utcnow())
+    report.confirmations = {
+        str(s): n
+        for s, n in session.exec(
+            select(ConfirmationMail.status, func.count()).group_by(col(ConfirmationMail.status))
+        )
+    }
     return report
 
 

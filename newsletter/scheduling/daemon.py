@@ -4,8 +4,10 @@ One cron job per schedule and group, in that group's time zone, with
 ``coalesce=True``, ``max_instances=1`` and a misfire grace in hours; a single worker
 thread, so ticks never overlap; and a tick at start-up, which catches up a run
 missed during downtime (once, if within the grace; otherwise it is reported). A
-second daemon on the same database waits as a standby (see ``leader.py``). SIGTERM
-and Ctrl-C let the batch in hand finish, then the daemon exits cleanly.
+second daemon on the same database waits as a standby (see ``leader.py``). Every
+:data:`CONFIRMATION_SECONDS` a job of its own (its own thread, so a long send does not
+hold it up) sends the queued confirmation emails (``delivery/confirmations.py``).
+SIGTERM and Ctrl-C let the batch in hand finish, then the daemon exits cleanly.
 """
 
 import logging
@@ -23,11 +25,13 @@ from newsletter.core.models import utcnow
 from newsletter.core.site import Site
 from newsletter.delivery.transports import Transport
 from newsletter.scheduling.leader import leadership
-from newsletter.scheduling.scheduler import TickReport, run_due, trigger, zone_of
+from newsletter.scheduling.scheduler import TickReport, run_due, send_confirmations, trigger, zone_of
 from newsletter.scheduling.schedules import load_schedules
 
 log = logging.getLogger("newsletter.scheduling.daemon")
 STANDBY_RETRY_SECONDS = 30.0
+# How often the queued confirmation emails are looked at: a sign-up waits at most this long.
+CONFIRMATION_SECONDS = 10.0
 
 
 def describe(report: TickReport, *, separator: str = " | ") -> str:
@@ -36,7 +40,7 @@ def describe(report: TickReport, *, separator: str = " | ") -> str:
     added = sum(r.added for r in report.collected)
     if added:
         parts.append(f"collected {added} new item(s)")
-    for name in ("built", "skipped", "missed", "waiting", "sent", "errors"):
+    for name in ("built", "skipped", "missed", "waiting", "sent", "confirmations", "errors"):
         values = getattr(report, name)
         if values:
             parts.append(f"{name}: {'; '.join(values)}")
@@ -65,6 +69,7 @@ class Daemon:
         now: Callable[[], datetime] = utcnow,
         standby_seconds: float = STANDBY_RETRY_SECONDS,
         on_standby: Callable[[], None] | None = None,
+        confirmation_seconds: float = CONFIRMATION_SECONDS,
     ) -> None:
         self.site = site
         self.transport_factory = transport_factory
@@ -73,6 +78,7 @@ class Daemon:
         self.now = now
         self.standby_seconds = standby_seconds
         self.on_standby = on_standby or (lambda: None)
+        self.confirmation_seconds = confirmation_seconds
 
     def tick(self, at: datetime | None = None) -> None:
         if self.stop.is_set():
@@ -86,9 +92,33 @@ class Daemon:
             return
         self.on_tick(report)
 
+    def send_confirmations(self) -> None:
+        if self.stop.is_set():
+            return
+        report = TickReport(self.now())
+        try:
+            send_confirmations(self.site, self.transport_factory, report)
+        except Exception:  # a failing round is logged; the next one tries again
+            log.exception("sending confirmation emails failed")
+            return
+        for line in report.confirmations:
+            log.info(line)
+
     def _scheduler(self) -> BackgroundScheduler:
         settings = self.site.settings
-        scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(1)}, timezone="UTC")
+        scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(1), "confirmations": ThreadPoolExecutor(1)},
+            timezone="UTC",
+        )
+        scheduler.add_job(
+            self.send_confirmations,
+            IntervalTrigger(seconds=self.confirmation_seconds),
+            id="confirmations",
+            executor="confirmations",
+            coalesce=True,
+            max_instances=1,
+            replace_existing=True,
+        )
         schedules, _ = load_schedules(settings.site_dir, settings.groups)
         for schedule in schedules:
             for group in schedule.groups:

@@ -29,7 +29,7 @@ from newsletter.core.errors import ConflictError, LeaseHeld, NewsletterError, No
 from newsletter.core.models import Edition, EditionStatus, Event, Group
 from newsletter.core.settings import Settings
 from newsletter.core.site import Site
-from newsletter.delivery import lease
+from newsletter.delivery import confirmations, lease
 from newsletter.delivery.probes import send_probes
 from newsletter.delivery.runner import Runner
 from newsletter.delivery.transports import Transport
@@ -105,6 +105,8 @@ class TickReport:
     sent: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     stopped: bool = False
+    # What became of the queued confirmation emails (delivery/confirmations.py).
+    confirmations: list[str] = field(default_factory=list)
 
 
 def _handled(session: Session, group: Group, slot: Slot) -> bool:
@@ -277,4 +279,20 @@ def run_due(
             report.errors.append(probes.summary())
         elif probes.sent or probes.refused:
             report.sent.append(probes.summary())
+    if not report.stopped:
+        send_confirmations(site, transport_factory, report)
     return report
+
+
+def send_confirmations(site: Site, transport_factory: Callable[[], Transport], report: TickReport) -> None:
+    """Send the queued confirmation emails that are due (on the clock: they wait for no slot)."""
+    if not confirmations.queued(site):
+        return
+    transport = transport_factory()
+    try:
+        drained = confirmations.drain(site, transport)
+    finally:
+        transport.close()
+    if drained.busy:
+        report.confirmations.append(str(drained))
+    report.confirmations.extend(drained.errors)

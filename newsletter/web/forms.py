@@ -4,6 +4,7 @@ Every form of the web app is small (an address, a name, a few boxes), so a body 
 ``MAX_BODY`` is refused before it is parsed, whether or not it announces its size.
 """
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from newsletter.web.security import Message
@@ -13,22 +14,27 @@ MAX_BODY = 16_384
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
-async def limited_body(request: Request) -> Request | None:
-    """The request with its body read, or None once the body passes MAX_BODY.
+def too_large() -> HTTPException:
+    return HTTPException(413, "Request body too large: the forms of this site take 16 KB at most.")
+
+
+async def limited_body(request: Request) -> Request:
+    """The request with its body read; 413 (an HTTPException) once the body passes MAX_BODY.
 
     The body is counted as it arrives, so a chunked upload without a Content-Length
     is cut off as early as one that announces its size.
     """
     try:
-        if int(request.headers.get("content-length") or 0) > MAX_BODY:
-            return None
+        announced = int(request.headers.get("content-length") or 0)
     except ValueError:
-        return None
+        raise HTTPException(400, "Content-Length is not a number.") from None
+    if announced > MAX_BODY:
+        raise too_large()
     size, chunks = 0, []
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_BODY:
-            return None
+            raise too_large()
         chunks.append(chunk)
     body = b"".join(chunks)
 
@@ -39,5 +45,5 @@ async def limited_body(request: Request) -> Request | None:
 
 
 def client_address(request: Request) -> str | None:
-    """The client's IP address as the server saw it (behind the proxy: as the proxy said)."""
+    """The client's IP address: the connection's, or a trusted proxy's word (``[web] trusted_proxies``)."""
     return request.client.host if request.client else None

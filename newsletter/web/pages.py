@@ -88,10 +88,8 @@ class Pages:
         return self.page(request, "message.html.j2", language=language, status=status, title=title, text=text)
 
     async def form(self, request: Request) -> FormData | None:
-        """The posted form, or None if it is too large or its CSRF token does not match."""
+        """The posted form, or None if its CSRF token does not match; too large a body is a 413."""
         limited = await limited_body(request)
-        if limited is None:
-            return None
         form = await limited.form(max_files=0, max_fields=20)
         token = form.get(CSRF_FIELD)
         if not self.csrf.valid(request.cookies.get(CSRF_COOKIE), token if isinstance(token, str) else None):
@@ -99,7 +97,7 @@ class Pages:
         return form
 
     def rejected(self, request: Request, language: str) -> HTMLResponse:
-        """The answer to a form whose CSRF token is missing or wrong, or that is too large."""
+        """The answer to a form whose CSRF token is missing or wrong."""
         gettext = translations(language).gettext
         return self.message(
             request,

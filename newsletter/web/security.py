@@ -1,4 +1,4 @@
-"""Web safety: security headers, CSRF tokens bound to a cookie, and rate limits.
+"""Web safety: security headers, CSRF tokens bound to a cookie, rate limits, client addresses.
 
 CSRF is written here rather than taken from asgi-csrf because that middleware lets
 any POST without cookies through, and under SameSite cookies a forged cross-site
@@ -9,11 +9,13 @@ providers POST to it without cookies, and its signed token is the authority).
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Any, cast
 
 from limits import RateLimitItemPerHour, storage, strategies
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 CSRF_COOKIE = "nl_csrf"
 CSRF_FIELD = "csrf"
@@ -29,6 +31,8 @@ SECURITY_HEADERS = [
     (b"permissions-policy", b"interest-cohort=()"),
     (b"cache-control", b"no-store"),
 ]
+# Sent only when [site] base_url is https: browsers then refuse plain http for a year.
+HSTS = (b"strict-transport-security", b"max-age=31536000")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -38,10 +42,11 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class SecurityHeaders:
-    """Adds the security headers to every HTTP response."""
+    """Adds the security headers to every HTTP response (with ``hsts``, Strict-Transport-Security too)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, hsts: bool = False) -> None:
         self.app = app
+        self.headers = [*SECURITY_HEADERS, HSTS] if hsts else SECURITY_HEADERS
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -51,7 +56,7 @@ class SecurityHeaders:
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 names = {name for name, _ in message.get("headers", [])}
-                extra = [(n, v) for n, v in SECURITY_HEADERS if n not in names]
+                extra = [(n, v) for n, v in self.headers if n not in names]
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
@@ -86,7 +91,33 @@ class RateLimits:
         self._address = RateLimitItemPerHour(per_address_per_hour)
 
     def allow_client(self, client: str) -> bool:
-        return self._limiter.hit(self._client, "client", client)
+        return self._limiter.hit(self._client, "client", client_bucket(client))
 
     def allow_address(self, key: str) -> bool:
         return self._limiter.hit(self._address, "address", key)
+
+
+def client_bucket(client: str) -> str:
+    """The rate-limit bucket of a client address: the address, or for IPv6 its /64 network.
+
+    One IPv6 host usually holds a whole /64 and can change address at will within it.
+    """
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return client
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def trusting_proxies(app: ASGIApp, trusted_proxies: Sequence[str]) -> ASGIApp:
+    """``app`` believing X-Forwarded-For and X-Forwarded-Proto only from ``trusted_proxies``.
+
+    uvicorn's middleware takes the right-most address in X-Forwarded-For that is not
+    itself a trusted proxy, so a client cannot choose its address by sending the header
+    itself. Without trusted proxies the app sees each connection's own address.
+    """
+    if not trusted_proxies:
+        return app
+    return cast(ASGIApp, ProxyHeadersMiddleware(cast(Any, app), trusted_hosts=list(trusted_proxies)))

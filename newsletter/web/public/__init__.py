@@ -14,12 +14,9 @@ GET  /archive/{group}  /archive/{group}/{id}  /archive/{group}/feed.atom   (arch
 GET  /events/{item}.ics                 an event for the calendar         (events.py)
 """
 
-from collections.abc import Callable
-
 from starlette.routing import BaseRoute
 
 from newsletter.core.site import Site
-from newsletter.delivery.transports import Transport
 from newsletter.web.pages import Pages
 from newsletter.web.public.archive import Archive
 from newsletter.web.public.events import Events
@@ -30,13 +27,11 @@ from newsletter.web.public.unsubscribe import Unsubscribe
 from newsletter.web.security import RateLimits
 
 
-def routes(
-    site: Site, pages: Pages, transport_factory: Callable[[], Transport], limits: RateLimits
-) -> list[BaseRoute]:
-    """The subscriber pages' routes; confirmation emails go out through ``transport_factory``."""
+def routes(site: Site, pages: Pages, limits: RateLimits) -> list[BaseRoute]:
+    """The subscriber pages' routes (confirmation emails are queued, never sent from here)."""
     links = Links(site, pages)
     return [
-        *SignUp(links, transport_factory, limits).routes(),
+        *SignUp(links, limits).routes(),
         *Unsubscribe(links).routes(),
         *Preferences(links).routes(),
         *Archive(site, pages).routes(),

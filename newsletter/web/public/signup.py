@@ -1,11 +1,12 @@
 """Joining a list: the front page, the sign-up form (double opt-in) and the confirmation link.
 
-Sign-up stores a pending membership with the consent text the visitor read, then mails
-a confirmation link; the link opens a page with a button, and only that POST confirms,
-so a mail scanner that fetches the link confirms nobody.
+Sign-up records the consent text the visitor read and queues a confirmation email,
+which the worker or the daemon sends (``delivery/confirmations.py``): the answer is
+the same page, status and work for every address, known or new, relay up or down.
+The link opens a page with a button, and only that POST confirms, so a mail scanner
+that fetches the link confirms nobody; it works once (``selfservice.confirm``).
 """
 
-from collections.abc import Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -14,12 +15,10 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from newsletter.audience import selfservice
-from newsletter.core.errors import BadToken, DeliveryError, InputError, NotFoundError
+from newsletter.core.errors import BadToken, InputError, NotFoundError
 from newsletter.core.i18n import available_languages, translations
 from newsletter.core.settings import Settings
 from newsletter.core.tokens import TokenData
-from newsletter.delivery.confirmation import confirmation_message
-from newsletter.delivery.transports import Transport
 from newsletter.web.forms import SAFE_METHODS, client_address
 from newsletter.web.public.links import Links
 from newsletter.web.security import RateLimits
@@ -45,12 +44,11 @@ def public_groups(settings: Settings) -> list[dict[str, str]]:
 
 
 class SignUp:
-    def __init__(self, links: Links, transport_factory: Callable[[], Transport], limits: RateLimits) -> None:
+    def __init__(self, links: Links, limits: RateLimits) -> None:
         self.links = links
         self.pages = links.pages
         self.site = links.site
         self.settings = links.settings
-        self.transport_factory = transport_factory
         self.limits = limits
 
     def routes(self) -> list[Route]:
@@ -119,14 +117,6 @@ class SignUp:
                 name=name,
                 **context,
             )
-        except DeliveryError:
-            return self.pages.message(
-                request,
-                gettext("Please try again later"),
-                gettext("We could not send the confirmation email just now."),
-                language=language,
-                status=503,
-            )
         return self.pages.message(
             request,
             gettext("Check your inbox"),
@@ -138,8 +128,12 @@ class SignUp:
         )
 
     def _subscribe(self, slug: str, email: str, name: str, language: str, consent: str, client: str) -> None:
+        # Past its limit, an address (counted without +tags or case) gets nothing more,
+        # and the page says the same as for any other address.
+        if not self.limits.allow_address(selfservice.sign_up_limit_key(email)):
+            return
         with self.site.transaction() as session:
-            subscription = selfservice.request_subscription(
+            selfservice.request_subscription(
                 session,
                 self.settings,
                 slug,
@@ -149,16 +143,6 @@ class SignUp:
                 consent_text=consent,
                 ip=client,
             )
-        if not subscription.needs_confirmation:
-            return
-        if not self.limits.allow_address(subscription.email.casefold()):
-            return
-        message = confirmation_message(self.settings, self.links.signer, subscription, slug)
-        transport = self.transport_factory()
-        try:
-            transport.send(message)
-        finally:
-            transport.close()
 
     async def confirm(self, request: Request) -> Response:
         try:
@@ -172,7 +156,10 @@ class SignUp:
             return self.pages.page(request, "confirm.html.j2", language=language)
         if await self.pages.form(request) is None:
             return self.pages.rejected(request, language)
-        changed = await run_in_threadpool(self._confirm, data, client_address(request))
+        try:
+            changed = await run_in_threadpool(self._confirm, data, client_address(request))
+        except (BadToken, NotFoundError) as exc:
+            return self.links.bad(request, exc)
         text = (
             gettext("Your subscription is confirmed. Welcome!")
             if changed
