@@ -151,7 +151,12 @@ def test_forged_bounces_are_recorded_and_only_the_probes_bounce_ends_the_members
     returned = jane.content.decode()
     box.add(dsn("jane.doe@example.org", to=jane.mail_from, returned=returned, message_id="<probe-bounce@mx>"))
     report = process(site, path)
-    assert report["outcomes"][-1]["action"] == "bounced in uk (the probe bounced)"
+    # The Maildir lists its messages in no fixed order: compare the actions as a set.
+    assert sorted(o["action"] for o in report["outcomes"]) == [
+        "already processed",
+        "already processed",
+        "bounced in uk (the probe bounced)",
+    ]
     assert status(site, "jane.doe@example.org") == {"uk": "bounced", "cepiug": "active"}
     assert status(site, "raj.patel@example.org") == {"uk": "active"}
     (bounce,) = events(site, "bounce")

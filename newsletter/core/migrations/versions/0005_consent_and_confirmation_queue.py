@@ -6,7 +6,7 @@ overwrites the consent of an ended membership); the consent already on record in
 opt-in emails that the worker and the daemon send, so that a sign-up never waits
 for the relay (see ``newsletter/delivery/confirmations.py``).
 
-Revision ID: 0006
+Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-03
 """
@@ -19,7 +19,7 @@ from alembic import op
 
 import newsletter.core.models
 
-revision: str = "0006"
+revision: str = "0005"
 down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
