@@ -6,15 +6,13 @@ carries the List-Id, List-Unsubscribe and a VERP sender like the group's edition
 and it is DKIM-signed when the site signs.
 """
 
-from email.message import EmailMessage
-
 from newsletter.audience.selfservice import Subscription
 from newsletter.core.i18n import translations
 from newsletter.core.settings import Settings
 from newsletter.core.tokens import Signer
-from newsletter.delivery import dkim
-from newsletter.delivery.headers import BODY_POLICY, WIRE_POLICY, ListHeaders, recipient_address
+from newsletter.delivery.headers import ListHeaders
 from newsletter.delivery.message import OutgoingMessage
+from newsletter.delivery.notice import notice_message
 
 
 def confirmation_message(
@@ -45,29 +43,15 @@ def confirmation_message(
         group_slug=group_slug,
         group_name=group_name,
     )
-    smtputf8, recipient, address = recipient_address(subscription.email)
-    message = EmailMessage(policy=BODY_POLICY[smtputf8])
-    message_id = list_headers.message_id(subscription.subscriber_id)
-    for name, value in list_headers.fields(
-        name=subscription.name,
-        address=address,
-        subject=subject,
-        message_id=message_id,
-        token=list_headers.unsubscribe_token(subscription.subscriber_id),
-        utf8=smtputf8,
-    ):
-        message.set_raw(name, value)
-    message.set_content(body + "\n", charset="utf-8", cte="quoted-printable")
-    message["Content-Language"] = subscription.language
-    data = message.as_bytes(policy=WIRE_POLICY[smtputf8])
-    sign = dkim.signer_for(settings)
-    return OutgoingMessage(
-        sender=list_headers.return_path(subscription.subscriber_id),
-        recipient=recipient,
-        data=sign(data) if sign is not None else data,
-        smtputf8=smtputf8,
-        message_id=message_id,
-        edition_id=0,
-        delivery_id=None,
+    return notice_message(
+        settings,
+        list_headers,
         subscriber_id=subscription.subscriber_id,
+        email=subscription.email,
+        name=subscription.name,
+        language=subscription.language,
+        subject=subject,
+        body=body,
+        unsubscribe_token=list_headers.unsubscribe_token(subscription.subscriber_id),
+        sender=list_headers.return_path(subscription.subscriber_id),
     )

@@ -3,8 +3,8 @@
 A failure notice that did not come back to the member's own signed VERP address may
 be forged, so ``feedback`` does not believe it: it asks for a probe (a
 :class:`~newsletter.core.models.Probe` row without ``sent_at``). This sends them, one
-message per probe under the list's own headers (``headers.py``, as the confirmation
-email does), from the probe's own envelope sender ``news-bounces+pID.sSUB.SIG@...``.
+message per probe under the list's own headers (``notice.py``, as the confirmation
+email), from the probe's own envelope sender ``news-bounces+pID.sSUB.SIG@...``.
 Only a bounce to that address ends the membership (GNU Mailman's bounce probes).
 
 Each probe is claimed before it is sent (``sent_at`` set where it was empty), so a
@@ -17,7 +17,6 @@ next run, until it expires.
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.message import EmailMessage
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
@@ -29,9 +28,9 @@ from newsletter.core.models import Group, Membership, MembershipStatus, Probe, S
 from newsletter.core.settings import Settings
 from newsletter.core.site import Site
 from newsletter.core.tokens import Signer
-from newsletter.delivery import dkim
-from newsletter.delivery.headers import BODY_POLICY, WIRE_POLICY, ListHeaders, recipient_address
+from newsletter.delivery.headers import ListHeaders
 from newsletter.delivery.message import OutgoingMessage
+from newsletter.delivery.notice import notice_message
 from newsletter.delivery.transports import Transport
 from newsletter.feedback import policy
 
@@ -86,31 +85,17 @@ def probe_message(
             f"{settings.site.name}\n{settings.site.postal_address}",
         ]
     )
-    smtputf8, recipient, address = recipient_address(subscriber.email)
-    message = EmailMessage(policy=BODY_POLICY[smtputf8])
-    message_id = headers.message_id(subscriber.id)
-    for name, value in headers.fields(
-        name=subscriber.name,
-        address=address,
-        subject=subject,
-        message_id=message_id,
-        token=token,
-        utf8=smtputf8,
-    ):
-        message.set_raw(name, value)
-    message.set_content(body + "\n", charset="utf-8", cte="quoted-printable")
-    message["Content-Language"] = language
-    data = message.as_bytes(policy=WIRE_POLICY[smtputf8])
-    sign = dkim.signer_for(settings)
-    return OutgoingMessage(
-        sender=verp.probe_address(settings.bounce_address, settings.signing_key, probe.id, subscriber.id),
-        recipient=recipient,
-        data=sign(data) if sign is not None else data,
-        smtputf8=smtputf8,
-        message_id=message_id,
-        edition_id=0,
-        delivery_id=None,
+    return notice_message(
+        settings,
+        headers,
         subscriber_id=subscriber.id,
+        email=subscriber.email,
+        name=subscriber.name,
+        language=language,
+        subject=subject,
+        body=body,
+        unsubscribe_token=token,
+        sender=verp.probe_address(settings.bounce_address, settings.signing_key, probe.id, subscriber.id),
     )
 
 

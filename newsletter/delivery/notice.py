@@ -1,0 +1,55 @@
+"""A short plain-text message under a list's own headers: the confirmation email, a probe.
+
+Both are one person's message, not an edition's: they carry the group's List-Id,
+List-Unsubscribe and Message-ID from ``headers.py`` (as edition 0), go out from a VERP
+address the caller chooses, and are DKIM-signed when the site signs.
+"""
+
+from email.message import EmailMessage
+
+from newsletter.core.settings import Settings
+from newsletter.delivery import dkim
+from newsletter.delivery.headers import BODY_POLICY, WIRE_POLICY, ListHeaders, recipient_address
+from newsletter.delivery.message import OutgoingMessage
+
+
+def notice_message(
+    settings: Settings,
+    headers: ListHeaders,
+    *,
+    subscriber_id: int,
+    email: str,
+    name: str | None,
+    language: str,
+    subject: str,
+    body: str,
+    unsubscribe_token: str,
+    sender: str,
+) -> OutgoingMessage:
+    """``body`` as a quoted-printable text part to ``email``, from the envelope ``sender``."""
+    smtputf8, recipient, address = recipient_address(email)
+    message = EmailMessage(policy=BODY_POLICY[smtputf8])
+    message_id = headers.message_id(subscriber_id)
+    for field, value in headers.fields(
+        name=name,
+        address=address,
+        subject=subject,
+        message_id=message_id,
+        token=unsubscribe_token,
+        utf8=smtputf8,
+    ):
+        message.set_raw(field, value)
+    message.set_content(body + "\n", charset="utf-8", cte="quoted-printable")
+    message["Content-Language"] = language
+    data = message.as_bytes(policy=WIRE_POLICY[smtputf8])
+    sign = dkim.signer_for(settings)
+    return OutgoingMessage(
+        sender=sender,
+        recipient=recipient,
+        data=sign(data) if sign is not None else data,
+        smtputf8=smtputf8,
+        message_id=message_id,
+        edition_id=0,
+        delivery_id=None,
+        subscriber_id=subscriber_id,
+    )
