@@ -7,7 +7,7 @@ opt-in emails that the worker and the daemon send, so that a sign-up never waits
 for the relay (see ``newsletter/delivery/confirmations.py``).
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-03
 """
 
@@ -20,7 +20,7 @@ from alembic import op
 import newsletter.core.models
 
 revision: str = "0006"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
