@@ -1,7 +1,10 @@
 """Collection: every source's new entries into the shared pool, with provenance.
 
-Each source is fetched on its own and committed on its own, so one broken feed is
-reported (in ``newsletter status``) and never stops the others. An entry seen
+Each source is fetched on its own (within the size, time and address limits of
+``fetch.py``) and stored on its own, a batch of entries per transaction so that a big
+feed never locks other writers out; one broken feed is reported (in ``newsletter
+status``, with its failures in a row) and never stops the others. The whole run has
+a deadline (``[collect] timeout``): sources not reached are reported. An entry seen
 before (same source and guid) is skipped; the same story reached through another
 feed (same canonical URL, tracking parameters stripped) is merged into the item
 already in the pool.

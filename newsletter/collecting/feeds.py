@@ -91,7 +91,7 @@ def fetch(
                 url, policy=policy or AddressPolicy(), limits=limits, headers=request_headers
             )
         except FetchRefused as exc:
-            raise FeedError(f"{exc} (allow_private = true on the source allows inner addresses)") from exc
+            raise FeedError(f"{exc} (allow_private = true on the source allows it)") from exc
         except FetchError as exc:
             raise FeedError(str(exc)) from exc
         if response.status == 304:

@@ -188,10 +188,7 @@ class _CheckedBackend(httpcore.NetworkBackend):
         if not allowed:
             first = addresses[0]
             named = f"{host} is" if _literal(host) == first else f"{host} resolves to {first},"
-            raise FetchRefused(
-                f"refused {self._deadline.url}: {named} {self._policy.permits(first)}; "
-                "only public addresses are fetched from"
-            )
+            raise FetchRefused(f"refused {self._deadline.url}: {named} {self._policy.permits(first)}")
         error: httpcore.ConnectError | None = None
         for address in allowed:
             try:
