@@ -17,6 +17,7 @@ import email.utils
 import gzip
 import hashlib
 import json
+import ssl
 import sys
 import threading
 import time
@@ -60,15 +61,20 @@ class _QuietServer(ThreadingHTTPServer):
 class FeedServer:
     """Serve ``root``'s files and the routes a test sets; log each request's headers."""
 
-    def __init__(self, root: Path | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, root: Path | None = None, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None
+    ) -> None:
         self.root = root
         self.host = host
+        self.scheme = "https" if tls else "http"
         self.routes: dict[str, Route] = {}
         self.requests: dict[str, list[dict[str, str]]] = defaultdict(list)
         self.file_types: dict[str, str] = {}
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._server = _QuietServer((host, 0), self._handler())
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="feed-server", daemon=True
         )
@@ -78,7 +84,7 @@ class FeedServer:
         return int(self._server.server_address[1])
 
     def url(self, path: str) -> str:
-        return f"http://{self.host}:{self.port}/{path.lstrip('/')}"
+        return f"{self.scheme}://{self.host}:{self.port}/{path.lstrip('/')}"
 
     def file_url(self, relative: str, content_type: str | None = None) -> str:
         """The URL of a file under ``root``; ``content_type`` overrides the default."""
@@ -318,8 +324,10 @@ def _toml(value: Any) -> str:
 
 
 @contextmanager
-def feed_server(root: Path | None = None, host: str = "127.0.0.1") -> Iterator[FeedServer]:
-    server = FeedServer(root, host).start()
+def feed_server(
+    root: Path | None = None, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None
+) -> Iterator[FeedServer]:
+    server = FeedServer(root, host, tls).start()
     try:
         yield server
     finally:

@@ -7,6 +7,7 @@ whether named directly, through a host name, after a redirect or after DNS rebin
 
 import ipaddress
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -147,25 +148,30 @@ def test_redirects_are_followed_and_limited(public: FeedServer, fetcher: HttpFet
     assert len(public.seen("loop.xml")) == 4
 
 
+def resolver(monkeypatch: pytest.MonkeyPatch, name: str, answers: list[tuple[str, int]]) -> list[str]:
+    """Make ``name`` resolve to each of ``answers`` in turn (then the last); returns the lookups."""
+    real = socket.getaddrinfo
+    asked: list[str] = []
+
+    def resolve(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != name:
+            return real(host, port, *args, **kwargs)
+        asked.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", answers[min(len(asked), len(answers)) - 1])]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    return asked
+
+
 def test_dns_rebinding_cannot_reach_an_inner_address(
     public: FeedServer, inner: FeedServer, fetcher: HttpFetcher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A name resolving to a public address, then to loopback, is fetched from the address checked."""
     public.feed("feed.xml", FEED)
     inner.feed("feed.xml", "inner secrets")
-    real = socket.getaddrinfo
     # The first answer is the public server; every later one the inner server (whose
     # port a resolver's answer carries too, as getaddrinfo's do).
-    answers = [("127.0.0.2", public.port), ("127.0.0.1", inner.port)]
-    asked: list[str] = []
-
-    def rebinding(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
-        if host != "rebind.test":
-            return real(host, port, *args, **kwargs)
-        asked.append(host)
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", answers[min(len(asked), 2) - 1])]
-
-    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    asked = resolver(monkeypatch, "rebind.test", [("127.0.0.2", public.port), ("127.0.0.1", inner.port)])
     response = fetcher.fetch(
         f"http://rebind.test:{public.port}/feed.xml", policy=PUBLIC, limits=FetchLimits()
     )
@@ -223,3 +229,25 @@ def test_the_run_deadline_bounds_a_fetch(public: FeedServer, fetcher: HttpFetche
     limits = FetchLimits(timeout=600.0, deadline=time.monotonic() + 1.0)
     with pytest.raises(FetchError, match="the time left for this run ran out"):
         fetcher.fetch(url, policy=PUBLIC, limits=limits)
+
+
+def test_https_connects_to_the_checked_address_with_the_name_for_tls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over https the checked address is connected to; SNI, the certificate and Host use the name."""
+    trustme = pytest.importorskip("trustme")
+    authority = trustme.CA()
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("feeds.test").configure_cert(server_side)
+    client_side = ssl.create_default_context()
+    authority.configure_trust(client_side)
+    with feed_server(host="127.0.0.2", tls=server_side) as server:
+        server.feed("feed.xml", FEED)
+        resolver(monkeypatch, "feeds.test", [("127.0.0.2", server.port)])
+        fetcher = HttpFetcher(ssl_context=client_side)
+        url = f"https://feeds.test:{server.port}/feed.xml"
+        response = fetcher.fetch(url, policy=PUBLIC, limits=FetchLimits())
+        assert (response.url, response.body) == (url, FEED.encode())
+        assert server.seen("feed.xml")[0]["host"] == f"feeds.test:{server.port}"
+        # The same server under another name: the certificate does not match, so no fetch.
+        resolver(monkeypatch, "other.test", [("127.0.0.2", server.port)])
+        with pytest.raises(FetchError, match="certificate"):
+            fetcher.fetch(f"https://other.test:{server.port}/feed.xml", policy=PUBLIC, limits=FetchLimits())
