@@ -190,3 +190,19 @@ def test_a_run_out_of_time_reports_the_sources_it_did_not_reach(
         rows = {s.name: s for s in session.exec(select(Source))}
     assert rows["later"].last_error == reports["later"].error
     assert rows["later"].last_fetched_at is None
+
+
+def test_a_stopping_daemon_skips_the_sources_left(server: FeedServer, make_site: Callable[..., Site]) -> None:
+    """When the daemon is stopping, the collect run ends after the source in hand; the rest are skipped."""
+    first, second = server.feed("first.xml", rss([story(1)])), server.feed("second.xml", rss([story(2)]))
+    site = make_site([source("first", first), source("second", second)])
+    asked: list[bool] = []
+
+    def stopping() -> bool:
+        asked.append(True)
+        return len(asked) > 1
+
+    reports = {r.name: r for r in collect(site, now=NOW, should_stop=stopping)}
+    assert (reports["first"].added, reports["first"].skipped) == (1, False)
+    assert (reports["second"].skipped, reports["second"].error) == (True, None)
+    assert server.seen("second.xml") == []

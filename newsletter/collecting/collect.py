@@ -114,12 +114,14 @@ def collect(
     names: Iterable[str] = (),
     fetcher: Fetcher | None = None,
     on_batch: BatchHook | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[SourceReport]:
     """Fetch the sources (all, the named ones, or those due) and add their new entries.
 
     The whole run ends within ``[collect] timeout``: sources not reached by then are
-    reported as such and fetched next time. ``on_batch`` is called after each committed
-    batch of entries (tests use it to write from elsewhere in the middle of a run).
+    reported as such and fetched next time. ``should_stop`` (the daemon stopping) is
+    asked between sources; those left are skipped. ``on_batch`` is called after each
+    committed batch of entries (tests use it to write from elsewhere during a run).
     """
     now = now or utcnow()
     settings = site.settings
@@ -137,7 +139,7 @@ def collect(
         report = SourceReport(config.name)
         reports.append(report)
         source = rows[config.name]
-        if only_due and not _due(source, config, now):
+        if (only_due and not _due(source, config, now)) or (should_stop and should_stop()):
             report.skipped = True
             continue
         if time.monotonic() >= ends:

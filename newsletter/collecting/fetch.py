@@ -265,10 +265,12 @@ class _Inflater:
             try:
                 out = self._zlib.decompress(data, self.limit - self.size + 1)
             except zlib.error as exc:
-                if not self._raw_tried and self.size == 0:
+                if not self._raw_tried:
                     self._raw_tried, self._zlib = True, zlib.decompressobj(-zlib.MAX_WBITS)
                     continue
                 raise FetchError(f"{self.url} sent a body that cannot be inflated ({exc})") from None
+            # Only the very first bytes tell a zlib header from raw deflate.
+            self._raw_tried = True
             self._keep(out)
             data = self._zlib.unconsumed_tail
             if self._zlib.eof:
