@@ -17,6 +17,7 @@ import pytest
 from sqlmodel import col, func, select
 
 from newsletter.audience import subscribers
+from newsletter.collecting import collect as collect_module
 from newsletter.collecting.collect import collect
 from newsletter.core.models import Item, Source, Subscriber
 from newsletter.core.settings import load_settings
@@ -206,3 +207,40 @@ def test_a_stopping_daemon_skips_the_sources_left(server: FeedServer, make_site:
     assert (reports["first"].added, reports["first"].skipped) == (1, False)
     assert (reports["second"].skipped, reports["second"].error) == (True, None)
     assert server.seen("second.xml") == []
+
+
+class Clock:
+    """Stands in for the collect module's ``time``: its monotonic clock moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_a_run_out_of_time_keeps_the_batches_stored_and_finishes_next_time(
+    site_dir: Path, make_site: Callable[..., Site], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Time running out between batches stops the run there; the next run stores the rest (the rest only)."""
+    # A feed file of the site's own: its reading takes no deadline, so the stand-in clock only cuts batches.
+    (site_dir / "big.xml").write_text(rss([story(n) for n in range(120)]), encoding="utf-8")
+    site = make_site([source("big", "big.xml")], tables="[collect]\nbatch_size = 50\ntimeout = 60\n")
+    clock = Clock()
+    monkeypatch.setattr(collect_module, "time", clock)
+
+    def late(name: str, so_far: int) -> None:
+        clock.now += 61
+
+    [cut] = collect(site, now=NOW, on_batch=late)
+    assert (
+        cut.error
+        == "stopped after 50 of 120 entries: the collect run's 60 s ran out; the rest is stored next time"
+    )
+    assert cut.added == 50
+    with site.transaction() as session:
+        row = session.exec(select(Source)).one()
+    assert (row.failures, row.last_error) == (1, cut.error)
+    monkeypatch.undo()
+    [rest] = collect(site, now=NOW)
+    assert (rest.added, rest.seen, rest.error) == (70, 50, None)

@@ -70,7 +70,7 @@ def _drafts(
 ) -> list[FeedEntry]:
     since = now - timedelta(days=config.since_days) if config.since_days else None
     groups = None if "*" in config.groups else list(config.groups)
-    drafts, report.too_old = entries_to_drafts(
+    drafts, too_old = entries_to_drafts(
         entries,
         source_name=config.name,
         topic=config.topic,
@@ -78,6 +78,7 @@ def _drafts(
         language=config.language,
         since=since,
     )
+    report.too_old += too_old
     return drafts
 
 
@@ -211,19 +212,21 @@ def _store(
     """
     settings = site.settings
     assert source.id is not None
-    drafts = _drafts(config, fetched.entries, now, report)
-    size = settings.collect.batch_size
-    for start in range(0, len(drafts), size):
+    # Entries become drafts a batch at a time: sanitised summaries of a whole big feed
+    # would double what it already holds in memory.
+    entries, size = fetched.entries, settings.collect.batch_size
+    for start in range(0, len(entries), size):
         if start and time.monotonic() >= ends:
             report.error = (
-                f"stopped after {start} of {len(drafts)} entries: the collect run's "
+                f"stopped after {start} of {len(entries)} entries: the collect run's "
                 f"{settings.collect.timeout:g} s ran out; the rest is stored next time"
             )
             return
+        drafts = _drafts(config, entries[start : start + size], now, report)
         with site.transaction() as session:
-            _store_batch(session, settings, config, source.id, drafts[start : start + size], report)
+            _store_batch(session, settings, config, source.id, drafts, report)
         if on_batch is not None:
-            on_batch(config.name, min(start + size, len(drafts)))
+            on_batch(config.name, min(start + size, len(entries)))
     with site.transaction() as session:
         row = session.get(Source, source.id)
         assert row is not None
