@@ -142,6 +142,12 @@ def test_redirects_are_followed_and_limited(public: FeedServer, fetcher: HttpFet
     url = public.redirect("hop1.xml", public.url("hop2.xml"))
     response = fetcher.fetch(url, policy=PUBLIC, limits=FetchLimits())
     assert (response.url, response.body) == (public.url("feed.xml"), FEED.encode())
+    broken = public.redirect("broken.xml", "http://[::1/")
+    with pytest.raises(FetchError, match="is not a valid URL"):
+        fetcher.fetch(broken, policy=PUBLIC, limits=FetchLimits())
+    wrapped = public.redirect("wrapped.xml", "http://127.0.0.2:65558/")
+    with pytest.raises(FetchRefused, match="port 65558 does not exist"):
+        fetcher.fetch(wrapped, policy=PUBLIC, limits=FetchLimits())
     loop = public.redirect("loop.xml", "/loop.xml")
     with pytest.raises(FetchRefused, match="more than 3 redirects"):
         fetcher.fetch(loop, policy=PUBLIC, limits=FetchLimits(max_redirects=3))

@@ -244,3 +244,26 @@ def test_a_run_out_of_time_keeps_the_batches_stored_and_finishes_next_time(
     monkeypatch.undo()
     [rest] = collect(site, now=NOW)
     assert (rest.added, rest.seen, rest.error) == (70, 50, None)
+
+
+def test_an_unexpected_fault_in_one_fetch_does_not_stop_the_others(
+    server: FeedServer, make_site: Callable[..., Site], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fault nobody foresaw (a RecursionError) while fetching one source is that source's error only."""
+    real = collect_module.fetch
+
+    def faulty(url: str, *args: Any, **kwargs: Any) -> Any:
+        if "faulty" in url:
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(url, *args, **kwargs)
+
+    monkeypatch.setattr(collect_module, "fetch", faulty)
+    site = make_site(
+        [
+            source("faulty", server.feed("faulty.xml", rss([story(1)]))),
+            source("good", server.feed("good.xml", rss([story(2)]))),
+        ]
+    )
+    reports = {r.name: r for r in collect(site, now=NOW)}
+    assert reports["faulty"].error == "RecursionError: maximum recursion depth exceeded"
+    assert (reports["good"].added, reports["good"].error) == (1, None)

@@ -184,6 +184,8 @@ def _collect_one(
         )
     except FeedError as exc:
         report.error = str(exc)
+    except Exception as exc:  # a fault of ours or a library's: that source's error, not the run's
+        report.error = f"{type(exc).__name__}: {exc}"
     else:
         report.not_modified = fetched.not_modified
         report.warning = fetched.bozo

@@ -235,6 +235,8 @@ def _resolve(host: str, port: int) -> list[IPAddress]:
         address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
         if address not in found:
             found.append(address)
+    if not found:
+        raise httpcore.ConnectError(f"cannot resolve {host} (no address)")
     return found
 
 
@@ -352,7 +354,7 @@ class HttpFetcher:
                 found = httpx.Headers(answer.headers)
                 location = found.get("location")
                 if answer.status in REDIRECTS and location:
-                    current = _web_url(str(current.join(location)), url)
+                    current = _web_url(location, url, base=current)
                     continue
                 reason = answer.extensions.get("reason_phrase", b"").decode("latin-1")
                 body = (
@@ -362,14 +364,18 @@ class HttpFetcher:
         raise FetchRefused(f"refused {url}: more than {limits.max_redirects} redirects")
 
 
-def _web_url(url: str, first: str) -> httpx.URL:
+def _web_url(url: str, first: str, base: httpx.URL | None = None) -> httpx.URL:
+    """``url`` (a redirect's Location, relative to ``base``) if it may be fetched at all."""
     try:
-        parsed = httpx.URL(url)
+        parsed = base.join(url) if base is not None else httpx.URL(url)
     except (httpx.InvalidURL, ValueError) as exc:
         raise FetchError(f"cannot fetch {first}: {url!r} is not a valid URL ({exc})") from None
+    where = "" if base is None else f" (redirected to {parsed})"
     if parsed.scheme not in {"http", "https"} or not parsed.host:
-        where = "" if url == first else f" (redirected to {url})"
         raise FetchRefused(f"refused {first}{where}: only http and https URLs are fetched")
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        # httpx lets 65558 through, and the socket layer would wrap it round to port 22.
+        raise FetchRefused(f"refused {first}{where}: port {parsed.port} does not exist")
     return parsed
 
 
