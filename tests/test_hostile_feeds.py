@@ -19,6 +19,7 @@ from sqlmodel import col, func, select
 from newsletter.audience import subscribers
 from newsletter.collecting import collect as collect_module
 from newsletter.collecting.collect import collect
+from newsletter.collecting.feeds import fetch as fetch_feed
 from newsletter.core.models import Item, Source, Subscriber
 from newsletter.core.settings import load_settings
 from newsletter.core.site import Site
@@ -250,14 +251,13 @@ def test_an_unexpected_fault_in_one_fetch_does_not_stop_the_others(
     server: FeedServer, make_site: Callable[..., Site], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A fault nobody foresaw (a RecursionError) while fetching one source is that source's error only."""
-    real = collect_module.fetch
 
     def faulty(url: str, *args: Any, **kwargs: Any) -> Any:
         if "faulty" in url:
             raise RecursionError("maximum recursion depth exceeded")
-        return real(url, *args, **kwargs)
+        return fetch_feed(url, *args, **kwargs)
 
-    monkeypatch.setattr(collect_module, "fetch", faulty)
+    monkeypatch.setattr("newsletter.collecting.collect.fetch", faulty)
     site = make_site(
         [
             source("faulty", server.feed("faulty.xml", rss([story(1)]))),
