@@ -267,3 +267,20 @@ def test_an_unexpected_fault_in_one_fetch_does_not_stop_the_others(
     reports = {r.name: r for r in collect(site, now=NOW)}
     assert reports["faulty"].error == "RecursionError: maximum recursion depth exceeded"
     assert (reports["good"].added, reports["good"].error) == (1, None)
+
+
+def test_run_due_is_bounded_by_the_fetch_deadline_too(cli: Cli, server: FeedServer) -> None:
+    """`run-due` collects through the same bounded fetch: a drip source is reported, the tick ends."""
+    use_sources(
+        cli.site,
+        [
+            source("drip", server.drip("drip.xml", 0.2)),
+            source("honest", server.feed("h.xml", rss([story(1)]))),
+        ],
+        tables="[fetch]\ntimeout = 1\n",
+    )
+    result = cli("run-due", "--at", "2026-11-23T09:00:00+00:00", ok=False)
+    assert "Traceback" not in result.output
+    assert "timed out fetching" in result.output
+    [honest] = [s for s in json.loads(cli("status", "--json").stdout)["sources"] if s["name"] == "honest"]
+    assert (honest["items"], honest["last_error"]) == (1, None)
