@@ -8,6 +8,7 @@ whether named directly, through a host name, after a redirect or after DNS rebin
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -257,3 +258,25 @@ def test_https_connects_to_the_checked_address_with_the_name_for_tls(monkeypatch
         resolver(monkeypatch, "other.test", [("127.0.0.2", server.port)])
         with pytest.raises(FetchError, match="certificate"):
             fetcher.fetch(f"https://other.test:{server.port}/feed.xml", policy=PUBLIC, limits=FetchLimits())
+
+
+def test_a_slow_name_lookup_counts_against_the_deadline(
+    fetcher: HttpFetcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name server that never answers (getaddrinfo has no timeout) ends in the fetch's deadline."""
+    release = threading.Event()
+    real = socket.getaddrinfo
+
+    def stuck(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "slow.test":
+            release.wait(60)
+            raise socket.gaierror("released")
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", stuck)
+    try:
+        with pytest.raises(FetchError) as raised:
+            fetcher.fetch("http://slow.test/feed.xml", policy=PUBLIC, limits=FetchLimits(timeout=0.5))
+        assert str(raised.value) == "timed out fetching http://slow.test/feed.xml: a fetch may take 0.5 s"
+    finally:
+        release.set()

@@ -20,13 +20,14 @@ through :func:`fetch` or an :class:`HttpFetcher`, which defend the machine that 
 The checked connection is made by a network backend handed to httpcore (the transport
 under httpx, which offers no such hook itself): httpcore asks it to connect to the
 name, and it connects to the address it checked instead. Proxies from the environment
-are not used (a proxy would make the address check meaningless). DNS resolution itself
-is bounded by the system resolver's own timeout, not by the deadline.
+are not used (a proxy would make the address check meaningless). The name lookup
+counts against the deadline too (it runs in a thread the fetch stops waiting for).
 """
 
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
@@ -183,7 +184,7 @@ class _CheckedBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.NetworkStream:
-        addresses = _resolve(host, port)
+        addresses = _resolve(host, port, self._deadline)
         allowed = [a for a in addresses if self._policy.permits(a) is None]
         if not allowed:
             first = addresses[0]
@@ -225,11 +226,29 @@ def _literal(host: str) -> IPAddress | None:
         return None
 
 
-def _resolve(host: str, port: int) -> list[IPAddress]:
-    try:
-        answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise httpcore.ConnectError(f"cannot resolve {host} ({exc})") from None
+def _resolve(host: str, port: int, deadline: _Deadline) -> list[IPAddress]:
+    """Every address ``host`` has, looked up within the deadline.
+
+    getaddrinfo takes no timeout, and a slow name server (the attacker's own) could hold
+    it for the resolver's retries; it runs in a thread the fetch stops waiting for.
+    """
+    answers: list[Any] = []
+    failure: list[BaseException] = []
+    done = threading.Event()
+
+    def lookup() -> None:
+        try:
+            answers.extend(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except (OSError, UnicodeError) as exc:
+            failure.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=lookup, name=f"resolve {host}", daemon=True).start()
+    if not done.wait(deadline.clamp(None, httpcore.ConnectTimeout)):
+        raise httpcore.ConnectTimeout(f"resolving {host} took too long")
+    if failure:
+        raise httpcore.ConnectError(f"cannot resolve {host} ({failure[0]})")
     found: list[IPAddress] = []
     for _, _, _, _, sockaddr in answers:
         address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
