@@ -5,15 +5,25 @@ It serves files from a folder (``/files/<relative path>``) and routes set up by 
 test: a body with an ETag and a Last-Modified date (answering conditional requests with
 304), a fixed error status, or a response that sleeps before answering. Every request's
 headers are logged per path, so a test can see what the client sent.
+
+Hostile routes play the attacks a fetcher must survive: a gzip bomb (made on the fly
+from one repeated deflate block, so neither the test nor the server holds it), a drip
+that sends a byte at a time, in the body or in the headers, an endless body, and
+redirects anywhere. A server may listen on another loopback address (127.0.0.2) to
+stand for "a public host" in tests of the address policy.
 """
 
 import email.utils
+import gzip
 import hashlib
 import json
+import ssl
+import sys
 import threading
 import time
+import zlib
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from email.utils import format_datetime
@@ -36,19 +46,35 @@ class Route:
     etag: str | None = None
     last_modified: str | None = None
     delay: float = 0.0
+    headers: tuple[tuple[str, str], ...] = ()
+    # Writes the whole answer itself (status line included): the hostile routes.
+    writer: Callable[[BaseHTTPRequestHandler], None] | None = None
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up (as a fetcher does at its limits) is not a server error.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class FeedServer:
     """Serve ``root``'s files and the routes a test sets; log each request's headers."""
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(
+        self, root: Path | None = None, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None
+    ) -> None:
         self.root = root
+        self.host = host
+        self.scheme = "https" if tls else "http"
         self.routes: dict[str, Route] = {}
         self.requests: dict[str, list[dict[str, str]]] = defaultdict(list)
         self.file_types: dict[str, str] = {}
         self._lock = threading.Lock()
         self._closing = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = _QuietServer((host, 0), self._handler())
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="feed-server", daemon=True
         )
@@ -58,7 +84,7 @@ class FeedServer:
         return int(self._server.server_address[1])
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"
+        return f"{self.scheme}://{self.host}:{self.port}/{path.lstrip('/')}"
 
     def file_url(self, relative: str, content_type: str | None = None) -> str:
         """The URL of a file under ``root``; ``content_type`` overrides the default."""
@@ -93,6 +119,73 @@ class FeedServer:
             self.routes["/" + path.lstrip("/")] = Route(data, delay=seconds)
         return self.url(path)
 
+    def gzipped(self, path: str, body: bytes | str, *, encoding: str = "gzip") -> str:
+        """Serve ``body`` compressed (gzip, or zlib-wrapped deflate) with its Content-Encoding."""
+        data = body.encode("utf-8") if isinstance(body, str) else body
+        packed = gzip.compress(data) if encoding == "gzip" else zlib.compress(data)
+        return self._set(path, Route(packed, headers=(("Content-Encoding", encoding),)))
+
+    def redirect(self, path: str, location: str, status: int = 302) -> str:
+        return self._set(path, Route(b"", status, "text/plain", headers=(("Location", location),)))
+
+    def gzip_bomb(self, path: str, inflated: int) -> str:
+        """A gzip body of ``inflated`` zero bytes (about 1/1000 of that on the wire), sent as it is made."""
+        unit = 1024 * 1024
+        packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        head = packer.compress(bytes(unit)) + packer.flush(zlib.Z_FULL_FLUSH)
+        # After a full flush the compressor starts afresh: the next megabyte packs to the
+        # same bytes, so one block repeated is a valid stream of any length.
+        block = packer.compress(bytes(unit)) + packer.flush(zlib.Z_FULL_FLUSH)
+
+        def write(handler: BaseHTTPRequestHandler) -> None:
+            self._head(handler, [("Content-Encoding", "gzip"), ("Connection", "close")])
+            handler.wfile.write(head)
+            for _ in range(inflated // unit - 1):
+                if self._closing.is_set():
+                    return
+                handler.wfile.write(block)
+
+        return self._set(path, Route(writer=write))
+
+    def drip(self, path: str, every: float, *, in_headers: bool = False) -> str:
+        """Send one byte every ``every`` seconds, forever (in the body, or in a header that never ends)."""
+
+        def write(handler: BaseHTTPRequestHandler) -> None:
+            if in_headers:
+                handler.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            else:
+                self._head(handler, [("Content-Length", "1000000")])
+            while not self._closing.wait(every):
+                handler.wfile.write(b"x" if in_headers else b" ")
+                handler.wfile.flush()
+
+        return self._set(path, Route(writer=write))
+
+    def endless(self, path: str) -> str:
+        """A body that never ends (no length, no end of chunks), as fast as the client reads."""
+        chunk = b"<!-- " + b"x" * 65_000 + b" -->"
+
+        def write(handler: BaseHTTPRequestHandler) -> None:
+            self._head(handler, [("Connection", "close")])
+            handler.wfile.write(b'<?xml version="1.0"?><rss version="2.0"><channel>')
+            while not self._closing.is_set():
+                handler.wfile.write(chunk)
+
+        return self._set(path, Route(writer=write))
+
+    def _set(self, path: str, route: Route) -> str:
+        with self._lock:
+            self.routes["/" + path.lstrip("/")] = route
+        return self.url(path)
+
+    @staticmethod
+    def _head(handler: BaseHTTPRequestHandler, headers: list[tuple[str, str]]) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", RSS)
+        for name, value in headers:
+            handler.send_header(name, value)
+        handler.end_headers()
+
     def seen(self, path: str) -> list[dict[str, str]]:
         """The headers (lower-cased names) of each request for ``path`` so far."""
         with self._lock:
@@ -126,6 +219,11 @@ class FeedServer:
                     route = server.routes.get(path)
                 if route is None:
                     route = server._file_route(path)
+                if route.writer is not None:
+                    self.close_connection = True
+                    with suppress(BrokenPipeError, ConnectionResetError):
+                        route.writer(self)
+                    return
                 if route.delay:
                     server._closing.wait(route.delay)
                 if route.status == 200 and server._not_modified(self, route):
@@ -137,6 +235,8 @@ class FeedServer:
                 self.send_response(route.status)
                 self.send_header("Content-Type", route.content_type)
                 self.send_header("Content-Length", str(len(route.body)))
+                for name, value in route.headers:
+                    self.send_header(name, value)
                 self._validators(route)
                 self.end_headers()
                 with suppress(BrokenPipeError, ConnectionResetError):
@@ -201,8 +301,8 @@ def rss(items: list[dict[str, Any]], title: str = "Test feed") -> str:
     )
 
 
-def use_sources(site_dir: Path, sources: list[dict[str, Any]]) -> None:
-    """Replace the ``[[sources]]`` of a site's newsletter.toml with these."""
+def use_sources(site_dir: Path, sources: list[dict[str, Any]], *, tables: str = "") -> None:
+    """Replace the ``[[sources]]`` of a site's newsletter.toml with these (then ``tables``, TOML text)."""
     config = site_dir / "newsletter.toml"
     text = config.read_text(encoding="utf-8")
     head = text.split("[[sources]]", 1)[0].rstrip() + "\n"
@@ -210,7 +310,7 @@ def use_sources(site_dir: Path, sources: list[dict[str, Any]]) -> None:
     for source in sources:
         lines = ["[[sources]]"] + [f"{key} = {_toml(value)}" for key, value in source.items()]
         blocks.append("\n".join(lines))
-    config.write_text(head + "\n" + "\n\n".join(blocks) + "\n", encoding="utf-8")
+    config.write_text(head + "\n" + "\n\n".join(blocks) + "\n\n" + tables, encoding="utf-8")
 
 
 def _toml(value: Any) -> str:
@@ -224,8 +324,10 @@ def _toml(value: Any) -> str:
 
 
 @contextmanager
-def feed_server(root: Path | None = None) -> Iterator[FeedServer]:
-    server = FeedServer(root).start()
+def feed_server(
+    root: Path | None = None, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None
+) -> Iterator[FeedServer]:
+    server = FeedServer(root, host, tls).start()
     try:
         yield server
     finally:

@@ -14,13 +14,13 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlmodel import col, select
 
-from newsletter.collecting import feeds
 from newsletter.collecting.collect import collect
-from newsletter.collecting.feeds import FeedEntry, Fetched, entries_to_drafts, fetch
+from newsletter.collecting.feeds import FeedEntry, Fetched, entries_to_drafts
+from newsletter.collecting.feeds import fetch as fetch_feed
+from newsletter.collecting.fetch import AddressPolicy, FetchLimits, HttpFetcher
 from newsletter.core.errors import FeedError
 from newsletter.core.models import Item, Source
 from newsletter.core.settings import load_settings
@@ -54,7 +54,22 @@ def drafts_of(fetched: Fetched) -> list[FeedEntry]:
 
 
 def source(name: str, url: str, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "url": url, "topic": "News", "groups": ["*"], "approval": "auto", **extra}
+    """A source for the test server on 127.0.0.1, which only ``allow_private`` may fetch from."""
+    return {
+        "name": name,
+        "url": url,
+        "topic": "News",
+        "groups": ["*"],
+        "approval": "auto",
+        "allow_private": True,
+        **extra,
+    }
+
+
+def fetch(url: str, site_dir: Path, client: HttpFetcher, timeout: float = 60.0) -> Fetched:
+    """A feed fetched from the test server (on 127.0.0.1, so with private addresses allowed)."""
+    policy, limits = AddressPolicy(allow_private=True), FetchLimits(timeout=timeout)
+    return fetch_feed(url, site_dir, client, policy=policy, limits=limits)
 
 
 @pytest.fixture
@@ -62,8 +77,8 @@ def make_site(site_dir: Path, db_url: str) -> Iterator[Callable[[list[dict[str, 
     """Open the example site (copied to a temp dir) with these sources, on the test database."""
     opened: list[Site] = []
 
-    def make(sources: list[dict[str, Any]]) -> Site:
-        use_sources(site_dir, sources)
+    def make(sources: list[dict[str, Any]], tables: str = "") -> Site:
+        use_sources(site_dir, sources, tables=tables)
         settings = load_settings(site_dir, env={}, overrides={"database.url": db_url})
         site = Site.open(settings)
         opened.append(site)
@@ -89,9 +104,8 @@ def corpus_server() -> Iterator[FeedServer]:
 
 
 @pytest.fixture
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client() as http:
-        yield http
+def client() -> HttpFetcher:
+    return HttpFetcher()
 
 
 def items(site: Site) -> list[Item]:
@@ -287,7 +301,7 @@ def test_every_corpus_file_has_a_written_expectation() -> None:
 
 @pytest.mark.parametrize("corpus_case", _corpus_params())
 def test_corpus_feed_over_http(
-    corpus_case: dict[str, Any], corpus_server: FeedServer, client: httpx.Client
+    corpus_case: dict[str, Any], corpus_server: FeedServer, client: HttpFetcher
 ) -> None:
     """Each corpus feed, served over HTTP with its documented headers, parses as SOURCES.md says."""
     name = corpus_case["file"]
@@ -314,7 +328,7 @@ DOCUMENTED = [case for case in EXPECTED if "expected_from_docs" in case]
     or [pytest.param(None, marks=pytest.mark.skip(reason=NO_CORPUS))],
 )
 def test_documented_feeds_give_the_annotated_entry(
-    corpus_case: dict[str, Any], corpus_server: FeedServer, client: httpx.Client
+    corpus_case: dict[str, Any], corpus_server: FeedServer, client: HttpFetcher
 ) -> None:
     """The sample feeds of feedparser's docs give the title, link, guid and date their annotations state."""
     expected = corpus_case["expected_from_docs"]
@@ -336,7 +350,7 @@ def test_documented_feeds_give_the_annotated_entry(
 
 @pytest.mark.parametrize("name", ["full/rss20.xml", "full/atom10.xml", "full/atom03.xml"])
 def test_javascript_in_sample_feeds_is_removed(
-    name: str, corpus_server: FeedServer, client: httpx.Client
+    name: str, corpus_server: FeedServer, client: HttpFetcher
 ) -> None:
     """The style="...javascript:..." trick in the sample feeds never survives into a summary."""
     raw = (FEEDS / name).read_text(encoding="utf-8")
@@ -364,7 +378,7 @@ ENCODED = [
 
 @pytest.mark.parametrize(("encoding", "title", "content_type"), ENCODED, ids=[e[0] for e in ENCODED])
 def test_odd_encodings_decode(
-    encoding: str, title: str, content_type: str | None, server: FeedServer, client: httpx.Client
+    encoding: str, title: str, content_type: str | None, server: FeedServer, client: HttpFetcher
 ) -> None:
     """A feed in a legacy or UTF-16 encoding, declared in XML or only in HTTP, decodes to the right text."""
     declaration = "" if content_type else f'<?xml version="1.0" encoding="{encoding}"?>\n'
@@ -383,7 +397,7 @@ def test_odd_encodings_decode(
 # Errors from the network and from what comes back ---------------------------------
 
 
-def test_empty_body_and_html_page_are_errors(server: FeedServer, client: httpx.Client) -> None:
+def test_empty_body_and_html_page_are_errors(server: FeedServer, client: HttpFetcher) -> None:
     """A 200 answer that is empty or an HTML page is an error naming the URL, not "0 new items"."""
     empty = server.feed("empty.xml", b"")
     page = server.feed("page.xml", b"<html><body><p>Login</p></body></html>", content_type="text/html")
@@ -395,7 +409,7 @@ def test_empty_body_and_html_page_are_errors(server: FeedServer, client: httpx.C
 
 @pytest.mark.parametrize(("status", "words"), [(404, "HTTP 404 Not Found"), (500, "HTTP 500")])
 def test_http_errors_name_the_url_and_status(
-    status: int, words: str, server: FeedServer, client: httpx.Client
+    status: int, words: str, server: FeedServer, client: HttpFetcher
 ) -> None:
     """A 404 or a 500 is a FeedError that says which URL answered what."""
     url = server.error(f"gone-{status}.xml", status)
@@ -405,16 +419,16 @@ def test_http_errors_name_the_url_and_status(
     assert words in str(raised.value)
 
 
-def test_slow_server_times_out(server: FeedServer, client: httpx.Client) -> None:
+def test_slow_server_times_out(server: FeedServer, client: HttpFetcher) -> None:
     """A server that never answers gives a "timed out" error instead of hanging."""
     url = server.slow("slow.xml", SLOW_SECONDS, rss([{"title": "late", "link": "https://example.org/late"}]))
     with pytest.raises(FeedError, match="timed out") as raised:
-        fetch(url, Path("."), client, timeout=SHORT_TIMEOUT)
+        fetch(url, Path("."), client, SHORT_TIMEOUT)
     assert url in str(raised.value)
     assert len(server.seen("slow.xml")) == 1
 
 
-def test_missing_local_file_is_an_error(tmp_path: Path, client: httpx.Client) -> None:
+def test_missing_local_file_is_an_error(tmp_path: Path, client: HttpFetcher) -> None:
     """A local feed file that is not there is a FeedError naming the file."""
     with pytest.raises(FeedError, match="cannot read") as raised:
         fetch("samples/feeds/nothing-here.xml", tmp_path, client)
@@ -474,9 +488,10 @@ def test_broken_sources_do_not_stop_the_others(server: FeedServer, make_site: Ca
             source("slow", server.slow("slow.xml", SLOW_SECONDS, rss([story(9)]))),
             source("good", good),
             source("local", "samples/feeds/wipo-news.xml"),
-        ]
+        ],
+        tables=f"[fetch]\ntimeout = {SHORT_TIMEOUT}\n",
     )
-    reports = {r.name: r for r in collect(site, now=NOW, timeout=SHORT_TIMEOUT)}
+    reports = {r.name: r for r in collect(site, now=NOW)}
     assert "HTTP 404" in (reports["missing"].error or "")
     assert "HTTP 500" in (reports["broken"].error or "")
     assert "timed out" in (reports["slow"].error or "")
@@ -493,9 +508,8 @@ def test_broken_sources_do_not_stop_the_others(server: FeedServer, make_site: Ca
 
 
 @pytest.fixture
-def failing_site(cli: Cli, server: FeedServer, monkeypatch: pytest.MonkeyPatch) -> Cli:
+def failing_site(cli: Cli, server: FeedServer) -> Cli:
     """The example site with one good, one 404, one 500 and one slow source; a short fetch timeout."""
-    monkeypatch.setattr(feeds, "TIMEOUT", httpx.Timeout(SHORT_TIMEOUT))
     use_sources(
         cli.site,
         [
@@ -504,6 +518,7 @@ def failing_site(cli: Cli, server: FeedServer, monkeypatch: pytest.MonkeyPatch) 
             source("broken", server.error("broken.xml", 500)),
             source("slow", server.slow("slow.xml", SLOW_SECONDS, rss([story(3)]))),
         ],
+        tables=f"[fetch]\ntimeout = {SHORT_TIMEOUT}\n",
     )
     return cli
 
@@ -668,7 +683,7 @@ def test_an_unusable_link_does_not_break_its_source(
     }
 
 
-def test_titles_are_plain_text(server: FeedServer, client: httpx.Client) -> None:
+def test_titles_are_plain_text(server: FeedServer, client: HttpFetcher) -> None:
     """Titles come out as the text a reader sees: markup dropped, entities decoded, never escaped twice."""
     atom = (
         '<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom"><title>t</title>'

@@ -241,3 +241,43 @@ def test_item_flags_with_a_file_are_refused_not_ignored(cli: Any, tmp_path: Path
     assert json.loads(cli("items", "list", "--json").stdout) == []
     added = cli("items", "add", "--file", str(item), "--approve")
     assert "(approved): Fine -> *" in added.stdout
+
+
+# Hostile front matter ---------------------------------------------------------------
+
+LAUGHS = "\n".join(
+    [
+        "---",
+        "title: x",
+        'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]',
+        *(
+            f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]"
+            for prev, name in zip("abcdefgh", "bcdefghi", strict=True)
+        ),
+        "translations: {de: {title: x, summary: *i}}",
+        "---",
+        "",
+    ]
+)
+
+
+def test_yaml_aliases_are_refused(tmp_path: Path) -> None:
+    """A "billion laughs" (aliases of aliases: 9^9 strings expanded) is refused at its first alias."""
+    path = write(tmp_path, LAUGHS)
+    message = refused(path)
+    assert message.startswith(f"{path}:4: "), message
+    assert "aliases (*name) are not allowed" in message
+
+
+def test_deeply_nested_yaml_is_refused(tmp_path: Path) -> None:
+    """Front matter nested thousands deep is one line naming the file, not a RecursionError."""
+    path = write(tmp_path, "---\ntitle: x\ngroups: " + "[" * 5000 + "]" * 5000 + "\n---\n")
+    message = refused(path)
+    assert message.startswith(f"{path}:3: "), message
+    assert "nested more than 20 levels deep" in message
+
+
+def test_oversized_item_file_is_refused_unread(tmp_path: Path) -> None:
+    """An item file over 1 MB is refused with its name before it is parsed."""
+    path = write(tmp_path, "---\ntitle: x\n---\n" + "word " * 300_000)
+    assert "larger than the 1 MB limit" in refused(path)

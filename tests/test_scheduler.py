@@ -84,6 +84,8 @@ def feed_source(url: str, **extra: Any) -> dict[str, Any]:
         "groups": ["*"],
         "approval": "auto",
         "since_days": 60,
+        # The test feed server is on 127.0.0.1, which only allow_private may fetch from.
+        "allow_private": True,
         **extra,
     }
 

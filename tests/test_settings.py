@@ -356,3 +356,26 @@ def test_cli_reports_bad_setting_in_one_line(cli: Any, site_dir: Path) -> None:
     assert result.exit_code != 0
     [only] = result.stderr.strip().splitlines()
     assert f"{path}:{line}: groups.uk.timezone:" in only
+
+
+@pytest.mark.parametrize(
+    "nesting",
+    ["[" * 5000 + "]" * 5000, "[" * 40 + "]" * 40, "{a = " * 3000 + "1" + "}" * 3000],
+    ids=["arrays-5000", "arrays-40", "tables-3000"],
+)
+def test_deeply_nested_toml_is_one_line_naming_the_file(site: Path, nesting: str) -> None:
+    """Values nested thousands deep (tomllib's RecursionError) or too deep: one line naming the file."""
+    edit(site, "[delivery]", f"[delivery]\nextra = {nesting}")
+    message = error(site)
+    assert message.startswith(f"{config(site)}: invalid TOML: values nested more than 32 levels deep"), (
+        message
+    )
+
+
+def test_deeply_nested_schedule_is_a_problem_of_its_file(cli: Any, site_dir: Path) -> None:
+    """A schedule file nested thousands deep is one problem naming it in `newsletter check`, no traceback."""
+    schedule = next((site_dir / "schedules").glob("*.toml"))
+    schedule.write_text("cron = " + "[" * 5000 + "]" * 5000 + "\n", encoding="utf-8")
+    result = cli("check", ok=False)
+    assert "Traceback" not in result.output
+    assert f"{schedule}: invalid TOML: values nested more than 32 levels deep" in result.output

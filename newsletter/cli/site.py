@@ -4,6 +4,7 @@ Each command imports the library it calls when it runs, so ``init`` or ``check``
 does not load what ``status`` needs (``newsletter --help`` loads none of them).
 """
 
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -131,7 +132,7 @@ def status(app: AppContext, as_json: bool) -> None:
                     s.name,
                     s.items,
                     s.last_fetched_at.strftime("%Y-%m-%d %H:%M UTC") if s.last_fetched_at else "never",
-                    f"error: {s.last_error}" if s.last_error else "ok",
+                    _health(s.last_error, s.failures, s.last_success_at),
                 )
                 for s in report.sources
             ],
@@ -153,3 +154,12 @@ def status(app: AppContext, as_json: bool) -> None:
         )
     for problem in report.problems:
         echo(f"problem: {problem}", err=True)
+
+
+def _health(error: str | None, failures: int, last_success: datetime | None) -> str:
+    """A source's result for `status`: "ok", or its error with how long it has been failing."""
+    if not error:
+        return "ok"
+    since = f", last ok {last_success:%Y-%m-%d %H:%M} UTC" if last_success else ", never ok"
+    streak = f" ({failures} failures in a row{since})" if failures > 1 else ""
+    return f"error: {error}{streak}"

@@ -1,26 +1,33 @@
 """Collection: every source's new entries into the shared pool, with provenance.
 
-Each source is fetched on its own and committed on its own, so one broken feed is
-reported (in ``newsletter status``) and never stops the others. An entry seen
+Each source is fetched on its own (within the size, time and address limits of
+``fetch.py``) and stored on its own, a batch of entries per transaction so that a big
+feed never locks other writers out; one broken feed is reported (in ``newsletter
+status``, with its failures in a row) and never stops the others. The whole run has
+a deadline (``[collect] timeout``): sources not reached are reported. An entry seen
 before (same source and guid) is skipped; the same story reached through another
 feed (same canonical URL, tracking parameters stripped) is merged into the item
 already in the pool.
 """
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import httpx
 from sqlmodel import Session, col, select
 
-from newsletter.collecting.feeds import entries_to_drafts, fetch
+from newsletter.collecting.feeds import FeedEntry, Fetched, entries_to_drafts, fetch
+from newsletter.collecting.fetch import MEGABYTE, AddressPolicy, Fetcher, FetchLimits, HttpFetcher
 from newsletter.core import audit
 from newsletter.core.errors import FeedError
 from newsletter.core.models import Item, Source, utcnow
 from newsletter.core.settings import Settings, SourceConfig
 from newsletter.core.site import Site
 from newsletter.pool.items import add_item
+
+# Called after each committed batch of a source's entries: (source name, entries stored so far).
+BatchHook = Callable[[str, int], None]
 
 
 @dataclass
@@ -34,6 +41,8 @@ class SourceReport:
     skipped: bool = False
     error: str | None = None
     warning: str | None = None
+    # Failed fetches in a row, this one included (0 when it worked).
+    failures: int = 0
 
 
 def sync_sources(session: Session, settings: Settings) -> dict[str, Source]:
@@ -56,18 +65,12 @@ def _due(source: Source, config: SourceConfig, now: datetime) -> bool:
     return now - source.last_fetched_at >= timedelta(minutes=config.interval_minutes)
 
 
-def _store(
-    session: Session,
-    settings: Settings,
-    config: SourceConfig,
-    source: Source,
-    entries: list[object],
-    now: datetime,
-    report: SourceReport,
-) -> None:
+def _drafts(
+    config: SourceConfig, entries: list[object], now: datetime, report: SourceReport
+) -> list[FeedEntry]:
     since = now - timedelta(days=config.since_days) if config.since_days else None
     groups = None if "*" in config.groups else list(config.groups)
-    drafts, report.too_old = entries_to_drafts(
+    drafts, too_old = entries_to_drafts(
         entries,
         source_name=config.name,
         topic=config.topic,
@@ -75,14 +78,26 @@ def _store(
         language=config.language,
         since=since,
     )
-    for entry in drafts:
+    report.too_old += too_old
+    return drafts
+
+
+def _store_batch(
+    session: Session,
+    settings: Settings,
+    config: SourceConfig,
+    source_id: int,
+    batch: list[FeedEntry],
+    report: SourceReport,
+) -> None:
+    for entry in batch:
         known = session.exec(
-            select(Item.id).where(col(Item.source_id) == source.id, col(Item.guid) == entry.guid)
+            select(Item.id).where(col(Item.source_id) == source_id, col(Item.guid) == entry.guid)
         )
         if known.first() is not None:
             report.seen += 1
             continue
-        entry.draft.source_id, entry.draft.guid = source.id, entry.guid
+        entry.draft.source_id, entry.draft.guid = source_id, entry.guid
         _, created = add_item(
             session, settings, entry.draft, actor=f"source:{config.name}", approve=config.approval == "auto"
         )
@@ -98,86 +113,147 @@ def collect(
     now: datetime | None = None,
     only_due: bool = False,
     names: Iterable[str] = (),
-    client: httpx.Client | None = None,
-    timeout: httpx.Timeout | float | None = None,
+    fetcher: Fetcher | None = None,
+    on_batch: BatchHook | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[SourceReport]:
     """Fetch the sources (all, the named ones, or those due) and add their new entries.
 
-    ``timeout`` bounds each fetch (default: :data:`newsletter.collecting.feeds.TIMEOUT`).
+    The whole run ends within ``[collect] timeout``: sources not reached by then are
+    reported as such and fetched next time. ``should_stop`` (the daemon stopping) is
+    asked between sources; those left are skipped. ``on_batch`` is called after each
+    committed batch of entries (tests use it to write from elsewhere during a run).
     """
     now = now or utcnow()
     settings = site.settings
+    ends = time.monotonic() + settings.collect.timeout
     wanted = set(names)
     with site.transaction() as session:
         rows = sync_sources(session, settings)
     reports = []
-    # Made only when a source is due: a client loads the CA bundle, which costs more
-    # than a whole tick with nothing to fetch.
-    http = client
-    try:
-        for config in settings.sources:
-            if wanted and config.name not in wanted:
-                continue
-            report = SourceReport(config.name)
-            reports.append(report)
-            source = rows[config.name]
-            if only_due and not _due(source, config, now):
-                report.skipped = True
-                continue
-            http = http or httpx.Client()
-            _collect_one(site, config, source, http, now, report, timeout)
-    finally:
-        if client is None and http is not None:
-            http.close()
+    # Made only when a source is due: its TLS context loads the CA bundle, which costs
+    # more than a whole tick with nothing to fetch.
+    http = fetcher
+    for config in settings.sources:
+        if wanted and config.name not in wanted:
+            continue
+        report = SourceReport(config.name)
+        reports.append(report)
+        source = rows[config.name]
+        if (only_due and not _due(source, config, now)) or (should_stop and should_stop()):
+            report.skipped = True
+            continue
+        if time.monotonic() >= ends:
+            report.error = f"not fetched: the collect run's {settings.collect.timeout:g} s ran out"
+            _record_failure(site, source, report, None)
+            continue
+        http = http or HttpFetcher()
+        _collect_one(site, config, source, http, now, report, ends, on_batch)
     return reports
+
+
+def _limits(settings: Settings, ends: float) -> FetchLimits:
+    return FetchLimits(
+        max_bytes=int(settings.fetch.max_megabytes * MEGABYTE),
+        timeout=settings.fetch.timeout,
+        max_redirects=settings.fetch.max_redirects,
+        deadline=ends,
+    )
 
 
 def _collect_one(
     site: Site,
     config: SourceConfig,
     source: Source,
-    http: httpx.Client,
+    fetcher: Fetcher,
     now: datetime,
     report: SourceReport,
-    timeout: httpx.Timeout | float | None = None,
+    ends: float,
+    on_batch: BatchHook | None,
 ) -> None:
     settings = site.settings
     try:
         fetched = fetch(
             config.url,
             settings.site_dir,
-            http,
+            fetcher,
+            policy=AddressPolicy(allow_private=config.allow_private),
+            limits=_limits(settings, ends),
             etag=source.etag,
             last_modified=source.last_modified,
-            timeout=timeout,
         )
     except FeedError as exc:
         report.error = str(exc)
+    except Exception as exc:  # a fault of ours or a library's: that source's error, not the run's
+        report.error = f"{type(exc).__name__}: {exc}"
     else:
         report.not_modified = fetched.not_modified
         report.warning = fetched.bozo
         try:
-            with site.transaction() as session:
-                row = session.get(Source, source.id)
-                assert row is not None
-                _store(session, settings, config, row, fetched.entries, now, report)
-                row.etag, row.last_modified = fetched.etag, fetched.last_modified
-                row.last_error, row.last_fetched_at = None, now
-                session.add(row)
-                audit.record(
-                    session,
-                    "collect",
-                    actor=f"source:{config.name}",
-                    source=config.url,
-                    added=report.added,
-                    seen=report.seen,
-                    merged=report.merged,
-                )
+            _store(site, config, source, fetched, now, report, ends, on_batch)
         except Exception as exc:  # one source's bad data must not stop the others
             report.error = f"{type(exc).__name__}: {exc}"
     if report.error:
+        _record_failure(site, source, report, now)
+
+
+def _store(
+    site: Site,
+    config: SourceConfig,
+    source: Source,
+    fetched: Fetched,
+    now: datetime,
+    report: SourceReport,
+    ends: float,
+    on_batch: BatchHook | None,
+) -> None:
+    """Store the entries a batch per transaction; the source's state once all are in.
+
+    The ETag and Last-Modified are kept only when every entry was stored, so that a run
+    cut short fetches the whole feed again next time (entries already stored are "seen").
+    """
+    settings = site.settings
+    assert source.id is not None
+    # Entries become drafts a batch at a time: sanitised summaries of a whole big feed
+    # would double what it already holds in memory.
+    entries, size = fetched.entries, settings.collect.batch_size
+    for start in range(0, len(entries), size):
+        if start and time.monotonic() >= ends:
+            report.error = (
+                f"stopped after {start} of {len(entries)} entries: the collect run's "
+                f"{settings.collect.timeout:g} s ran out; the rest is stored next time"
+            )
+            return
+        drafts = _drafts(config, entries[start : start + size], now, report)
         with site.transaction() as session:
-            row = session.get(Source, source.id)
-            assert row is not None
-            row.last_error, row.last_fetched_at = report.error[:1000], now
-            session.add(row)
+            _store_batch(session, settings, config, source.id, drafts, report)
+        if on_batch is not None:
+            on_batch(config.name, min(start + size, len(entries)))
+    with site.transaction() as session:
+        row = session.get(Source, source.id)
+        assert row is not None
+        row.etag, row.last_modified = fetched.etag, fetched.last_modified
+        row.last_error, row.last_fetched_at, row.last_success_at, row.failures = None, now, now, 0
+        session.add(row)
+        audit.record(
+            session,
+            "collect",
+            actor=f"source:{config.name}",
+            source=config.url,
+            added=report.added,
+            seen=report.seen,
+            merged=report.merged,
+        )
+
+
+def _record_failure(site: Site, source: Source, report: SourceReport, now: datetime | None) -> None:
+    """Keep the error and count it; ``now`` None leaves the fetch time (the source was not reached)."""
+    with site.transaction() as session:
+        row = session.get(Source, source.id)
+        assert row is not None
+        row.last_error = (report.error or "")[:1000]
+        row.failures += 1
+        report.failures = row.failures
+        if now is not None:
+            row.last_fetched_at = now
+        session.add(row)

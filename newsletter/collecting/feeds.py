@@ -1,10 +1,11 @@
-"""RSS 2.0, RSS 1.0 and Atom feeds, fetched with httpx and parsed with feedparser.
+"""RSS 2.0, RSS 1.0 and Atom feeds, fetched safely (``fetch.py``) and parsed with feedparser.
 
-Fetching is polite and robust: a timeout, conditional GET (ETag and Last-Modified
-remembered per source), and any HTTP error reported for that source alone. feedparser
-copes with odd encodings and much malformed XML; a feed it cannot read at all
-("bozo" with no entries) is an error for that source, never for the others.
-Summaries are sanitised again with nh3 before they can reach an email.
+Fetching is polite and bounded: conditional GET (ETag and Last-Modified remembered per
+source), the size, time and address limits of :mod:`newsletter.collecting.fetch`, and
+any HTTP error reported for that source alone. feedparser copes with odd encodings and
+much malformed XML; a feed it cannot read at all ("bozo" with no entries) is an error
+for that source, never for the others. Summaries are sanitised again with nh3 before
+they can reach an email.
 """
 
 import calendar
@@ -16,22 +17,21 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import feedparser
-import httpx
 import nh3
 
-from newsletter.core.errors import FeedError
+from newsletter.collecting.fetch import AddressPolicy, Fetcher, FetchLimits, read_file
+from newsletter.core.errors import FeedError, FetchError, FetchRefused
 from newsletter.core.models import ItemKind
 from newsletter.pool.items import ItemDraft
 from newsletter.pool.richtext import sanitize_html
 
-USER_AGENT = "newsletter-collector/0.1 (+https://github.com/cepiug/newsletter)"
-TIMEOUT = httpx.Timeout(20.0, connect=10.0)
 # A summary longer than this (in characters of text) is cut to plain text: a feed
 # that puts whole articles in its description must not blow up the email.
 MAX_SUMMARY_TEXT = 1200
 # An entry without a title (RSS 2.0 only asks for a title *or* a description) is
 # titled with the start of its text, cut at a word boundary near this length.
 MAX_FALLBACK_TITLE = 100
+ACCEPT = "application/rss+xml, application/atom+xml, */*"
 
 
 @dataclass(frozen=True)
@@ -54,10 +54,11 @@ def _is_web_url(url: str) -> bool:
 
 
 def _local_path(url: str, site_dir: Path) -> Path | None:
+    """The file of a local feed (the site's own), or None for a URL to fetch."""
     parts = urlsplit(url)
     if parts.scheme == "file":
         return Path(parts.path)
-    if parts.scheme in {"http", "https"}:
+    if parts.scheme:
         return None
     path = Path(url)
     return path if path.is_absolute() else site_dir / path
@@ -66,50 +67,41 @@ def _local_path(url: str, site_dir: Path) -> Path | None:
 def fetch(
     url: str,
     site_dir: Path,
-    client: httpx.Client,
+    fetcher: Fetcher,
     *,
+    policy: AddressPolicy | None = None,
+    limits: FetchLimits | None = None,
     etag: str | None = None,
     last_modified: str | None = None,
-    timeout: httpx.Timeout | float | None = None,
 ) -> Fetched:
-    """Fetch and parse one feed; raise :class:`FeedError` with a readable reason.
-
-    ``timeout`` (seconds, or an :class:`httpx.Timeout`) defaults to :data:`TIMEOUT`.
-    """
+    """Fetch and parse one feed; raise :class:`FeedError` with a readable reason."""
+    limits = limits or FetchLimits()
     local = _local_path(url, site_dir)
     headers: dict[str, str] = {}
     if local is not None:
-        try:
-            body = local.read_bytes()
-        except OSError as exc:
-            raise FeedError(f"cannot read {local}: {exc.strerror or exc}") from None
+        body = read_file(local, limits.max_bytes, FeedError)
     else:
-        request_headers = {
-            "User-Agent": USER_AGENT,
-            "Accept": "application/rss+xml, application/atom+xml, */*",
-        }
+        request_headers = {"Accept": ACCEPT}
         if etag:
             request_headers["If-None-Match"] = etag
         if last_modified:
             request_headers["If-Modified-Since"] = last_modified
         try:
-            response = client.get(
-                url,
-                headers=request_headers,
-                timeout=TIMEOUT if timeout is None else timeout,
-                follow_redirects=True,
+            response = fetcher.fetch(
+                url, policy=policy or AddressPolicy(), limits=limits, headers=request_headers
             )
-        except httpx.TimeoutException:
-            raise FeedError(f"timed out fetching {url}") from None
-        except httpx.HTTPError as exc:
-            raise FeedError(f"cannot fetch {url}: {exc}") from None
-        if response.status_code == 304:
+        except FetchRefused as exc:
+            raise FeedError(f"{exc} (allow_private = true on the source allows it)") from exc
+        except FetchError as exc:
+            raise FeedError(str(exc)) from exc
+        if response.status == 304:
             return Fetched(True, [], etag, last_modified)
-        if response.status_code >= 400:
-            raise FeedError(f"{url} answered HTTP {response.status_code} {response.reason_phrase}")
-        body = response.content
-        headers = {k.lower(): v for k, v in response.headers.items() if k.lower() in {"content-type"}}
-        headers["content-location"] = str(response.url)
+        if response.status >= 400 or response.status < 200:
+            raise FeedError(f"{url} answered HTTP {response.status} {response.reason}".rstrip())
+        body = response.body
+        if "content-type" in response.headers:
+            headers["content-type"] = response.headers["content-type"]
+        headers["content-location"] = response.url
         etag = response.headers.get("etag")
         last_modified = response.headers.get("last-modified")
     parsed = feedparser.parse(body, response_headers=headers or None, sanitize_html=True)

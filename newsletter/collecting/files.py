@@ -24,7 +24,9 @@ from typing import Any
 
 import frontmatter
 import yaml
+from frontmatter.default_handlers import YAMLHandler
 
+from newsletter.collecting.fetch import read_file
 from newsletter.core.errors import InputError
 from newsletter.core.language import normalize_language
 from newsletter.core.models import ItemKind
@@ -44,6 +46,53 @@ KEYS = {
     "deadline",
     "translations",
 }
+# An item file is a page of text; a bigger one is a mistake or an attack, refused unread.
+MAX_FILE_BYTES = 1024 * 1024
+# Front matter nests a few levels (translations: de: title:); far deeper is refused.
+MAX_DEPTH = 20
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases, and with a nesting limit.
+
+    An alias (``*name``) copies a node by reference; a few lines of aliases of aliases
+    expand to gigabytes (the "billion laughs"), and no front matter needs one. Deep
+    nesting would exhaust Python's stack in the recursive composer. Both are refused
+    with PyYAML's own error, which names the line. (The C loader cannot be bounded this
+    way; item files are small, so the pure-Python one is fast enough.)
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed in front matter", mark
+            )
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested more than {MAX_DEPTH} levels deep", mark
+                )
+            return super().compose_node(parent, index)  # type: ignore[arg-type]
+        finally:
+            self._depth -= 1
+
+
+class _BoundedYAML(YAMLHandler):
+    def load(self, fm: str, **kwargs: object) -> Any:
+        return yaml.load(fm, Loader=_BoundedLoader)
+
+
+def _read_text(path: Path) -> str:
+    data = read_file(path, MAX_FILE_BYTES, InputError)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not UTF-8 text") from None
 
 
 def _text(meta: dict[str, Any], key: str, where: str) -> str | None:
@@ -85,14 +134,9 @@ def _language(value: str | None, where: str) -> str | None:
 def read_item_file(path: Path, *, default_language: str = "en") -> ItemDraft:
     """Parse one Markdown item file into a draft; every problem names the file."""
     where = str(path)
+    text = _read_text(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path} is not UTF-8 text") from None
-    try:
-        post = frontmatter.loads(text)
+        post = frontmatter.loads(text, handler=_BoundedYAML())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         # python-frontmatter strips leading blank lines, and hands PyYAML the text that

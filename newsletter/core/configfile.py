@@ -56,6 +56,29 @@ class ConfigFile:
     problems: tuple[Problem, ...]
 
 
+# No setting nests deeper than a few tables; tomllib is recursive, and a file nesting
+# arrays or inline tables thousands deep would exhaust the stack (RecursionError).
+MAX_TOML_DEPTH = 32
+
+
+def load_toml(text: str) -> dict[str, Any]:
+    """``tomllib.loads`` with a nesting limit: too deep is a ``TOMLDecodeError`` like any other."""
+    too_deep = f"values nested more than {MAX_TOML_DEPTH} levels deep"
+    try:
+        raw = tomllib.loads(text)
+    except RecursionError:
+        raise tomllib.TOMLDecodeError(too_deep) from None
+    # Walked with a list, not recursion: whatever reads the values later must not hit the limit either.
+    pending: list[tuple[object, int]] = [(raw, 0)]
+    while pending:
+        node, depth = pending.pop()
+        if depth > MAX_TOML_DEPTH:
+            raise tomllib.TOMLDecodeError(too_deep)
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        pending.extend((child, depth + 1) for child in children)
+    return raw
+
+
 def locate(text: str, dotted: tuple[str | int, ...]) -> int | None:
     """Find the line of a key in TOML text, as well as a line-less parser lets us.
 
@@ -130,7 +153,7 @@ def read_config(site_dir: Path) -> ConfigFile:
     except OSError as exc:
         return ConfigFile(path, "", None, (Problem.unreadable(path, exc),))
     try:
-        raw = tomllib.loads(text)
+        raw = load_toml(text)
     except tomllib.TOMLDecodeError as exc:
         line = re.search(r"line (\d+)", str(exc))
         problem = Problem(path, int(line.group(1)) if line else None, "", f"invalid TOML: {exc}")

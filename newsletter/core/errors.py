@@ -26,6 +26,8 @@ of its own.
     │   └── ConflictError           another process wrote the same record first; run it again
     ├── RenderError                 a template or MJML failed (editions/render.py)
     ├── SpliceError                 the splicer cannot cut a message; the factory builds it (splice.py)
+    ├── FetchError                  a URL could not be fetched: network, size or time (collecting/fetch.py)
+    │   └── FetchRefused            the address policy refused the URL (private address, scheme, redirects)
     ├── FeedError                   a source cannot be fetched or read (collecting/feeds.py)
     └── DeliveryError               a message could not be handed to the relay
         ├── TemporaryFailure        4xx, dropped connection, timeout: retried later
@@ -141,6 +143,14 @@ class RenderError(NewsletterError):
 
 class SpliceError(NewsletterError):
     """The reference message does not have the shape the splicer expects (it falls back)."""
+
+
+class FetchError(NewsletterError):
+    """A URL could not be fetched: the network failed, or the answer broke a size or time limit."""
+
+
+class FetchRefused(FetchError):
+    """The URL was not fetched at all: its address, scheme or redirects are not allowed."""
 
 
 class FeedError(NewsletterError):

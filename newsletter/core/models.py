@@ -204,6 +204,9 @@ class Source(SQLModel, table=True):
     last_modified: str | None = None
     last_fetched_at: datetime | None = _when(default=None)
     last_error: str | None = None
+    # Health: the last fetch that worked, and how many have failed in a row since.
+    last_success_at: datetime | None = _when(default=None)
+    failures: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     created_at: datetime = _when(default_factory=utcnow)
 
 

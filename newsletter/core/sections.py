@@ -279,8 +279,35 @@ class SourceConfig(_Section):
     # Language the feed is written in, and how often `run-due` / the daemon fetch it.
     language: str = "en"
     interval_minutes: int = Field(default=60, ge=1)
+    # true lets this source fetch from private, loopback and link-local addresses: an
+    # intranet feed (or a test server on 127.0.0.1); see collecting/fetch.py.
+    allow_private: bool = False
 
     _lang = field_validator("language")(_language)
+
+
+class FetchSection(_Section):
+    """Limits on every fetch from the internet (``[fetch]``; see ``collecting/fetch.py``).
+
+    ``max_megabytes`` bounds what a server sends and, separately, what it inflates to;
+    ``timeout`` is the wall-clock time one whole fetch may take, redirects included.
+    """
+
+    max_megabytes: float = Field(default=20.0, gt=0, le=1024)
+    timeout: float = Field(default=60.0, gt=0, le=3600)
+    max_redirects: int = Field(default=5, ge=0, le=20)
+
+
+class CollectSection(_Section):
+    """One ``collect`` run (``[collect]``): its whole time, and entries stored per transaction.
+
+    Sources not reached within ``timeout`` seconds are reported and fetched next time; a
+    big feed is stored ``batch_size`` entries per transaction, so other writers (sign-ups
+    on the web pages) are never locked out for long.
+    """
+
+    timeout: float = Field(default=900.0, gt=0, le=86400)
+    batch_size: int = Field(default=200, ge=1, le=100_000)
 
 
 class SiteConfig(_Section):
@@ -294,6 +321,8 @@ class SiteConfig(_Section):
     smtp: SmtpSection | None = None
     relays: tuple[RelayConfig, ...] = ()
     web: WebSection = WebSection()
+    fetch: FetchSection = FetchSection()
+    collect: CollectSection = CollectSection()
 
     @field_validator("groups")
     @classmethod

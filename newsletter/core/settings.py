@@ -26,9 +26,11 @@ from newsletter.core.errors import ConfigError, NotFoundError
 from newsletter.core.sections import (
     SLUG,
     BouncesSection,
+    CollectSection,
     DatabaseSection,
     DeliverySection,
     DkimSection,
+    FetchSection,
     GroupConfig,
     RelayConfig,
     SiteConfig,
@@ -74,6 +76,8 @@ class Settings:
     smtp_password: SecretStr | None = field(default=None, repr=False)
     smtp_password_file: Path | None = None
     web: WebSection = field(default_factory=WebSection)
+    fetch: FetchSection = field(default_factory=FetchSection)
+    collect: CollectSection = field(default_factory=CollectSection)
 
     @property
     def uses_development_key(self) -> bool:
@@ -192,6 +196,8 @@ def _settings(site: Path, path: Path, config: SiteConfig, env: Mapping[str, str]
         smtp_password=SecretStr(smtp_password) if smtp_password else None,
         smtp_password_file=password_path(site, declared) if declared else None,
         web=config.web,
+        fetch=config.fetch,
+        collect=config.collect,
     )
 
 
@@ -254,10 +260,12 @@ __all__ = [
     "ENV_OVERRIDES",
     "SLUG",
     "BouncesSection",
+    "CollectSection",
     "ConfigFile",
     "DatabaseSection",
     "DeliverySection",
     "DkimSection",
+    "FetchSection",
     "GroupConfig",
     "Problem",
     "RelayConfig",

@@ -29,6 +29,9 @@ class SourceStatus:
     last_fetched_at: datetime | None
     last_error: str | None
     items: int
+    # The last fetch that worked, and the failed fetches in a row since.
+    last_success_at: datetime | None = None
+    failures: int = 0
 
 
 @dataclass
@@ -96,6 +99,8 @@ def _sources(session: Session, settings: Settings) -> list[SourceStatus]:
                 row.last_fetched_at if row else None,
                 row.last_error if row else None,
                 int(counts.get(row.id, 0)) if row else 0,
+                row.last_success_at if row else None,
+                row.failures if row else 0,
             )
         )
     return found

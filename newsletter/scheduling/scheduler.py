@@ -269,7 +269,7 @@ def run_due(
     report = TickReport(at)
     renderer = Renderer(site.settings)
     if collect_sources:
-        report.collected = collect(site, now=at, only_due=True)
+        report.collected = collect(site, now=at, only_due=True, should_stop=stop)
     build_due(site, renderer, at, report, stop)
     if not report.stopped:
         send_due(site, renderer, transport_factory, report, stop)

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from newsletter.core.configfile import load_toml
 from newsletter.core.settings import GroupConfig, Problem, locate
 
 SCHEDULES_DIR = "schedules"
@@ -75,7 +76,7 @@ def load_schedules(site_dir: Path, groups: Mapping[str, GroupConfig]) -> tuple[l
             problems.append(Problem.unreadable(path, exc))
             continue
         try:
-            raw = tomllib.loads(text)
+            raw = load_toml(text)
         except tomllib.TOMLDecodeError as exc:
             line = re.search(r"line (\d+)", str(exc))
             problems.append(Problem(path, int(line.group(1)) if line else None, "", f"invalid TOML: {exc}"))
