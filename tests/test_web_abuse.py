@@ -43,6 +43,7 @@ from tests.test_web import (
     sign_up,
     status,
     subscribe,
+    subscriber,
     token,
 )
 from tests.web_server import serving
@@ -324,6 +325,12 @@ def test_an_unconfirmed_sign_up_does_not_overwrite_the_consent_on_record(members
     confirmed = membership(web, "kept@example.org", "cepiug")
     assert confirmed is not None
     assert (confirmed.status, confirmed.consent_ip) == (ACTIVE, "192.0.2.66")
+
+
+def test_a_name_from_the_sign_up_form_keeps_no_control_characters(members: Web) -> None:
+    """Escape sequences and NULs typed into the form never reach the database, a header or a terminal."""
+    sign_up(members, "cepiug", "ctrl@example.org", name="Ann\x1b]8;;http://evil\x07 \x00Lee\x1b[2J")
+    assert subscriber(members, "ctrl@example.org").name == "Ann]8;;http://evil Lee[2J"
 
 
 # -- rate limits -----------------------------------------------------------------------------

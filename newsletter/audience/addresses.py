@@ -10,6 +10,7 @@ The policy, chosen for a mailing list (see docs/subscribers.md):
 * no DNS lookups: an import must not depend on the network.
 """
 
+import unicodedata
 from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
@@ -61,3 +62,16 @@ def parse_address(text: str) -> Address:
     except EmailNotValidError as exc:
         raise InvalidAddress(str(exc)) from None
     return Address(email=valid.normalized, display_name=valid.display_name or None)
+
+
+def clean_name(text: str | None) -> str | None:
+    """A name as it may go into a To: header: one line, no control characters.
+
+    Address books and multi-line CSV cells bring line breaks, tabs and stray NULs;
+    PostgreSQL refuses NUL, and a line break in a header is an injection. Runs of
+    whitespace (line breaks included) become one space; other control characters go.
+    """
+    if text is None:
+        return None
+    kept = "".join(ch for ch in text if ch.isspace() or unicodedata.category(ch) != "Cc")
+    return " ".join(kept.split()) or None

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select, update
 
-from newsletter.audience.addresses import Address, limit_key, parse_address
+from newsletter.audience.addresses import Address, clean_name, limit_key, parse_address
 from newsletter.core import audit, states
 from newsletter.core.errors import BadToken, InputError, InvalidAddress, NotFoundError
 from newsletter.core.i18n import base_language, reader_language
@@ -105,7 +105,7 @@ def request_subscription(
             language = normalize_language(language)
         except ValueError:
             language = None
-    name = " ".join((name or address.display_name or "").split())[:200] or None
+    name = (clean_name(name) or clean_name(address.display_name) or "")[:200] or None
     subscriber = session.exec(
         select(Subscriber).where(col(Subscriber.email_key) == address.key)
     ).one_or_none()
@@ -336,7 +336,7 @@ def update_preferences(
             subscriber.language = normalize_language(language)
         except ValueError as exc:
             raise InputError(str(exc)) from None
-    subscriber.name = " ".join((name or "").split())[:200] or None
+    subscriber.name = (clean_name(name) or "")[:200] or None
     subscriber.updated_at = utcnow()
     session.add(subscriber)
     now = utcnow()

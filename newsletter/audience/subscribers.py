@@ -6,7 +6,6 @@ revives it (only a new confirmed opt-in does). Every change writes an audit even
 and its detail never holds personal data, so erasing a person erases them everywhere.
 """
 
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 from sqlalchemy import ColumnElement, delete
 from sqlmodel import Session, col, select
 
-from newsletter.audience.addresses import Address, email_key, parse_address
+from newsletter.audience.addresses import Address, clean_name, email_key, parse_address
 from newsletter.audience.csvfile import CsvRow, read_subscriber_csv
 from newsletter.core import audit, states
 from newsletter.core.errors import InputError, InvalidAddress, NotFoundError, TransitionError
@@ -66,19 +65,6 @@ class _Candidate:
     line: int
     name: str | None
     language: str | None
-
-
-def clean_name(text: str | None) -> str | None:
-    """A name as it may go into a To: header: one line, no control characters.
-
-    Address books and multi-line CSV cells bring line breaks, tabs and stray NULs;
-    PostgreSQL refuses NUL, and a line break in a header is an injection. Runs of
-    whitespace (line breaks included) become one space; other control characters go.
-    """
-    if text is None:
-        return None
-    kept = "".join(ch for ch in text if ch.isspace() or unicodedata.category(ch) != "Cc")
-    return " ".join(kept.split()) or None
 
 
 def _member_changes(subscriber: Subscriber, name: str | None, language: str | None) -> list[str]:
