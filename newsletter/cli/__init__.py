@@ -80,6 +80,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "subscribers",
         "Import, add, remove, list, export and forget subscribers.",
     ),
+    "users": (
+        "newsletter.cli.users",
+        "users",
+        "Add, list and remove workspace users; print a sign-in link.",
+    ),
     "worker": (
         "newsletter.cli.worker",
         "worker",
