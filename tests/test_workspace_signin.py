@@ -8,12 +8,17 @@ the received message. Time moves through the app's ``clock``, never by sleeping.
 """
 
 import html
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlmodel import select
 from starlette.routing import Route
@@ -28,7 +33,7 @@ from newsletter.web import create_app
 from newsletter.web.admin.auth import SESSION_COOKIE
 from newsletter.web.security import RateLimits
 from tests.conftest import Cli, wait_until
-from tests.smtp_server import Received, SmtpServer, running_server
+from tests.smtp_server import Received, SmtpServer, free_port, running_server
 
 KEY = "workspace-test-signing-key-0123456789abcdef"
 ADMIN, EDITOR, OTHER_EDITOR, CONTRIBUTOR = (
@@ -126,11 +131,11 @@ def ask_for_link(client: TestClient, address: str) -> Any:
     return client.post("/admin/sign-in", data={"csrf": csrf(client), "email": address})
 
 
-def link_in(received: Received) -> str:
+def link_in(received: Received, base_url: str = "https://news.example.org") -> str:
     """The path of the sign-in link in a received email's text."""
     part = received.message().get_body(("plain",))
     assert part is not None
-    found = re.search(r"https://news\.example\.org(/admin/sign-in/\S+)", part.get_content())
+    found = re.search(re.escape(base_url) + r"(/admin/sign-in/\S+)", part.get_content())
     assert found, "the email has no sign-in link"
     return found.group(1)
 
@@ -543,3 +548,66 @@ def test_an_invisible_group_reads_like_one_that_does_not_exist(ws: Workspace) ->
     assert hidden.text == missing.text
     assert "UK Patent" not in hidden.text
     assert session_for(ws, ADMIN).get("/admin/groups/no-such-group/").status_code == 404
+
+
+# -- the same app as `newsletter serve` ------------------------------------------------------
+
+
+def test_newsletter_serve_signs_in_over_plain_http(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`newsletter serve` on plain http: link by SMTP, button, session; the cookie is not Secure there."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("NEWSLETTER_TRANSPORT", "smtp")
+    monkeypatch.setenv("NEWSLETTER_SMTP_URL", ws.smtp.url())
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", KEY)
+    monkeypatch.setenv("NEWSLETTER_BASE_URL", base)
+    command = [
+        sys.executable,
+        "-m",
+        "newsletter",
+        "--site",
+        str(ws.cli.site),
+        "--database-url",
+        ws.cli.db_url,
+    ]
+    with (tmp_path / "serve.log").open("wb") as log:
+        server = subprocess.Popen(
+            [*command, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=dict(os.environ),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            with httpx.Client(base_url=base, follow_redirects=False, timeout=30) as browser:
+
+                def answers() -> bool:
+                    assert server.poll() is None, (tmp_path / "serve.log").read_text()
+                    try:
+                        return browser.get("/admin/sign-in").status_code == 200
+                    except httpx.TransportError:
+                        return False
+
+                assert wait_until(answers)
+                form = browser.get("/admin/sign-in")
+                assert (
+                    browser.post(
+                        "/admin/sign-in", data={"csrf": csrf_of(form.text), "email": EDITOR}
+                    ).status_code
+                    == 200
+                )
+                assert wait_until(lambda: len(ws.mails_to(EDITOR)) == 1)
+                path = link_in(ws.mails_to(EDITOR)[0], base)
+                page = browser.get(path)
+                done = browser.post(path, data={"csrf": csrf_of(page.text)})
+                assert done.status_code == 303
+                cookie = done.headers["set-cookie"]
+                assert "HttpOnly" in cookie
+                assert "Secure" not in cookie
+                dashboard = browser.get("/admin/")
+                assert dashboard.status_code == 200
+                assert "Signed in as eve@example.org" in dashboard.text
+        finally:
+            server.terminate()
+            server.wait(timeout=30)

@@ -68,7 +68,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "serve": (
         "newsletter.cli.web",
         "serve",
-        "Serve sign-up, confirmation, unsubscribe, preferences and the archive.",
+        "Serve the subscriber pages, the archive and the editors' workspace (/admin/).",
     ),
     "status": (
         "newsletter.cli.site",
