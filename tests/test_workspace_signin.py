@@ -262,6 +262,19 @@ def test_an_unknown_address_gets_the_same_answer_and_no_mail(ws: Workspace) -> N
         assert len(session.exec(select(SignInToken)).all()) == 1
 
 
+def test_a_relay_that_is_down_changes_nothing_the_visitor_sees(
+    ws: Workspace, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The page is the same when the mail cannot go out; the failure is in the log for the operator."""
+    normal = ask_for_link(ws.client(), "nobody@example.org")
+    ws.smtp.handler.down = True
+    with caplog.at_level("WARNING", logger="newsletter.web.admin.signin"):
+        failed = ask_for_link(ws.client(), EDITOR)
+    assert (failed.status_code, failed.text) == (normal.status_code, normal.text)
+    assert "could not send a sign-in link" in caplog.text
+    assert ws.smtp.messages == []
+
+
 def test_a_forged_link_is_refused_like_a_used_one(ws: Workspace) -> None:
     """A made-up token reads like a used or expired one, GET and POST alike."""
     client = ws.client()

@@ -1,8 +1,8 @@
 """Signing in and out of the workspace: by emailed link (with a confirming button) or by password.
 
 The address form answers the same page whether or not the address has an account,
-and the email goes out after the answer (a background task), so neither the page nor
-its timing tells who has one. Sign-in is rate-limited by client and by address.
+and the look-up, the link and the email are made after the answer (a background
+task), so neither the page nor its timing tells who has one. Sign-in is rate-limited by client and by address.
 The link's GET only shows a button; its POST uses the link up and starts a session.
 """
 
@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from newsletter.accounts import sessions, signin
 from newsletter.core import audit
-from newsletter.core.errors import BadToken, DeliveryError
+from newsletter.core.errors import BadToken, NewsletterError
 from newsletter.core.i18n import translations
 from newsletter.core.models import User
 from newsletter.delivery.signinmail import sign_in_message
@@ -93,7 +93,6 @@ class SignIn:
         client_ok, address_ok = self._allowed(request, email)
         if not client_ok:
             return self._too_many(request, language)
-        link = await run_in_threadpool(self._request_link, email) if address_ok else None
         gettext = translations(language).gettext
         response = self.pages.message(
             request,
@@ -105,31 +104,32 @@ class SignIn:
             % {"minutes": LINK_MINUTES},
             language=language,
         )
-        if link is not None:
-            response.background = BackgroundTask(self._send, link, language)
+        if address_ok:
+            response.background = BackgroundTask(self._send, email, language)
         return response
 
-    def _request_link(self, email: str) -> signin.Link | None:
-        with self.site.transaction() as session:
-            return signin.request_link(session, email, now=self.workspace.clock())
-
-    def _send(self, link: signin.Link, language: str) -> None:
-        """Mail the link; a failure is logged (the page already gave its one answer)."""
-        message = sign_in_message(
-            self.settings,
-            email=link.email,
-            name=link.name,
-            url=link.url(self.settings),
-            minutes=LINK_MINUTES,
-            language=language,
-        )
-        transport = self.transport_factory()
+    def _send(self, email: str, language: str) -> None:
+        """Mail a link if the address has an account; a failure is logged (the page has answered)."""
         try:
-            transport.send(message)
-        except DeliveryError as exc:
+            with self.site.transaction() as session:
+                link = signin.request_link(session, email, now=self.workspace.clock())
+            if link is None:
+                return
+            message = sign_in_message(
+                self.settings,
+                email=link.email,
+                name=link.name,
+                url=link.url(self.settings),
+                minutes=LINK_MINUTES,
+                language=language,
+            )
+            transport = self.transport_factory()
+            try:
+                transport.send(message)
+            finally:
+                transport.close()
+        except NewsletterError as exc:
             log.warning("could not send a sign-in link: %s", exc)
-        finally:
-            transport.close()
 
     async def link(self, request: Request) -> Response:
         language = self.workspace.language(request)
