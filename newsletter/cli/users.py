@@ -5,7 +5,7 @@ import click
 from newsletter.accounts import signin
 from newsletter.accounts import users as library
 from newsletter.cli.context import AppContext
-from newsletter.cli.output import emit_json, table
+from newsletter.cli.output import echo, emit_json, table
 from newsletter.core.models import utcnow
 
 pass_app = click.make_pass_decorator(AppContext)
@@ -45,7 +45,7 @@ def add(app: AppContext, email: str, role: str, groups: tuple[str, ...], name: s
     """
     with app.site.transaction() as session:
         added = library.add(session, app.settings, email, role, groups, actor=app.actor, name=name)
-    click.echo(str(added))
+    echo(str(added))
 
 
 @users.command("list")
@@ -92,7 +92,7 @@ def remove(app: AppContext, email: str) -> None:
     """
     with app.site.transaction() as session:
         ended = library.remove(session, email, actor=app.actor)
-    click.echo(f"removed: {email.strip()} ({ended} session(s) ended)")
+    echo(f"removed: {email.strip()} ({ended} session(s) ended)")
 
 
 @users.command("login-link")
@@ -110,7 +110,7 @@ def login_link(app: AppContext, email: str) -> None:
     """
     with app.site.transaction() as session:
         link = signin.login_link(session, email, now=utcnow(), actor=app.actor)
-    click.echo(f"sign-in link for {link.email} (once, within 15 minutes): {link.url(app.settings)}")
+    echo(f"sign-in link for {link.email} (once, within 15 minutes): {link.url(app.settings)}")
 
 
 @users.command()
@@ -131,4 +131,4 @@ def password(app: AppContext, email: str, clear: bool) -> None:
     new = None if clear else click.prompt("Password", hide_input=True, confirmation_prompt=True)
     with app.site.transaction() as session:
         library.set_password(session, email, new, actor=app.actor)
-    click.echo(f"password {'cleared' if clear else 'set'}: {email.strip()}")
+    echo(f"password {'cleared' if clear else 'set'}: {email.strip()}")
