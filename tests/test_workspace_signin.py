@@ -322,6 +322,17 @@ def test_sign_out_ends_this_browser_only(ws: Workspace) -> None:
     assert not signed_in(replay)
 
 
+def test_signing_in_again_in_a_browser_ends_its_previous_session(ws: Workspace) -> None:
+    """On a shared computer the next person's sign-in ends the previous person's session."""
+    browser = sign_in(ws, EDITOR)
+    before = browser.cookies.get(SESSION_COOKIE) or ""
+    assert press_sign_in(browser, emailed_link(ws, browser, ADMIN)).status_code == 303
+    assert "Signed in as ada@example.org" in browser.get("/admin/").text
+    replay = ws.client()
+    replay.cookies.set(SESSION_COOKIE, before, domain="testserver.local", path="/admin")
+    assert not signed_in(replay)
+
+
 def test_users_remove_signs_the_user_out_everywhere(ws: Workspace) -> None:
     browser = sign_in(ws, EDITOR)
     assert signed_in(browser)

@@ -110,6 +110,15 @@ def explain(actor: Actor | None, permission: str, group: str | None) -> str:
     return f"{permission} on {where}: refused, {who} has {held}"
 
 
+def require_visible(actor: Actor | None, group: str) -> None:
+    """Return if the actor holds any permission on ``group``; NotFoundError (and a log line) otherwise."""
+    if visible(actor, group):
+        return
+    who = actor.label if actor is not None else "nobody signed in"
+    log.info("permission: group %r is invisible to %s (no role on it)", group, who)
+    raise NotFoundError(f"no group {group!r}")
+
+
 def require(actor: Actor | None, permission: str, group: str | None) -> None:
     """Return if allowed; otherwise NotFoundError (invisible group) or Forbidden, and log why."""
     if can(actor, permission, group):

@@ -31,9 +31,26 @@ def digest(secret: str) -> str:
 
 
 def start(
-    session: Session, user_id: int, *, now: datetime, idle: timedelta, user_agent: str, ip: str | None
+    session: Session,
+    user_id: int,
+    *,
+    now: datetime,
+    idle: timedelta,
+    user_agent: str,
+    ip: str | None,
+    replacing: str | None = None,
 ) -> str:
-    """A new session for the user; the secret for the cookie (only its hash is stored)."""
+    """A new session for the user; the secret for the cookie (only its hash is stored).
+
+    ``replacing`` is the browser's previous session cookie, if it had one: that session
+    ends, so signing in again (as someone else, on a shared computer) leaves none behind.
+    """
+    if replacing:
+        session.exec(
+            update(UserSession)
+            .where(col(UserSession.session_hash) == digest(replacing), col(UserSession.revoked_at).is_(None))
+            .values(revoked_at=now)
+        )
     secret = new_secret()
     session.add(
         UserSession(

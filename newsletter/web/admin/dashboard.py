@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from newsletter.accounts import sessions
-from newsletter.accounts.permissions import visible, visible_groups
+from newsletter.accounts.permissions import require_visible, visible_groups
 from newsletter.core.errors import NotFoundError
 from newsletter.core.permissions import PERMISSIONS
 from newsletter.web.admin.auth import HOME, Signed, Workspace
@@ -57,7 +57,8 @@ class Dashboard:
 
     async def group(self, request: Request, signed: Signed) -> Response:
         slug = request.path_params["slug"]
-        if slug not in self.settings.groups or not visible(signed.actor, slug):
+        require_visible(signed.actor, slug)
+        if slug not in self.settings.groups:
             raise NotFoundError(f"no group {slug!r}")
         return self.pages.page(
             request,

@@ -25,7 +25,7 @@ from newsletter.core.i18n import translations
 from newsletter.core.models import User
 from newsletter.delivery.signinmail import sign_in_message
 from newsletter.delivery.transports import Transport
-from newsletter.web.admin.auth import HOME, SIGN_IN, Signed, Workspace, safe_next
+from newsletter.web.admin.auth import HOME, SESSION_COOKIE, SIGN_IN, Signed, Workspace, safe_next
 from newsletter.web.forms import SAFE_METHODS, client_address
 from newsletter.web.security import RateLimits
 
@@ -171,6 +171,7 @@ class SignIn:
             idle=self.workspace.idle,
             user_agent=request.headers.get("user-agent", ""),
             ip=client_address(request),
+            replacing=request.cookies.get(SESSION_COOKIE),
         )
 
     def _start(self, destination: str, secret: str) -> Response:
