@@ -8,10 +8,7 @@ the received message. Time moves through the app's ``clock``, never by sleeping.
 """
 
 import html
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,6 +31,7 @@ from newsletter.web.admin.auth import SESSION_COOKIE
 from newsletter.web.security import RateLimits
 from tests.conftest import Cli, wait_until
 from tests.smtp_server import Received, SmtpServer, free_port, running_server
+from tests.web_server import serving
 
 KEY = "workspace-test-signing-key-0123456789abcdef"
 ADMIN, EDITOR, OTHER_EDITOR, CONTRIBUTOR = (
@@ -96,7 +94,7 @@ def make_workspace(cli: Cli, smtp_server: SmtpServer) -> Iterator[Callable[..., 
         clock = Clock()
         app = create_app(
             site,
-            lambda: SmtpTransport(smtp_server.url()),
+            sign_in_transport=lambda: SmtpTransport(smtp_server.url()),
             sign_in_limits=limits or RateLimits(1000, 1000),
             clock=clock,
         )
@@ -577,61 +575,31 @@ def test_an_invisible_group_reads_like_one_that_does_not_exist(ws: Workspace) ->
 # -- the same app as `newsletter serve` ------------------------------------------------------
 
 
-def test_newsletter_serve_signs_in_over_plain_http(
-    ws: Workspace, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_newsletter_serve_signs_in_over_plain_http(ws: Workspace, tmp_path: Path) -> None:
     """`newsletter serve` on plain http: link by SMTP, button, session; the cookie is not Secure there."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    monkeypatch.setenv("NEWSLETTER_TRANSPORT", "smtp")
-    monkeypatch.setenv("NEWSLETTER_SMTP_URL", ws.smtp.url())
-    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", KEY)
-    monkeypatch.setenv("NEWSLETTER_BASE_URL", base)
-    command = [
-        sys.executable,
-        "-m",
-        "newsletter",
-        "--site",
-        str(ws.cli.site),
-        "--database-url",
-        ws.cli.db_url,
-    ]
-    with (tmp_path / "serve.log").open("wb") as log:
-        server = subprocess.Popen(
-            [*command, "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=dict(os.environ),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            with httpx.Client(base_url=base, follow_redirects=False, timeout=30) as browser:
-
-                def answers() -> bool:
-                    assert server.poll() is None, (tmp_path / "serve.log").read_text()
-                    try:
-                        return browser.get("/admin/sign-in").status_code == 200
-                    except httpx.TransportError:
-                        return False
-
-                assert wait_until(answers)
-                form = browser.get("/admin/sign-in")
-                assert (
-                    browser.post(
-                        "/admin/sign-in", data={"csrf": csrf_of(form.text), "email": EDITOR}
-                    ).status_code
-                    == 200
-                )
-                assert wait_until(lambda: len(ws.mails_to(EDITOR)) == 1)
-                path = link_in(ws.mails_to(EDITOR)[0], base)
-                page = browser.get(path)
-                done = browser.post(path, data={"csrf": csrf_of(page.text)})
-                assert done.status_code == 303
-                cookie = done.headers["set-cookie"]
-                assert "HttpOnly" in cookie
-                assert "Secure" not in cookie
-                dashboard = browser.get("/admin/")
-                assert dashboard.status_code == 200
-                assert "Signed in as eve@example.org" in dashboard.text
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    environment = {
+        "NEWSLETTER_TRANSPORT": "smtp",
+        "NEWSLETTER_SMTP_URL": ws.smtp.url(),
+        "NEWSLETTER_SECRET_KEY": KEY,
+        "NEWSLETTER_BASE_URL": base,
+    }
+    with (
+        serving(ws.cli.site, ws.cli.db_url, tmp_path / "serve.log", port=port, **environment),
+        httpx.Client(base_url=base, follow_redirects=False, timeout=30) as browser,
+    ):
+        form = browser.get("/admin/sign-in")
+        asked = browser.post("/admin/sign-in", data={"csrf": csrf_of(form.text), "email": EDITOR})
+        assert asked.status_code == 200
+        assert wait_until(lambda: len(ws.mails_to(EDITOR)) == 1)
+        path = link_in(ws.mails_to(EDITOR)[0], base)
+        page = browser.get(path)
+        done = browser.post(path, data={"csrf": csrf_of(page.text)})
+        assert done.status_code == 303
+        cookie = done.headers["set-cookie"]
+        assert "HttpOnly" in cookie
+        assert "Secure" not in cookie
+        dashboard = browser.get("/admin/")
+        assert dashboard.status_code == 200
+        assert "Signed in as eve@example.org" in dashboard.text
