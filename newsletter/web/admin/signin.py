@@ -63,16 +63,6 @@ class SignIn:
         context.setdefault("error", "")
         return self.pages.page(request, "admin/sign-in.html.j2", language=language, status=status, **context)
 
-    def _too_many(self, request: Request, language: str) -> Response:
-        gettext = translations(language).gettext
-        return self.pages.message(
-            request,
-            gettext("Too many requests"),
-            gettext("Please wait an hour before trying again."),
-            language=language,
-            status=429,
-        )
-
     def _allowed(self, request: Request, email: str) -> tuple[bool, bool]:
         """Whether the client, then the address, are within their sign-in limits."""
         client = client_address(request) or "unknown"
@@ -92,7 +82,7 @@ class SignIn:
         email = str(form.get("email", ""))[:320]
         client_ok, address_ok = self._allowed(request, email)
         if not client_ok:
-            return self._too_many(request, language)
+            return self.pages.too_many(request, language)
         gettext = translations(language).gettext
         response = self.pages.message(
             request,
@@ -190,7 +180,7 @@ class SignIn:
         destination = safe_next(form.get("next"))
         client_ok, address_ok = self._allowed(request, email)
         if not client_ok:
-            return self._too_many(request, language)
+            return self.pages.too_many(request, language)
         secret = await run_in_threadpool(self._with_password, email, form, request) if address_ok else None
         if secret is None:
             gettext = translations(language).gettext
