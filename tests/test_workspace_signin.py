@@ -273,6 +273,21 @@ def test_a_relay_that_is_down_changes_nothing_the_visitor_sees(
     assert ws.smtp.messages == []
 
 
+def test_the_pages_and_the_email_speak_the_browsers_language(ws: Workspace) -> None:
+    """A German browser gets the sign-in page, the answer and the email in German."""
+    client = ws.client()
+    client.headers["accept-language"] = "de-DE,de;q=0.9,en;q=0.5"
+    page = client.get("/admin/sign-in")
+    assert "Anmeldelink per E-Mail senden" in page.text
+    answer = client.post("/admin/sign-in", data={"csrf": csrf_of(page.text), "email": EDITOR})
+    assert "ist ein Anmeldelink unterwegs" in answer.text
+    assert wait_until(lambda: len(ws.mails_to(EDITOR)) == 1)
+    mail = ws.mails_to(EDITOR)[0].message()
+    assert mail["Subject"] == "Anmeldung bei CEPIUG Patent Information News"
+    assert mail["Content-Language"] == "de"
+    assert "innerhalb von 15 Minuten" in str(mail.get_body(("plain",)).get_content())  # type: ignore[union-attr]
+
+
 def test_a_forged_link_is_refused_like_a_used_one(ws: Workspace) -> None:
     """A made-up token reads like a used or expired one, GET and POST alike."""
     client = ws.client()
