@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from newsletter.accounts.roles import Role
+from newsletter.core.audit import user_actor
 from newsletter.core.errors import Forbidden, NotFoundError
 from newsletter.core.permissions import PERMISSIONS, SITE_PERMISSIONS
 
@@ -50,7 +51,7 @@ class Actor:
     @property
     def label(self) -> str:
         """How the audit log names this person: ``user:<email>``."""
-        return f"user:{self.email}"
+        return user_actor(self.email)
 
     def _permissions(self, grant: GrantView) -> frozenset[str]:
         role = self.roles.get(grant.role)
