@@ -7,7 +7,7 @@ role on a group, or site-wide (``group_id`` NULL); ``sign_in_token`` and
 their secret, never the secret itself (see ``newsletter/accounts/``).
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-03
 """
 
@@ -20,7 +20,7 @@ from alembic import op
 import newsletter.core.models
 
 revision: str = "0007"
-down_revision: str | None = "0005"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
