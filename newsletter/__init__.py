@@ -2,7 +2,7 @@
 
 The pipeline, one package per stage (each imports only those before it)::
 
-    core -> audience -> pool -> collecting -> editions -> feedback -> delivery -> scheduling
+    core -> accounts -> audience -> pool -> collecting -> editions -> feedback -> delivery -> scheduling
          -> operations -> web -> cli
 
 The command line (``newsletter.cli``) is a thin layer over the functions named here.

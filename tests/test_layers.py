@@ -9,6 +9,7 @@ PACKAGE = Path(newsletter.__file__).parent
 # From the ground up: a package may import itself and the packages before it.
 LAYERS = (
     "core",
+    "accounts",
     "audience",
     "pool",
     "collecting",

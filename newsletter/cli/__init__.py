@@ -68,7 +68,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "serve": (
         "newsletter.cli.web",
         "serve",
-        "Serve sign-up, confirmation, unsubscribe, preferences and the archive.",
+        "Serve the subscriber pages, the archive and the editors' workspace (/admin/).",
     ),
     "status": (
         "newsletter.cli.site",
@@ -79,6 +79,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "newsletter.cli.subscribers",
         "subscribers",
         "Import, add, remove, list, export and forget subscribers.",
+    ),
+    "users": (
+        "newsletter.cli.users",
+        "users",
+        "Add, list and remove workspace users; print a sign-in link.",
     ),
     "worker": (
         "newsletter.cli.worker",

@@ -1,4 +1,4 @@
-"""``newsletter serve``: the subscriber web pages and the one-click unsubscribe endpoint."""
+"""``newsletter serve``: the subscriber web pages, the one-click unsubscribe endpoint and the workspace."""
 
 import click
 
@@ -15,12 +15,16 @@ pass_app = click.make_pass_decorator(AppContext)
 )
 @pass_app
 def serve(app: AppContext, /, host: str, port: int) -> None:
-    """Serve sign-up, confirmation, unsubscribe, preferences and the archive.
+    """Serve the subscriber pages, the archive and the editors' workspace (/admin/).
 
     Put it behind a TLS-terminating proxy at [site] base_url, and name that proxy in
     [web] trusted_proxies so that its X-Forwarded-For is believed. Sign-ups queue their
     confirmation emails; `newsletter daemon` or `newsletter worker` sends them (run one
     beside it; `worker --until-idle` sends what waits and stops).
+
+    Workspace sign-in links go out at once through the configured transport. The
+    session cookie is Secure when base_url is https; give people roles with
+    `newsletter users add`.
 
     \b
     Example:

@@ -1,4 +1,8 @@
-"""The audit log: every change to a person or an item writes one :class:`Event` row."""
+"""The audit log: every change to a person or an item writes one :class:`Event` row.
+
+Each row names its actor: ``cli:<login>`` for a command typed at a terminal,
+``user:<email>`` for a person signed in to the workspace.
+"""
 
 import getpass
 import json
@@ -17,6 +21,11 @@ def current_actor() -> str:
     except (KeyError, OSError):
         login = os.environ.get("USER", "unknown")
     return f"cli:{login}"
+
+
+def user_actor(email: str) -> str:
+    """Who is acting: ``user:<email>`` for a person signed in to the workspace."""
+    return f"user:{email}"
 
 
 def record(

@@ -16,7 +16,9 @@ of its own.
     │   ├── InvalidAddress          not an address the list accepts (audience/addresses.py)
     │   └── BadToken                a link's token is altered, forged or expired (core/tokens.py)
     ├── FileAccessError             a file or folder cannot be read or written (OSError)
-    ├── NotFoundError               a group, subscriber, item or edition does not exist
+    ├── NotFoundError               a group, subscriber, item, edition or user does not exist
+    │                               (also: a group the signed-in person has no permission on)
+    ├── Forbidden                   the person may see the group but not do this (accounts/permissions.py)
     ├── StateError                  the action is not allowed in the record's current state
     │   ├── TransitionError         a status change the transition tables (states.py) do not list
     │   ├── LeaseHeld               another live process owns the edition's send (delivery/runner.py)
@@ -94,6 +96,14 @@ def file_hint(exc: OSError) -> str:
 
 class NotFoundError(NewsletterError):
     """The named record does not exist."""
+
+
+class Forbidden(NewsletterError):
+    """The person may see the group (or the site's things) but lacks the permission for this act.
+
+    A group they have no permission on at all is a :class:`NotFoundError` instead, so that
+    nobody learns of a group's existence from a refusal (pages answer 404, not 403).
+    """
 
 
 class StateError(NewsletterError):

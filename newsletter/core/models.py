@@ -345,6 +345,71 @@ class Probe(SQLModel, table=True):
     bounced_at: datetime | None = _when(default=None)
 
 
+# --- The workspace's people (accounts/): users, their grants, sign-in links and sessions.
+# Secrets (sign-in tokens, session ids) are stored as their SHA-256, never as they are.
+
+
+class User(SQLModel, table=True):
+    """A person who signs in to the workspace (an editor, a contributor, an admin)."""
+
+    __tablename__ = "user_account"
+    __table_args__ = NO_ID_REUSE
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320)
+    # Folded like Subscriber.email_key: one account per mailbox, whatever the spelling.
+    email_key: str = Field(unique=True, max_length=320)
+    name: str = ""
+    active: bool = True
+    # argon2 hash (PHC string) for sites that allow a password; None: sign-in by link only.
+    password_hash: str | None = Field(default=None, max_length=200)
+    created_at: datetime = _when(default_factory=utcnow)
+    last_sign_in_at: datetime | None = _when(default=None)
+
+
+class Grant(SQLModel, table=True):
+    """A role given to a user on one group, or site-wide (``group_id`` None)."""
+
+    __tablename__ = "user_grant"
+    __table_args__ = (UniqueConstraint("user_id", "role", "group_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user_account.id", index=True, ondelete="CASCADE")
+    role: str = Field(max_length=63)
+    group_id: int | None = Field(default=None, foreign_key="group.id", ondelete="CASCADE")
+    created_at: datetime = _when(default_factory=utcnow)
+
+
+class SignInToken(SQLModel, table=True):
+    """A one-time sign-in link: usable once, until ``expires_at``."""
+
+    __tablename__ = "sign_in_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(unique=True, max_length=64)
+    user_id: int = Field(foreign_key="user_account.id", index=True, ondelete="CASCADE")
+    created_at: datetime = _when(default_factory=utcnow)
+    expires_at: datetime = _when(default_factory=utcnow)
+    used_at: datetime | None = _when(default=None)
+
+
+class UserSession(SQLModel, table=True):
+    """A signed-in browser: it ends at ``expires_at`` (idle time) or when revoked."""
+
+    __tablename__ = "user_session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_hash: str = Field(unique=True, max_length=64)
+    user_id: int = Field(foreign_key="user_account.id", index=True, ondelete="CASCADE")
+    created_at: datetime = _when(default_factory=utcnow)
+    last_seen_at: datetime = _when(default_factory=utcnow)
+    expires_at: datetime = _when(default_factory=utcnow)
+    revoked_at: datetime | None = _when(default=None)
+    # Shown in the user's list of sessions, to recognise a browser.
+    user_agent: str = Field(default="", max_length=200)
+    ip: str | None = Field(default=None, max_length=45)
+
+
 class Event(SQLModel, table=True):
     """The append-only audit log: who did what, when, and through which channel."""
 

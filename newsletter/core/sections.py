@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from newsletter.core.language import normalize_language
+from newsletter.core.permissions import BUILTIN_ROLES, PERMISSIONS, SITE_PERMISSIONS
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -310,6 +311,41 @@ class CollectSection(_Section):
     batch_size: int = Field(default=200, ge=1, le=100_000)
 
 
+class RoleConfig(_Section):
+    """A role of the site's own (``[roles.reviewer] permissions = [...]``), granted per group
+    unless ``site_wide = true``; the permissions are names from ``core/permissions.py``."""
+
+    permissions: tuple[str, ...]
+    site_wide: bool = False
+    description: str = ""
+
+    @field_validator("permissions")
+    @classmethod
+    def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [name for name in value if name not in PERMISSIONS]
+        if unknown:
+            known = ", ".join(sorted(PERMISSIONS))
+            raise ValueError(f"unknown permission(s) {', '.join(map(repr, unknown))} (known: {known})")
+        if not value:
+            raise ValueError("a role needs at least one permission")
+        return tuple(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _site_things_site_wide(self) -> "RoleConfig":
+        managing = [p for p in self.permissions if p in SITE_PERMISSIONS and not p.endswith(".read")]
+        if managing and not self.site_wide:
+            raise ValueError(
+                f"{', '.join(managing)} act(s) on the whole site: add site_wide = true to this role"
+            )
+        return self
+
+
+class AccountsSection(_Section):
+    """The workspace's accounts (``[accounts]``): how long an unused session stays signed in."""
+
+    session_idle_minutes: int = Field(default=480, ge=5, le=60 * 24 * 30)
+
+
 class SiteConfig(_Section):
     site: SiteSection
     database: DatabaseSection = DatabaseSection()
@@ -323,6 +359,18 @@ class SiteConfig(_Section):
     web: WebSection = WebSection()
     fetch: FetchSection = FetchSection()
     collect: CollectSection = CollectSection()
+    roles: dict[str, RoleConfig] = {}
+    accounts: AccountsSection = AccountsSection()
+
+    @field_validator("roles")
+    @classmethod
+    def _role_names(cls, value: dict[str, RoleConfig]) -> dict[str, RoleConfig]:
+        for name in value:
+            if name in BUILTIN_ROLES:
+                raise ValueError(f"role {name!r} is built in; give your role another name")
+            if not SLUG.match(name):
+                raise ValueError(f"role name {name!r} must be lower-case letters, digits, - or _")
+        return value
 
     @field_validator("groups")
     @classmethod

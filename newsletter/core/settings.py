@@ -25,6 +25,7 @@ from newsletter.core.credentials import password_path
 from newsletter.core.errors import ConfigError, NotFoundError
 from newsletter.core.sections import (
     SLUG,
+    AccountsSection,
     BouncesSection,
     CollectSection,
     DatabaseSection,
@@ -33,6 +34,7 @@ from newsletter.core.sections import (
     FetchSection,
     GroupConfig,
     RelayConfig,
+    RoleConfig,
     SiteConfig,
     SiteSection,
     SmtpSection,
@@ -78,6 +80,9 @@ class Settings:
     web: WebSection = field(default_factory=WebSection)
     fetch: FetchSection = field(default_factory=FetchSection)
     collect: CollectSection = field(default_factory=CollectSection)
+    # The site's own roles ([roles.NAME]) and the workspace's sessions ([accounts]).
+    roles: Mapping[str, RoleConfig] = field(default_factory=dict)
+    accounts: AccountsSection = field(default_factory=AccountsSection)
 
     @property
     def uses_development_key(self) -> bool:
@@ -198,6 +203,8 @@ def _settings(site: Path, path: Path, config: SiteConfig, env: Mapping[str, str]
         web=config.web,
         fetch=config.fetch,
         collect=config.collect,
+        roles=MappingProxyType(dict(config.roles)),
+        accounts=config.accounts,
     )
 
 
@@ -259,6 +266,7 @@ __all__ = [
     "CONFIG_FILE",
     "ENV_OVERRIDES",
     "SLUG",
+    "AccountsSection",
     "BouncesSection",
     "CollectSection",
     "ConfigFile",
@@ -270,6 +278,7 @@ __all__ = [
     "Problem",
     "RelayConfig",
     "Resolution",
+    "RoleConfig",
     "Settings",
     "SiteConfig",
     "SiteSection",

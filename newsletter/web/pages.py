@@ -96,6 +96,17 @@ class Pages:
             return None
         return form
 
+    def too_many(self, request: Request, language: str) -> HTMLResponse:
+        """The answer to a client past its rate limit (429)."""
+        gettext = translations(language).gettext
+        return self.message(
+            request,
+            gettext("Too many requests"),
+            gettext("Please wait an hour before trying again."),
+            language=language,
+            status=429,
+        )
+
     def rejected(self, request: Request, language: str) -> HTMLResponse:
         """The answer to a form whose CSRF token is missing or wrong."""
         gettext = translations(language).gettext

@@ -97,13 +97,7 @@ class SignUp:
                 **context,
             )
         if not self.limits.allow_client(client):
-            return self.pages.message(
-                request,
-                gettext("Too many requests"),
-                gettext("Please wait an hour before trying again."),
-                language=language,
-                status=429,
-            )
+            return self.pages.too_many(request, language)
         try:
             await run_in_threadpool(self._subscribe, slug, email, name, wanted_language, consent, client)
         except InputError as exc:

@@ -1,0 +1,73 @@
+"""The sign-in email: a one-time link to the workspace, sent through the site's transport.
+
+It is a personal, transactional message, not a list's: From the site's sender, no
+List-* headers, ``Auto-Submitted: auto-generated`` (RFC 3834) so that auto-responders
+stay quiet, the envelope sender the site's bounce address, and a DKIM signature when
+the site signs.
+"""
+
+from email.message import EmailMessage
+from email.utils import parseaddr
+
+from newsletter.core.i18n import translations
+from newsletter.core.settings import Settings
+from newsletter.delivery import dkim
+from newsletter.delivery.headers import (
+    AUTO_SUBMITTED,
+    BODY_POLICY,
+    WIRE_POLICY,
+    MessageIds,
+    date,
+    mailbox,
+    recipient_address,
+    unstructured,
+)
+from newsletter.delivery.message import OutgoingMessage
+
+
+def sign_in_message(
+    settings: Settings, *, email: str, name: str, url: str, minutes: int, language: str | None = None
+) -> OutgoingMessage:
+    """The email carrying the sign-in link ``url`` (valid ``minutes``) to ``email``."""
+    language = language or settings.site.language
+    gettext = translations(language).gettext
+    subject = gettext("Sign in to %(site)s") % {"site": settings.site.name}
+    body = "\n\n".join(
+        [
+            gettext("Someone, hopefully you, asked to sign in to the %(site)s workspace.")
+            % {"site": settings.site.name},
+            gettext("To sign in, open this link within %(minutes)d minutes; it works once:")
+            % {"minutes": minutes}
+            + "\n"
+            + url,
+            gettext("If it was not you, ignore this email: nobody can sign in without the link."),
+            f"{settings.site.name}\n{settings.site.postal_address}",
+        ]
+    )
+    smtputf8, recipient, address = recipient_address(email)
+    sender_name, sender_address = parseaddr(settings.site.sender)
+    message_id = MessageIds("signin", sender_address.rpartition("@")[2]).make(0)
+    message = EmailMessage(policy=BODY_POLICY[smtputf8])
+    for field, value in [
+        ("From", mailbox(sender_name, sender_address, utf8=smtputf8)),
+        ("To", mailbox(name, address, utf8=smtputf8)),
+        ("Subject", unstructured(subject, utf8=smtputf8)),
+        ("Date", date()),
+        ("Message-ID", message_id),
+        ("Auto-Submitted", AUTO_SUBMITTED),
+    ]:
+        message.set_raw(field, value)
+    message.set_content(body + "\n", charset="utf-8", cte="quoted-printable")
+    message["Content-Language"] = language
+    data = message.as_bytes(policy=WIRE_POLICY[smtputf8])
+    sign = dkim.signer_for(settings)
+    return OutgoingMessage(
+        sender=settings.bounce_address,
+        recipient=recipient,
+        data=sign(data) if sign is not None else data,
+        smtputf8=smtputf8,
+        message_id=message_id,
+        edition_id=0,
+        delivery_id=None,
+        subscriber_id=0,
+    )
