@@ -1,10 +1,12 @@
-"""A short plain-text message under a list's own headers: the confirmation email, a probe.
+"""Short plain-text messages to one person: the confirmation email, a probe, a sign-in link.
 
-Both are one person's message, not an edition's: they carry the group's List-Id,
-List-Unsubscribe and Message-ID from ``headers.py`` (as edition 0), go out from a VERP
-address the caller chooses, and are DKIM-signed when the site signs.
+A list's notices (confirmation, probe) carry the group's List-Id, List-Unsubscribe and
+Message-ID from ``headers.py`` (as edition 0) and go out from a VERP address the caller
+chooses (:func:`notice_message`); the sign-in email has headers of its own. All are one
+text part, DKIM-signed when the site signs (:func:`text_message`).
 """
 
+from collections.abc import Iterable
 from email.message import EmailMessage
 
 from newsletter.core.settings import Settings
@@ -28,16 +30,43 @@ def notice_message(
 ) -> OutgoingMessage:
     """``body`` as a quoted-printable text part to ``email``, from the envelope ``sender``."""
     smtputf8, recipient, address = recipient_address(email)
-    message = EmailMessage(policy=BODY_POLICY[smtputf8])
     message_id = headers.message_id(subscriber_id)
-    for field, value in headers.fields(
+    fields = headers.fields(
         name=name,
         address=address,
         subject=subject,
         message_id=message_id,
         token=unsubscribe_token,
         utf8=smtputf8,
-    ):
+    )
+    return text_message(
+        settings,
+        fields,
+        body,
+        language=language,
+        recipient=recipient,
+        smtputf8=smtputf8,
+        message_id=message_id,
+        sender=sender,
+        subscriber_id=subscriber_id,
+    )
+
+
+def text_message(
+    settings: Settings,
+    fields: Iterable[tuple[str, str]],
+    body: str,
+    *,
+    language: str,
+    recipient: str,
+    smtputf8: bool,
+    message_id: str,
+    sender: str,
+    subscriber_id: int = 0,
+) -> OutgoingMessage:
+    """A one-part text message with the header ``fields`` as given, DKIM-signed when the site signs."""
+    message = EmailMessage(policy=BODY_POLICY[smtputf8])
+    for field, value in fields:
         message.set_raw(field, value)
     message.set_content(body + "\n", charset="utf-8", cte="quoted-printable")
     message["Content-Language"] = language

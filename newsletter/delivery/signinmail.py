@@ -6,16 +6,12 @@ stay quiet, the envelope sender the site's bounce address, and a DKIM signature 
 the site signs.
 """
 
-from email.message import EmailMessage
 from email.utils import parseaddr
 
 from newsletter.core.i18n import translations
 from newsletter.core.settings import Settings
-from newsletter.delivery import dkim
 from newsletter.delivery.headers import (
     AUTO_SUBMITTED,
-    BODY_POLICY,
-    WIRE_POLICY,
     MessageIds,
     date,
     mailbox,
@@ -23,6 +19,7 @@ from newsletter.delivery.headers import (
     unstructured,
 )
 from newsletter.delivery.message import OutgoingMessage
+from newsletter.delivery.notice import text_message
 
 
 def sign_in_message(
@@ -47,27 +44,21 @@ def sign_in_message(
     smtputf8, recipient, address = recipient_address(email)
     sender_name, sender_address = parseaddr(settings.site.sender)
     message_id = MessageIds("signin", sender_address.rpartition("@")[2]).make(0)
-    message = EmailMessage(policy=BODY_POLICY[smtputf8])
-    for field, value in [
+    fields = [
         ("From", mailbox(sender_name, sender_address, utf8=smtputf8)),
         ("To", mailbox(name, address, utf8=smtputf8)),
         ("Subject", unstructured(subject, utf8=smtputf8)),
         ("Date", date()),
         ("Message-ID", message_id),
         ("Auto-Submitted", AUTO_SUBMITTED),
-    ]:
-        message.set_raw(field, value)
-    message.set_content(body + "\n", charset="utf-8", cte="quoted-printable")
-    message["Content-Language"] = language
-    data = message.as_bytes(policy=WIRE_POLICY[smtputf8])
-    sign = dkim.signer_for(settings)
-    return OutgoingMessage(
-        sender=settings.bounce_address,
+    ]
+    return text_message(
+        settings,
+        fields,
+        body,
+        language=language,
         recipient=recipient,
-        data=sign(data) if sign is not None else data,
         smtputf8=smtputf8,
         message_id=message_id,
-        edition_id=0,
-        delivery_id=None,
-        subscriber_id=0,
+        sender=settings.bounce_address,
     )
