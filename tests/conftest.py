@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -30,6 +30,10 @@ from sqlmodel import Session, col, select
 from newsletter.cli import main
 from newsletter.core.db import make_engine, migrate
 from newsletter.core.models import Event, Group
+
+if TYPE_CHECKING:  # imported lazily below: tests/workspace.py imports this module
+    from tests.smtp_server import SmtpServer
+    from tests.workspace import Workspace
 
 REPO = Path(__file__).resolve().parent.parent
 CORPORA = REPO.parent / "shared" / "corpora"
@@ -192,3 +196,28 @@ def wait_until(condition: Callable[[], bool], timeout: float = 120.0) -> bool:
             return False
         time.sleep(0.02)
     return True
+
+
+# -- the workspace (tests/workspace.py) -------------------------------------------------------
+
+
+@pytest.fixture
+def smtp_server() -> Iterator["SmtpServer"]:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 for the test."""
+    from tests.smtp_server import running_server
+
+    with running_server() as server:
+        yield server
+
+
+@pytest.fixture
+def make_workspace(cli: Cli, smtp_server: "SmtpServer") -> Iterator[Callable[..., "Workspace"]]:
+    """The workspace app on the example site with four users (tests/workspace.py)."""
+    from tests.workspace import workspaces
+
+    yield from workspaces(cli, smtp_server)
+
+
+@pytest.fixture
+def ws(make_workspace: Callable[..., "Workspace"]) -> "Workspace":
+    return make_workspace()

@@ -9,9 +9,7 @@ the received message. Time moves through the app's ``clock``, never by sleeping.
 
 import html
 import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,108 +19,29 @@ from sqlmodel import select
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from newsletter.accounts import sessions, users
-from newsletter.core.models import Event, SignInToken, UserSession, utcnow
-from newsletter.core.settings import load_settings
-from newsletter.core.site import Site
-from newsletter.delivery.transports.smtp import SmtpTransport
-from newsletter.web import create_app
+from newsletter.accounts import users
+from newsletter.core.models import Event, SignInToken, UserSession
 from newsletter.web.admin.auth import SESSION_COOKIE
 from newsletter.web.security import RateLimits
-from tests.conftest import Cli, wait_until
-from tests.smtp_server import Received, SmtpServer, free_port, running_server
+from tests.admin_routes import EXPECTED, PARAMETERS
+from tests.conftest import wait_until
+from tests.smtp_server import Received, free_port
 from tests.web_server import serving
-
-KEY = "workspace-test-signing-key-0123456789abcdef"
-ADMIN, EDITOR, OTHER_EDITOR, CONTRIBUTOR = (
-    "ada@example.org",
-    "eve@example.org",
-    "dan@example.org",
-    "cy@example.org",
+from tests.workspace import (
+    ADMIN,
+    CONTRIBUTOR,
+    EDITOR,
+    KEY,
+    OTHER_EDITOR,
+    PASSWORD,
+    PEOPLE,
+    WHO,
+    Workspace,
+    csrf,
+    csrf_of,
+    session_for,
+    signed_in,
 )
-PASSWORD = "correct horse battery staple"
-
-
-class Clock:
-    """The app's idea of now, moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
-@dataclass
-class Workspace:
-    cli: Cli
-    site: Site
-    app: Any
-    smtp: SmtpServer
-    clock: Clock
-
-    def client(self) -> TestClient:
-        """A browser: its own cookie jar, on https, not following redirects."""
-        return TestClient(self.app, base_url="https://testserver", follow_redirects=False)
-
-    def mails_to(self, address: str) -> list[Received]:
-        return self.smtp.to(address)
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
-    with running_server() as server:
-        yield server
-
-
-@pytest.fixture
-def make_workspace(cli: Cli, smtp_server: SmtpServer) -> Iterator[Callable[..., Workspace]]:
-    """The app on the example site with four users; sign-in mail goes to the SMTP server."""
-    cli("users", "add", ADMIN, "--role", "admin", "--name", "Ada")
-    cli("users", "add", EDITOR, "--role", "editor", "--group", "uk")
-    cli("users", "add", OTHER_EDITOR, "--role", "editor", "--group", "dach")
-    cli("users", "add", CONTRIBUTOR, "--role", "contributor", "--group", "uk")
-    settings = load_settings(
-        cli.site, env={"NEWSLETTER_SECRET_KEY": KEY}, overrides={"database.url": cli.db_url}
-    )
-    site = Site.open(settings)
-
-    def make(limits: RateLimits | None = None) -> Workspace:
-        clock = Clock()
-        app = create_app(
-            site,
-            sign_in_transport=lambda: SmtpTransport(smtp_server.url()),
-            sign_in_limits=limits or RateLimits(1000, 1000),
-            clock=clock,
-        )
-        return Workspace(cli, site, app, smtp_server, clock)
-
-    yield make
-    site.close()
-
-
-@pytest.fixture
-def ws(make_workspace: Callable[..., Workspace]) -> Workspace:
-    return make_workspace()
-
-
-# -- helpers ---------------------------------------------------------------------------------
-
-
-def csrf_of(page: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]*)"', page)
-    assert found, "the page has no CSRF field"
-    return found.group(1)
-
-
-def csrf(client: TestClient) -> str:
-    """A CSRF token for this browser (the sign-in page sets its cookie)."""
-    page = client.get("/admin/sign-in")
-    assert page.status_code == 200
-    return csrf_of(page.text)
 
 
 def ask_for_link(client: TestClient, address: str) -> Any:
@@ -160,24 +79,6 @@ def sign_in(ws: Workspace, address: str) -> TestClient:
     assert done.status_code == 303
     assert done.headers["location"] == "/admin/"
     return client
-
-
-def session_for(ws: Workspace, address: str) -> TestClient:
-    """A browser with a session made directly in the database (for the route matrix: fast)."""
-    with ws.site.transaction() as session:
-        user = users.get(session, address)
-        secret = sessions.start(
-            session, user.id or 0, now=ws.clock(), idle=timedelta(hours=1), user_agent="t", ip=None
-        )
-    client = ws.client()
-    client.cookies.set(SESSION_COOKIE, secret, domain="testserver.local", path="/admin")
-    return client
-
-
-def signed_in(client: TestClient) -> bool:
-    response = client.get("/admin/")
-    assert response.status_code in (200, 303)
-    return response.status_code == 200
 
 
 # -- sign-in by link -------------------------------------------------------------------------
@@ -503,44 +404,6 @@ def test_the_dashboard_lists_only_the_users_groups(ws: Workspace) -> None:
         shown = {slug for slug, name in names.items() if f">{name}</a>" in page.text}
         assert shown == groups, address
         assert {*re.findall(r'href="/admin/groups/([^/]+)/"', page.text)} == groups
-
-
-# -- the authorization matrix ---------------------------------------------------------------
-
-PEOPLE = {"admin": ADMIN, "editor": EDITOR, "other editor": OTHER_EDITOR, "contributor": CONTRIBUTOR}
-WHO = (*PEOPLE, "anonymous")
-
-
-def everyone(status: int) -> dict[str, int]:
-    return dict.fromkeys(WHO, status)
-
-
-def signed_in_only(status: int) -> dict[str, int]:
-    return {**everyone(status), "anonymous": 303}
-
-
-# Every workspace route, by method and path template: the status each person gets. The
-# group is "uk" (the editor's and the contributor's; the other editor's is "dach"); a
-# token is one that was never issued. A route missing here fails the test below.
-EXPECTED: dict[tuple[str, str], dict[str, int]] = {
-    ("GET", "/admin/sign-in"): everyone(200),
-    ("POST", "/admin/sign-in"): everyone(200),
-    ("POST", "/admin/password-sign-in"): everyone(400),
-    ("GET", "/admin/sign-in/{token}"): everyone(400),
-    ("POST", "/admin/sign-in/{token}"): everyone(400),
-    ("POST", "/admin/sign-out"): everyone(303),
-    ("POST", "/admin/sign-out-everywhere"): everyone(303),
-    ("GET", "/admin/"): signed_in_only(200),
-    ("GET", "/admin/account"): signed_in_only(200),
-    ("GET", "/admin/groups/{slug}/"): {
-        "admin": 200,
-        "editor": 200,
-        "other editor": 404,
-        "contributor": 200,
-        "anonymous": 303,
-    },
-}
-PARAMETERS = {"slug": "uk", "token": "never-issued"}
 
 
 def workspace_routes(app: Any) -> set[tuple[str, str]]:

@@ -1,0 +1,27 @@
+"""The authorization matrix: every workspace route x who asks -> the status they get.
+
+Each module here holds the entries for one part of the workspace (``signin.py``, and one
+per part as it comes: items, editions, subscribers, ...): ``EXPECTED`` maps (method,
+path template) to the status for each of ``WHO``, and ``PARAMETERS`` fills the path's
+placeholders. ``tests/test_workspace_signin.py`` takes every route under ``/admin`` from
+the app's route table and fails on one that no module here names. Keeping a module per
+part lets each part add its routes without touching the others'.
+"""
+
+import importlib
+import pkgutil
+
+from tests.workspace import WHO
+
+EXPECTED: dict[tuple[str, str], dict[str, int]] = {}
+PARAMETERS: dict[str, str] = {}
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name == "common":
+        continue
+    _part = importlib.import_module(f"{__name__}.{_module.name}")
+    _clash = set(EXPECTED) & set(_part.EXPECTED)
+    assert not _clash, f"{_module.name} repeats {_clash}"
+    EXPECTED |= _part.EXPECTED
+    PARAMETERS |= getattr(_part, "PARAMETERS", {})
+
+__all__ = ["EXPECTED", "PARAMETERS", "WHO"]
