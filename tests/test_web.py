@@ -1033,7 +1033,7 @@ def test_every_route_of_the_app_answers_with_the_security_headers(
     assert len(routes) >= 14
     # Real values where the test knows the parameter, so that pages answer 200 as well as 4xx;
     # a token is made for the purpose its path names (/confirm/{token}: a confirmation token).
-    known = {"group": "cepiug", "edition": str(edition_id), "item": event.group(1)}
+    known = {"group": "cepiug", "edition": str(edition_id), "item": event.group(1), "name": "htmx.min.js"}
     statuses: set[int] = set()
     for template, methods, convertors in routes:
         segment = template.strip("/").split("/")[0]
@@ -1178,3 +1178,13 @@ def test_personal_pages_speak_the_subscribers_language(page_web: Web) -> None:
     bad = web.client.get("/confirm/forged", headers={"accept-language": "fr"})
     assert "Ce lien ne fonctionne pas" in bad.text
     assert "Ce lien n'est pas valide" in html.unescape(bad.text)
+
+
+def test_the_vendored_scripts_are_served_and_nothing_else(page_web: Web) -> None:
+    """/static/ serves the files it names (htmx) and no other path, however it is written."""
+    script = page_web.client.get("/static/htmx.min.js")
+    assert script.status_code == 200
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert script.text.startswith("var htmx=")
+    for path in ("/static/htmx.LICENSE", "/static/..%2fapp.py", "/static/%2e%2e/static.py", "/static/"):
+        assert page_web.client.get(path).status_code == 404, path

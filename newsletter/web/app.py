@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from newsletter.core.models import utcnow
 from newsletter.core.site import Site
 from newsletter.delivery.transports import Transport, open_transport
-from newsletter.web import admin, public
+from newsletter.web import admin, public, static
 from newsletter.web.pages import Pages
 from newsletter.web.security import RateLimits, SecurityHeaders, trusting_proxies
 
@@ -46,6 +46,7 @@ def create_app(
             sign_in_limits or RateLimits(),
             clock,
         ),
+        *static.routes(),
     ]
     app = trusting_proxies(Starlette(routes=routes), settings.web.trusted_proxies)
     return SecurityHeaders(app, hsts=settings.site.base_url.startswith("https://"))
