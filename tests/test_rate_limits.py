@@ -1,153 +1,209 @@
-"""Rate limits on a virtual clock: the token buckets, and a relay lane that waits for them.
+"""Rate limits that stay small and hold across processes (web/ratelimit.py).
 
-The buckets and the lane read and wait for time through the clock they are given; here
-it is a :class:`VirtualClock`, whose time moves only when someone waits, by exactly
-that long. So every start time below is exact, and nothing depends on how busy the
-machine is. The end-to-end tests in ``test_delivery_engine.py`` check that the
-settings reach these buckets; ``bench/rate_bench.py`` measures real rates on the wire.
+The counters are driven by a clock the test moves (an hour's window), never by sleeping;
+sizes are counted, not timed. The shared stores are tried as two processes would use
+them (two engines, two clients), and two real `newsletter serve` processes share one
+client's limit.
 """
 
-import asyncio
-from typing import cast
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
+from sqlalchemy import Engine
+from starlette.testclient import TestClient
 
-from newsletter.delivery.message import OutgoingMessage
-from newsletter.delivery.transports.pipelined import PipelinedSmtp
-from newsletter.delivery.transports.relays import DomainBuckets, Relay, RelayLane, TokenBucket
+from newsletter.core.db import make_engine
+from newsletter.core.settings import load_settings
+from newsletter.core.site import Site
+from newsletter.web import create_app
+from newsletter.web.ratelimit import WINDOW, Counter, DatabaseCounter, MemoryCounter, RedisCounter
+from tests.conftest import migrated, wait_until
+from tests.smtp_server import free_port
+from tests.test_web import csrf_of
+from tests.web_server import serving
 
-
-class VirtualClock:
-    """Time that moves only when someone waits, by exactly the time waited."""
-
-    def __init__(self) -> None:
-        self.time = 0.0
-
-    def now(self) -> float:
-        return self.time
-
-    def sleep(self, seconds: float) -> None:
-        self.time += seconds
-
-    async def pause(self, seconds: float) -> None:
-        self.time += seconds
+REDIS_URL = "redis://127.0.0.1:6379/15"
 
 
-class Wire:
-    """Stands for an SMTP connection: notes the time each message's envelope went out.
+class Clock:
+    def __init__(self, now: float = 1_000 * WINDOW) -> None:
+        self.now = now
 
-    Like :class:`PipelinedSmtp`, ``commit(following)`` sends the next envelope with the
-    final dot, and ``stage`` of that same message goes on from there.
-    """
-
-    def __init__(self, clock: VirtualClock) -> None:
-        self.clock = clock
-        self.started: list[tuple[float, str]] = []
-        self._ahead: OutgoingMessage | None = None
-
-    async def stage(self, message: OutgoingMessage) -> None:
-        if message is not self._ahead:
-            self.started.append((self.clock.now(), message.recipient))
-        self._ahead = None
-
-    async def commit(self, following: OutgoingMessage | None = None) -> None:
-        if following is not None:
-            self.started.append((self.clock.now(), following.recipient))
-            self._ahead = following
-
-    async def close(self) -> None:
-        pass
+    def __call__(self) -> float:
+        return self.now
 
 
-def message(recipient: str) -> OutgoingMessage:
-    return OutgoingMessage(
-        sender="bounces@example.org",
-        recipient=recipient,
-        data=b"Subject: x\r\n\r\nx\r\n",
-        smtputf8=False,
-        message_id="<1@example.org>",
-        edition_id=1,
-        delivery_id=None,
-        subscriber_id=1,
+def hits(counter: Counter, key: str, times: int, limit: int = 10) -> list[bool]:
+    return [counter.hit("sign-up:client", key, limit) for _ in range(times)]
+
+
+def test_memory_stays_bounded_after_a_million_distinct_clients() -> None:
+    """A million clients over ten hours: never more counters than two windows' clients."""
+    clock = Clock()
+    counter = MemoryCounter(clock=clock)
+    per_hour = 100_000
+    largest = 0
+    for hour in range(10):
+        clock.now = (1_000 + hour) * WINDOW
+        for n in range(per_hour):
+            counter.hit("sign-up:client", f"198.51.{hour}.{n}", 10)
+        largest = max(largest, len(counter))
+    assert largest == 2 * per_hour
+    # A quiet spell, then one client: everything older is gone.
+    clock.now = (1_000 + 12) * WINDOW
+    counter.hit("sign-up:client", "192.0.2.1", 10)
+    assert len(counter) == 1
+
+
+def test_the_eleventh_sign_up_in_an_hour_is_refused_even_across_the_window_edge() -> None:
+    """Ten hits just before the hour turns still count just after it (a sliding window, not a fixed one)."""
+    clock = Clock()
+    counter = MemoryCounter(clock=clock)
+    assert hits(counter, "192.0.2.7", 11) == [True] * 10 + [False]
+    clock.now += WINDOW - 1  # the last second of the window, then the first tenth of the next
+    counter = MemoryCounter(clock=clock)
+    assert hits(counter, "192.0.2.8", 10) == [True] * 10
+    clock.now += 1 + WINDOW / 10
+    # 10 * 0.9 + 1 = 10: one more is allowed; then 10 * 0.9 + 2 = 11 is over.
+    assert hits(counter, "192.0.2.8", 2) == [True, False]
+    # Another client is its own bucket; another limit name is its own count.
+    assert hits(counter, "192.0.2.9", 1) == [True]
+    assert counter.hit("sign-in:client", "192.0.2.8", 10)
+
+
+@pytest.fixture
+def engines(db_url: str) -> Iterator[tuple[Engine, Engine]]:
+    """Two engines on one migrated database: two web processes."""
+    first, second = make_engine(db_url), make_engine(db_url)
+    yield first, second
+    first.dispose()
+    second.dispose()
+
+
+def test_the_database_counter_is_one_limit_for_two_processes(engines: tuple[Engine, Engine]) -> None:
+    clock = Clock()
+    one, two = (DatabaseCounter(engine, clock=clock) for engine in engines)
+    answers = [(one if n % 2 else two).hit("sign-up:client", "192.0.2.10", 10) for n in range(11)]
+    assert answers == [True] * 10 + [False]
+    # Two hours on, the first hit of the new window sweeps every older one away.
+    for n in range(50):
+        one.hit("sign-up:client", f"192.0.2.{100 + n}", 10)
+    assert len(one) == 51
+    clock.now += 2 * WINDOW
+    assert two.hit("sign-up:client", "192.0.2.10", 10)
+    assert len(two) == 1
+
+
+def _redis_answers() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _redis_answers(), reason="no Redis server on 127.0.0.1:6379")
+def test_the_redis_counter_is_one_limit_for_two_processes() -> None:
+    clock = Clock(now=(time.time() // WINDOW) * WINDOW)
+    one, two = RedisCounter(REDIS_URL, clock=clock), RedisCounter(REDIS_URL, clock=clock)
+    key = f"redis-test-{uuid.uuid4().hex}"
+    answers = [(one if n % 2 else two).hit("sign-up:client", key, 10) for n in range(11)]
+    assert answers == [True] * 10 + [False]
+    ttl = one.client.ttl(f"newsletter:rl:sign-up:client:{key}:{int(clock.now // WINDOW)}")
+    assert 0 < ttl <= 2 * WINDOW + 1
+
+
+# -- real processes ------------------------------------------------------------------------------
+
+
+def sign_up(base: str, address: str) -> int:
+    with httpx.Client(base_url=base, timeout=30) as client:
+        page = client.get("/subscribe/cepiug")
+        data = {"csrf": csrf_of(page.text), "email": address, "consent": "yes"}
+        return client.post("/subscribe/cepiug", data=data).status_code
+
+
+def test_two_serve_processes_share_one_clients_limit(site_dir: Path, db_url: str, tmp_path: Path) -> None:
+    """Sign-ups from one client, alternating between two servers: ten pass, the eleventh is refused."""
+    with (site_dir / "newsletter.toml").open("a") as toml:
+        toml.write('\n[web]\nrate_limit_store = "database"\n')
+    with (
+        serving(site_dir, db_url, tmp_path / "one.log") as one,
+        serving(site_dir, db_url, tmp_path / "two.log") as two,
+    ):
+        answers = [sign_up(one if n % 2 else two, f"visitor{n}@example.org") for n in range(11)]
+    assert answers == [200] * 10 + [429]
+
+
+def test_healthz_answers_while_the_database_does(site_dir: Path, db_url: str, tmp_path: Path) -> None:
+    """200 from a real `newsletter serve`; 503 with Retry-After, and no detail, once the database is gone."""
+    with serving(site_dir, db_url, tmp_path / "serve.log") as base:
+        ok = httpx.get(f"{base}/healthz", timeout=10)
+    assert (ok.status_code, ok.text) == (200, "ok\n")
+    assert ok.headers["x-content-type-options"] == "nosniff"
+
+    database = tmp_path / "db" / "health.db"
+    database.parent.mkdir()
+    settings = load_settings(site_dir, env={}, overrides={"database.url": migrated(f"sqlite:///{database}")})
+    site = Site.open(settings)
+    try:
+        client = TestClient(create_app(site))
+        assert client.get("/healthz").status_code == 200
+        site.engine.dispose()
+        database.parent.rename(tmp_path / "gone")
+        down = client.get("/healthz")
+    finally:
+        site.close()
+    assert (down.status_code, down.text) == (503, "database unavailable\n")
+    assert down.headers["retry-after"] == "5"
+
+
+def test_serve_with_workers(site_dir: Path, db_url: str, tmp_path: Path) -> None:
+    """`serve --workers 2` serves on the database store; it refuses [web] rate_limit_store = "memory"."""
+    command = [sys.executable, "-m", "newsletter", "--site", str(site_dir), "--database-url", db_url]
+    environment = {**os.environ, "NEWSLETTER_SECRET_KEY": "workers-test-key-0123456789abcdef"}
+    port = free_port()
+    with (tmp_path / "workers.log").open("wb") as log:
+        server = subprocess.Popen(
+            [*command, "serve", "--workers", "2", "--port", str(port)],
+            env=environment,
+            stdout=log,
+            stderr=log,
+        )
+        try:
+
+            def healthy() -> bool:
+                assert server.poll() is None, (tmp_path / "workers.log").read_text()
+                try:
+                    return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            assert wait_until(healthy)
+            assert sign_up(f"http://127.0.0.1:{port}", "workers@example.org") == 200
+        finally:
+            server.send_signal(signal.SIGTERM)
+            assert server.wait(timeout=60) == 0, (tmp_path / "workers.log").read_text()
+    assert "2 processes" in (tmp_path / "workers.log").read_text()
+
+    with (site_dir / "newsletter.toml").open("a") as toml:
+        toml.write('\n[web]\nrate_limit_store = "memory"\n')
+    refused = subprocess.run(
+        [*command, "serve", "--workers", "2", "--port", str(port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment,
     )
-
-
-def send_through_lane(lane: RelayLane, recipients: list[str]) -> None:
-    """Drive the lane as the delivery engine does: stage, then commit with the next message."""
-    messages = [message(r) for r in recipients]
-
-    async def drive() -> None:
-        for n, current in enumerate(messages):
-            await lane.stage(current)
-            await lane.commit(messages[n + 1] if n + 1 < len(messages) else None)
-
-    asyncio.run(drive())
-
-
-def within_rate(times: list[float], rate: float, burst: float) -> bool:
-    """Whether no stretch of time [a, b] holds more than ``burst + rate * (b - a)`` of the times."""
-    ordered = sorted(times)
-    return all(
-        last - first + 1 <= burst + rate * (ordered[last] - ordered[first]) + 1e-9
-        for first in range(len(ordered))
-        for last in range(first, len(ordered))
-    )
-
-
-def lane(clock: VirtualClock, *, rate: float, domain_rate: float) -> tuple[RelayLane, Wire]:
-    wire = Wire(clock)
-    relay = Relay("test", "smtp://127.0.0.1:25", 1, TokenBucket(rate, clock=clock))
-    connection = cast(PipelinedSmtp, wire)
-    return RelayLane(relay, connection, DomainBuckets(domain_rate, clock=clock), clock), wire
-
-
-def test_a_bucket_gives_its_burst_at_once_then_rate_tokens_a_second() -> None:
-    """A full bucket of 10 a second hands out 10 tokens at once, then one every tenth of a second."""
-    clock = VirtualClock()
-    bucket = TokenBucket(10, clock=clock)
-    assert [bucket.delay() for _ in range(10)] == [0.0] * 10
-    assert [bucket.delay() for _ in range(3)] == pytest.approx([0.1, 0.2, 0.3])
-    # Blocking take() waits out its delay: the 14th token goes at 0.4 s.
-    bucket.take()
-    assert clock.now() == pytest.approx(0.4)
-    # Refilled at 10 a second, never past the burst: after a long pause, 10 again, not more.
-    clock.sleep(60)
-    assert [bucket.delay() for _ in range(10)] == [0.0] * 10
-    assert bucket.delay() == pytest.approx(0.1)
-    unlimited = TokenBucket(0, clock=clock)
-    assert {unlimited.delay() for _ in range(1000)} == {0.0}
-
-
-def test_domain_buckets_hold_each_domain_apart() -> None:
-    """Each recipient domain (however it is spelt) has its own bucket; one domain's wait is not another's."""
-    clock = VirtualClock()
-    domains = DomainBuckets(2, clock=clock)
-    assert [domains.delay(f"a{n}@one.example") for n in range(3)] == pytest.approx([0, 0, 0.5])
-    assert domains.delay("b@ONE.example") == pytest.approx(1.0)
-    assert [domains.delay(f"c{n}@two.example") for n in range(2)] == [0.0, 0.0]
-    domains.take("d@two.example")
-    assert clock.now() == pytest.approx(0.5)
-
-
-def test_a_lane_starts_no_message_before_the_relay_rate_allows() -> None:
-    """20 messages through a lane of a 5-a-second relay: 5 at once, then one every 0.2 s, never faster."""
-    clock = VirtualClock()
-    relay_lane, wire = lane(clock, rate=5, domain_rate=0)
-    send_through_lane(relay_lane, [f"m{n}@d{n % 4}.example" for n in range(20)])
-    times = [t for t, _ in wire.started]
-    assert len(times) == 20
-    assert within_rate(times, rate=5, burst=5)
-    assert times == pytest.approx([0.0] * 5 + [0.2 * n for n in range(1, 16)])
-
-
-def test_a_lane_holds_each_domain_to_its_rate() -> None:
-    """Alternating two domains at 1 a second each: both go at once, then one of each a second."""
-    clock = VirtualClock()
-    relay_lane, wire = lane(clock, rate=10, domain_rate=1)
-    send_through_lane(relay_lane, [f"m{n}@{'ab'[n % 2]}.example" for n in range(10)])
-    for domain in ("a", "b"):
-        times = [t for t, r in wire.started if r.endswith(f"@{domain}.example")]
-        assert within_rate(times, rate=1, burst=1), domain
-        assert times == pytest.approx([0.0, 1.0, 2.0, 3.0, 4.0]), domain
-    # The check itself: ten starts at one moment break a rate of one a second.
-    assert not within_rate([0.0] * 10, rate=1, burst=1)
+    assert refused.returncode == 1
+    (line,) = refused.stderr.strip().splitlines()
+    assert "rate_limit_store" in line

@@ -322,6 +322,18 @@ class SendLease(SQLModel, table=True):
     expires_at: datetime = _when(default_factory=utcnow)
 
 
+class RateLimit(SQLModel, table=True):
+    """Hits per key and window for the web pages' rate limits, shared by every ``serve``
+    process on the database (``web/ratelimit.py``); only two windows are ever kept."""
+
+    __tablename__ = "rate_limit"
+
+    name: str = Field(primary_key=True, max_length=40)
+    key: str = Field(primary_key=True, max_length=200)
+    window_start: int = Field(primary_key=True, sa_type=sa.BigInteger, index=True)
+    hits: int = 0
+
+
 class Probe(SQLModel, table=True):
     """A short VERP-signed message that checks an address an unverified bounce named.
 

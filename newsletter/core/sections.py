@@ -255,6 +255,18 @@ class WebSection(_Section):
     # addresses or networks ("127.0.0.1", "10.0.0.0/8"). Empty: no header is believed,
     # and each client is the address of its own connection.
     trusted_proxies: tuple[str, ...] = ()
+    # Where the sign-up and sign-in rate limits count: "auto" (this process's memory for
+    # one `serve` process, the database for `serve --workers N`), "memory", "database",
+    # or a Redis URL (redis://host:6379/0) shared by every process.
+    rate_limit_store: str = "auto"
+
+    @field_validator("rate_limit_store")
+    @classmethod
+    def _store(cls, value: str) -> str:
+        value = value.strip()
+        if value in {"auto", "memory", "database"} or value.startswith(("redis://", "rediss://", "unix://")):
+            return value
+        raise ValueError(f'{value!r} is not "auto", "memory", "database" or a redis:// URL')
 
     @field_validator("trusted_proxies")
     @classmethod

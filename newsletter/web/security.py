@@ -14,8 +14,9 @@ import secrets
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any, cast
 
-from limits import RateLimitItemPerHour, storage, strategies
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+from newsletter.web.ratelimit import Counter, MemoryCounter
 
 CSRF_COOKIE = "nl_csrf"
 CSRF_FIELD = "csrf"
@@ -84,18 +85,31 @@ class Csrf:
 
 
 class RateLimits:
-    """Moving-window limits kept in memory (one web process; see docs/operations.md)."""
+    """A form's limits per client and per address, an hour's window, on a shared counter.
 
-    def __init__(self, per_client_per_hour: int = 10, per_address_per_hour: int = 3) -> None:
-        self._limiter = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
-        self._client = RateLimitItemPerHour(per_client_per_hour)
-        self._address = RateLimitItemPerHour(per_address_per_hour)
+    ``name`` keeps one form's counts apart from another's on the same counter (the
+    sign-up and the sign-in forms); ``counter`` is where the counts live
+    (``web/ratelimit.py``: this process's memory by default).
+    """
+
+    def __init__(
+        self,
+        per_client_per_hour: int = 10,
+        per_address_per_hour: int = 3,
+        *,
+        name: str = "form",
+        counter: Counter | None = None,
+    ) -> None:
+        self.counter: Counter = MemoryCounter() if counter is None else counter
+        self.name = name
+        self.per_client = per_client_per_hour
+        self.per_address = per_address_per_hour
 
     def allow_client(self, client: str) -> bool:
-        return self._limiter.hit(self._client, "client", client_bucket(client))
+        return self.counter.hit(f"{self.name}:client", client_bucket(client), self.per_client)
 
     def allow_address(self, key: str) -> bool:
-        return self._limiter.hit(self._address, "address", key)
+        return self.counter.hit(f"{self.name}:address", key, self.per_address)
 
 
 def client_bucket(client: str) -> str:

@@ -80,7 +80,7 @@ class SignIn:
         if form is None:
             return self.pages.rejected(request, language)
         email = str(form.get("email", ""))[:320]
-        client_ok, address_ok = self._allowed(request, email)
+        client_ok, address_ok = await run_in_threadpool(self._allowed, request, email)
         if not client_ok:
             return self.pages.too_many(request, language)
         gettext = translations(language).gettext
@@ -178,7 +178,7 @@ class SignIn:
             return self.pages.rejected(request, language)
         email = str(form.get("email", ""))[:320]
         destination = safe_next(form.get("next"))
-        client_ok, address_ok = self._allowed(request, email)
+        client_ok, address_ok = await run_in_threadpool(self._allowed, request, email)
         if not client_ok:
             return self.pages.too_many(request, language)
         secret = await run_in_threadpool(self._with_password, email, form, request) if address_ok else None

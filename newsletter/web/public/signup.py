@@ -96,7 +96,8 @@ class SignUp:
                 name=name,
                 **context,
             )
-        if not self.limits.allow_client(client):
+        # The counter may be the database or Redis: never wait on it in the event loop.
+        if not await run_in_threadpool(self.limits.allow_client, client):
             return self.pages.too_many(request, language)
         try:
             await run_in_threadpool(self._subscribe, slug, email, name, wanted_language, consent, client)
