@@ -392,3 +392,26 @@ def test_the_queue_filters_and_pages(ws: Workspace) -> None:
     assert titles("?source=wipo-news") == [f"Item {n:02}" for n in range(59, -1, -1) if n % 5 == 0]
     assert 'href="?status=approved&amp;page=2"' not in editor.get(QUEUE + "?status=approved").text
     assert 'href="?page=2"' in editor.get(QUEUE).text
+
+
+def test_every_group_and_a_form_sent_back_unchanged(ws: Workspace) -> None:
+    """Only who may propose everywhere gets the every-group box; an unchanged form records nothing."""
+    assert 'name="groups" value="*"' not in session_for(ws, EDITOR).get(QUEUE + "/new").text
+    admin = session_for(ws, ADMIN)
+    added = propose(admin, title="PATENTSCOPE update", groups=["*"], url="https://www.wipo.int/patentscope")
+    assert added.status_code == 303
+    [stored] = ws_items(ws)
+    assert stored.all_groups
+    page = admin.get(added.headers["location"]).text
+    assert re.findall(r'name="groups" value="([^"]*)" checked', page) == ["*", "cepiug", "uk", "dach", "fr"]
+    assert admin.post(item_path(stored.id or 0), data=form_of(page)).status_code == 303
+    assert events(ws, stored.id or 0) == [("item-add", f"user:{ADMIN}", "web")]
+    assert item(ws, stored.id or 0).updated_at == stored.updated_at
+
+    # The same story again is refused with a message, and not added twice.
+    again = propose(
+        session_for(ws, EDITOR), title="PATENTSCOPE", url="https://www.wipo.int/patentscope?utm_source=x"
+    )
+    assert again.status_code == 400
+    assert "this story is already in the pool (item #" in again.text
+    assert len(ws_items(ws)) == 1

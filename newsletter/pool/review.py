@@ -99,8 +99,12 @@ def retarget(
 def propose(session: Session, settings: Settings, actor: Actor, group: str, draft: ItemDraft) -> Item:
     """Put a person's draft in the pool as proposed, meant for the groups they may propose to."""
     require(actor, PROPOSE, group)
-    chosen = draft.groups or [group]
-    draft.groups = retarget([], chosen, targetable(actor, settings, PROPOSE), list(settings.groups)) or ["*"]
+    # Nothing is targeted yet, so whatever is ticked (at least this group) is a change.
+    targets = retarget(
+        [], draft.groups or [group], targetable(actor, settings, PROPOSE), list(settings.groups)
+    )
+    assert targets is not None
+    draft.groups = targets
     draft.origin = SOURCE
     item, created = pool.add_item(session, settings, draft, actor=actor.label)
     if not created:
@@ -132,6 +136,8 @@ def edit(
         list(settings.groups),
     )
     changed = {name: value for name, value in changes.items() if getattr(item, name) != value}
+    if not changed and groups is None:
+        return item  # a form sent back as it came: nothing to record
     return pool.edit_item(
         session,
         settings,

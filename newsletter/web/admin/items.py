@@ -201,14 +201,15 @@ class Items:
             **context,
         )
 
-    def _choices(self, actor: Actor, permission: str) -> list[tuple[str, str]]:
+    def _choices(self, signed: Signed, permission: str) -> list[tuple[str, str]]:
         """The target boxes the form offers: (slug, name), with ``*`` first if every group is allowed."""
+        actor = signed.actor
         offered = [
             (slug, self.settings.groups[slug].name)
             for slug in review.targetable(actor, self.settings, permission)
         ]
         if review.everywhere(actor, self.settings, permission):
-            gettext = translations(self.settings.site.language).gettext
+            gettext = translations(signed.language).gettext
             offered.insert(0, ("*", gettext("Every group")))
         return offered
 
@@ -257,7 +258,7 @@ class Items:
     async def new(self, request: Request, signed: Signed) -> Response:
         slug, zone = self._group(request, signed)
         require(signed.actor, review.PROPOSE, slug)
-        choices = self._choices(signed.actor, review.PROPOSE)
+        choices = self._choices(signed, review.PROPOSE)
         if request.method == "GET":
             blank = ItemForm(language=self.settings.groups[slug].language, groups=[slug])
             return self._render(request, signed, "item-new.html.j2", form=blank, choices=choices)
@@ -326,7 +327,10 @@ class Items:
             editable = review.may_edit(actor, slug, item)
             reviewer = review.reviews(actor, slug)
             permission = review.REVIEW if reviewer else review.PROPOSE
-            choices = self._choices(actor, permission)
+            choices = self._choices(signed, permission)
+            # The edit form's preview starts as its summary (stored, or as typed), as the email shows it.
+            if not context.get("preview"):
+                context["preview"] = markdown_to_html(form.summary) if form else item.summary_html
             # Every group: its box, and each group's box, ticked.
             shown = ["*", *(s for s, _ in choices)] if "*" in targets else targets
             return self._render(
