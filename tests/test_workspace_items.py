@@ -392,6 +392,8 @@ def test_the_queue_filters_and_pages(ws: Workspace) -> None:
     assert titles("?source=wipo-news") == [f"Item {n:02}" for n in range(59, -1, -1) if n % 5 == 0]
     assert 'href="?status=approved&amp;page=2"' not in editor.get(QUEUE + "?status=approved").text
     assert 'href="?page=2"' in editor.get(QUEUE).text
+    assert titles("?page=99999999999999999999") == second
+    assert titles("?page=nonsense") == first
 
 
 def test_every_group_and_a_form_sent_back_unchanged(ws: Workspace) -> None:

@@ -473,7 +473,8 @@ def queue(
         "editor": editor,
     }
     total = session.exec(_filtered(select(func.count()).select_from(Item), settings, **filters)).one()
-    page = max(1, page)
+    # Past the last page (an old link, a typed number) shows the last one.
+    page = min(max(1, page), max(1, -(-int(total) // per_page)))
     query = _filtered(select(Item), settings, **filters).order_by(*NEWEST_FIRST)
     rows = list(session.exec(query.offset((page - 1) * per_page).limit(per_page)))
     return QueuePage(rows, int(total), page, per_page)
