@@ -11,11 +11,14 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlmodel import col, select
 from starlette.testclient import TestClient
 
+from newsletter.core.errors import Forbidden, InputError
 from newsletter.core.models import Event, Item, ItemStatus, Source
 from newsletter.pool import items as pool
+from newsletter.pool import review
 from tests.workspace import ADMIN, CONTRIBUTOR, EDITOR, Workspace, csrf_of, session_for
 
 QUEUE = "/admin/groups/uk/items"
@@ -417,3 +420,40 @@ def test_every_group_and_a_form_sent_back_unchanged(ws: Workspace) -> None:
     assert again.status_code == 400
     assert "this story is already in the pool (item #" in again.text
     assert len(ws_items(ws)) == 1
+
+
+EVERY = ["cepiug", "uk", "dach", "fr"]
+
+
+@pytest.mark.parametrize(
+    ("current", "chosen", "editable", "expected"),
+    [
+        # The editor of uk leaves uk ticked on an item for every group: nothing changes.
+        (["*"], ["uk"], ["uk"], None),
+        # ...unticks it: every other group keeps the item.
+        (["*"], [], ["uk"], ["cepiug", "dach", "fr"]),
+        # ...adds uk to an item for dach: dach stays.
+        (["dach"], ["uk"], ["uk"], ["dach", "uk"]),
+        # Whoever reviews every group may choose every group, or leave it.
+        (["uk"], ["*"], EVERY, ["*"]),
+        (["*"], ["*", "uk"], EVERY, None),
+        (["*"], ["uk", "fr"], EVERY, ["fr", "uk"]),
+    ],
+)
+def test_targeting_changes_only_the_groups_one_reviews(
+    current: list[str], chosen: list[str], editable: list[str], expected: list[str] | None
+) -> None:
+    """``retarget`` keeps the groups outside the person's reach as they were."""
+    assert review.retarget(current, chosen, editable, EVERY) == expected
+
+
+@pytest.mark.parametrize(
+    ("chosen", "editable", "refusal"),
+    [(["fr"], ["uk"], Forbidden), (["*"], ["uk"], Forbidden), ([], EVERY, InputError)],
+)
+def test_targeting_refuses_what_is_out_of_reach_or_empty(
+    chosen: list[str], editable: list[str], refusal: type[Exception]
+) -> None:
+    """A group one does not review, every group without reviewing them all, or no group at all."""
+    with pytest.raises(refusal):
+        review.retarget(["uk"], chosen, editable, EVERY)
