@@ -5,6 +5,7 @@ it, so its page is a 403 for them; the other editor (dach) sees no uk at all (40
 matrix's POST carries no title and no version: a 400 for whoever may send the form.
 """
 
+from newsletter.pool.items import list_items
 from tests.workspace import Workspace
 
 GROUP = {"admin": 200, "editor": 200, "other editor": 404, "contributor": 200, "anonymous": 303}
@@ -26,7 +27,5 @@ def prepare(ws: Workspace) -> dict[str, str]:
     """An item proposed to uk from the command line."""
     ws.cli("items", "add", "--title", "EPO news for the matrix", "--group", "uk")
     with ws.site.transaction() as session:
-        from newsletter.pool.items import list_items
-
         [item] = list_items(session, ws.site.settings, group="uk")
     return {"item_id": str(item.id)}
