@@ -23,7 +23,7 @@ from newsletter.accounts import users
 from newsletter.core.models import Event, SignInToken, UserSession
 from newsletter.web.admin.auth import SESSION_COOKIE
 from newsletter.web.security import RateLimits
-from tests.admin_routes import EXPECTED, PARAMETERS
+from tests.admin_routes import EXPECTED, PARAMETERS, PREPARE
 from tests.conftest import wait_until
 from tests.smtp_server import Received, free_port
 from tests.web_server import serving
@@ -427,8 +427,11 @@ def test_every_workspace_route_has_an_entry_in_the_matrix(ws: Workspace) -> None
 def test_authorization_matrix(ws: Workspace) -> None:
     """Every workspace route x admin, editor of the group, editor of another, contributor, anonymous."""
     answers: dict[tuple[str, str], dict[str, int]] = {}
+    parameters = dict(PARAMETERS)
+    for prepare in PREPARE:
+        parameters |= prepare(ws)
     for method, template in sorted(workspace_routes(ws.app)):
-        path = template.format(**PARAMETERS)
+        path = template.format(**parameters)
         answers[method, template] = {}
         for who in WHO:
             client = session_for(ws, PEOPLE[who]) if who in PEOPLE else ws.client()

@@ -21,6 +21,7 @@ of its own.
     ├── Forbidden                   the person may see the group but not do this (accounts/permissions.py)
     ├── StateError                  the action is not allowed in the record's current state
     │   ├── TransitionError         a status change the transition tables (states.py) do not list
+    │   ├── StaleRecord             the record changed since the form was read (pool/items.py)
     │   ├── LeaseHeld               another live process owns the edition's send (delivery/runner.py)
     │   └── LeaseLost               this process's send lease was taken over; it stopped sending
     ├── NothingToBuild              no approved item waits for the group (exit 0; editions/build.py)
@@ -112,6 +113,10 @@ class StateError(NewsletterError):
 
 class TransitionError(StateError):
     """A status change that ``states.py`` does not allow; the record is left as it was."""
+
+
+class StaleRecord(StateError):
+    """Someone changed the record after the form was read; this change was refused, nothing changed."""
 
 
 class LeaseHeld(StateError):

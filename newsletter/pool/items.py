@@ -8,15 +8,16 @@ there is no URL) keeps the same story from entering the pool twice.
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 from w3lib.url import canonicalize_url, url_query_cleaner
 
 from newsletter.core import audit, states
-from newsletter.core.errors import InputError, NotFoundError, TransitionError
+from newsletter.core.errors import InputError, NotFoundError, StaleRecord, TransitionError
 from newsletter.core.models import (
     Edition,
     EditionItem,
@@ -27,6 +28,7 @@ from newsletter.core.models import (
     ItemStatus,
     ItemTarget,
     ItemTranslation,
+    Source,
     utcnow,
 )
 from newsletter.core.settings import Settings
@@ -232,13 +234,69 @@ def translations(session: Session, item: Item) -> list[ItemTranslation]:
 UNSENT = (EditionStatus.DRAFT, EditionStatus.APPROVED, EditionStatus.SENDING, EditionStatus.PAUSED)
 
 
-def set_status(session: Session, item_ids: Iterable[int], status: ItemStatus, *, actor: str) -> list[Item]:
+def version(item: Item) -> str:
+    """The item's version as a form carries it (its ``updated_at``), to refuse a stale form."""
+    return item.updated_at.isoformat()
+
+
+def parse_version(text: str) -> datetime:
+    """A version read back from a form; anything else is an :class:`InputError`."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError("the form has no valid version; reload the page and try again") from None
+    if value.tzinfo is None:
+        raise InputError("the form has no valid version; reload the page and try again")
+    return value
+
+
+def _touch(item: Item) -> datetime:
+    """A new ``updated_at``, always later than the last one, so every change gives a new version."""
+    item.updated_at = max(utcnow(), item.updated_at + timedelta(microseconds=1))
+    return item.updated_at
+
+
+def claim_version(session: Session, item: Item, expected: datetime) -> None:
+    """Refuse (:class:`StaleRecord`) unless the item is still at version ``expected``; else take it.
+
+    One conditional UPDATE both checks and moves the version, so of two forms sent at the
+    same moment from the same version only one passes (PostgreSQL holds the row until the
+    first commits, then finds the version moved; SQLite writes one at a time).
+    """
+    following = max(utcnow(), expected + timedelta(microseconds=1))
+    result = session.execute(
+        update(Item)
+        .where(col(Item.id) == item.id, col(Item.updated_at) == expected)
+        .values(updated_at=following)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        raise StaleRecord(
+            f"item #{item.id} was changed by someone else since this page was loaded; "
+            "nothing was changed: reload the page to see their change, then try again"
+        )
+    item.updated_at = following
+
+
+def set_status(
+    session: Session,
+    item_ids: Iterable[int],
+    status: ItemStatus,
+    *,
+    actor: str,
+    source: str = "cli",
+    expected: datetime | None = None,
+) -> list[Item]:
     """Approve or reject items; every id must exist and every move be legal, or nothing changes.
 
     An approved item that an unsent edition carries stays approved: that edition would
     send it anyway, so rejecting it there would be a change that does not happen.
+    ``expected`` (one item only: a form's version) refuses the change if the item moved since.
     """
     items = [get_item(session, item_id) for item_id in item_ids]
+    if expected is not None:
+        if len(items) != 1:
+            raise ValueError("expected is a version of one item")
+        claim_version(session, items[0], expected)
     for item in items:
         if not states.allowed(item.status, status):
             states.move(item, status)  # raises TransitionError, changing nothing
@@ -257,9 +315,9 @@ def set_status(session: Session, item_ids: Iterable[int], status: ItemStatus, *,
                 )
     for item in items:
         if states.move(item, status):
-            item.updated_at = utcnow()
+            _touch(item)
             session.add(item)
-            audit.record(session, f"item-{status}", actor=actor, source="cli", item_id=item.id)
+            audit.record(session, f"item-{status}", actor=actor, source=source, item_id=item.id)
     return items
 
 
@@ -286,12 +344,20 @@ def edit_item(
     *,
     actor: str,
     groups: Sequence[str] | None = None,
+    source: str = "cli",
+    expected: datetime | None = None,
 ) -> Item:
-    """Change an item's fields and, when ``groups`` is given, its targeting."""
+    """Change an item's fields and, when ``groups`` is given, its targeting.
+
+    ``expected`` is the version the form was made from (:func:`version`): if someone
+    changed the item since, :class:`StaleRecord` is raised and nothing changes.
+    """
     item = get_item(session, item_id)
     unknown = set(changes) - EDITABLE
     if unknown:
         raise InputError(f"cannot edit {', '.join(sorted(unknown))}")
+    if expected is not None:
+        claim_version(session, item, expected)
     for name, value in changes.items():
         setattr(item, name, value)
     draft = ItemDraft(
@@ -318,10 +384,42 @@ def edit_item(
     if groups is not None:
         _set_targets(session, item, _groups(session, settings, groups))
         fields.append("groups")
-    item.updated_at = utcnow()
+    _touch(item)
     session.add(item)
-    audit.record(session, "item-edit", actor=actor, source="cli", item_id=item.id, fields=fields)
+    audit.record(session, "item-edit", actor=actor, source=source, item_id=item.id, fields=fields)
     return item
+
+
+def _filtered(
+    query: Any,
+    settings: Settings,
+    *,
+    status: str | None,
+    group: str | None,
+    topic: str | None,
+    source: str | None = None,
+    editor: str | None = None,
+) -> Any:
+    if status:
+        query = query.where(Item.status == status)
+    if topic:
+        query = query.where(col(Item.topic).ilike(topic))
+    if source:
+        query = query.where(col(Item.source_id).in_(select(Source.id).where(Source.name == source)))
+    if editor:
+        query = query.where(Item.editor == editor)
+    if group:
+        settings.group(group)
+        targeted = (
+            select(ItemTarget.item_id)
+            .join(Group, col(Group.id) == ItemTarget.group_id)
+            .where(Group.slug == group)
+        )
+        query = query.where(col(Item.all_groups) | col(Item.id).in_(targeted))
+    return query
+
+
+NEWEST_FIRST = (col(Item.published_at).desc(), col(Item.id).desc())
 
 
 def list_items(
@@ -333,17 +431,65 @@ def list_items(
     topic: str | None = None,
 ) -> list[Item]:
     """Items newest first, optionally only one status, one topic, or those meant for a group."""
-    query = select(Item).order_by(col(Item.published_at).desc(), col(Item.id).desc())
-    if status:
-        query = query.where(Item.status == status)
-    if topic:
-        query = query.where(col(Item.topic).ilike(topic))
-    if group:
-        settings.group(group)
-        targeted = (
-            select(ItemTarget.item_id)
-            .join(Group, col(Group.id) == ItemTarget.group_id)
-            .where(Group.slug == group)
-        )
-        query = query.where(col(Item.all_groups) | col(Item.id).in_(targeted))
-    return list(session.exec(query))
+    query = select(Item).order_by(*NEWEST_FIRST)
+    return list(session.exec(_filtered(query, settings, status=status, group=group, topic=topic)))
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    """One page of a group's queue: its items, and how many match in all."""
+
+    items: list[Item]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+def queue(
+    session: Session,
+    settings: Settings,
+    group: str,
+    *,
+    status: str | None = None,
+    topic: str | None = None,
+    source: str | None = None,
+    editor: str | None = None,
+    page: int = 1,
+    per_page: int = 50,
+) -> QueuePage:
+    """The items meant for ``group`` (or every group), newest first, one page at a time.
+
+    ``source`` keeps one source's items (by name); ``editor`` one person's (``user:EMAIL``).
+    """
+    filters: dict[str, Any] = {
+        "status": status,
+        "group": group,
+        "topic": topic,
+        "source": source,
+        "editor": editor,
+    }
+    total = session.exec(_filtered(select(func.count()).select_from(Item), settings, **filters)).one()
+    # Past the last page (an old link, a typed number) shows the last one.
+    page = min(max(1, page), max(1, -(-int(total) // per_page)))
+    query = _filtered(select(Item), settings, **filters).order_by(*NEWEST_FIRST)
+    rows = list(session.exec(query.offset((page - 1) * per_page).limit(per_page)))
+    return QueuePage(rows, int(total), page, per_page)
+
+
+def in_group(session: Session, item: Item, group: str) -> bool:
+    """Whether the item is meant for ``group`` (targeted at it, or at every group)."""
+    slugs = target_slugs(session, item)
+    return "*" in slugs or group in slugs
+
+
+def topics(session: Session) -> list[str]:
+    """Every topic in the pool, for the queue's filter."""
+    return sorted(t for t in session.exec(select(Item.topic).distinct()) if t)
+
+
+def source_names(session: Session) -> list[str]:
+    return sorted(session.exec(select(Source.name)))

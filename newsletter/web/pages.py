@@ -87,10 +87,10 @@ class Pages:
         """A page with a heading and one paragraph: a result, a refusal, an explanation."""
         return self.page(request, "message.html.j2", language=language, status=status, title=title, text=text)
 
-    async def form(self, request: Request) -> FormData | None:
+    async def form(self, request: Request, *, max_fields: int = 20) -> FormData | None:
         """The posted form, or None if its CSRF token does not match; too large a body is a 413."""
         limited = await limited_body(request)
-        form = await limited.form(max_files=0, max_fields=20)
+        form = await limited.form(max_files=0, max_fields=max_fields)
         token = form.get(CSRF_FIELD)
         if not self.csrf.valid(request.cookies.get(CSRF_COOKIE), token if isinstance(token, str) else None):
             return None

@@ -3,18 +3,22 @@
 Each module here holds the entries for one part of the workspace (``signin.py``, and one
 per part as it comes: items, editions, subscribers, ...): ``EXPECTED`` maps (method,
 path template) to the status for each of ``WHO``, and ``PARAMETERS`` fills the path's
-placeholders. ``tests/test_workspace_signin.py`` takes every route under ``/admin`` from
+placeholders; a module may also define ``prepare(ws)``, run before the matrix is walked,
+which makes the records its routes name and returns their placeholders (an item's id).
+``tests/test_workspace_signin.py`` takes every route under ``/admin`` from
 the app's route table and fails on one that no module here names. Keeping a module per
 part lets each part add its routes without touching the others'.
 """
 
 import importlib
 import pkgutil
+from collections.abc import Callable
 
-from tests.workspace import WHO
+from tests.workspace import WHO, Workspace
 
 EXPECTED: dict[tuple[str, str], dict[str, int]] = {}
 PARAMETERS: dict[str, str] = {}
+PREPARE: list[Callable[[Workspace], dict[str, str]]] = []
 for _module in pkgutil.iter_modules(__path__):
     if _module.name == "common":
         continue
@@ -23,5 +27,7 @@ for _module in pkgutil.iter_modules(__path__):
     assert not _clash, f"{_module.name} repeats {_clash}"
     EXPECTED |= _part.EXPECTED
     PARAMETERS |= getattr(_part, "PARAMETERS", {})
+    if hasattr(_part, "prepare"):
+        PREPARE.append(_part.prepare)
 
-__all__ = ["EXPECTED", "PARAMETERS", "WHO"]
+__all__ = ["EXPECTED", "PARAMETERS", "PREPARE", "WHO"]

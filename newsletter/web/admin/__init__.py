@@ -8,6 +8,7 @@ POST /admin/sign-out-everywhere        end every session of the user
 GET  /admin/                           the dashboard: the user's groups               (dashboard.py)
 GET  /admin/account                    where the user is signed in
 GET  /admin/groups/{slug}/             one group's workspace (404 without a permission on it)
+GET  /admin/groups/{slug}/items...     the group's items: queue, new item, preview, item page (items.py)
 
 Every page but the sign-in ones needs a session (anonymous: 303 to the sign-in page),
 and every page that acts for the person asks ``accounts.permissions`` (``auth.py``).
@@ -22,6 +23,7 @@ from newsletter.core.site import Site
 from newsletter.delivery.transports import Transport
 from newsletter.web.admin.auth import Workspace
 from newsletter.web.admin.dashboard import Dashboard
+from newsletter.web.admin.items import Items
 from newsletter.web.admin.signin import SignIn
 from newsletter.web.pages import Pages
 from newsletter.web.security import RateLimits
@@ -39,4 +41,5 @@ def routes(
     return [
         *SignIn(workspace, transport_factory, limits).routes(),
         *Dashboard(workspace).routes(),
+        *Items(workspace).routes(),
     ]
