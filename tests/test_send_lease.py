@@ -254,3 +254,23 @@ def test_a_database_at_0002_gets_the_lease_table_and_keeps_its_rows(empty_db_url
         assert edition.outbox_only is False
     finally:
         engine.dispose()
+
+
+def test_enqueue_adds_each_missing_member_once_and_counts_them(engine: Engine) -> None:
+    """The fixture's three members already queued: a fourth joins, and enqueue adds exactly her, counted."""
+    from newsletter.delivery import outbox
+
+    with Session(engine) as session:
+        late = Subscriber(email="late@example.org", email_key="late@example.org")
+        session.add(late)
+        session.flush()
+        late_id = late.id or 0
+        session.add(Membership(subscriber_id=late_id, group_id=1, status=MembershipStatus.ACTIVE))
+        session.flush()
+        edition = session.get(Edition, 1)
+        assert edition is not None
+        assert outbox.enqueue(session, edition) == 1
+        assert outbox.enqueue(session, edition) == 0
+        session.commit()
+        rows = session.exec(select(Delivery.subscriber_id).where(col(Delivery.edition_id) == 1)).all()
+    assert sorted(rows) == [1, 2, 3, late_id]
