@@ -216,6 +216,9 @@ def send_due(
 ) -> None:
     """Send every approved edition (and resume those left sending), one at a time, through the runner.
 
+    An edition scheduled for a moment (``Edition.scheduled_at``) is sent by the first
+    tick at or after it.
+
     The runner's per-edition lease is what keeps an edition from going out twice, against
     any other sender; an edition someone else is sending is left to it (noted as skipped).
     One tick sends at a time besides (the send lock): a tick that finds it taken leaves
@@ -227,9 +230,13 @@ def send_due(
             report.skipped.append("sending (another process is sending)")
             return
         with site.transaction() as session:
+            # An edition planned for a moment (the workspace's "schedule") waits for it.
             due = session.exec(
                 select(Edition.id)
-                .where(col(Edition.status).in_([EditionStatus.APPROVED, EditionStatus.SENDING]))
+                .where(
+                    col(Edition.status).in_([EditionStatus.APPROVED, EditionStatus.SENDING]),
+                    col(Edition.scheduled_at).is_(None) | (col(Edition.scheduled_at) <= report.at),
+                )
                 .order_by(col(Edition.id))
             ).all()
         for edition_id in due:
