@@ -159,7 +159,17 @@ def status(app: AppContext, as_json: bool) -> None:
     if report.editions:
         echo()
         table(
-            ["edition", "group", "status", "delivered", "deferred", "failed", "bounced", "complained", "unsubscribed"],
+            [
+                "edition",
+                "group",
+                "status",
+                "delivered",
+                "deferred",
+                "failed",
+                "bounced",
+                "complained",
+                "unsubscribed",
+            ],
             [
                 (
                     f"#{e.id}",

@@ -23,7 +23,7 @@ of its own.
     │   ├── TransitionError         a status change the transition tables (states.py) do not list
     │   ├── StaleRecord             the record changed since the form was read (pool/items.py)
     │   ├── LeaseHeld               another live process owns the edition's send (delivery/runner.py)
-    │   ├── StaleEdition            someone changed the edition since the form was opened (editions/editing.py)
+    │   ├── StaleEdition            the edition changed since the form was opened (editions/build.py)
     │   ├── SecondPersonRequired    the four-eyes rule: the last editor may not approve (editions/build.py)
     │   └── LeaseLost               this process's send lease was taken over; it stopped sending
     ├── NothingToBuild              no approved item waits for the group (exit 0; editions/build.py)

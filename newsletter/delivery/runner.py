@@ -392,7 +392,9 @@ def pause(site: Site, edition_id: int, *, actor: str) -> Edition:
     with site.transaction() as session:
         edition = _locked(session, edition_id)
         if edition.status != EditionStatus.SENDING:
-            raise StateError(f"edition #{edition_id} is {edition.status}; only an edition being sent can be paused")
+            raise StateError(
+                f"edition #{edition_id} is {edition.status}; only an edition being sent can be paused"
+            )
         states.move(edition, EditionStatus.PAUSED)
         session.add(edition)
         _record(session, "edition-pause", edition, actor=actor)

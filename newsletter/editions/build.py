@@ -19,7 +19,13 @@ from sqlmodel import Session, col, select
 
 from newsletter.core import audit, states
 from newsletter.core.counts import delivery_counts
-from newsletter.core.errors import NotFoundError, NothingToBuild, SecondPersonRequired, StaleEdition, StateError
+from newsletter.core.errors import (
+    NotFoundError,
+    NothingToBuild,
+    SecondPersonRequired,
+    StaleEdition,
+    StateError,
+)
 from newsletter.core.i18n import available_languages, base_language, translations
 from newsletter.core.models import (
     Edition,
@@ -261,8 +267,8 @@ def check_version(edition: Edition, version: int | None) -> None:
     """Refuse a form made from an older state of the edition (None: no form, no check)."""
     if version is not None and version != edition.version:
         raise StaleEdition(
-            f"edition #{edition.id} was changed since you opened it (by {edition.last_changed_by or 'someone'}); "
-            "reload the page and try again"
+            f"edition #{edition.id} was changed since you opened it "
+            f"(by {edition.last_changed_by or 'someone'}); reload the page and try again"
         )
 
 
@@ -295,17 +301,39 @@ class EditionRow:
     deliveries: dict[str, int] = field(default_factory=dict)
 
 
+def count_editions(session: Session, settings: Settings, group: str) -> int:
+    """How many editions the group has (for a paginated list)."""
+    settings.group(group)
+    query = (
+        select(func.count())
+        .select_from(Edition)
+        .join(Group, col(Group.id) == Edition.group_id)
+        .where(col(Group.slug) == group)
+    )
+    return int(session.exec(query).one())
+
+
 def list_editions(
-    session: Session, settings: Settings, *, group: str | None = None, status: str | None = None
+    session: Session,
+    settings: Settings,
+    *,
+    group: str | None = None,
+    status: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
 ) -> list[EditionRow]:
+    """Editions, newest first, with their item and delivery counts; ``limit``/``offset`` for a page."""
     query = select(Edition, Group.slug).join(Group, col(Group.id) == Edition.group_id)
     if group:
         settings.group(group)
         query = query.where(col(Group.slug) == group)
     if status:
         query = query.where(col(Edition.status) == status)
+    query = query.order_by(col(Edition.id).desc()).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
     rows = []
-    for edition, slug in session.exec(query.order_by(col(Edition.id).desc())):
+    for edition, slug in session.exec(query):
         assert edition.id is not None
         items = session.exec(
             select(func.count()).select_from(EditionItem).where(col(EditionItem.edition_id) == edition.id)

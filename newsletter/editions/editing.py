@@ -22,12 +22,12 @@ from newsletter.core.i18n import available_languages, base_language
 from newsletter.core.models import Edition, EditionItem, EditionStatus, Group, Item, utcnow
 from newsletter.core.settings import Settings
 from newsletter.editions.build import (
-    store_archive,
     channel,
     check_version,
     content,
     eligible_items,
     get_edition,
+    store_archive,
 )
 from newsletter.editions.render import Renderer
 
@@ -46,7 +46,13 @@ def draft(session: Session, edition_id: int, version: int | None) -> Edition:
 
 
 def _changed(
-    session: Session, settings: Settings, renderer: Renderer, edition: Edition, kind: str, actor: str, **detail: Any
+    session: Session,
+    settings: Settings,
+    renderer: Renderer,
+    edition: Edition,
+    kind: str,
+    actor: str,
+    **detail: Any,
 ) -> Edition:
     edition.version += 1
     edition.last_changed_by = actor
@@ -152,7 +158,8 @@ def add(
     edition = draft(session, edition_id, version)
     if item_id not in {item.id for item in addable(session, settings, edition)}:
         raise InputError(
-            f"item #{item_id} cannot be added: it is not approved for this group, or an edition already offered it"
+            f"item #{item_id} cannot be added: it is not approved for this group, "
+            "or an edition already offered it"
         )
     last = session.exec(
         select(func.max(EditionItem.position)).where(col(EditionItem.edition_id) == edition_id)
@@ -210,7 +217,9 @@ def schedule(
     """Plan the send of an approved edition for ``at`` (UTC), or drop the plan (None)."""
     edition = get_edition(session, edition_id)
     if edition.status != EditionStatus.APPROVED:
-        raise StateError(f"edition #{edition_id} is {edition.status}; only an approved edition can be scheduled")
+        raise StateError(
+            f"edition #{edition_id} is {edition.status}; only an approved edition can be scheduled"
+        )
     if at is not None and at <= (now or utcnow()):
         raise InputError("that moment has passed; choose a time in the future, or send it now")
     edition.scheduled_at = at

@@ -259,7 +259,10 @@ class Renderer:
                 "subject": "",
             },
             # The editor's intro for this edition: HTML for the email, text for the text part.
-            "editorial": {"html": _defuse(content.intro_html), "text": html_to_text(_defuse(content.intro_html))},
+            "editorial": {
+                "html": _defuse(content.intro_html),
+                "text": html_to_text(_defuse(content.intro_html)),
+            },
             "sections": sections,
             "preheader": " · ".join(item.title for section in sections for item in section.items)[:150],
             "links": self.links(content),

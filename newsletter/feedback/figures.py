@@ -41,7 +41,9 @@ class Figures:
 def _sent_at(session: Session, edition_id: int) -> datetime | None:
     """When the edition's send started (its first ``edition-send`` event)."""
     found: datetime | None = session.exec(
-        select(func.min(Event.at)).where(col(Event.kind) == "edition-send", col(Event.edition_id) == edition_id)
+        select(func.min(Event.at)).where(
+            col(Event.kind) == "edition-send", col(Event.edition_id) == edition_id
+        )
     ).one()
     return found
 
@@ -60,7 +62,7 @@ def _next_send(session: Session, edition: Edition, after: datetime) -> datetime 
 
 
 def _deliveries(session: Session, edition_id: int) -> dict[str, int]:
-    retried = Delivery.attempts > 0  # type: ignore[operator]
+    retried = col(Delivery.attempts) > 0
     query = (
         select(Delivery.status, retried, func.count())
         .where(col(Delivery.edition_id) == edition_id)
