@@ -235,8 +235,10 @@ def test_intro_and_subject_per_language_reach_the_email(ws: Workspace) -> None:
     assert "<title>UK spring news</title>" in english
     assert "<title>Frühlingsnachrichten</title>" in editor.get(path(edition_id, "/email?language=de")).text
     preview = editor.get(path(edition_id, "/preview")).text
-    assert "Welcome to the spring edition." in preview or "Welcome to the **spring** edition." in preview
-    assert preview.index("Welcome to the") < preview.index("Alpha news")
+    # The text part: the intro as text, after the greeting and before the items.
+    text = preview.split('<pre class="text">', 1)[1]
+    assert "Users (example).\n\nWelcome to the spring edition.\n" in text
+    assert text.index("Welcome to the spring edition.") < text.index("Alpha news")
 
     # A subject that does not render is refused with the reason; the old one stays.
     bad = post(
@@ -497,3 +499,24 @@ def test_figures_after_refusals_bounces_complaints_and_unsubscribes(ws: Workspac
     text = ws.cli("status").stdout
     assert f"#{edition_id}" in text
     assert "1 hard, 1 soft" in text
+
+
+def test_a_four_eyes_group_waits_for_a_person_even_on_an_auto_schedule(
+    four_eyes: None, make_workspace: Callable[..., Workspace]
+) -> None:
+    """The weekly schedule approves by itself, but not for a group that wants a second person."""
+    ws = make_workspace()
+    add_item(ws, "Alpha news")
+    monday = datetime(2030, 7, 1, 8, 0, tzinfo=UTC)  # 09:00 in London
+    report = run_due(ws.site, monday, lambda: SmtpTransport(ws.smtp.url()), collect_sources=False)
+    assert report.errors == []
+    with ws.site.transaction() as session:
+        built = session.exec(select(Edition).where(Edition.schedule == "weekly")).all()
+        assert [(str(e.status), e.last_changed_by) for e in built] == [("draft", "scheduler")]
+        edition_id = built[0].id or 0
+    assert received_by(ws) == Counter()
+    assert (
+        post(session_for(ws, EDITOR), edition_id, "/approve", version=version(ws, edition_id)).status_code
+        == 303
+    )
+    assert status(ws, edition_id) == "approved"

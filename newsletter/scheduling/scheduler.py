@@ -179,7 +179,8 @@ def _build_slot(site: Site, renderer: Renderer, slot: Slot, at: datetime, report
                 audit.record(session, "schedule-skip", actor=ACTOR, source=slot.marker, group_id=group.id)
                 report.skipped.append(slot.marker)
                 return
-            if schedule.approval == "auto":
+            # A group with the four-eyes rule wants a person's approval, whatever the schedule says.
+            if schedule.approval == "auto" and not site.settings.group(slot.group).require_second_person:
                 editions.approve(session, site.settings, renderer, edition.id or 0, actor=ACTOR)
             else:
                 report.waiting.append(f"{slot.marker} (edition #{edition.id} waits for approval)")
