@@ -235,8 +235,11 @@ def send_due(
             due = session.exec(
                 select(Edition.id)
                 .where(
-                    col(Edition.status).in_([EditionStatus.APPROVED, EditionStatus.SENDING]),
-                    col(Edition.scheduled_at).is_(None) | (col(Edition.scheduled_at) <= report.at),
+                    (col(Edition.status) == EditionStatus.SENDING)
+                    | (
+                        (col(Edition.status) == EditionStatus.APPROVED)
+                        & (col(Edition.scheduled_at).is_(None) | (col(Edition.scheduled_at) <= report.at))
+                    ),
                 )
                 .order_by(col(Edition.id))
             ).all()
