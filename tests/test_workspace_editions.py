@@ -19,7 +19,10 @@ from sqlmodel import col, select
 from starlette.testclient import TestClient
 
 from newsletter.core.models import Edition, Event, SendLease
+from newsletter.delivery import lease
+from newsletter.delivery.runner import Runner
 from newsletter.delivery.transports.smtp import SmtpTransport
+from newsletter.editions.render import Renderer
 from newsletter.scheduling.scheduler import run_due
 from tests.conftest import wait_until
 from tests.test_bounces import arf
@@ -520,3 +523,22 @@ def test_a_four_eyes_group_waits_for_a_person_even_on_an_auto_schedule(
         == 303
     )
     assert status(ws, edition_id) == "approved"
+
+
+def test_the_send_button_is_refused_while_another_process_sends(ws: Workspace) -> None:
+    """A send holding the lease (as `editions send` does) makes the button answer 409; nothing is sent."""
+    import_members(ws)
+    editor = session_for(ws, EDITOR)
+    edition_id = approved_edition(ws, editor, "Alpha news")
+    other = Runner(ws.site, Renderer(ws.site.settings), SmtpTransport(ws.smtp.url()), actor="cli:ops")
+    other.reserve(edition_id)
+    try:
+        refused = post(editor, edition_id, "/send")
+        assert refused.status_code == 409
+        assert f"edition #{edition_id} is already being sent by" in refused.text
+        assert status(ws, edition_id) == "approved"
+        assert ws.smtp.messages == []
+    finally:
+        other.transport.close()
+        with ws.site.transaction() as session:
+            lease.give_up(session, edition_id, other.owner)
