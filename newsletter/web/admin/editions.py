@@ -16,6 +16,7 @@ not allow the change 409.
 
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -50,7 +51,22 @@ HISTORY = 50
 # Whoever holds one of these on the group sees its editions.
 READERS = ("editions.edit", "editions.approve", "editions.send")
 
-Action = Callable[[Request, Signed, FormData], Response]
+
+@dataclass(frozen=True)
+class Page:
+    """A page to render: the handlers read the database in a worker thread and return this;
+    the template is rendered on the event loop, where the pages' gettext is installed per
+    render (``Pages.page``) without another thread swapping it mid-page."""
+
+    template: str
+    language: str
+    context: dict[str, Any]
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Answer = Response | Page
+Action = Callable[[Request, Signed, FormData], Answer]
 # A refusal's status: bad input, a stale form or a state that forbids the act, a relay
 # that refused the test copy; "nothing to build" is an answer, not an error.
 REFUSALS: tuple[tuple[type[NewsletterError], int], ...] = (
@@ -91,12 +107,10 @@ class EditionPages:
 
     # -- handlers: permission first, the work in a thread, refusals as messages on the page --
 
-    def view(
-        self, handler: Callable[[Request, Signed], Response]
-    ) -> Callable[[Request], Awaitable[Response]]:
+    def view(self, handler: Callable[[Request, Signed], Answer]) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request, signed: Signed) -> Response:
             require_reader(signed.actor, request.path_params["slug"], self.settings.groups)
-            return await run_in_threadpool(handler, request, signed)
+            return self.respond(request, await run_in_threadpool(handler, request, signed))
 
         return self.workspace.signed_in(endpoint)
 
@@ -108,11 +122,22 @@ class EditionPages:
             form = await self.pages.form(request)
             if form is None:
                 return self.pages.rejected(request, signed.language)
-            return await run_in_threadpool(self._guarded, handler, request, signed, form)
+            return self.respond(
+                request, await run_in_threadpool(self._guarded, handler, request, signed, form)
+            )
 
         return self.workspace.signed_in(endpoint)
 
-    def _guarded(self, handler: Action, request: Request, signed: Signed, form: FormData) -> Response:
+    def respond(self, request: Request, answer: Answer) -> Response:
+        if isinstance(answer, Response):
+            return answer
+        response = self.pages.page(
+            request, answer.template, language=answer.language, status=answer.status, **answer.context
+        )
+        response.headers.update(answer.headers)
+        return response
+
+    def _guarded(self, handler: Action, request: Request, signed: Signed, form: FormData) -> Answer:
         """The handler's answer, or its refusal as a message on the page (nothing was changed)."""
         try:
             return handler(request, signed, form)
@@ -160,7 +185,7 @@ class EditionPages:
 
     # -- the list ----------------------------------------------------------------------------
 
-    def list_page(self, request: Request, signed: Signed, *, error: str = "", status: int = 200) -> Response:
+    def list_page(self, request: Request, signed: Signed, *, error: str = "", status: int = 200) -> Page:
         slug = request.path_params["slug"]
         try:
             page = max(1, int(request.query_params.get("page", "1")))
@@ -171,25 +196,26 @@ class EditionPages:
             rows = library.list_editions(
                 session, self.settings, group=slug, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
             )
-        return self.pages.page(
-            request,
+        return Page(
             "admin/editions.html.j2",
-            language=signed.language,
+            signed.language,
             status=status,
-            actor=signed.actor,
-            group=self.group_view(slug),
-            rows=rows,
-            page=page,
-            pages=max(1, -(-total // PAGE_SIZE)),
-            error=error,
-            may_edit=can(signed.actor, "editions.edit", slug),
+            context={
+                "actor": signed.actor,
+                "group": self.group_view(slug),
+                "rows": rows,
+                "page": page,
+                "pages": max(1, -(-total // PAGE_SIZE)),
+                "error": error,
+                "may_edit": can(signed.actor, "editions.edit", slug),
+            },
         )
 
     # -- the edition page ----------------------------------------------------------------------
 
     def edition_page(
         self, request: Request, signed: Signed, *, error: str = "", notice: str = "", status: int = 200
-    ) -> Response:
+    ) -> Page:
         slug = request.path_params["slug"]
         with self.site.transaction() as session:
             edition = self.edition(session, request)
@@ -212,27 +238,30 @@ class EditionPages:
         gettext = translations(signed.language).gettext
         if not error and self.settings.group(slug).require_second_person and draft:
             notice = notice or gettext("This group asks for a second person to approve an edition.")
-        return self.pages.page(
-            request,
+        return Page(
             "admin/edition.html.j2",
-            language=signed.language,
+            signed.language,
             status=status,
-            actor=signed.actor,
-            group=self.group_view(slug),
-            edition=edition,
-            items=items,
-            addable=addable,
-            figures=numbers,
-            history=history,
-            languages=languages,
-            subjects=library.subjects_of(edition),
-            draft=draft,
-            error=error,
-            notice=notice,
-            scheduled=edition.scheduled_at.astimezone(self._zone(slug)) if edition.scheduled_at else None,
-            may={name.split(".")[1]: can(signed.actor, name, slug) for name in READERS},
-            url=self.edition_url(request),
-            detail=history_detail,
+            context={
+                "actor": signed.actor,
+                "group": self.group_view(slug),
+                "edition": edition,
+                "items": items,
+                "addable": addable,
+                "figures": numbers,
+                "history": history,
+                "languages": languages,
+                "subjects": library.subjects_of(edition),
+                "draft": draft,
+                "error": error,
+                "notice": notice,
+                "scheduled": edition.scheduled_at.astimezone(self._zone(slug))
+                if edition.scheduled_at
+                else None,
+                "may": {name.split(".")[1]: can(signed.actor, name, slug) for name in READERS},
+                "url": self.edition_url(request),
+                "detail": history_detail,
+            },
         )
 
     def _zone(self, slug: str) -> ZoneInfo:

@@ -46,7 +46,7 @@ from newsletter.editions import editing
 from newsletter.editions.render import Renderer
 from newsletter.feedback.figures import figures
 from newsletter.web.admin.auth import Signed, Workspace
-from newsletter.web.admin.editions import EditionPages, Editions
+from newsletter.web.admin.editions import EditionPages, Editions, Page
 from newsletter.web.security import CONTENT_SECURITY_POLICY
 
 log = logging.getLogger(__name__)
@@ -137,30 +137,30 @@ class Sending(EditionPages):
         )
         return library.neutral(rendered, self.settings)
 
-    def preview(self, request: Request, signed: Signed) -> Response:
+    def preview(self, request: Request, signed: Signed) -> Page:
         language = self._language(request)
         try:
             _, text = self._rendered(request, language)
             error = ""
         except RenderError as exc:
             text, error = "", str(exc)
-        response = self.pages.page(
-            request,
+        return Page(
             "admin/edition-preview.html.j2",
-            language=signed.language,
-            actor=signed.actor,
-            group=self.group_view(request.path_params["slug"]),
-            edition_id=request.path_params["edition_id"],
-            url=self.edition_url(request),
-            email_language=language,
-            languages=sorted(available_languages()),
-            widths=WIDTHS,
-            text=text,
-            error=error,
+            signed.language,
             status=200 if not error else 409,
+            headers={"content-security-policy": PREVIEW_POLICY},
+            context={
+                "actor": signed.actor,
+                "group": self.group_view(request.path_params["slug"]),
+                "edition_id": request.path_params["edition_id"],
+                "url": self.edition_url(request),
+                "email_language": language,
+                "languages": sorted(available_languages()),
+                "widths": WIDTHS,
+                "text": text,
+                "error": error,
+            },
         )
-        response.headers["content-security-policy"] = PREVIEW_POLICY
-        return response
 
     def email(self, request: Request, signed: Signed) -> Response:
         try:
@@ -174,7 +174,7 @@ class Sending(EditionPages):
 
     # -- a test to oneself -------------------------------------------------------------------
 
-    def test(self, request: Request, signed: Signed, form: FormData) -> Response:
+    def test(self, request: Request, signed: Signed, form: FormData) -> Page:
         language = self._language(request)
         wanted = str(form.get("language") or "")
         if wanted and base_language(wanted) in available_languages():
@@ -241,7 +241,7 @@ class Sending(EditionPages):
 
     # -- progress ------------------------------------------------------------------------------
 
-    def progress(self, request: Request, signed: Signed) -> Response:
+    def progress(self, request: Request, signed: Signed) -> Page:
         slug = request.path_params["slug"]
         with self.site.transaction() as session:
             edition = self.edition(session, request)
@@ -249,20 +249,21 @@ class Sending(EditionPages):
             status = EditionStatus(edition.status)
             edition_id = edition.id or 0
         fragment = request.headers.get("hx-request") == "true"
-        return self.pages.page(
-            request,
+        return Page(
             "admin/_progress.html.j2" if fragment else "admin/edition-progress.html.j2",
-            language=signed.language,
-            actor=signed.actor,
-            group=self.group_view(slug),
-            edition_id=edition_id,
-            state=str(status),
-            live=status == EditionStatus.SENDING,
-            figures=numbers,
-            error=self.sender.errors.get(edition_id, ""),
-            url=self.edition_url(request),
-            poll=POLL_SECONDS,
-            may_send=can(signed.actor, "editions.send", slug),
+            signed.language,
+            context={
+                "actor": signed.actor,
+                "group": self.group_view(slug),
+                "edition_id": edition_id,
+                "state": str(status),
+                "live": status == EditionStatus.SENDING,
+                "figures": numbers,
+                "error": self.sender.errors.get(edition_id, ""),
+                "url": self.edition_url(request),
+                "poll": POLL_SECONDS,
+                "may_send": can(signed.actor, "editions.send", slug),
+            },
         )
 
 
