@@ -71,8 +71,8 @@ class Sender:
         self.site = site
         self.transport_factory = transport_factory
         self.renderer = Renderer(site.settings)
+        # The last send of each edition that stopped on an error, for its progress page.
         self.errors: dict[int, str] = {}
-        self.threads: dict[int, threading.Thread] = {}
 
     def start(self, edition_id: int, actor: str) -> None:
         """Take the edition's lease now (:class:`LeaseHeld` if another sends it), then send in a thread."""
@@ -86,7 +86,6 @@ class Sender:
         thread = threading.Thread(
             target=self._send, args=(runner, edition_id), name=f"send-edition-{edition_id}", daemon=True
         )
-        self.threads[edition_id] = thread
         thread.start()
 
     def _send(self, runner: Runner, edition_id: int) -> None:
