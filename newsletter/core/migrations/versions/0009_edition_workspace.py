@@ -6,7 +6,7 @@ scheduler's tick sends it when due), ``last_changed_by`` (for the optional four-
 rule) and ``version`` (bumped on every change, so a stale form is refused).
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-03
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 import newsletter.core.models
 
 revision: str = "0009"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
