@@ -542,3 +542,16 @@ def test_the_send_button_is_refused_while_another_process_sends(ws: Workspace) -
         other.transport.close()
         with ws.site.transaction() as session:
             lease.give_up(session, edition_id, other.owner)
+
+
+def test_a_test_copy_the_relay_refuses_is_a_message_on_the_page(ws: Workspace) -> None:
+    """With the relay down the page says the copy did not go (502); nothing else changes."""
+    add_item(ws, "Alpha news")
+    editor = session_for(ws, EDITOR)
+    edition_id = build(editor)
+    ws.smtp.handler.down = True
+    failed = post(editor, edition_id, "/test")
+    assert failed.status_code == 502
+    assert "the test copy could not be sent: cannot connect to 127.0.0.1" in failed.text
+    assert ws.smtp.messages == []
+    assert status(ws, edition_id) == "draft"

@@ -33,7 +33,14 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from newsletter.accounts.permissions import can
-from newsletter.core.errors import InputError, LeaseHeld, NewsletterError, RenderError, StateError
+from newsletter.core.errors import (
+    DeliveryError,
+    InputError,
+    LeaseHeld,
+    NewsletterError,
+    RenderError,
+    StateError,
+)
 from newsletter.core.i18n import available_languages, base_language, reader_language, translations
 from newsletter.core.models import EditionStatus
 from newsletter.core.site import Site
@@ -180,15 +187,18 @@ class Sending(EditionPages):
             language = base_language(wanted)
         with self.site.transaction() as session:
             edition_id = self.edition(session, request).id or 0
-        send_test(
-            self.site,
-            self.renderer,
-            self.sender.transport_factory(),
-            edition_id,
-            signed.actor.email,
-            actor=signed.actor.label,
-            language=language,
-        )
+        try:
+            send_test(
+                self.site,
+                self.renderer,
+                self.sender.transport_factory(),
+                edition_id,
+                signed.actor.email,
+                actor=signed.actor.label,
+                language=language,
+            )
+        except DeliveryError as exc:
+            raise DeliveryError(f"the test copy could not be sent: {exc}", code=exc.code) from None
         gettext = translations(signed.language).gettext
         return self.edition_page(
             request,
