@@ -555,3 +555,17 @@ def test_a_test_copy_the_relay_refuses_is_a_message_on_the_page(ws: Workspace) -
     assert "the test copy could not be sent: cannot connect to 127.0.0.1" in failed.text
     assert ws.smtp.messages == []
     assert status(ws, edition_id) == "draft"
+
+
+def test_an_edition_written_to_the_outbox_folder_counts_nobody_as_delivered(ws: Workspace) -> None:
+    """Sent through the outbox transport, the messages are files: written 7, delivered 0."""
+    import_members(ws)
+    editor = session_for(ws, EDITOR)
+    edition_id = approved_edition(ws, editor, "Alpha news")
+    ws.cli("editions", "send", str(edition_id))
+    assert status(ws, edition_id) == "written"
+    page = editor.get(path(edition_id)).text
+    assert (figure(page, "delivered"), figure(page, "written")) == (0, 7)
+    [row] = json.loads(ws.cli("status", "--json").stdout)["editions"]
+    assert (row["figures"]["delivered"], row["figures"]["written"]) == (0, 7)
+    assert "0 (7 written)" in ws.cli("status").stdout

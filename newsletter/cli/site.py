@@ -175,7 +175,8 @@ def status(app: AppContext, as_json: bool) -> None:
                     f"#{e.id}",
                     e.group,
                     e.status,
-                    e.figures["delivered"],
+                    e.figures["delivered"]
+                    or (f"0 ({e.figures['written']} written)" if e.figures["written"] else 0),
                     e.figures["deferred"],
                     e.figures["failed"],
                     f"{e.figures['bounced_hard']} hard, {e.figures['bounced_soft']} soft",

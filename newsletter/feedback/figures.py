@@ -4,6 +4,8 @@ Read from the outbox and the audit log, nothing else (no open or click tracking)
 
 - ``delivered``, ``failed``, ``skipped``: its delivery rows by state; ``deferred``: rows
   waiting for another attempt after a temporary failure; ``waiting``: rows not tried yet;
+  ``written``: for an edition sent to the outbox folder only, the messages written there
+  (nobody received them, so none counts as delivered);
 - ``bounced_hard``, ``bounced_soft``: bounce events that name the edition (failure
   notices and refusals at send time alike, judged by the bounce policy), one per member;
 - ``complained``: complaint events that name the edition, one per member;
@@ -33,6 +35,7 @@ class Figures:
     bounced_soft: int = 0
     complained: int = 0
     unsubscribed: int = 0
+    written: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -109,9 +112,12 @@ def figures(session: Session, edition: Edition) -> Figures:
         if until is not None:
             query = query.where(col(Event.at) < until)
         unsubscribed = int(session.exec(query).one())
+    delivered = counts.get("delivered", 0)
+    written = delivered if edition.outbox_only else 0
     return Figures(
         edition.id,
-        delivered=counts.get("delivered", 0),
+        delivered=delivered - written,
+        written=written,
         deferred=counts.get("deferred", 0),
         failed=counts.get("failed", 0),
         skipped=counts.get("skipped", 0),
