@@ -100,6 +100,10 @@ def check(app: AppContext, /, as_json: bool) -> None:
 def status(app: AppContext, as_json: bool) -> None:
     """Show members, editions and items per group, each source's health and each schedule's next run.
 
+    The latest sent editions come with their figures: delivered, deferred, failed,
+    bounced (hard, soft), complained, and unsubscribed after the edition. No open or
+    click tracking.
+
     \b
     Example:
       newsletter status
@@ -150,6 +154,36 @@ def status(app: AppContext, as_json: bool) -> None:
                     s.next_run.strftime("%Y-%m-%d %H:%M %Z") if s.next_run else "-",
                 )
                 for s in report.schedules
+            ],
+        )
+    if report.editions:
+        echo()
+        table(
+            [
+                "edition",
+                "group",
+                "status",
+                "delivered",
+                "deferred",
+                "failed",
+                "bounced",
+                "complained",
+                "unsubscribed",
+            ],
+            [
+                (
+                    f"#{e.id}",
+                    e.group,
+                    e.status,
+                    e.figures["delivered"]
+                    or (f"0 ({e.figures['written']} written)" if e.figures["written"] else 0),
+                    e.figures["deferred"],
+                    e.figures["failed"],
+                    f"{e.figures['bounced_hard']} hard, {e.figures['bounced_soft']} soft",
+                    e.figures["complained"],
+                    e.figures["unsubscribed"],
+                )
+                for e in report.editions
             ],
         )
     for problem in report.problems:

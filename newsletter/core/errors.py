@@ -23,6 +23,8 @@ of its own.
     │   ├── TransitionError         a status change the transition tables (states.py) do not list
     │   ├── StaleRecord             the record changed since the form was read (pool/items.py)
     │   ├── LeaseHeld               another live process owns the edition's send (delivery/runner.py)
+    │   ├── StaleEdition            the edition changed since the form was opened (editions/build.py)
+    │   ├── SecondPersonRequired    the four-eyes rule: the last editor may not approve (editions/build.py)
     │   └── LeaseLost               this process's send lease was taken over; it stopped sending
     ├── NothingToBuild              no approved item waits for the group (exit 0; editions/build.py)
     ├── DatabaseError               the database cannot be reached, migrated or written
@@ -126,6 +128,14 @@ class LeaseHeld(StateError):
         super().__init__(message)
         self.owner = owner
         self.since = since
+
+
+class StaleEdition(StateError):
+    """The edition changed since the form was opened (another editor, another tab); nothing was changed."""
+
+
+class SecondPersonRequired(StateError):
+    """The group asks for a second person: whoever last changed an edition may not approve it."""
 
 
 class LeaseLost(StateError):

@@ -276,6 +276,15 @@ class Edition(SQLModel, table=True):
     # True while (and after) its send goes to the outbox folder instead of a relay: such a
     # run delivers nothing, ends ``written``, and a real send later starts afresh.
     outbox_only: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    # The editor's own words above the items (Markdown), and subject lines per language
+    # (JSON: {"de": "..."}) that replace the subject template in that language.
+    intro_md: str = Field(default="", sa_column_kwargs={"server_default": ""})
+    subjects: str = Field(default="{}", sa_column_kwargs={"server_default": "{}"})
+    # One send planned for a moment (UTC): the scheduler's tick sends it when it is due.
+    scheduled_at: datetime | None = _when(default=None)
+    # Who last changed it (the four-eyes rule), and a counter that refuses stale forms.
+    last_changed_by: str | None = Field(default=None, max_length=340)
+    version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class EditionItem(SQLModel, table=True):

@@ -226,6 +226,8 @@ class GroupConfig(_Section):
     logo_url: str | None = None
     subscribers: str | None = None
     topics: tuple[str, ...] = ()
+    # Four eyes: an edition is approved by someone other than whoever last changed it.
+    require_second_person: bool = False
 
     _lang = field_validator("language")(_language)
 

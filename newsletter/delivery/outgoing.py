@@ -22,7 +22,7 @@ from newsletter.delivery import splice
 from newsletter.delivery.engine import Job
 from newsletter.delivery.message import MessageFactory, Recipient
 from newsletter.delivery.transports.base import Transport
-from newsletter.editions.build import content, get_edition, neutral, render_languages
+from newsletter.editions.build import channel, content, get_edition, neutral, render_languages
 from newsletter.editions.render import Rendered, Renderer
 
 
@@ -125,7 +125,13 @@ def send_test(
         assert group is not None
         edition_content = content(session, settings, edition)
         audit.record(
-            session, "edition-test", actor=actor, source="cli", group_id=group.id, edition_id=edition.id
+            session,
+            "edition-test",
+            actor=actor,
+            source=channel(actor),
+            group_id=group.id,
+            edition_id=edition.id,
+            to=address.email,
         )
     reader = reader_language(language, settings.group(group.slug).language)
     rendered = renderer.render(edition_content, reader, allow_large=allow_large)

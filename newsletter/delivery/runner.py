@@ -46,7 +46,7 @@ from sqlmodel import Session, col, select
 
 from newsletter.core import audit, states
 from newsletter.core.counts import delivery_counts
-from newsletter.core.errors import LeaseHeld
+from newsletter.core.errors import LeaseHeld, StateError
 from newsletter.core.models import Edition, EditionStatus, utcnow
 from newsletter.core.site import Site
 from newsletter.delivery import claims, engine, lease, outbox, sendable
@@ -86,7 +86,7 @@ def _never() -> bool:
 
 
 def _record(session: Session, kind: str, edition: Edition, *, actor: str, **detail: Any) -> None:
-    source = actor if actor in {"scheduler", "worker"} else "cli"
+    source = actor if actor in {"scheduler", "worker"} else "web" if actor.startswith("user:") else "cli"
     audit.record(
         session, kind, actor=actor, source=source, group_id=edition.group_id, edition_id=edition.id, **detail
     )
@@ -173,6 +173,16 @@ class Runner:
                     lease.give_up(session, edition_id, self.owner)
         finally:
             self.transport.close()
+
+    def reserve(self, edition_id: int) -> None:
+        """Check that the edition can be sent and take its lease now, for a :meth:`send` to come.
+
+        The workspace reserves in the request (a second press, or a CLI send, gets
+        :class:`LeaseHeld` on the page) and then sends in a background thread.
+        """
+        self._check(edition_id, dry_run=False)
+        with self.site.transaction() as session:
+            lease.take(session, edition_id, self.owner)
 
     def _check(self, edition_id: int, *, dry_run: bool) -> None:
         """Refuse what cannot be sent, before anything is taken or rendered."""
@@ -371,6 +381,24 @@ class Runner:
                     skipped=report.skipped,
                 )
             return str(edition.status), totals
+
+
+def pause(site: Site, edition_id: int, *, actor: str) -> Edition:
+    """Pause an edition being sent: no sender claims another message (``claims.claim`` asks).
+
+    Whoever is sending it (this process, the CLI, a worker) finishes the messages in
+    hand and stops; the edition stays ``paused`` until a send resumes it.
+    """
+    with site.transaction() as session:
+        edition = _locked(session, edition_id)
+        if edition.status != EditionStatus.SENDING:
+            raise StateError(
+                f"edition #{edition_id} is {edition.status}; only an edition being sent can be paused"
+            )
+        states.move(edition, EditionStatus.PAUSED)
+        session.add(edition)
+        _record(session, "edition-pause", edition, actor=actor)
+        return edition
 
 
 def send_edition(

@@ -8,6 +8,7 @@ that no earlier edition of the group carried; the ``EditionItem(group_id, item_i
 key makes "never offered twice" a database rule.
 """
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,7 +19,13 @@ from sqlmodel import Session, col, select
 
 from newsletter.core import audit, states
 from newsletter.core.counts import delivery_counts
-from newsletter.core.errors import NotFoundError, NothingToBuild, StateError
+from newsletter.core.errors import (
+    NotFoundError,
+    NothingToBuild,
+    SecondPersonRequired,
+    StaleEdition,
+    StateError,
+)
 from newsletter.core.i18n import available_languages, base_language, translations
 from newsletter.core.models import (
     Edition,
@@ -34,14 +41,22 @@ from newsletter.core.models import (
 from newsletter.core.settings import Settings
 from newsletter.core.site import get_group
 from newsletter.editions.render import EditionContent, Marker, PoolItem, Rendered, Renderer
+from newsletter.pool.richtext import markdown_to_html
 
 # `t.colon` is the language's colon: French sets it off with a no-break space.
 DEFAULT_SUBJECT = "{{ group.name }}{{ t.colon }} {{ edition.date }}"
 
 
+def channel(actor: str) -> str:
+    """The channel an actor works through: the scheduler, the workspace or the command line."""
+    if actor == "scheduler":
+        return "scheduler"
+    return "web" if actor.startswith("user:") else "cli"
+
+
 def _record(session: Session, kind: str, edition: Edition, *, actor: str, **detail: Any) -> None:
-    """An audit event about an edition; the channel is the scheduler's or the command line's."""
-    source = "scheduler" if actor == "scheduler" else "cli"
+    """An audit event about an edition, with the actor's channel."""
+    source = channel(actor)
     audit.record(
         session, kind, actor=actor, source=source, group_id=edition.group_id, edition_id=edition.id, **detail
     )
@@ -98,6 +113,7 @@ def build(
         subject_template=subject_template or config.subject or DEFAULT_SUBJECT,
         status=EditionStatus.DRAFT,
         created_at=now,
+        last_changed_by=actor,
     )
     session.add(edition)
     session.flush()
@@ -111,7 +127,7 @@ def build(
     session.flush()
     # A draft may be large: the editor previews it and decides. Approving and sending
     # refuse an edition above the limit unless told to go on.
-    _store_archive(session, settings, renderer, edition, allow_large=True)
+    store_archive(session, settings, renderer, edition, allow_large=True)
     audit.record(
         session,
         "edition-build",
@@ -169,7 +185,15 @@ def content(session: Session, settings: Settings, edition: Edition) -> EditionCo
         # The date the group's readers see: built at 00:30 in Berlin is the new day there.
         issued=edition.created_at.astimezone(ZoneInfo(settings.group(group.slug).timezone)).date(),
         items=items,
+        intro_html=markdown_to_html(edition.intro_md) if edition.intro_md.strip() else "",
+        subjects=subjects_of(edition),
     )
+
+
+def subjects_of(edition: Edition) -> dict[str, str]:
+    """The edition's subject lines by language (empty: the subject template everywhere)."""
+    found = json.loads(edition.subjects or "{}")
+    return {str(k): str(v) for k, v in found.items() if str(v).strip()} if isinstance(found, dict) else {}
 
 
 def neutral(rendered: Rendered, settings: Settings) -> tuple[str, str]:
@@ -187,7 +211,7 @@ def neutral(rendered: Rendered, settings: Settings) -> tuple[str, str]:
     return html, text
 
 
-def _store_archive(
+def store_archive(
     session: Session, settings: Settings, renderer: Renderer, edition: Edition, *, allow_large: bool = False
 ) -> Rendered:
     config = settings.group(_slug(session, edition))
@@ -214,16 +238,38 @@ def approve(
     *,
     actor: str,
     allow_large: bool = False,
+    version: int | None = None,
 ) -> tuple[Edition, Rendered]:
-    """Re-render a draft with the items as they are now and mark it approved."""
+    """Re-render a draft with the items as they are now and mark it approved.
+
+    With the group's ``require_second_person``, whoever last changed the draft may not
+    approve it (:class:`SecondPersonRequired`). ``version``: the one the approver saw;
+    a draft changed since is refused (:class:`StaleEdition`).
+    """
     edition = get_edition(session, edition_id)
     if edition.status != EditionStatus.DRAFT:
         raise StateError(f"edition #{edition_id} is {edition.status}; only a draft can be approved")
-    rendered = _store_archive(session, settings, renderer, edition, allow_large=allow_large)
+    check_version(edition, version)
+    if settings.group(_slug(session, edition)).require_second_person and edition.last_changed_by == actor:
+        raise SecondPersonRequired(
+            f"edition #{edition_id} was last changed by you ({actor}); this group asks for a second "
+            "person to approve it"
+        )
+    rendered = store_archive(session, settings, renderer, edition, allow_large=allow_large)
     states.move(edition, EditionStatus.APPROVED)
     edition.approved_at = utcnow()
+    edition.version += 1
     _record(session, "edition-approve", edition, actor=actor)
     return edition, rendered
+
+
+def check_version(edition: Edition, version: int | None) -> None:
+    """Refuse a form made from an older state of the edition (None: no form, no check)."""
+    if version is not None and version != edition.version:
+        raise StaleEdition(
+            f"edition #{edition.id} was changed since you opened it "
+            f"(by {edition.last_changed_by or 'someone'}); reload the page and try again"
+        )
 
 
 def cancel(session: Session, edition_id: int, *, actor: str) -> Edition:
@@ -255,17 +301,39 @@ class EditionRow:
     deliveries: dict[str, int] = field(default_factory=dict)
 
 
+def count_editions(session: Session, settings: Settings, group: str) -> int:
+    """How many editions the group has (for a paginated list)."""
+    settings.group(group)
+    query = (
+        select(func.count())
+        .select_from(Edition)
+        .join(Group, col(Group.id) == Edition.group_id)
+        .where(col(Group.slug) == group)
+    )
+    return int(session.exec(query).one())
+
+
 def list_editions(
-    session: Session, settings: Settings, *, group: str | None = None, status: str | None = None
+    session: Session,
+    settings: Settings,
+    *,
+    group: str | None = None,
+    status: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
 ) -> list[EditionRow]:
+    """Editions, newest first, with their item and delivery counts; ``limit``/``offset`` for a page."""
     query = select(Edition, Group.slug).join(Group, col(Group.id) == Edition.group_id)
     if group:
         settings.group(group)
         query = query.where(col(Group.slug) == group)
     if status:
         query = query.where(col(Edition.status) == status)
+    query = query.order_by(col(Edition.id).desc()).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
     rows = []
-    for edition, slug in session.exec(query.order_by(col(Edition.id).desc())):
+    for edition, slug in session.exec(query):
         assert edition.id is not None
         items = session.exec(
             select(func.count()).select_from(EditionItem).where(col(EditionItem.edition_id) == edition.id)

@@ -98,6 +98,10 @@ class EditionContent:
     template: str
     issued: date
     items: Sequence[PoolItem]
+    # The editor's intro (sanitised HTML from Markdown), shown above the items; "" for none.
+    intro_html: str = ""
+    # Subject lines by language that replace ``subject_template`` in that language.
+    subjects: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -195,7 +199,7 @@ class Renderer:
         """The subject, HTML and text of an edition in one language (markers in place)."""
         gettext = i18n.translations(language).gettext
         context = self._context(content, language, gettext)
-        subject = self.subject(content.subject_template, context)
+        subject = self.subject(content.subjects.get(language) or content.subject_template, context)
         context["edition"]["subject"] = subject
         self.environment.install_gettext_callables(  # type: ignore[attr-defined]
             gettext, i18n.translations(language).ngettext, newstyle=True
@@ -253,6 +257,11 @@ class Renderer:
                 "id": content.edition_id,
                 "date": i18n.long_date(content.issued, language),
                 "subject": "",
+            },
+            # The editor's intro for this edition: HTML for the email, text for the text part.
+            "editorial": {
+                "html": _defuse(content.intro_html),
+                "text": html_to_text(_defuse(content.intro_html)),
             },
             "sections": sections,
             "preheader": " · ".join(item.title for section in sections for item in section.items)[:150],

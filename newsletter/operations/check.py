@@ -142,6 +142,8 @@ def _trial_renders(settings: Settings, config_text: str, schedules: list[Schedul
         content = EditionContent(
             edition_id=0, group_slug=slug, group=group, subject_template=subject, template=template,
             issued=datetime.now(UTC).date(), items=_sample_items(base_language(group.language)),
+            # An editor's intro, so a template's intro branch is rendered too.
+            intro_html="<p>A sample intro with <strong>a word</strong> from the editor.</p>",
         )  # fmt: skip
         try:
             renderer.render(content, base_language(group.language), allow_large=True)

@@ -7,8 +7,18 @@ from sqlalchemy import func
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, col, select
 
-from newsletter.core.models import ConfirmationMail, Edition, Group, Item, Membership, Source, utcnow
+from newsletter.core.models import (
+    ConfirmationMail,
+    Edition,
+    EditionStatus,
+    Group,
+    Item,
+    Membership,
+    Source,
+    utcnow,
+)
 from newsletter.core.settings import Settings
+from newsletter.feedback.figures import figures
 from newsletter.scheduling.schedules import load_schedules
 
 
@@ -44,6 +54,22 @@ class ScheduleStatus:
 
 
 @dataclass
+class EditionFigures:
+    """One sent (or sending) edition's figures (``feedback/figures.py``)."""
+
+    id: int
+    group: str
+    status: str
+    subject: str
+    figures: dict[str, int]
+
+
+# How many of the latest sent or sending editions `status` shows.
+RECENT_EDITIONS = 10
+_SENT_STATES = [EditionStatus.SENDING, EditionStatus.PAUSED, EditionStatus.SENT, EditionStatus.WRITTEN]
+
+
+@dataclass
 class SiteStatus:
     site: str
     database: str
@@ -54,6 +80,8 @@ class SiteStatus:
     problems: list[str] = field(default_factory=list)
     # The sign-ups' confirmation emails by state: ``queued`` ones wait for a worker or the daemon.
     confirmations: dict[str, int] = field(default_factory=dict)
+    # The latest editions that went out (or are going out), newest first, with their figures.
+    editions: list[EditionFigures] = field(default_factory=list)
 
 
 def _by(session: Session, column: object, group_column: object, table: type) -> dict[tuple[int, str], int]:
@@ -83,7 +111,24 @@ def site_status(session: Session, settings: Settings, *, now: datetime | None = 
             select(ConfirmationMail.status, func.count()).group_by(col(ConfirmationMail.status))
         )
     }
+    report.editions = _editions(session, settings)
     return report
+
+
+def _editions(session: Session, settings: Settings) -> list[EditionFigures]:
+    query = (
+        select(Edition, Group.slug)
+        .join(Group, col(Group.id) == Edition.group_id)
+        .where(col(Edition.status).in_(_SENT_STATES), col(Group.slug).in_(list(settings.groups)))
+        .order_by(col(Edition.id).desc())
+        .limit(RECENT_EDITIONS)
+    )
+    found = []
+    for edition, slug in session.exec(query):
+        numbers = figures(session, edition).as_dict()
+        numbers.pop("edition_id")
+        found.append(EditionFigures(edition.id or 0, slug, str(edition.status), edition.subject, numbers))
+    return found
 
 
 def _sources(session: Session, settings: Settings) -> list[SourceStatus]:

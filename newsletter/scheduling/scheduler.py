@@ -179,7 +179,8 @@ def _build_slot(site: Site, renderer: Renderer, slot: Slot, at: datetime, report
                 audit.record(session, "schedule-skip", actor=ACTOR, source=slot.marker, group_id=group.id)
                 report.skipped.append(slot.marker)
                 return
-            if schedule.approval == "auto":
+            # A group with the four-eyes rule wants a person's approval, whatever the schedule says.
+            if schedule.approval == "auto" and not site.settings.group(slot.group).require_second_person:
                 editions.approve(session, site.settings, renderer, edition.id or 0, actor=ACTOR)
             else:
                 report.waiting.append(f"{slot.marker} (edition #{edition.id} waits for approval)")
@@ -216,6 +217,9 @@ def send_due(
 ) -> None:
     """Send every approved edition (and resume those left sending), one at a time, through the runner.
 
+    An edition scheduled for a moment (``Edition.scheduled_at``) is sent by the first
+    tick at or after it.
+
     The runner's per-edition lease is what keeps an edition from going out twice, against
     any other sender; an edition someone else is sending is left to it (noted as skipped).
     One tick sends at a time besides (the send lock): a tick that finds it taken leaves
@@ -227,9 +231,16 @@ def send_due(
             report.skipped.append("sending (another process is sending)")
             return
         with site.transaction() as session:
+            # An edition planned for a moment (the workspace's "schedule") waits for it.
             due = session.exec(
                 select(Edition.id)
-                .where(col(Edition.status).in_([EditionStatus.APPROVED, EditionStatus.SENDING]))
+                .where(
+                    (col(Edition.status) == EditionStatus.SENDING)
+                    | (
+                        (col(Edition.status) == EditionStatus.APPROVED)
+                        & (col(Edition.scheduled_at).is_(None) | (col(Edition.scheduled_at) <= report.at))
+                    ),
+                )
                 .order_by(col(Edition.id))
             ).all()
         for edition_id in due:

@@ -9,6 +9,7 @@ GET  /admin/                           the dashboard: the user's groups         
 GET  /admin/account                    where the user is signed in
 GET  /admin/groups/{slug}/             one group's workspace (404 without a permission on it)
 GET  /admin/groups/{slug}/items...     the group's items: queue, new item, preview, item page (items.py)
+GET  /admin/groups/{slug}/editions...  its editions: build, change, preview, send (editions.py, sending.py)
 
 Every page but the sign-in ones needs a session (anonymous: 303 to the sign-in page),
 and every page that acts for the person asks ``accounts.permissions`` (``auth.py``).
@@ -24,6 +25,7 @@ from newsletter.delivery.transports import Transport
 from newsletter.web.admin.auth import Workspace
 from newsletter.web.admin.dashboard import Dashboard
 from newsletter.web.admin.items import Items
+from newsletter.web.admin.sending import editions_routes
 from newsletter.web.admin.signin import SignIn
 from newsletter.web.pages import Pages
 from newsletter.web.security import RateLimits
@@ -36,10 +38,11 @@ def routes(
     limits: RateLimits,
     clock: Callable[[], datetime],
 ) -> list[BaseRoute]:
-    """The workspace's routes; sign-in emails go out through ``transport_factory``."""
+    """The workspace's routes; sign-in emails, test copies and editions go out by ``transport_factory``."""
     workspace = Workspace(site, pages, clock)
     return [
         *SignIn(workspace, transport_factory, limits).routes(),
         *Dashboard(workspace).routes(),
         *Items(workspace).routes(),
+        *editions_routes(workspace, transport_factory),
     ]
