@@ -95,6 +95,8 @@ def confirm(
             SubscriberUpload.group_id == group.id,
             SubscriberUpload.user_id == user_id,
         )
+        # A double click's second request waits here for the first, then finds the row gone.
+        .with_for_update()
     ).one_or_none()
     if upload is None or upload.expires_at < now:
         raise NotFoundError("this upload is no longer kept; upload the file again")
