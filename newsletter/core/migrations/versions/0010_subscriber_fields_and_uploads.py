@@ -7,7 +7,7 @@ per state and its status filter from the index alone. ``subscriber_upload`` keep
 uploaded CSV between its plan and the editor's confirmation.
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-03
 """
 
@@ -20,7 +20,7 @@ from alembic import op
 import newsletter.core.models
 
 revision: str = "0010"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
