@@ -90,7 +90,8 @@ def confirm(
     """
     group = get_group(session, settings, group_slug)
     upload = session.exec(
-        select(SubscriberUpload).where(
+        select(SubscriberUpload)
+        .where(
             SubscriberUpload.id == upload_id,
             SubscriberUpload.group_id == group.id,
             SubscriberUpload.user_id == user_id,
