@@ -82,11 +82,13 @@ def page(session: Session, settings: Settings, group_slug: str, query: Query) ->
             statement = statement.where(col(Subscriber.field_values)[name].as_string() == value)
     backwards = query.before is not None and query.after is None
     cursor = query.before if backwards else query.after
-    if cursor is not None:
-        key = select(Subscriber.email_key).where(Subscriber.id == cursor).scalar_subquery()
-        statement = statement.where(
-            col(Subscriber.email_key) < key if backwards else col(Subscriber.email_key) > key
-        )
+    # A cursor whose member was erased meanwhile (``subscribers forget``) starts afresh.
+    at = session.get(Subscriber, cursor) if cursor is not None else None
+    if at is None:
+        backwards, cursor = False, None
+    else:
+        key = col(Subscriber.email_key)
+        statement = statement.where(key < at.email_key if backwards else key > at.email_key)
     order = col(Subscriber.email_key).desc() if backwards else col(Subscriber.email_key)
     found = list(session.exec(statement.order_by(order).limit(query.size + 1)))
     more = len(found) > query.size
