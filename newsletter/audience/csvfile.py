@@ -14,7 +14,7 @@ guard again (:func:`unguard`), so an export imports back exactly as it was.
 import csv
 import io
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -81,21 +81,19 @@ class CsvRow:
     email: str
     name: str | None
     language: str | None
+    # The site's custom fields that have a column in the file: name -> cell (non-empty only).
+    fields: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class CsvFile:
-    path: Path
+    path: str
     delimiter: str
     rows: list[CsvRow]
     ignored_columns: list[str] = field(default_factory=list)
 
 
-def _decode(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ImportFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+def _decode(data: bytes, path: str) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -122,9 +120,22 @@ def _records(lines: list[str], delimiter: str) -> Iterator[tuple[int, list[str]]
         start = reader.line_num + 1
 
 
-def read_subscriber_csv(path: Path) -> CsvFile:
-    """Parse the file into rows; raise :class:`ImportFileError` if it cannot be used at all."""
-    text = _decode(path)
+def read_subscriber_csv(path: Path, fields: Iterable[str] = ()) -> CsvFile:
+    """Parse the file into rows; raise :class:`ImportFileError` if it cannot be used at all.
+
+    ``fields`` are the site's custom fields: a column with one of these names is read too.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImportFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return parse_subscriber_csv(data, str(path), fields)
+
+
+def parse_subscriber_csv(data: bytes, path: str, fields: Iterable[str] = ()) -> CsvFile:
+    """:func:`read_subscriber_csv` for a file already in memory (an upload); ``path`` names it in messages."""
+    text = _decode(data, path)
+    aliases = {**HEADER_ALIASES, **{name: name for name in fields}}
     # str.splitlines() would also break at U+2028, U+0085, form feeds ..., and every
     # row after such a character would get the wrong line number.
     lines = io.StringIO(text, newline="").readlines()
@@ -135,16 +146,15 @@ def read_subscriber_csv(path: Path) -> CsvFile:
     records = _records(lines[first:], delimiter)
     try:
         _, header = next(records)
-        columns = [HEADER_ALIASES.get(h.strip().strip('"').lower(), "") for h in header]
+        columns = [aliases.get(h.strip().strip('"').lower(), "") for h in header]
         if "email" not in columns:
             found = ", ".join(repr(h.strip()) for h in header) or "nothing"
             raise ImportFileError(
                 f"{path}:{first + 1}: no 'email' column in the header (found {found}); "
                 "the first row must name the columns, e.g. email,name,language"
             )
-        index: dict[str, int] = {
-            name: columns.index(name) for name in ("email", "name", "language") if name in columns
-        }
+        index: dict[str, int] = {name: columns.index(name) for name in dict.fromkeys(columns) if name}
+        extra = [name for name in index if name not in ("email", "name", "language")]
         rows = []
         for line, record in records:
             if not any(cell.strip() for cell in record):
@@ -156,7 +166,8 @@ def read_subscriber_csv(path: Path) -> CsvFile:
                     return None
                 return unguard(record[position].strip()) or None
 
-            rows.append(CsvRow(first + line, cell("email") or "", cell("name"), cell("language")))
+            values = {name: value for name in extra if (value := cell(name)) is not None}
+            rows.append(CsvRow(first + line, cell("email") or "", cell("name"), cell("language"), values))
     except csv.Error as exc:
         raise ImportFileError(f"{path}: not a readable CSV file ({exc})") from None
     ignored = [h.strip() for h, c in zip(header, columns, strict=True) if not c and h.strip()]

@@ -5,8 +5,8 @@ or not at all.
 """
 
 import os
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -27,6 +27,8 @@ class Member:
     status: str
     source: str
     since: str
+    # The site's custom fields that are set: name -> value.
+    fields: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, subscriber: Subscriber, membership: Membership) -> "Member":
@@ -37,6 +39,7 @@ class Member:
             str(membership.status),
             membership.source,
             membership.created_at.isoformat(timespec="seconds"),
+            dict(subscriber.field_values or {}),
         )
 
 
@@ -62,11 +65,17 @@ def members(
     return (Member.of(subscriber, membership) for subscriber, membership in rows)
 
 
-def export_csv(rows: Iterable[Member], out: IO[str]) -> int:
-    """Write members as a CSV that ``subscribers import`` reads back unchanged (formulas neutralised)."""
+COLUMNS = ("email", "name", "language", "status", "source", "since")
+
+
+def write_rows(rows: Iterable[Member], out: IO[str], fields: Sequence[str] = ()) -> Iterator[Member]:
+    """Write the header, then each member, yielding it once written (a web page streams the CSV so).
+
+    ``fields`` are the site's custom fields, one column each after the built-in ones.
+    Every cell goes through the guarded writer: formulas are neutralised.
+    """
     writer = csvfile.writer(out)
-    writer.writerow(["email", "name", "language", "status", "source", "since"])
-    count = 0
+    writer.writerow([*COLUMNS, *fields])
     for member in rows:
         writer.writerow(
             [
@@ -76,20 +85,25 @@ def export_csv(rows: Iterable[Member], out: IO[str]) -> int:
                 member.status,
                 member.source,
                 member.since,
+                *(member.fields.get(name, "") for name in fields),
             ]
         )
-        count += 1
-    return count
+        yield member
 
 
-def export_file(rows: Iterable[Member], path: Path) -> int:
+def export_csv(rows: Iterable[Member], out: IO[str], fields: Sequence[str] = ()) -> int:
+    """Write members as a CSV that ``subscribers import`` reads back unchanged (formulas neutralised)."""
+    return sum(1 for _ in write_rows(rows, out, fields))
+
+
+def export_file(rows: Iterable[Member], path: Path, fields: Sequence[str] = ()) -> int:
     """Write members to a CSV file, whole or not at all: a temporary file is renamed into place."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         # os.open with 0o666 leaves the permissions to the umask, as open() would.
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with open(descriptor, "w", encoding="utf-8", newline="") as handle:
-            count = export_csv(rows, handle)
+            count = export_csv(rows, handle, fields)
         os.replace(temporary, path)
     except OSError as exc:
         temporary.unlink(missing_ok=True)

@@ -6,17 +6,26 @@ revives it (only a new confirmed opt-in does). Every change writes an audit even
 and its detail never holds personal data, so erasing a person erases them everywhere.
 """
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sqlalchemy import ColumnElement, delete
 from sqlmodel import Session, col, select
 
 from newsletter.audience.addresses import Address, clean_name, email_key, parse_address
-from newsletter.audience.csvfile import CsvRow, read_subscriber_csv
+from newsletter.audience.csvfile import CsvRow, parse_subscriber_csv
+from newsletter.audience.fields import clean_values, merged
 from newsletter.core import audit, states
-from newsletter.core.errors import InputError, InvalidAddress, NotFoundError, TransitionError
+from newsletter.core.errors import (
+    ImportFileError,
+    InputError,
+    InvalidAddress,
+    NotFoundError,
+    TransitionError,
+)
 from newsletter.core.language import normalize_language
 from newsletter.core.models import (
     Delivery,
@@ -27,6 +36,7 @@ from newsletter.core.models import (
     Subscriber,
     utcnow,
 )
+from newsletter.core.sections import FieldConfig
 from newsletter.core.settings import Settings
 from newsletter.core.site import get_group
 
@@ -36,6 +46,17 @@ class RowNote:
     line: int
     email: str
     reason: str
+
+
+@dataclass(frozen=True)
+class RowVerdict:
+    """What the import does (or would do) with one person's row: ``added``, ``updated``
+    (with the fields that change), ``unchanged``, or the ended state it leaves alone."""
+
+    line: int
+    email: str
+    verdict: str
+    changes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -51,12 +72,21 @@ class ImportReport:
     warnings: list[RowNote] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
     dry_run: bool = False
+    rows: list[RowVerdict] = field(default_factory=list)
 
     def summary(self) -> str:
         return (
             f"added {self.added}, updated {self.updated}, unchanged {self.unchanged}, "
             f"rejected {len(self.rejected)}"
         )
+
+    def digest(self) -> str:
+        """A fingerprint of every verdict: equal digests, the same import."""
+        verdicts = {
+            "rows": [asdict(r) for r in self.rows],
+            **{name: [asdict(n) for n in getattr(self, name)] for name in ("rejected", "duplicates")},
+        }
+        return hashlib.sha256(json.dumps(verdicts, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass
@@ -65,24 +95,48 @@ class _Candidate:
     line: int
     name: str | None
     language: str | None
+    fields: dict[str, str] = field(default_factory=dict)
 
 
-def _member_changes(subscriber: Subscriber, name: str | None, language: str | None) -> list[str]:
+def _differences(subscriber: Subscriber, candidate: _Candidate) -> list[str]:
+    """What the candidate's row would change on the person: a value given and different."""
     changed = []
-    if name and name != subscriber.name:
-        subscriber.name = name
+    if candidate.name and candidate.name != subscriber.name:
         changed.append("name")
-    if language and language != subscriber.language:
-        subscriber.language = language
+    if candidate.language and candidate.language != subscriber.language:
         changed.append("language")
+    current = subscriber.field_values or {}
+    changed += [name for name, value in candidate.fields.items() if current.get(name) != value]
+    return changed
+
+
+def _member_changes(subscriber: Subscriber, candidate: _Candidate) -> list[str]:
+    changed = _differences(subscriber, candidate)
+    if "name" in changed:
+        subscriber.name = candidate.name
+    if "language" in changed:
+        subscriber.language = candidate.language
+    if set(changed) - {"name", "language"}:
+        subscriber.field_values = merged(subscriber.field_values, candidate.fields)
     if changed:
         subscriber.updated_at = utcnow()
     return changed
 
 
-def _candidates(rows: Iterable[CsvRow], report: ImportReport) -> list[_Candidate]:
+def _row_fields(
+    row: CsvRow, specs: Mapping[str, FieldConfig], report: ImportReport, email: str
+) -> dict[str, str]:
+    values, problems = clean_values(specs, row.fields)
+    for problem in problems:
+        report.warnings.append(RowNote(row.line, email, f"{problem}; left as it was"))
+    return values
+
+
+def _candidates(
+    rows: Iterable[CsvRow], report: ImportReport, specs: Mapping[str, FieldConfig]
+) -> list[_Candidate]:
     """Validate each row and merge rows that name the same mailbox."""
-    merged: dict[str, _Candidate] = {}
+    seen: dict[str, _Candidate] = {}
     for row in rows:
         try:
             address = parse_address(row.email)
@@ -96,14 +150,16 @@ def _candidates(rows: Iterable[CsvRow], report: ImportReport) -> list[_Candidate
             except ValueError as exc:
                 report.warnings.append(RowNote(row.line, address.email, f"{exc}; language left unset"))
         name = clean_name(row.name) or clean_name(address.display_name)
-        first = merged.get(address.key)
+        values = _row_fields(row, specs, report, address.email)
+        first = seen.get(address.key)
         if first is None:
-            merged[address.key] = _Candidate(address, row.line, name, language)
+            seen[address.key] = _Candidate(address, row.line, name, language, values)
             continue
         report.duplicates.append(RowNote(row.line, row.email, f"same address as line {first.line}"))
         first.name = first.name or name
         first.language = first.language or language
-    return list(merged.values())
+        first.fields = {**values, **first.fields}
+    return list(seen.values())
 
 
 def _existing(session: Session, keys: list[str]) -> dict[str, Subscriber]:
@@ -136,22 +192,45 @@ def import_csv(
     what the import would do (``_plan``). With ``strict``, a file with a rejected row
     is reported the same way and nothing is written; the caller says so.
     """
-    group = get_group(session, settings, group_slug)
-    csv_file = read_subscriber_csv(path)
-    report = ImportReport(
-        file=str(path), group=group_slug, dry_run=dry_run, ignored_columns=csv_file.ignored_columns
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImportFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return import_data(
+        session, settings, group_slug, data, str(path), actor=actor, dry_run=dry_run, strict=strict
     )
-    candidates = _candidates(csv_file.rows, report)
+
+
+def import_data(
+    session: Session,
+    settings: Settings,
+    group_slug: str,
+    data: bytes,
+    filename: str,
+    *,
+    actor: str,
+    dry_run: bool = False,
+    strict: bool = False,
+) -> ImportReport:
+    """:func:`import_csv` for a file already in memory (an upload in the workspace)."""
+    group = get_group(session, settings, group_slug)
+    csv_file = parse_subscriber_csv(data, filename, settings.fields)
+    report = ImportReport(
+        file=filename, group=group_slug, dry_run=dry_run, ignored_columns=csv_file.ignored_columns
+    )
+    candidates = _candidates(csv_file.rows, report, settings.fields)
     people = _existing(session, [c.address.key for c in candidates])
     members = _memberships(session, group)
-    source = f"import:{path.name}"
+    source = f"import:{Path(filename).name}"
     write = not dry_run and not (strict and report.rejected)
     for candidate in candidates:
         subscriber = people.get(candidate.address.key)
+        changes = tuple(_differences(subscriber, candidate)) if subscriber else ()
         if write:
             outcome = _apply(session, group, candidate, subscriber, members, source=source, actor=actor)
         else:
             outcome = _plan(candidate, subscriber, members)
+        report.rows.append(RowVerdict(candidate.line, candidate.address.email, outcome, changes))
         if outcome == "added":
             report.added += 1
         elif outcome == "updated":
@@ -182,9 +261,7 @@ def _plan(candidate: _Candidate, subscriber: Subscriber | None, members: dict[in
         return str(membership.status)
     if membership is None:
         return "added"
-    changed = (candidate.name and candidate.name != subscriber.name) or (
-        candidate.language and candidate.language != subscriber.language
-    )
+    changed = _differences(subscriber, candidate)
     return "updated" if changed or membership.status != MembershipStatus.ACTIVE else "unchanged"
 
 
@@ -205,6 +282,7 @@ def _apply(
             email_key=candidate.address.key,
             name=candidate.name,
             language=candidate.language,
+            field_values=candidate.fields or None,
         )
         session.add(subscriber)
         session.flush()
@@ -214,7 +292,7 @@ def _apply(
         # An ended membership stays ended: only a new confirmed opt-in makes it active.
         if membership is not None and not states.allowed(membership.status, MembershipStatus.ACTIVE):
             return str(membership.status)
-        changed = _member_changes(subscriber, candidate.name, candidate.language)
+        changed = _member_changes(subscriber, candidate)
     assert subscriber.id is not None
     membership = members.get(subscriber.id)
     if membership is None:
@@ -258,8 +336,14 @@ def add(
     actor: str,
     name: str | None = None,
     language: str | None = None,
+    fields: Mapping[str, str | None] | None = None,
+    source: str = "cli",
 ) -> str:
-    """Add one person to a group by hand; returns ``added``, ``updated`` or ``unchanged``."""
+    """Add one person to a group by hand; returns ``added``, ``updated`` or ``unchanged``.
+
+    ``fields`` are custom field values (an empty one leaves the person's as it is); a
+    value that does not fit its field is an InputError and nothing changes.
+    """
     group = get_group(session, settings, group_slug)
     try:
         address = parse_address(email)
@@ -270,10 +354,13 @@ def add(
             language = normalize_language(language)
         except ValueError as exc:
             raise InputError(str(exc)) from None
+    values, problems = clean_values(settings.fields, fields or {})
+    if problems:
+        raise InputError("; ".join(problems))
     subscriber = _existing(session, [address.key]).get(address.key)
     members = _memberships(session, group)
-    candidate = _Candidate(address, 0, clean_name(name) or clean_name(address.display_name), language)
-    outcome = _apply(session, group, candidate, subscriber, members, source="cli", actor=actor)
+    candidate = _Candidate(address, 0, clean_name(name) or clean_name(address.display_name), language, values)
+    outcome = _apply(session, group, candidate, subscriber, members, source=source, actor=actor)
     if outcome not in {"added", "updated", "unchanged"}:
         raise TransitionError(
             f"{address.email} is {outcome} from {group_slug}; only a new confirmed opt-in "
@@ -293,7 +380,9 @@ def find_subscriber(session: Session, email: str) -> Subscriber:
     return subscriber
 
 
-def remove(session: Session, settings: Settings, group_slug: str, email: str, *, actor: str) -> bool:
+def remove(
+    session: Session, settings: Settings, group_slug: str, email: str, *, actor: str, source: str = "cli"
+) -> bool:
     """Unsubscribe a person from one group; False if they already were not active."""
     group = get_group(session, settings, group_slug)
     subscriber = find_subscriber(session, email)
@@ -305,7 +394,7 @@ def remove(session: Session, settings: Settings, group_slug: str, email: str, *,
     states.move(membership, MembershipStatus.UNSUBSCRIBED)
     session.add(membership)
     audit.record(
-        session, "unsubscribe", actor=actor, source="cli", subscriber_id=subscriber.id, group_id=group.id
+        session, "unsubscribe", actor=actor, source=source, subscriber_id=subscriber.id, group_id=group.id
     )
     return True
 

@@ -162,9 +162,9 @@ def export(app: AppContext, group: str, output: Path | None, everyone: bool) -> 
     with app.site.transaction() as session:
         rows = exports.members(session, app.settings, group, statuses)
         if output is None:
-            exports.export_csv(rows, sys.stdout)
+            exports.export_csv(rows, sys.stdout, list(app.settings.fields))
             return
-        count = exports.export_file(rows, output)
+        count = exports.export_file(rows, output, list(app.settings.fields))
     echo(f"exported {count} member(s) of {group} to {output}", err=True)
 
 

@@ -128,12 +128,34 @@ class Subscriber(SQLModel, table=True):
     email_key: str = Field(unique=True, max_length=320)
     name: str | None = None
     language: str | None = Field(default=None, max_length=35)
+    # The site's custom fields ([fields.NAME] in newsletter.toml): name -> value, only
+    # the ones that are set. Assign a new dict to change it (in-place edits are not seen).
+    field_values: dict[str, str] | None = Field(default=None, sa_type=sa.JSON)
+    # What the workspace's search looks in: address, name and field values, case-folded
+    # (kept up to date by :func:`_search_key` on every insert and update).
+    search_key: str = Field(default="", sa_type=sa.Text, sa_column_kwargs={"server_default": ""})
     created_at: datetime = _when(default_factory=utcnow)
     updated_at: datetime = _when(default_factory=utcnow)
 
 
+def search_key(subscriber: Subscriber) -> str:
+    """The text a search matches: address, name and field values, case-folded, one per line."""
+    parts = [subscriber.email, subscriber.name or "", *(subscriber.field_values or {}).values()]
+    return "\n".join(parts).casefold()
+
+
+@sa.event.listens_for(Subscriber, "before_insert")
+@sa.event.listens_for(Subscriber, "before_update")
+def _search_key(mapper: Any, connection: Any, target: Subscriber) -> None:
+    target.search_key = search_key(target)
+
+
 class Membership(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("subscriber_id", "group_id"),)
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "group_id"),
+        # A group's members by state: the list page's counts and status filter.
+        sa.Index("ix_membership_group_status", "group_id", "status"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     subscriber_id: int = Field(foreign_key="subscriber.id", index=True, ondelete="CASCADE")
@@ -429,6 +451,28 @@ class UserSession(SQLModel, table=True):
     # Shown in the user's list of sessions, to recognise a browser.
     user_agent: str = Field(default="", max_length=200)
     ip: str | None = Field(default=None, max_length=45)
+
+
+class SubscriberUpload(SQLModel, table=True):
+    """A CSV uploaded in the workspace, kept between its plan and the editor's confirmation.
+
+    The plan (what each row would do) is shown first; "Import" applies the file only if
+    planning it again still gives the same plan (``plan_digest``), so a list that
+    changed meanwhile is never imported blindly. A row is deleted once applied and is
+    useless after ``expires_at``.
+    """
+
+    __tablename__ = "subscriber_upload"
+
+    # A random id, in the confirmation form's URL.
+    id: str = Field(primary_key=True, max_length=64)
+    group_id: int = Field(foreign_key="group.id", ondelete="CASCADE")
+    user_id: int = Field(foreign_key="user_account.id", index=True, ondelete="CASCADE")
+    filename: str = Field(max_length=200)
+    content: bytes = Field(sa_type=sa.LargeBinary)
+    plan_digest: str = Field(max_length=64)
+    created_at: datetime = _when(default_factory=utcnow)
+    expires_at: datetime = _when(default_factory=utcnow)
 
 
 class Event(SQLModel, table=True):

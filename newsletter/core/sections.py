@@ -360,6 +360,41 @@ class AccountsSection(_Section):
     session_idle_minutes: int = Field(default=480, ge=5, le=60 * 24 * 30)
 
 
+# The columns a subscriber CSV already has; a custom field may not take one of these names.
+MEMBER_COLUMNS = frozenset({"email", "name", "language", "status", "source", "since"})
+
+
+class FieldConfig(_Section):
+    """A custom field kept per subscriber (``[fields.organisation] label = "Organisation"``).
+
+    ``text`` holds one line of at most ``max_length`` characters; ``choice`` one of
+    ``choices`` (the list page offers them as a filter). A CSV column with the field's
+    name imports it; exports write it under that name.
+    """
+
+    label: str
+    type: Literal["text", "choice"] = "text"
+    choices: tuple[str, ...] = ()
+    max_length: int = Field(default=200, ge=1, le=1000)
+
+    @field_validator("label")
+    @classmethod
+    def _label(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _choices(self) -> "FieldConfig":
+        if self.type == "choice" and not self.choices:
+            raise ValueError('a "choice" field needs choices = ["...", ...]')
+        if self.type == "text" and self.choices:
+            raise ValueError('choices are for type = "choice" fields')
+        if len(set(self.choices)) != len(self.choices):
+            raise ValueError("choices repeat a value")
+        return self
+
+
 class SiteConfig(_Section):
     site: SiteSection
     database: DatabaseSection = DatabaseSection()
@@ -375,6 +410,17 @@ class SiteConfig(_Section):
     collect: CollectSection = CollectSection()
     roles: dict[str, RoleConfig] = {}
     accounts: AccountsSection = AccountsSection()
+    fields: dict[str, FieldConfig] = {}
+
+    @field_validator("fields")
+    @classmethod
+    def _field_names(cls, value: dict[str, FieldConfig]) -> dict[str, FieldConfig]:
+        for name in value:
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", name):
+                raise ValueError(f"field name {name!r} must be lower-case letters, digits or _ (40 at most)")
+            if name in MEMBER_COLUMNS:
+                raise ValueError(f"field name {name!r} is a column every subscriber has; choose another")
+        return value
 
     @field_validator("roles")
     @classmethod

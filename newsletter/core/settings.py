@@ -32,6 +32,7 @@ from newsletter.core.sections import (
     DeliverySection,
     DkimSection,
     FetchSection,
+    FieldConfig,
     GroupConfig,
     RelayConfig,
     RoleConfig,
@@ -83,6 +84,8 @@ class Settings:
     # The site's own roles ([roles.NAME]) and the workspace's sessions ([accounts]).
     roles: Mapping[str, RoleConfig] = field(default_factory=dict)
     accounts: AccountsSection = field(default_factory=AccountsSection)
+    # The subscribers' custom fields ([fields.NAME]), in the file's order.
+    fields: Mapping[str, FieldConfig] = field(default_factory=dict)
 
     @property
     def uses_development_key(self) -> bool:
@@ -205,6 +208,7 @@ def _settings(site: Path, path: Path, config: SiteConfig, env: Mapping[str, str]
         collect=config.collect,
         roles=MappingProxyType(dict(config.roles)),
         accounts=config.accounts,
+        fields=MappingProxyType(dict(config.fields)),
     )
 
 
@@ -274,6 +278,7 @@ __all__ = [
     "DeliverySection",
     "DkimSection",
     "FetchSection",
+    "FieldConfig",
     "GroupConfig",
     "Problem",
     "RelayConfig",

@@ -14,12 +14,12 @@ MAX_BODY = 16_384
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
-def too_large() -> HTTPException:
-    return HTTPException(413, "Request body too large: the forms of this site take 16 KB at most.")
+def too_large(limit: int = MAX_BODY) -> HTTPException:
+    return HTTPException(413, f"Request body too large: this form takes {limit // 1024:,} KB at most.")
 
 
-async def limited_body(request: Request) -> Request:
-    """The request with its body read; 413 (an HTTPException) once the body passes MAX_BODY.
+async def limited_body(request: Request, limit: int = MAX_BODY) -> Request:
+    """The request with its body read; 413 (an HTTPException) once the body passes ``limit``.
 
     The body is counted as it arrives, so a chunked upload without a Content-Length
     is cut off as early as one that announces its size.
@@ -28,13 +28,13 @@ async def limited_body(request: Request) -> Request:
         announced = int(request.headers.get("content-length") or 0)
     except ValueError:
         raise HTTPException(400, "Content-Length is not a number.") from None
-    if announced > MAX_BODY:
-        raise too_large()
+    if announced > limit:
+        raise too_large(limit)
     size, chunks = 0, []
     async for chunk in request.stream():
         size += len(chunk)
-        if size > MAX_BODY:
-            raise too_large()
+        if size > limit:
+            raise too_large(limit)
         chunks.append(chunk)
     body = b"".join(chunks)
 

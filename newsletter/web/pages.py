@@ -15,7 +15,7 @@ from starlette.responses import HTMLResponse
 from newsletter.core.i18n import available_languages, base_language, translations
 from newsletter.core.settings import Settings
 from newsletter.editions.render import template_environment
-from newsletter.web.forms import limited_body
+from newsletter.web.forms import MAX_BODY, limited_body
 from newsletter.web.security import CSRF_COOKIE, CSRF_FIELD, Csrf
 
 # Each language by its own name ("Deutsch"), for the language menus.
@@ -87,10 +87,15 @@ class Pages:
         """A page with a heading and one paragraph: a result, a refusal, an explanation."""
         return self.page(request, "message.html.j2", language=language, status=status, title=title, text=text)
 
-    async def form(self, request: Request, *, max_fields: int = 20) -> FormData | None:
-        """The posted form, or None if its CSRF token does not match; too large a body is a 413."""
-        limited = await limited_body(request)
-        form = await limited.form(max_files=0, max_fields=max_fields)
+    async def form(
+        self, request: Request, *, max_fields: int = 20, limit: int = MAX_BODY, max_files: int = 0
+    ) -> FormData | None:
+        """The posted form, or None if its CSRF token does not match; a body over ``limit`` is a 413.
+
+        Forms take no file unless ``max_files`` says so (an upload, within ``limit``).
+        """
+        limited = await limited_body(request, limit)
+        form = await limited.form(max_files=max_files, max_fields=max_fields)
         token = form.get(CSRF_FIELD)
         if not self.csrf.valid(request.cookies.get(CSRF_COOKIE), token if isinstance(token, str) else None):
             return None

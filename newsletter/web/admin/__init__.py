@@ -10,6 +10,7 @@ GET  /admin/account                    where the user is signed in
 GET  /admin/groups/{slug}/             one group's workspace (404 without a permission on it)
 GET  /admin/groups/{slug}/items...     the group's items: queue, new item, preview, item page (items.py)
 GET  /admin/groups/{slug}/editions...  its editions: build, change, preview, send (editions.py, sending.py)
+GET  /admin/groups/{slug}/subscribers  members: list, add, remove, import, export  (subscribers.py)
 
 Every page but the sign-in ones needs a session (anonymous: 303 to the sign-in page),
 and every page that acts for the person asks ``accounts.permissions`` (``auth.py``).
@@ -27,6 +28,7 @@ from newsletter.web.admin.dashboard import Dashboard
 from newsletter.web.admin.items import Items
 from newsletter.web.admin.sending import editions_routes
 from newsletter.web.admin.signin import SignIn
+from newsletter.web.admin.subscribers import Subscribers
 from newsletter.web.pages import Pages
 from newsletter.web.security import RateLimits
 
@@ -45,4 +47,5 @@ def routes(
         *Dashboard(workspace).routes(),
         *Items(workspace).routes(),
         *editions_routes(workspace, transport_factory),
+        *Subscribers(workspace).routes(),
     ]
