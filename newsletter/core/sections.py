@@ -358,6 +358,17 @@ class AccountsSection(_Section):
     session_idle_minutes: int = Field(default=480, ge=5, le=60 * 24 * 30)
 
 
+class NotificationsSection(_Section):
+    """Notifications to the workspace's people (``[notifications]``).
+
+    A source is reported to the admins once it has failed ``source_failures`` times in a
+    row; nobody gets more than one digest per ``digest_minutes`` (an hour at least).
+    """
+
+    source_failures: int = Field(default=3, ge=1, le=1000)
+    digest_minutes: int = Field(default=60, ge=60, le=60 * 24 * 7)
+
+
 class SiteConfig(_Section):
     site: SiteSection
     database: DatabaseSection = DatabaseSection()
@@ -373,6 +384,7 @@ class SiteConfig(_Section):
     collect: CollectSection = CollectSection()
     roles: dict[str, RoleConfig] = {}
     accounts: AccountsSection = AccountsSection()
+    notifications: NotificationsSection = NotificationsSection()
 
     @field_validator("roles")
     @classmethod

@@ -33,6 +33,7 @@ from newsletter.core.sections import (
     DkimSection,
     FetchSection,
     GroupConfig,
+    NotificationsSection,
     RelayConfig,
     RoleConfig,
     SiteConfig,
@@ -83,6 +84,7 @@ class Settings:
     # The site's own roles ([roles.NAME]) and the workspace's sessions ([accounts]).
     roles: Mapping[str, RoleConfig] = field(default_factory=dict)
     accounts: AccountsSection = field(default_factory=AccountsSection)
+    notifications: NotificationsSection = field(default_factory=NotificationsSection)
 
     @property
     def uses_development_key(self) -> bool:
@@ -205,6 +207,7 @@ def _settings(site: Path, path: Path, config: SiteConfig, env: Mapping[str, str]
         collect=config.collect,
         roles=MappingProxyType(dict(config.roles)),
         accounts=config.accounts,
+        notifications=config.notifications,
     )
 
 
@@ -275,6 +278,7 @@ __all__ = [
     "DkimSection",
     "FetchSection",
     "GroupConfig",
+    "NotificationsSection",
     "Problem",
     "RelayConfig",
     "Resolution",

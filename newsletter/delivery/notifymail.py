@@ -1,0 +1,77 @@
+"""The notifications digest: what a person of the workspace should know, in one email.
+
+Like the sign-in email it is personal and from the site's sender, with
+``Auto-Submitted: auto-generated`` (RFC 3834) and the site's bounce address as the
+envelope sender. It carries a signed "stop these notifications" link, also as
+``List-Unsubscribe`` with RFC 8058's one-click POST, which mail providers show as an
+unsubscribe button; DKIM's ``h=`` covers both fields (``dkim.py``).
+"""
+
+from collections.abc import Sequence
+from email.utils import parseaddr
+
+from newsletter.core.i18n import translations
+from newsletter.core.settings import Settings
+from newsletter.delivery.headers import (
+    AUTO_SUBMITTED,
+    ONE_CLICK,
+    MessageIds,
+    date,
+    mailbox,
+    recipient_address,
+    unstructured,
+)
+from newsletter.delivery.message import OutgoingMessage
+from newsletter.delivery.notice import text_message
+
+
+def digest_message(
+    settings: Settings,
+    *,
+    email: str,
+    name: str,
+    notices: Sequence[str],
+    stop_url: str,
+    language: str | None = None,
+) -> OutgoingMessage:
+    """One digest to ``email`` listing ``notices`` (one line or paragraph each), with the stop link."""
+    language = language or settings.site.language
+    gettext, ngettext = translations(language).gettext, translations(language).ngettext
+    subject = ngettext(
+        "%(site)s: %(count)d thing needs your attention",
+        "%(site)s: %(count)d things need your attention",
+        len(notices),
+    ) % {"site": settings.site.name, "count": len(notices)}
+    body = "\n\n".join(
+        [
+            gettext("This happened in the %(site)s workspace since your last notification:")
+            % {"site": settings.site.name},
+            *(f"* {notice}" for notice in notices),
+            gettext("Workspace: %(url)s") % {"url": f"{settings.site.base_url}/admin/"},
+            gettext("To stop these notifications, open this link: %(url)s") % {"url": stop_url},
+            f"{settings.site.name}\n{settings.site.postal_address}",
+        ]
+    )
+    smtputf8, recipient, address = recipient_address(email)
+    sender_name, sender_address = parseaddr(settings.site.sender)
+    message_id = MessageIds("notify", sender_address.rpartition("@")[2]).make(0)
+    fields = [
+        ("From", mailbox(sender_name, sender_address, utf8=smtputf8)),
+        ("To", mailbox(name, address, utf8=smtputf8)),
+        ("Subject", unstructured(subject, utf8=smtputf8)),
+        ("Date", date()),
+        ("Message-ID", message_id),
+        ("List-Unsubscribe", f"<{stop_url}>"),
+        ("List-Unsubscribe-Post", ONE_CLICK),
+        ("Auto-Submitted", AUTO_SUBMITTED),
+    ]
+    return text_message(
+        settings,
+        fields,
+        body,
+        language=language,
+        recipient=recipient,
+        smtputf8=smtputf8,
+        message_id=message_id,
+        sender=settings.bounce_address,
+    )
