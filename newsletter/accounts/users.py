@@ -164,6 +164,39 @@ def listing(session: Session, now: datetime) -> list[Listed]:
     ]
 
 
+@dataclass(frozen=True)
+class Person:
+    """One user as the workspace's users page shows them: each grant with its id."""
+
+    id: int
+    email: str
+    name: str
+    active: bool
+    grants: tuple[tuple[int, str, str | None], ...]
+    last_sign_in_at: datetime | None
+
+
+def people(session: Session, *, offset: int, limit: int) -> tuple[list[Person], int]:
+    """A page of users by address, with their grants (id, role, group slug); and how many there are."""
+    total = int(session.exec(select(func.count()).select_from(User)).one())
+    page = list(session.exec(select(User).order_by(col(User.email_key)).offset(offset).limit(limit)))
+    grants: dict[int, list[tuple[int, str, str | None]]] = {}
+    rows = session.exec(
+        select(Grant.id, Grant.user_id, Grant.role, Group.slug)
+        .select_from(Grant)
+        .join(Group, col(Group.id) == Grant.group_id, isouter=True)
+        .where(col(Grant.user_id).in_([u.id for u in page]))
+        .order_by(col(Grant.role), col(Group.slug))
+    )
+    for grant_id, user_id, role, slug in rows:
+        grants.setdefault(user_id, []).append((grant_id or 0, role, slug))
+    found = [
+        Person(u.id or 0, u.email, u.name, u.active, tuple(grants.get(u.id or 0, [])), u.last_sign_in_at)
+        for u in page
+    ]
+    return found, total
+
+
 def remove(session: Session, email: str, *, actor: str, settings: Settings | None = None) -> int:
     """Delete the user, their grants, sign-in links and sessions; the number of sessions ended.
 

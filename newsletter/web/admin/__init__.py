@@ -9,6 +9,7 @@ GET  /admin/                           the dashboard: the user's groups         
 GET  /admin/account                    where the user is signed in
 GET  /admin/groups/{slug}/             one group's workspace (404 without a permission on it)
 GET  /admin/groups/{slug}/items...     the group's items: queue, new item, preview, item page (items.py)
+/admin/sources, schedules, users, notifications: the site-wide pages          (sitewide.py)
 
 Every page but the sign-in ones needs a session (anonymous: 303 to the sign-in page),
 and every page that acts for the person asks ``accounts.permissions`` (``auth.py``).
@@ -25,6 +26,7 @@ from newsletter.web.admin.auth import Workspace
 from newsletter.web.admin.dashboard import Dashboard
 from newsletter.web.admin.items import Items
 from newsletter.web.admin.signin import SignIn
+from newsletter.web.admin.sitewide import site_wide_pages
 from newsletter.web.pages import Pages
 from newsletter.web.security import RateLimits
 
@@ -42,4 +44,5 @@ def routes(
         *SignIn(workspace, transport_factory, limits).routes(),
         *Dashboard(workspace).routes(),
         *Items(workspace).routes(),
+        *site_wide_pages(workspace, transport_factory),
     ]
