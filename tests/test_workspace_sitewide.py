@@ -1,0 +1,269 @@
+"""The workspace's site-wide pages (sources, schedules, users) and the notifications by email.
+
+Against the real app on the example site (tests/workspace.py), a real SMTP server
+(aiosmtpd) for invitations and digests, a real feed server on 127.0.0.1 for "Fetch now",
+on SQLite and PostgreSQL.
+"""
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import select
+from starlette.testclient import TestClient
+
+from newsletter.accounts import users
+from newsletter.core.models import Source
+from newsletter.editions import build as editions
+from newsletter.editions.render import Renderer
+from tests.conftest import Cli, wait_until
+from tests.feed_server import FeedServer, feed_server, rss, use_sources
+from tests.smtp_server import SmtpServer
+from tests.test_workspace_signin import link_in, press_sign_in
+from tests.workspace import (
+    ADMIN,
+    CONTRIBUTOR,
+    EDITOR,
+    OTHER_EDITOR,
+    Workspace,
+    csrf_of,
+    session_for,
+    workspaces,
+)
+
+# -- sources ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def feeds() -> Iterator[FeedServer]:
+    with feed_server() as server:
+        yield server
+
+
+@pytest.fixture
+def fed(site_dir: Path, db_url: str, smtp_server: SmtpServer, feeds: FeedServer) -> Iterator[Workspace]:
+    """The workspace on a site whose two sources are on the feed server: one works, one fails."""
+    entries = [
+        {"title": f"Local news {n}", "link": f"https://example.org/{n}", "guid": f"n{n}"} for n in (1, 2)
+    ]
+    use_sources(
+        site_dir,
+        [
+            {
+                "name": "local",
+                "url": feeds.feed("/local.xml", rss(entries)),
+                "groups": ["uk", "dach"],
+                "allow_private": True,
+            },
+            {"name": "broken", "url": feeds.error("/broken.xml", 500), "allow_private": True},
+        ],
+        tables="[notifications]\nsource_failures = 2\n",
+    )
+    for make in workspaces(Cli(site_dir, db_url), smtp_server):
+        yield make()
+
+
+def fetch_now(client: TestClient, name: str) -> Any:
+    page = client.get("/admin/sources")
+    assert page.status_code == 200
+    return client.post(f"/admin/sources/{name}/fetch", data={"csrf": csrf_of(page.text)})
+
+
+def source(ws: Workspace, name: str) -> Source:
+    with ws.cli.database() as session:
+        return session.exec(select(Source).where(Source.name == name)).one()
+
+
+def test_fetch_now_collects_the_source_and_updates_its_health(fed: Workspace, feeds: FeedServer) -> None:
+    """Fetch now fetches the feed over HTTP, stores its entries, and the page shows the new health."""
+    admin = session_for(fed, ADMIN)
+    done = fetch_now(admin, "local")
+    assert done.status_code == 200
+    assert "local fetched: 2 new" in done.text
+    assert len(feeds.seen("/local.xml")) == 1
+    row = source(fed, "local")
+    assert row.last_success_at is not None
+    assert row.failures == 0
+    assert row.last_error is None
+    page = admin.get("/admin/sources")
+    assert row.last_success_at.strftime("%Y-%m-%d %H:%M UTC") in page.text
+    asked = [e for e in fed.cli.events() if e.kind == "source-fetch"]
+    assert [(e.actor, e.source) for e in asked] == [(f"user:{ADMIN}", "web")]
+
+
+def test_a_failing_source_shows_its_error(fed: Workspace) -> None:
+    """A source answering 500 is reported on the page with its error, and counted as a failure in a row."""
+    admin = session_for(fed, ADMIN)
+    done = fetch_now(admin, "broken")
+    assert done.status_code == 200
+    assert "Fetching broken failed" in done.text
+    again = fetch_now(admin, "broken")
+    row = source(fed, "broken")
+    assert row.failures == 2
+    assert row.last_success_at is None
+    assert row.last_error
+    assert "500" in row.last_error
+    page = session_for(fed, EDITOR).get("/admin/sources")
+    assert "Failures in a row: 2" in page.text
+    assert "500" in page.text
+    assert "500" in again.text
+
+
+def test_the_sources_page_shows_only_the_groups_one_may_see_and_no_button_to_editors(
+    fed: Workspace, feeds: FeedServer
+) -> None:
+    """The uk editor sees the source's uk target, not dach's name, and no Fetch now button."""
+    page = session_for(fed, EDITOR).get("/admin/sources")
+    assert page.status_code == 200
+    assert "UK Patent" in page.text
+    assert fed.site.settings.groups["dach"].name not in page.text
+    assert "Fetch now" not in page.text
+    assert "newsletter.toml" in page.text
+    assert fed.site.settings.groups["dach"].name in session_for(fed, ADMIN).get("/admin/sources").text
+    assert fetch_now(session_for(fed, EDITOR), "local").status_code == 403
+    assert feeds.seen("/local.xml") == []
+
+
+def test_fetch_now_of_an_unknown_source_is_404(fed: Workspace) -> None:
+    assert fetch_now(session_for(fed, ADMIN), "no-such-source").status_code == 404
+
+
+# -- schedules -------------------------------------------------------------------------------
+
+
+def test_the_schedules_page_shows_each_visible_groups_schedule_and_its_last_edition(ws: Workspace) -> None:
+    """Cron, zone, next run, approval mode and the last edition built; an editor sees only their groups."""
+    ws.cli("items", "add", "--title", "A weekly story", "--group", "uk", "--approve")
+    with ws.site.transaction() as session:
+        made = editions.build(
+            session, ws.site.settings, Renderer(ws.site.settings), "uk", actor="test", schedule="weekly"
+        )
+        subject = made.subject
+    admin = session_for(ws, ADMIN).get("/admin/schedules")
+    assert admin.status_code == 200
+    for slug in ("cepiug", "uk", "dach", "fr"):
+        assert f'href="/admin/groups/{slug}/"' in admin.text
+    assert "0 9 * * mon" in admin.text
+    assert "Europe/London" in admin.text
+    assert "sent without approval" in admin.text
+    assert "an editor approves" in admin.text
+    editor = session_for(ws, EDITOR).get("/admin/schedules")
+    assert editor.status_code == 200
+    assert re.findall(r'href="/admin/groups/([^/]+)/"', editor.text) == ["uk"]
+    assert subject in editor.text
+    assert "draft" in editor.text
+    assert session_for(ws, CONTRIBUTOR).get("/admin/schedules").status_code == 403
+
+
+# -- users -----------------------------------------------------------------------------------
+
+
+def users_page(client: TestClient) -> str:
+    page = client.get("/admin/users")
+    assert page.status_code == 200
+    return page.text
+
+
+def user_id(ws: Workspace, address: str) -> int:
+    with ws.site.transaction() as session:
+        return users.get(session, address).id or 0
+
+
+def grant_ids(page: str, person: int) -> dict[str, int]:
+    """The user's roles on the users page (``editor@uk``, ``admin``) and the grant id each form takes away."""
+    row = page.split(f'id="user-{person}"', 1)[1].split("</tr>", 1)[0]
+    found = re.findall(
+        r'data-grant="([^"]+)">\s*<input[^>]*>\s*<input type="hidden" name="grant" value="(\d+)"', row
+    )
+    return {grant: int(number) for grant, number in found}
+
+
+def post(client: TestClient, path: str, **fields: str | list[str]) -> Any:
+    return client.post(path, data={"csrf": csrf_of(users_page(client)), **fields})
+
+
+def test_an_invitation_mails_a_sign_in_link_that_signs_the_new_user_in(ws: Workspace) -> None:
+    """Invite: the user is made with the role, the link arrives by SMTP, and it signs them in."""
+    admin = session_for(ws, ADMIN)
+    new = "newcomer@example.org"
+    done = post(admin, "/admin/users", email=new, name="New Comer", role="editor", group=["uk", "fr"])
+    assert done.status_code == 200, done.text
+    assert "a sign-in link is on its way" in done.text
+    assert wait_until(lambda: len(ws.mails_to(new)) == 1)
+    mail = ws.mails_to(new)[0].message()
+    assert f"{ADMIN} invited you" in mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    browser = ws.client()
+    signed = press_sign_in(browser, link_in(ws.mails_to(new)[0]))
+    assert signed.status_code == 303
+    dashboard = browser.get("/admin/")
+    assert set(re.findall(r'href="/admin/groups/([^/]+)/"', dashboard.text)) == {"uk", "fr"}
+    assert [e.actor for e in ws.cli.events() if e.kind == "user-add"][-1] == f"user:{ADMIN}"
+
+
+def test_a_bad_invitation_changes_nothing_and_says_why(ws: Workspace) -> None:
+    admin = session_for(ws, ADMIN)
+    cases = [
+        ({"email": "someone@example.org", "role": ""}, "choose the role"),
+        ({"email": "someone@example.org", "role": "editor"}, "name at least one"),
+        ({"email": "not an address", "role": "admin"}, "not a usable address"),
+        ({"email": "someone@example.org", "role": "nosuchrole"}, "no role"),
+        ({"email": EDITOR, "role": "editor", "group": "fr"}, "already has an account"),
+    ]
+    for fields, message in cases:
+        answer = post(admin, "/admin/users", **fields)
+        assert answer.status_code == 400, fields
+        assert message in answer.text, (fields, answer.text)
+    assert "someone@example.org" not in ws.cli("users", "list").stdout
+    assert ws.mails_to("someone@example.org") == []
+
+
+def test_a_role_change_applies_from_the_next_request(ws: Workspace) -> None:
+    """The uk editor gets dach: dach's page opens at once; taken away, it is a 404 again."""
+    editor = session_for(ws, EDITOR)
+    assert editor.get("/admin/groups/dach/").status_code == 404
+    admin = session_for(ws, ADMIN)
+    person = user_id(ws, EDITOR)
+    given = post(admin, f"/admin/users/{person}/roles", role="editor", group="dach")
+    assert given.status_code == 200
+    assert "is now editor of dach" in given.text
+    assert editor.get("/admin/groups/dach/").status_code == 200
+    grant = grant_ids(users_page(admin), person)["editor@dach"]
+    taken = post(admin, f"/admin/users/{person}/roles/remove", grant=str(grant))
+    assert taken.status_code == 200
+    assert "is no longer editor of dach" in taken.text
+    assert editor.get("/admin/groups/dach/").status_code == 404
+    assert editor.get("/admin/groups/uk/").status_code == 200
+
+
+def test_the_last_admin_cannot_be_taken_away(ws: Workspace) -> None:
+    """Neither the admin role nor the account of the site's only admin can go; with a second admin, it can."""
+    admin = session_for(ws, ADMIN)
+    me = user_id(ws, ADMIN)
+    grant = grant_ids(users_page(admin), me)["admin"]
+    refused = post(admin, f"/admin/users/{me}/roles/remove", grant=str(grant))
+    assert refused.status_code == 409
+    assert "last admin" in refused.text
+    removed = post(admin, f"/admin/users/{me}/remove", confirm="yes")
+    assert removed.status_code == 409
+    assert "last admin" in removed.text
+    assert admin.get("/admin/users").status_code == 200
+    post(admin, f"/admin/users/{user_id(ws, OTHER_EDITOR)}/roles", role="admin")
+    allowed = post(admin, f"/admin/users/{me}/roles/remove", grant=str(grant))
+    assert allowed.status_code == 200
+    assert admin.get("/admin/users").status_code == 403
+
+
+def test_removing_a_user_signs_them_out_everywhere(ws: Workspace) -> None:
+    editor = session_for(ws, EDITOR)
+    assert editor.get("/admin/").status_code == 200
+    admin = session_for(ws, ADMIN)
+    unticked = post(admin, f"/admin/users/{user_id(ws, EDITOR)}/remove")
+    assert unticked.status_code == 400
+    assert editor.get("/admin/").status_code == 200
+    done = post(admin, f"/admin/users/{user_id(ws, EDITOR)}/remove", confirm="yes")
+    assert done.status_code == 200
+    assert f"{EDITOR} was removed (1 session(s) ended)" in done.text
+    assert editor.get("/admin/").status_code == 303
+    assert EDITOR not in ws.cli("users", "list").stdout
