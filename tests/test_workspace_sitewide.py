@@ -7,6 +7,7 @@ on SQLite and PostgreSQL.
 
 import re
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,17 +16,23 @@ from sqlmodel import select
 from starlette.testclient import TestClient
 
 from newsletter.accounts import users
-from newsletter.core.models import Source
+from newsletter.core.models import Edition, EditionStatus, Source
+from newsletter.core.tokens import Signer
+from newsletter.delivery.transports.smtp import SmtpTransport
 from newsletter.editions import build as editions
 from newsletter.editions.render import Renderer
+from newsletter.operations import notifications
+from newsletter.operations.notifications import NotifyReport
+from newsletter.pool.items import ItemDraft, add_item
 from tests.conftest import Cli, wait_until
 from tests.feed_server import FeedServer, feed_server, rss, use_sources
-from tests.smtp_server import SmtpServer
+from tests.smtp_server import Received, SmtpServer
 from tests.test_workspace_signin import link_in, press_sign_in
 from tests.workspace import (
     ADMIN,
     CONTRIBUTOR,
     EDITOR,
+    KEY,
     OTHER_EDITOR,
     Workspace,
     csrf_of,
@@ -267,3 +274,167 @@ def test_removing_a_user_signs_them_out_everywhere(ws: Workspace) -> None:
     assert f"{EDITOR} was removed (1 session(s) ended)" in done.text
     assert editor.get("/admin/").status_code == 303
     assert EDITOR not in ws.cli("users", "list").stdout
+
+
+# -- notifications ---------------------------------------------------------------------------
+
+
+def notify(ws: Workspace, at: datetime) -> NotifyReport:
+    """One round of notifications at ``at``, as the daemon and run-due do, through the SMTP server."""
+    return notifications.run(ws.site, lambda: SmtpTransport(ws.smtp.url()), at)
+
+
+def draft_for(ws: Workspace, group: str, title: str) -> int:
+    ws.cli("items", "add", "--title", title, "--group", group, "--approve")
+    with ws.site.transaction() as session:
+        made = editions.build(session, ws.site.settings, Renderer(ws.site.settings), group, actor="test")
+        return made.id or 0
+
+
+def propose(ws: Workspace, title: str, group: str = "uk", by: str = CONTRIBUTOR) -> None:
+    """An item proposed in the workspace by a person (as the items pages record it)."""
+    with ws.site.transaction() as session:
+        add_item(session, ws.site.settings, ItemDraft(title=title, groups=[group]), actor=f"user:{by}")
+
+
+def text_of(received: Received) -> str:
+    part = received.message().get_body(("plain",))
+    assert part is not None
+    return str(part.get_content())
+
+
+def stop_path(received: Received) -> str:
+    header = str(received.message()["List-Unsubscribe"])
+    found = re.fullmatch(r"<https://news\.example\.org(/admin/notifications/stop/\S+)>", header)
+    assert found, header
+    assert found.group(1) in text_of(received)
+    return found.group(1)
+
+
+def test_a_draft_waiting_sends_one_digest_to_the_groups_editor_only(ws: Workspace) -> None:
+    """The uk draft is told to uk's editor, once; not to dach's editor, nor the admin (uk has an editor)."""
+    draft_for(ws, "uk", "A story for the UK")
+    now = ws.clock()
+    report = notify(ws, now)
+    assert report.sent == [EDITOR]
+    [digest] = ws.mails_to(EDITOR)
+    assert "the draft edition" in text_of(digest)
+    assert "waits for approval" in text_of(digest)
+    assert "https://news.example.org/admin/groups/uk/editions" in text_of(digest)
+    message = digest.message()
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    stop_path(digest)
+    assert ws.mails_to(OTHER_EDITOR) == []
+    assert ws.mails_to(ADMIN) == []
+    assert ws.mails_to(CONTRIBUTOR) == []
+    # Looking again, even hours later, tells nobody twice.
+    assert notify(ws, now + timedelta(hours=3)).sent == []
+    assert len(ws.mails_to(EDITOR)) == 1
+
+
+def test_events_within_the_hour_make_one_digest(ws: Workspace) -> None:
+    """Two events before a digest: one digest with both; two more within the hour: one, an hour later."""
+    draft_for(ws, "uk", "A story for the UK")
+    propose(ws, "WIPO Inspire report on machine translation")
+    start = ws.clock()
+    assert notify(ws, start).sent == [EDITOR]
+    [first] = ws.mails_to(EDITOR)
+    assert "waits for approval" in text_of(first)
+    assert f"{CONTRIBUTOR} proposed “WIPO Inspire report on machine translation”" in text_of(first)
+    propose(ws, "IP5 heads of office meeting")
+    assert notify(ws, start + timedelta(minutes=10)).sent == []
+    propose(ws, "EPO survey on patent information")
+    assert notify(ws, start + timedelta(minutes=59)).sent == []
+    assert len(ws.mails_to(EDITOR)) == 1
+    assert notify(ws, start + timedelta(minutes=61)).sent == [EDITOR]
+    second = ws.mails_to(EDITOR)[1]
+    assert "IP5 heads of office meeting" in text_of(second)
+    assert "EPO survey on patent information" in text_of(second)
+    assert "A story for the UK" not in text_of(second)
+    assert ws.mails_to(CONTRIBUTOR) == []
+
+
+def test_the_stop_link_turns_notifications_off_and_the_account_page_on_again(ws: Workspace) -> None:
+    """The link's GET changes nothing; its button stops them; the signed-in page turns them back on."""
+    draft_for(ws, "uk", "A story for the UK")
+    start = ws.clock()
+    notify(ws, start)
+    path = stop_path(ws.mails_to(EDITOR)[0])
+    browser = ws.client()
+    page = browser.get(path)
+    assert page.status_code == 200
+    assert EDITOR in page.text
+    propose(ws, "Proposed while the link was only opened")
+    assert notify(ws, start + timedelta(hours=2)).sent == [EDITOR]
+    stopped = browser.post(path, data={"csrf": csrf_of(page.text)})
+    assert stopped.status_code == 200
+    assert "Notifications turned off" in stopped.text
+    propose(ws, "Proposed after the stop")
+    # Nobody is told instead (the admin is told only about groups without anyone concerned).
+    assert notify(ws, start + timedelta(hours=4)).sent == []
+    assert len(ws.mails_to(EDITOR)) == 2
+    mine = session_for(ws, EDITOR)
+    settings_page = mine.get("/admin/notifications")
+    assert re.search(r'value="off" checked', settings_page.text)
+    turned = mine.post(
+        "/admin/notifications", data={"csrf": csrf_of(settings_page.text), "notifications": "on"}
+    )
+    assert turned.status_code == 200
+    propose(ws, "Proposed once they are on again")
+    assert notify(ws, start + timedelta(hours=6)).sent == [EDITOR]
+    assert "Proposed once they are on again" in text_of(ws.mails_to(EDITOR)[-1])
+    # What still waits is told once they are on again; what was told before is not.
+    assert "Proposed after the stop" in text_of(ws.mails_to(EDITOR)[-1])
+    assert "Proposed while the link was only opened" not in text_of(ws.mails_to(EDITOR)[-1])
+    kinds = [(e.kind, e.actor) for e in ws.cli.events() if e.kind.startswith("notifications-")]
+    assert kinds == [
+        ("notifications-off", f"notifications-link:{EDITOR}"),
+        ("notifications-on", f"user:{EDITOR}"),
+    ]
+
+
+def test_a_mail_providers_one_click_post_stops_them_and_forged_links_do_nothing(ws: Workspace) -> None:
+    draft_for(ws, "uk", "A story for the UK")
+    notify(ws, ws.clock())
+    path = stop_path(ws.mails_to(EDITOR)[0])
+    token = path.rsplit("/", 1)[1]
+    forged = path[:-4] + ("AAAA" if not path.endswith("AAAA") else "BBBB")
+    other_purpose = Signer(KEY).make("unsubscribe", user_id(ws, EDITOR), 0)
+    for bad in (forged, f"/admin/notifications/stop/{other_purpose}"):
+        assert ws.client().get(bad).status_code == 400
+        assert ws.client().post(bad, data={"List-Unsubscribe": "One-Click"}).status_code == 400
+    with ws.site.transaction() as session:
+        assert notifications.enabled(session, user_id(ws, EDITOR))
+    one_click = ws.client().post(path, data={"List-Unsubscribe": "One-Click"})
+    assert one_click.status_code == 200
+    with ws.site.transaction() as session:
+        assert not notifications.enabled(session, user_id(ws, EDITOR))
+        assert notifications.user_of(session, ws.site.settings, token).email == EDITOR
+
+
+def test_a_source_failing_n_times_in_a_row_is_told_to_the_admins(fed: Workspace) -> None:
+    """[notifications] source_failures = 2: the second failure in a row is told to the admin, once."""
+    admin = session_for(fed, ADMIN)
+    fetch_now(admin, "broken")
+    assert notify(fed, fed.clock()).sent == []
+    fetch_now(admin, "broken")
+    assert notify(fed, fed.clock()).sent == [ADMIN]
+    [digest] = fed.mails_to(ADMIN)
+    assert "the source “broken” failed 2 times in a row" in text_of(digest)
+    fetch_now(admin, "broken")
+    assert notify(fed, fed.clock() + timedelta(hours=2)).sent == []
+    assert fed.mails_to(EDITOR) == []
+
+
+def test_a_sent_edition_is_told_with_its_figures(ws: Workspace) -> None:
+    edition_id = draft_for(ws, "uk", "A story for the UK")
+    with ws.site.transaction() as session:
+        edition = session.get(Edition, edition_id)
+        assert edition is not None
+        edition.status, edition.sent_at = EditionStatus.SENT, ws.clock()
+        session.add(edition)
+    notify(ws, ws.clock())
+    [digest] = ws.mails_to(EDITOR)
+    assert "was sent (no recipients)" in text_of(digest)
+    assert "waits for approval" not in text_of(digest)

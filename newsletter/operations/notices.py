@@ -151,10 +151,7 @@ def happened(session: Session, settings: Settings, now: datetime) -> list[Happen
 
 
 def _people(session: Session, settings: Settings) -> list[Actor]:
-    """Every active user who has not turned notifications off, as the permission check sees them."""
-    off = set(
-        session.exec(select(NotificationSetting.user_id).where(col(NotificationSetting.enabled).is_(False)))
-    )
+    """Every active user, as the permission check sees them."""
     grants: dict[int, list[GrantView]] = {}
     rows = session.exec(
         select(Grant.user_id, Grant.role, Group.slug)
@@ -167,7 +164,6 @@ def _people(session: Session, settings: Settings) -> list[Actor]:
     return [
         Actor(user.id or 0, user.email, user.name, True, tuple(grants.get(user.id or 0, [])), roles)
         for user in session.exec(select(User).where(col(User.active)))
-        if user.id not in off
     ]
 
 
@@ -202,6 +198,11 @@ def record(session: Session, settings: Settings, now: datetime) -> int:
     if not events:
         return 0
     people = _people(session, settings)
+    # Someone who turned notifications off is still the one concerned: their group's
+    # events do not fall to the admins, they are simply not told.
+    off = set(
+        session.exec(select(NotificationSetting.user_id).where(col(NotificationSetting.enabled).is_(False)))
+    )
     known = set(
         session.exec(
             select(Notice.user_id, Notice.key).where(col(Notice.key).in_({e.key for e in events}))
@@ -210,7 +211,7 @@ def record(session: Session, settings: Settings, now: datetime) -> int:
     added = 0
     for event in events:
         for person in concerned(people, event):
-            if (person.user_id, event.key) in known:
+            if (person.user_id, event.key) in known or person.user_id in off:
                 continue
             known.add((person.user_id, event.key))
             session.add(
