@@ -6,8 +6,10 @@ on SQLite and PostgreSQL.
 """
 
 import re
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from email import message_from_bytes
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from newsletter.editions.render import Renderer
 from newsletter.operations import notifications
 from newsletter.operations.notifications import NotifyReport
 from newsletter.pool.items import ItemDraft, add_item
+from newsletter.scheduling.daemon import Chore, Daemon
 from tests.conftest import Cli, wait_until
 from tests.feed_server import FeedServer, feed_server, rss, use_sources
 from tests.smtp_server import Received, SmtpServer
@@ -438,3 +441,44 @@ def test_a_sent_edition_is_told_with_its_figures(ws: Workspace) -> None:
     [digest] = ws.mails_to(EDITOR)
     assert "was sent (no recipients)" in text_of(digest)
     assert "waits for approval" not in text_of(digest)
+
+
+def test_run_due_records_notices_and_sends_the_digests(ws: Workspace) -> None:
+    """`newsletter run-due` sends the due digests through the site's transport (here the outbox folder)."""
+    draft_for(ws, "uk", "A story for the UK")
+    done = ws.cli("run-due", "--at", "2026-11-25T12:00:00+00:00")
+    assert f"notifications: digest sent to {EDITOR}" in done.stdout
+    written = [message_from_bytes(p.read_bytes()) for p in (ws.cli.site / "outbox").rglob("*.eml")]
+    digests = [m for m in written if "attention" in str(m["Subject"])]
+    assert [m["To"] for m in digests] == [EDITOR]
+
+
+def test_the_daemon_runs_its_chores(ws: Workspace) -> None:
+    """The daemon runs the notifications chore on its own interval (the CLI's daemon passes it)."""
+    ran: list[datetime] = []
+    daemon = Daemon(
+        ws.site,
+        lambda: SmtpTransport(ws.smtp.url()),
+        on_tick=lambda report: None,
+        chores=[Chore("record", 0.05, ran.append)],
+    )
+    runner = threading.Thread(target=daemon.run, kwargs={"install_signals": False})
+    runner.start()
+    try:
+        assert wait_until(lambda: len(ran) >= 2)
+    finally:
+        daemon.request_stop()
+        runner.join()
+
+
+def test_the_dashboard_links_the_site_wide_pages_one_may_open(ws: Workspace) -> None:
+    links = {
+        who: set(re.findall(r'href="(/admin/(?:sources|schedules|users|notifications))"', page.text))
+        for who in (ADMIN, EDITOR, CONTRIBUTOR)
+        if (page := session_for(ws, who).get("/admin/"))
+    }
+    assert links == {
+        ADMIN: {"/admin/sources", "/admin/schedules", "/admin/users", "/admin/notifications"},
+        EDITOR: {"/admin/sources", "/admin/schedules", "/admin/notifications"},
+        CONTRIBUTOR: {"/admin/notifications"},
+    }

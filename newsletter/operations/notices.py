@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, delete, select
 
 from newsletter.accounts.permissions import Actor, GrantView
 from newsletter.accounts.roles import site_roles
@@ -47,6 +47,7 @@ from newsletter.core.models import (
 from newsletter.core.settings import Settings
 
 SENT_HORIZON = timedelta(days=2)
+KEEP_SENT = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,9 @@ class Happened:
 def _editions(session: Session, settings: Settings, slugs: dict[int, str], now: datetime) -> list[Happened]:
     base = settings.site.base_url
     found = []
-    watched = [EditionStatus.DRAFT, EditionStatus.PAUSED, EditionStatus.SENT]
-    rows = session.exec(select(Edition).where(col(Edition.status).in_(watched)).order_by(col(Edition.id)))
+    waiting = col(Edition.status).in_([EditionStatus.DRAFT, EditionStatus.PAUSED])
+    recent = (col(Edition.status) == EditionStatus.SENT) & (col(Edition.sent_at) >= now - SENT_HORIZON)
+    rows = session.exec(select(Edition).where(waiting | recent).order_by(col(Edition.id)))
     for edition in rows:
         slug = slugs.get(edition.group_id)
         if slug is None or slug not in settings.groups:
@@ -90,7 +92,7 @@ def _editions(session: Session, settings: Settings, slugs: dict[int, str], now: 
             )
             key = f"edition-paused:{edition.id}:{pause or 0}"
             found.append(Happened(key, "paused", text, slug, "editions.send"))
-        elif edition.sent_at is not None and edition.sent_at >= now - SENT_HORIZON:
+        else:
             counts = delivery_counts(session, edition.id or 0)
             figures = ", ".join(f"{state} {n}" for state, n in sorted(counts.items())) or "no recipients"
             text = f"{name}: “{subject}” was sent ({figures}). {page}"
@@ -193,8 +195,14 @@ def _on(person: Actor, group: str) -> tuple[GrantView, ...]:
 
 
 def record(session: Session, settings: Settings, now: datetime) -> int:
-    """Turn what the state shows into notices for the people concerned; how many are new."""
+    """Turn what the state shows into notices for the people concerned; how many are new.
+
+    Notices sent more than :data:`KEEP_SENT` ago are deleted once their event is over
+    (a notice whose event still shows is kept, or it would be told again).
+    """
     events = happened(session, settings, now)
+    over = col(Notice.sent_at) < now - KEEP_SENT
+    session.exec(delete(Notice).where(over, col(Notice.key).not_in({e.key for e in events})))
     if not events:
         return 0
     people = _people(session, settings)
