@@ -18,6 +18,7 @@ from sqlmodel import select
 from starlette.testclient import TestClient
 
 from newsletter.accounts import users
+from newsletter.core import audit
 from newsletter.core.models import Edition, EditionStatus, Source
 from newsletter.core.tokens import Signer
 from newsletter.delivery.transports.smtp import SmtpTransport
@@ -216,7 +217,9 @@ def test_a_bad_invitation_changes_nothing_and_says_why(ws: Workspace) -> None:
     admin = session_for(ws, ADMIN)
     cases = [
         ({"email": "someone@example.org", "role": ""}, "choose the role"),
-        ({"email": "someone@example.org", "role": "editor"}, "name at least one"),
+        ({"email": "someone@example.org", "role": "editor"}, "choose at least one group"),
+        ({"email": "someone@example.org", "role": "admin", "group": "uk"}, "choose no group"),
+        ({"email": "someone@example.org", "role": "editor", "group": "nowhere"}, "no group"),
         ({"email": "not an address", "role": "admin"}, "not a usable address"),
         ({"email": "someone@example.org", "role": "nosuchrole"}, "no role"),
         ({"email": EDITOR, "role": "editor", "group": "fr"}, "already has an account"),
@@ -482,3 +485,26 @@ def test_the_dashboard_links_the_site_wide_pages_one_may_open(ws: Workspace) -> 
         EDITOR: {"/admin/sources", "/admin/schedules", "/admin/notifications"},
         CONTRIBUTOR: {"/admin/notifications"},
     }
+
+
+def test_each_pause_of_an_edition_is_told(ws: Workspace) -> None:
+    """A paused edition is told to the group's editor; paused again after a resume, it is told again."""
+    edition_id = draft_for(ws, "uk", "A story for the UK")
+
+    def pause() -> None:
+        with ws.site.transaction() as session:
+            edition = session.get(Edition, edition_id)
+            assert edition is not None
+            edition.status = EditionStatus.PAUSED
+            session.add(edition)
+            audit.record(session, "edition-paused", actor="worker", edition_id=edition_id)
+
+    pause()
+    start = ws.clock()
+    notify(ws, start)
+    [first] = ws.mails_to(EDITOR)
+    assert "was paused, the mail relay kept failing" in text_of(first)
+    assert notify(ws, start + timedelta(hours=2)).sent == []
+    pause()
+    assert notify(ws, start + timedelta(hours=3)).sent == [EDITOR]
+    assert "was paused" in text_of(ws.mails_to(EDITOR)[1])

@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from newsletter.accounts import signin, users
 from newsletter.accounts.permissions import require
-from newsletter.accounts.roles import site_roles
+from newsletter.accounts.roles import role_named, site_roles
 from newsletter.core.errors import InputError, NewsletterError, NotFoundError, StateError
 from newsletter.core.i18n import translations
 from newsletter.core.models import User
@@ -141,19 +141,27 @@ class Users:
             session.expunge(user)
         return user
 
+    def _check_role(self, role: str, groups: list[str]) -> None:
+        """Say in the page's words what ``users.add`` would refuse in the command line's."""
+        if not role:
+            raise InputError("choose the role to give")
+        chosen = role_named(self.settings, role)
+        if chosen.site_wide and groups:
+            raise InputError(f"the role {role} applies to the whole site: choose no group")
+        if not chosen.site_wide and not groups:
+            raise InputError(f"the role {role} is given per group: choose at least one group")
+
     def _invite(self, form: FormData, signed: Signed) -> str:
         gettext = translations(signed.language).gettext
         email, name = str(form.get("email", "")).strip(), str(form.get("name", "")).strip()
-        role = str(form.get("role", ""))
+        role, groups = str(form.get("role", "")), [str(group) for group in form.getlist("group")]
         if not email:
             raise InputError("give the address of the person to invite")
-        if not role:
-            raise InputError("choose the role to give them")
+        self._check_role(role, groups)
         actor = signed.actor.label
         with self.site.transaction() as session:
             if users.find(session, email) is not None:
                 raise InputError(f"{email} already has an account: give them a role in the list below")
-            groups = [str(group) for group in form.getlist("group")]
             users.add(session, self.settings, email, role, groups, actor=actor, name=name)
             link = signin.login_link(session, email, now=self.workspace.clock(), actor=actor)
         message = sign_in_message(
@@ -181,17 +189,10 @@ class Users:
 
         def act(form: FormData) -> str:
             role, group = str(form.get("role", "")), str(form.get("group", ""))
-            if not role:
-                raise InputError("choose the role to give")
+            groups = [group] if group else []
+            self._check_role(role, groups)
             with self.site.transaction() as session:
-                added = users.add(
-                    session,
-                    self.settings,
-                    user.email,
-                    role,
-                    [group] if group else [],
-                    actor=signed.actor.label,
-                )
+                added = users.add(session, self.settings, user.email, role, groups, actor=signed.actor.label)
             if not added.new_grants:
                 return gettext("%(email)s already had that role") % {"email": user.email}
             return gettext("%(email)s is now %(roles)s") % {
