@@ -508,3 +508,17 @@ def test_each_pause_of_an_edition_is_told(ws: Workspace) -> None:
     pause()
     assert notify(ws, start + timedelta(hours=3)).sent == [EDITOR]
     assert "was paused" in text_of(ws.mails_to(EDITOR)[1])
+
+
+def test_a_digest_the_relay_refused_is_sent_at_the_next_round(ws: Workspace) -> None:
+    """Relay down: the digest is reported and its notices kept; relay up: the next round sends it."""
+    draft_for(ws, "uk", "A story for the UK")
+    ws.smtp.handler.down = True
+    start = ws.clock()
+    failed = notify(ws, start)
+    assert failed.sent == []
+    assert failed.errors
+    assert f"digest to {EDITOR} not sent" in failed.errors[0]
+    ws.smtp.handler.down = False
+    assert notify(ws, start + timedelta(minutes=1)).sent == [EDITOR]
+    assert "waits for approval" in text_of(ws.mails_to(EDITOR)[0])
