@@ -7,7 +7,7 @@ notifications (the signed stop link turns them off) and when their last digest w
 so that nobody gets more than one an hour (see ``newsletter/operations/notifications.py``).
 
 Revision ID: 0011
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-03
 """
 
@@ -20,7 +20,7 @@ from alembic import op
 import newsletter.core.models
 
 revision: str = "0011"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
