@@ -8,21 +8,12 @@ unsubscribe button; DKIM's ``h=`` covers both fields (``dkim.py``).
 """
 
 from collections.abc import Sequence
-from email.utils import parseaddr
 
 from newsletter.core.i18n import translations
 from newsletter.core.settings import Settings
-from newsletter.delivery.headers import (
-    AUTO_SUBMITTED,
-    ONE_CLICK,
-    MessageIds,
-    date,
-    mailbox,
-    recipient_address,
-    unstructured,
-)
+from newsletter.delivery.headers import ONE_CLICK
 from newsletter.delivery.message import OutgoingMessage
-from newsletter.delivery.notice import text_message
+from newsletter.delivery.notice import personal_message
 
 
 def digest_message(
@@ -52,26 +43,13 @@ def digest_message(
             f"{settings.site.name}\n{settings.site.postal_address}",
         ]
     )
-    smtputf8, recipient, address = recipient_address(email)
-    sender_name, sender_address = parseaddr(settings.site.sender)
-    message_id = MessageIds("notify", sender_address.rpartition("@")[2]).make(0)
-    fields = [
-        ("From", mailbox(sender_name, sender_address, utf8=smtputf8)),
-        ("To", mailbox(name, address, utf8=smtputf8)),
-        ("Subject", unstructured(subject, utf8=smtputf8)),
-        ("Date", date()),
-        ("Message-ID", message_id),
-        ("List-Unsubscribe", f"<{stop_url}>"),
-        ("List-Unsubscribe-Post", ONE_CLICK),
-        ("Auto-Submitted", AUTO_SUBMITTED),
-    ]
-    return text_message(
+    return personal_message(
         settings,
-        fields,
-        body,
+        email=email,
+        name=name,
+        subject=subject,
+        body=body,
         language=language,
-        recipient=recipient,
-        smtputf8=smtputf8,
-        message_id=message_id,
-        sender=settings.bounce_address,
+        campaign="notify",
+        extra=[("List-Unsubscribe", f"<{stop_url}>"), ("List-Unsubscribe-Post", ONE_CLICK)],
     )

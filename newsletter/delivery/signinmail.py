@@ -6,20 +6,10 @@ stay quiet, the envelope sender the site's bounce address, and a DKIM signature 
 the site signs.
 """
 
-from email.utils import parseaddr
-
 from newsletter.core.i18n import translations
 from newsletter.core.settings import Settings
-from newsletter.delivery.headers import (
-    AUTO_SUBMITTED,
-    MessageIds,
-    date,
-    mailbox,
-    recipient_address,
-    unstructured,
-)
 from newsletter.delivery.message import OutgoingMessage
-from newsletter.delivery.notice import text_message
+from newsletter.delivery.notice import personal_message
 
 
 def sign_in_message(
@@ -59,24 +49,12 @@ def sign_in_message(
             f"{settings.site.name}\n{settings.site.postal_address}",
         ]
     )
-    smtputf8, recipient, address = recipient_address(email)
-    sender_name, sender_address = parseaddr(settings.site.sender)
-    message_id = MessageIds("signin", sender_address.rpartition("@")[2]).make(0)
-    fields = [
-        ("From", mailbox(sender_name, sender_address, utf8=smtputf8)),
-        ("To", mailbox(name, address, utf8=smtputf8)),
-        ("Subject", unstructured(subject, utf8=smtputf8)),
-        ("Date", date()),
-        ("Message-ID", message_id),
-        ("Auto-Submitted", AUTO_SUBMITTED),
-    ]
-    return text_message(
+    return personal_message(
         settings,
-        fields,
-        body,
+        email=email,
+        name=name,
+        subject=subject,
+        body=body,
         language=language,
-        recipient=recipient,
-        smtputf8=smtputf8,
-        message_id=message_id,
-        sender=settings.bounce_address,
+        campaign="signin",
     )
