@@ -26,7 +26,8 @@ from newsletter.editions import build as editions
 from newsletter.editions.render import Renderer
 from newsletter.operations import notifications
 from newsletter.operations.notifications import NotifyReport
-from newsletter.pool.items import ItemDraft, add_item
+from newsletter.pool import review
+from newsletter.pool.items import ItemDraft
 from newsletter.scheduling.daemon import Chore, Daemon
 from tests.conftest import Cli, wait_until
 from tests.feed_server import FeedServer, feed_server, rss, use_sources
@@ -298,9 +299,11 @@ def draft_for(ws: Workspace, group: str, title: str) -> int:
 
 
 def propose(ws: Workspace, title: str, group: str = "uk", by: str = CONTRIBUTOR) -> None:
-    """An item proposed in the workspace by a person (as the items pages record it)."""
+    """An item proposed by a person, through the items pages' library call."""
     with ws.site.transaction() as session:
-        add_item(session, ws.site.settings, ItemDraft(title=title, groups=[group]), actor=f"user:{by}")
+        person = users.load_actor(session, ws.site.settings, users.get(session, by).id or 0)
+        assert person is not None
+        review.propose(session, ws.site.settings, person, group, ItemDraft(title=title, groups=[group]))
 
 
 def text_of(received: Received) -> str:
