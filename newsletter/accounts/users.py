@@ -18,8 +18,16 @@ from newsletter.accounts import passwords
 from newsletter.accounts.permissions import Actor, GrantView
 from newsletter.accounts.roles import role_named, site_roles
 from newsletter.core import audit
-from newsletter.core.errors import InputError, InvalidAddress, NotFoundError
-from newsletter.core.models import Grant, Group, SignInToken, User, UserSession
+from newsletter.core.errors import InputError, InvalidAddress, NotFoundError, StateError
+from newsletter.core.models import (
+    Grant,
+    Group,
+    Notice,
+    NotificationSetting,
+    SignInToken,
+    User,
+    UserSession,
+)
 from newsletter.core.settings import Settings
 from newsletter.core.site import get_group
 
@@ -156,18 +164,108 @@ def listing(session: Session, now: datetime) -> list[Listed]:
     ]
 
 
-def remove(session: Session, email: str, *, actor: str) -> int:
-    """Delete the user, their grants, sign-in links and sessions; the number of sessions ended."""
+@dataclass(frozen=True)
+class Person:
+    """One user as the workspace's users page shows them: each grant with its id."""
+
+    id: int
+    email: str
+    name: str
+    active: bool
+    grants: tuple[tuple[int, str, str | None], ...]
+    last_sign_in_at: datetime | None
+
+
+def people(session: Session, *, offset: int, limit: int) -> tuple[list[Person], int]:
+    """A page of users by address, with their grants (id, role, group slug); and how many there are."""
+    total = int(session.exec(select(func.count()).select_from(User)).one())
+    page = list(session.exec(select(User).order_by(col(User.email_key)).offset(offset).limit(limit)))
+    grants: dict[int, list[tuple[int, str, str | None]]] = {}
+    rows = session.exec(
+        select(Grant.id, Grant.user_id, Grant.role, Group.slug)
+        .select_from(Grant)
+        .join(Group, col(Group.id) == Grant.group_id, isouter=True)
+        .where(col(Grant.user_id).in_([u.id for u in page]))
+        .order_by(col(Grant.role), col(Group.slug))
+    )
+    for grant_id, user_id, role, slug in rows:
+        grants.setdefault(user_id, []).append((grant_id or 0, role, slug))
+    found = [
+        Person(u.id or 0, u.email, u.name, u.active, tuple(grants.get(u.id or 0, [])), u.last_sign_in_at)
+        for u in page
+    ]
+    return found, total
+
+
+def remove(session: Session, email: str, *, actor: str, settings: Settings | None = None) -> int:
+    """Delete the user, their grants, sign-in links and sessions; the number of sessions ended.
+
+    Given the ``settings``, it refuses (StateError) to remove the site's last admin, as the
+    workspace does; the command line may (``users add --role admin`` makes a new one).
+    """
     user = get(session, email)
+    if settings is not None:
+        _keep_an_admin(session, settings, user.id or 0, leaving=None)
     ended = len(session.exec(select(UserSession.id).where(UserSession.user_id == user.id)).all())
     # Deleted explicitly, not left to ON DELETE CASCADE: SQLite honours it only with
     # foreign keys on, and the sessions must be gone whatever the engine.
     session.exec(delete(UserSession).where(col(UserSession.user_id) == user.id))
     session.exec(delete(SignInToken).where(col(SignInToken.user_id) == user.id))
     session.exec(delete(Grant).where(col(Grant.user_id) == user.id))
+    session.exec(delete(Notice).where(col(Notice.user_id) == user.id))
+    session.exec(delete(NotificationSetting).where(col(NotificationSetting.user_id) == user.id))
     session.delete(user)
     audit.record(session, "user-remove", actor=actor, user=user.email, sessions=ended)
     return ended
+
+
+def grant_of(session: Session, user_id: int, grant_id: int) -> Grant:
+    """The user's grant with this id; NotFoundError if it is not theirs (or was removed)."""
+    grant = session.get(Grant, grant_id)
+    if grant is None or grant.user_id != user_id:
+        raise NotFoundError("that role was already taken away; reload the page")
+    return grant
+
+
+def revoke(session: Session, settings: Settings, user_id: int, grant_id: int, *, actor: str) -> str:
+    """Take one grant away from a user; what it was (``editor of uk``).
+
+    The site keeps an admin: taking away the last grant that lets someone manage users
+    is refused (StateError), whoever asks.
+    """
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFoundError("no such user")
+    grant = grant_of(session, user_id, grant_id)
+    _keep_an_admin(session, settings, user_id, leaving=grant_id)
+    slug = session.get(Group, grant.group_id).slug if grant.group_id else None  # type: ignore[union-attr]
+    described = f"{grant.role} of {slug}" if slug else grant.role
+    session.delete(grant)
+    audit.record(session, "user-revoke", actor=actor, user=user.email, grant=described)
+    return described
+
+
+def _managers(session: Session, settings: Settings) -> list[tuple[int, int]]:
+    """(user id, grant id) of every active user's site-wide grant that lets them manage users."""
+    roles = site_roles(settings)
+    managing = [name for name, role in roles.items() if "users.manage" in role.permissions]
+    rows = session.exec(
+        select(Grant.user_id, Grant.id)
+        .join(User, col(User.id) == Grant.user_id)
+        .where(col(Grant.group_id).is_(None), col(Grant.role).in_(managing), col(User.active))
+    ).all()
+    return [(user_id, grant_id or 0) for user_id, grant_id in rows]
+
+
+def _keep_an_admin(session: Session, settings: Settings, user_id: int, *, leaving: int | None) -> None:
+    """Refuse a change that leaves nobody to manage users: losing grant ``leaving``, or (None) the user."""
+    managers = _managers(session, settings)
+    left = [m for m in managers if (m[1] != leaving if leaving is not None else m[0] != user_id)]
+    if managers and not left:
+        raise StateError(
+            "this is the site's last admin: give someone else the admin role first, "
+            "so that somebody can still manage users"
+        )
 
 
 def set_password(session: Session, email: str, password: str | None, *, actor: str) -> None:

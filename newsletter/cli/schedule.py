@@ -11,11 +11,14 @@ from newsletter.collecting.collect import collect as collect_sources
 from newsletter.core.errors import InputError, StateError
 from newsletter.core.models import utcnow
 from newsletter.delivery.transports import open_transport
-from newsletter.scheduling.daemon import Daemon, describe
+from newsletter.operations import notifications
+from newsletter.scheduling.daemon import Chore, Daemon, describe
 from newsletter.scheduling.leader import leadership
 from newsletter.scheduling.scheduler import run_due as tick
 
 pass_app = click.make_pass_decorator(AppContext)
+# How often the daemon looks for notifications to record and digests to send.
+NOTIFY_SECONDS = 60.0
 
 
 @click.command()
@@ -81,6 +84,8 @@ def _moment(value: str | None) -> datetime:
 def run_due(app: AppContext, /, at: str | None, as_json: bool) -> None:
     """Do one scheduler tick: collect what is due, build what is due, send what is approved.
 
+    Then record the workspace's notifications and send the digests that are due.
+
     Running it again for the same moment does nothing. Use it from cron instead of
     the daemon, or to replay a moment in tests.
 
@@ -94,12 +99,18 @@ def run_due(app: AppContext, /, at: str | None, as_json: bool) -> None:
         if not leader:
             raise InputError("a newsletter daemon is running on this database; it does the scheduled work")
         report = tick(app.site, moment, lambda: open_transport(settings))
+        notified = notifications.run(app.site, lambda: open_transport(settings), moment)
+    report.errors.extend(notified.errors)
     if as_json:
         emit_json(report)
     else:
         echo(describe(report, separator="\n  "))
+        for line in notified.lines():
+            echo(f"  {line}")
         done = (
-            report.built
+            notified.sent
+            or notified.noticed
+            or report.built
             or report.sent
             or report.missed
             or report.confirmations
@@ -133,5 +144,11 @@ def daemon(app: AppContext, /, verbose: bool) -> None:
     if not verbose:
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(logging.WARNING)
-    settings = app.settings
-    Daemon(app.site, lambda: open_transport(settings)).run()
+    settings = app.site.settings
+    site = app.site
+
+    def notify(now: datetime) -> None:
+        notifications.run(site, lambda: open_transport(settings), now)
+
+    chores = [Chore("notifications", NOTIFY_SECONDS, notify)]
+    Daemon(site, lambda: open_transport(settings), chores=chores).run()

@@ -490,3 +490,37 @@ class Event(SQLModel, table=True):
     edition_id: int | None = Field(default=None, foreign_key="edition.id")
     item_id: int | None = Field(default=None, foreign_key="item.id", ondelete="SET NULL")
     detail: str = "{}"
+
+
+# --- Notifications to the workspace's people (operations/notifications.py).
+
+
+class Notice(SQLModel, table=True):
+    """Something a person should know (a draft waits, a source fails), until a digest carries it.
+
+    ``key`` names the event (``edition-draft:12``): UNIQUE with the user, so however
+    often the state is looked at, a person is told once. ``sent_at`` is set when a digest
+    carried it.
+    """
+
+    __tablename__ = "notice"
+    __table_args__ = (UniqueConstraint("user_id", "key"), sa.Index("ix_notice_waiting", "sent_at", "user_id"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user_account.id", ondelete="CASCADE")
+    key: str = Field(max_length=200)
+    kind: str = Field(max_length=40)
+    text: str
+    created_at: datetime = _when(default_factory=utcnow)
+    sent_at: datetime | None = _when(default=None)
+
+
+class NotificationSetting(SQLModel, table=True):
+    """A person's notifications: on or off (the signed stop link), and when the last digest went."""
+
+    __tablename__ = "notification_setting"
+
+    user_id: int = Field(foreign_key="user_account.id", primary_key=True, ondelete="CASCADE")
+    enabled: bool = True
+    last_digest_at: datetime | None = _when(default=None)
+    changed_at: datetime = _when(default_factory=utcnow)

@@ -395,6 +395,17 @@ class FieldConfig(_Section):
         return self
 
 
+class NotificationsSection(_Section):
+    """Notifications to the workspace's people (``[notifications]``).
+
+    A source is reported to the admins once it has failed ``source_failures`` times in a
+    row; nobody gets more than one digest per ``digest_minutes`` (an hour at least).
+    """
+
+    source_failures: int = Field(default=3, ge=1, le=1000)
+    digest_minutes: int = Field(default=60, ge=60, le=60 * 24 * 7)
+
+
 class SiteConfig(_Section):
     site: SiteSection
     database: DatabaseSection = DatabaseSection()
@@ -421,6 +432,8 @@ class SiteConfig(_Section):
             if name in MEMBER_COLUMNS:
                 raise ValueError(f"field name {name!r} is a column every subscriber has; choose another")
         return value
+
+    notifications: NotificationsSection = NotificationsSection()
 
     @field_validator("roles")
     @classmethod

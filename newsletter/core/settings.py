@@ -34,6 +34,7 @@ from newsletter.core.sections import (
     FetchSection,
     FieldConfig,
     GroupConfig,
+    NotificationsSection,
     RelayConfig,
     RoleConfig,
     SiteConfig,
@@ -86,6 +87,7 @@ class Settings:
     accounts: AccountsSection = field(default_factory=AccountsSection)
     # The subscribers' custom fields ([fields.NAME]), in the file's order.
     fields: Mapping[str, FieldConfig] = field(default_factory=dict)
+    notifications: NotificationsSection = field(default_factory=NotificationsSection)
 
     @property
     def uses_development_key(self) -> bool:
@@ -209,6 +211,7 @@ def _settings(site: Path, path: Path, config: SiteConfig, env: Mapping[str, str]
         roles=MappingProxyType(dict(config.roles)),
         accounts=config.accounts,
         fields=MappingProxyType(dict(config.fields)),
+        notifications=config.notifications,
     )
 
 
@@ -280,6 +283,7 @@ __all__ = [
     "FetchSection",
     "FieldConfig",
     "GroupConfig",
+    "NotificationsSection",
     "Problem",
     "RelayConfig",
     "Resolution",

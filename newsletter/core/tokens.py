@@ -18,7 +18,7 @@ from itsdangerous.encoding import base64_encode, int_to_bytes
 
 from newsletter.core.errors import BadToken
 
-Purpose = Literal["unsubscribe", "preferences", "confirm", "bounce"]
+Purpose = Literal["unsubscribe", "preferences", "confirm", "bounce", "notifications"]
 # Used only when no key is configured and nothing leaves the machine (outbox or memory
 # transport): links still work in a demo, and `deliver` refuses SMTP without a real key.
 DEVELOPMENT_KEY = "newsletter-development-key-not-secret"

@@ -1,17 +1,29 @@
-"""Short plain-text messages to one person: the confirmation email, a probe, a sign-in link.
+"""Short plain-text messages to one person: the confirmation email, a probe, a sign-in link, a digest.
 
 A list's notices (confirmation, probe) carry the group's List-Id, List-Unsubscribe and
 Message-ID from ``headers.py`` (as edition 0) and go out from a VERP address the caller
-chooses (:func:`notice_message`); the sign-in email has headers of its own. All are one
-text part, DKIM-signed when the site signs (:func:`text_message`).
+chooses (:func:`notice_message`); the workspace's own mail (sign-in links, notification
+digests) is personal (:func:`personal_message`). All are one text part, DKIM-signed when
+the site signs (:func:`text_message`).
 """
 
 from collections.abc import Iterable
 from email.message import EmailMessage
+from email.utils import parseaddr
 
 from newsletter.core.settings import Settings
 from newsletter.delivery import dkim
-from newsletter.delivery.headers import BODY_POLICY, WIRE_POLICY, ListHeaders, recipient_address
+from newsletter.delivery.headers import (
+    AUTO_SUBMITTED,
+    BODY_POLICY,
+    WIRE_POLICY,
+    ListHeaders,
+    MessageIds,
+    date,
+    mailbox,
+    recipient_address,
+    unstructured,
+)
 from newsletter.delivery.message import OutgoingMessage
 
 
@@ -49,6 +61,47 @@ def notice_message(
         message_id=message_id,
         sender=sender,
         subscriber_id=subscriber_id,
+    )
+
+
+def personal_message(
+    settings: Settings,
+    *,
+    email: str,
+    name: str,
+    subject: str,
+    body: str,
+    language: str,
+    campaign: str,
+    extra: Iterable[tuple[str, str]] = (),
+) -> OutgoingMessage:
+    """A message to one person of the workspace (a sign-in link, a digest), not a list's.
+
+    From the site's sender, ``Auto-Submitted: auto-generated`` (RFC 3834) so that
+    auto-responders stay quiet, the site's bounce address as the envelope sender;
+    ``extra`` header fields go before Auto-Submitted.
+    """
+    smtputf8, recipient, address = recipient_address(email)
+    sender_name, sender_address = parseaddr(settings.site.sender)
+    message_id = MessageIds(campaign, sender_address.rpartition("@")[2]).make(0)
+    fields = [
+        ("From", mailbox(sender_name, sender_address, utf8=smtputf8)),
+        ("To", mailbox(name, address, utf8=smtputf8)),
+        ("Subject", unstructured(subject, utf8=smtputf8)),
+        ("Date", date()),
+        ("Message-ID", message_id),
+        *extra,
+        ("Auto-Submitted", AUTO_SUBMITTED),
+    ]
+    return text_message(
+        settings,
+        fields,
+        body,
+        language=language,
+        recipient=recipient,
+        smtputf8=smtputf8,
+        message_id=message_id,
+        sender=settings.bounce_address,
     )
 
 

@@ -6,59 +6,55 @@ stay quiet, the envelope sender the site's bounce address, and a DKIM signature 
 the site signs.
 """
 
-from email.utils import parseaddr
-
 from newsletter.core.i18n import translations
 from newsletter.core.settings import Settings
-from newsletter.delivery.headers import (
-    AUTO_SUBMITTED,
-    MessageIds,
-    date,
-    mailbox,
-    recipient_address,
-    unstructured,
-)
 from newsletter.delivery.message import OutgoingMessage
-from newsletter.delivery.notice import text_message
+from newsletter.delivery.notice import personal_message
 
 
 def sign_in_message(
-    settings: Settings, *, email: str, name: str, url: str, minutes: int, language: str | None = None
+    settings: Settings,
+    *,
+    email: str,
+    name: str,
+    url: str,
+    minutes: int,
+    language: str | None = None,
+    invited_by: str | None = None,
 ) -> OutgoingMessage:
-    """The email carrying the sign-in link ``url`` (valid ``minutes``) to ``email``."""
+    """The email carrying the sign-in link ``url`` (valid ``minutes``) to ``email``.
+
+    ``invited_by`` (an admin's address) makes it an invitation to a new account.
+    """
     language = language or settings.site.language
     gettext = translations(language).gettext
     subject = gettext("Sign in to %(site)s") % {"site": settings.site.name}
+    opening = (
+        gettext("%(admin)s invited you to the %(site)s workspace.")
+        % {"admin": invited_by, "site": settings.site.name}
+        if invited_by
+        else gettext("Someone, hopefully you, asked to sign in to the %(site)s workspace.")
+        % {"site": settings.site.name}
+    )
     body = "\n\n".join(
         [
-            gettext("Someone, hopefully you, asked to sign in to the %(site)s workspace.")
-            % {"site": settings.site.name},
+            opening,
             gettext("To sign in, open this link within %(minutes)d minutes; it works once:")
             % {"minutes": minutes}
             + "\n"
             + url,
-            gettext("If it was not you, ignore this email: nobody can sign in without the link."),
+            gettext("If it was not you, ignore this email: nobody can sign in without the link.")
+            if not invited_by
+            else gettext("Once it has expired, ask for a new link on the sign-in page with this address."),
             f"{settings.site.name}\n{settings.site.postal_address}",
         ]
     )
-    smtputf8, recipient, address = recipient_address(email)
-    sender_name, sender_address = parseaddr(settings.site.sender)
-    message_id = MessageIds("signin", sender_address.rpartition("@")[2]).make(0)
-    fields = [
-        ("From", mailbox(sender_name, sender_address, utf8=smtputf8)),
-        ("To", mailbox(name, address, utf8=smtputf8)),
-        ("Subject", unstructured(subject, utf8=smtputf8)),
-        ("Date", date()),
-        ("Message-ID", message_id),
-        ("Auto-Submitted", AUTO_SUBMITTED),
-    ]
-    return text_message(
+    return personal_message(
         settings,
-        fields,
-        body,
+        email=email,
+        name=name,
+        subject=subject,
+        body=body,
         language=language,
-        recipient=recipient,
-        smtputf8=smtputf8,
-        message_id=message_id,
-        sender=settings.bounce_address,
+        campaign="signin",
     )

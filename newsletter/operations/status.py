@@ -51,6 +51,8 @@ class ScheduleStatus:
     cron: str
     timezone: str
     next_run: datetime | None
+    # "auto" (sent without an editor) or "editor" (the draft waits for approval).
+    approval: str = "editor"
 
 
 @dataclass
@@ -103,8 +105,8 @@ def site_status(session: Session, settings: Settings, *, now: datetime | None = 
     items = {str(s): n for s, n in session.exec(select(Item.status, func.count()).group_by(Item.status))}
     database = make_url(settings.database_url).render_as_string(hide_password=True)
     report = SiteStatus(str(settings.site_dir), database, groups, items)
-    report.sources = _sources(session, settings)
-    report.schedules, report.problems = _schedules(settings, now or utcnow())
+    report.sources = sources_status(session, settings)
+    report.schedules, report.problems = schedules_status(settings, now or utcnow())
     report.confirmations = {
         str(s): n
         for s, n in session.exec(
@@ -131,7 +133,8 @@ def _editions(session: Session, settings: Settings) -> list[EditionFigures]:
     return found
 
 
-def _sources(session: Session, settings: Settings) -> list[SourceStatus]:
+def sources_status(session: Session, settings: Settings) -> list[SourceStatus]:
+    """Each declared source's health, in the order ``newsletter.toml`` declares them."""
     counts = dict(session.exec(select(Item.source_id, func.count()).group_by(col(Item.source_id))).all())
     rows = {s.name: s for s in session.exec(select(Source))}
     found = []
@@ -151,7 +154,8 @@ def _sources(session: Session, settings: Settings) -> list[SourceStatus]:
     return found
 
 
-def _schedules(settings: Settings, now: datetime) -> tuple[list[ScheduleStatus], list[str]]:
+def schedules_status(settings: Settings, now: datetime) -> tuple[list[ScheduleStatus], list[str]]:
+    """Each schedule per group with its next run after ``now``; and the schedule files' problems."""
     from newsletter.scheduling.scheduler import next_run, zone_of
 
     schedules, problems = load_schedules(settings.site_dir, settings.groups)
@@ -167,6 +171,7 @@ def _schedules(settings: Settings, now: datetime) -> tuple[list[ScheduleStatus],
                         schedule.cron,
                         str(zone),
                         next_run(schedule, group, settings, now),
+                        schedule.approval,
                     )
                 )
     return found, [str(p) for p in problems]

@@ -7,13 +7,16 @@ missed during downtime (once, if within the grace; otherwise it is reported). A
 second daemon on the same database waits as a standby (see ``leader.py``). Every
 :data:`CONFIRMATION_SECONDS` a job of its own (its own thread, so a long send does not
 hold it up) sends the queued confirmation emails (``delivery/confirmations.py``).
+Later stages add their own periodic work as :class:`Chore` jobs (the notifications
+digests, ``operations/notifications.py``), each in a thread of its own.
 SIGTERM and Ctrl-C let the batch in hand finish, then the daemon exits cleanly.
 """
 
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from types import FrameType
 
@@ -32,6 +35,15 @@ log = logging.getLogger("newsletter.scheduling.daemon")
 STANDBY_RETRY_SECONDS = 30.0
 # How often the queued confirmation emails are looked at: a sign-up waits at most this long.
 CONFIRMATION_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Chore:
+    """Periodic work of a later stage that the daemon runs every ``seconds``, given the time."""
+
+    name: str
+    seconds: float
+    run: Callable[[datetime], None]
 
 
 def describe(report: TickReport, *, separator: str = " | ") -> str:
@@ -70,6 +82,7 @@ class Daemon:
         standby_seconds: float = STANDBY_RETRY_SECONDS,
         on_standby: Callable[[], None] | None = None,
         confirmation_seconds: float = CONFIRMATION_SECONDS,
+        chores: Sequence[Chore] = (),
     ) -> None:
         self.site = site
         self.transport_factory = transport_factory
@@ -79,6 +92,7 @@ class Daemon:
         self.standby_seconds = standby_seconds
         self.on_standby = on_standby or (lambda: None)
         self.confirmation_seconds = confirmation_seconds
+        self.chores = tuple(chores)
 
     def tick(self, at: datetime | None = None) -> None:
         if self.stop.is_set():
@@ -104,10 +118,22 @@ class Daemon:
         for line in report.confirmations:
             log.info(line)
 
+    def chore(self, chore: Chore) -> None:
+        if self.stop.is_set():
+            return
+        try:
+            chore.run(self.now())
+        except Exception:  # a failing round is logged; the next one tries again
+            log.exception("%s failed", chore.name)
+
     def _scheduler(self) -> BackgroundScheduler:
         settings = self.site.settings
         scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(1), "confirmations": ThreadPoolExecutor(1)},
+            executors={
+                "default": ThreadPoolExecutor(1),
+                "confirmations": ThreadPoolExecutor(1),
+                "chores": ThreadPoolExecutor(1),
+            },
             timezone="UTC",
         )
         scheduler.add_job(
@@ -119,6 +145,17 @@ class Daemon:
             max_instances=1,
             replace_existing=True,
         )
+        for chore in self.chores:
+            scheduler.add_job(
+                self.chore,
+                IntervalTrigger(seconds=chore.seconds),
+                args=[chore],
+                id=f"chore:{chore.name}",
+                executor="chores",
+                coalesce=True,
+                max_instances=1,
+                replace_existing=True,
+            )
         schedules, _ = load_schedules(settings.site_dir, settings.groups)
         for schedule in schedules:
             for group in schedule.groups:

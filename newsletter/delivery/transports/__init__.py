@@ -13,7 +13,10 @@ engine, ``send`` for a single message (raising
 :class:`~newsletter.core.errors.PermanentFailure`), and ``close``.
 """
 
+from collections.abc import Callable
+
 from newsletter.core.settings import Settings
+from newsletter.delivery.message import OutgoingMessage
 from newsletter.delivery.transports.base import Capabilities, Lane, SenderLane, Transport
 
 
@@ -29,4 +32,13 @@ def open_transport(settings: Settings) -> Transport:
     return DirectoryTransport(settings.outbox_dir)
 
 
-__all__ = ["Capabilities", "Lane", "SenderLane", "Transport", "open_transport"]
+def send_one(transport_factory: Callable[[], Transport], message: OutgoingMessage) -> None:
+    """Open a transport, hand it one message, close it: a sign-in link, an invitation."""
+    transport = transport_factory()
+    try:
+        transport.send(message)
+    finally:
+        transport.close()
+
+
+__all__ = ["Capabilities", "Lane", "SenderLane", "Transport", "open_transport", "send_one"]

@@ -11,6 +11,7 @@ GET  /admin/groups/{slug}/             one group's workspace (404 without a perm
 GET  /admin/groups/{slug}/items...     the group's items: queue, new item, preview, item page (items.py)
 GET  /admin/groups/{slug}/editions...  its editions: build, change, preview, send (editions.py, sending.py)
 GET  /admin/groups/{slug}/subscribers  members: list, add, remove, import, export  (subscribers.py)
+/admin/sources, schedules, users, notifications: the site-wide pages          (sitewide.py)
 
 Every page but the sign-in ones needs a session (anonymous: 303 to the sign-in page),
 and every page that acts for the person asks ``accounts.permissions`` (``auth.py``).
@@ -28,6 +29,7 @@ from newsletter.web.admin.dashboard import Dashboard
 from newsletter.web.admin.items import Items
 from newsletter.web.admin.sending import editions_routes
 from newsletter.web.admin.signin import SignIn
+from newsletter.web.admin.sitewide import site_wide_pages
 from newsletter.web.admin.subscribers import Subscribers
 from newsletter.web.pages import Pages
 from newsletter.web.security import RateLimits
@@ -48,4 +50,5 @@ def routes(
         *Items(workspace).routes(),
         *editions_routes(workspace, transport_factory),
         *Subscribers(workspace).routes(),
+        *site_wide_pages(workspace, transport_factory),
     ]

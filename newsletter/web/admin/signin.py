@@ -24,7 +24,7 @@ from newsletter.core.errors import BadToken, NewsletterError
 from newsletter.core.i18n import translations
 from newsletter.core.models import User
 from newsletter.delivery.signinmail import sign_in_message
-from newsletter.delivery.transports import Transport
+from newsletter.delivery.transports import Transport, send_one
 from newsletter.web.admin.auth import HOME, SESSION_COOKIE, SIGN_IN, Signed, Workspace, safe_next
 from newsletter.web.forms import SAFE_METHODS, client_address
 from newsletter.web.security import RateLimits
@@ -113,11 +113,7 @@ class SignIn:
                 minutes=LINK_MINUTES,
                 language=language,
             )
-            transport = self.transport_factory()
-            try:
-                transport.send(message)
-            finally:
-                transport.close()
+            send_one(self.transport_factory, message)
         except NewsletterError as exc:
             log.warning("could not send a sign-in link: %s", exc)
 
