@@ -18,7 +18,7 @@ import pytest
 from sqlmodel import col, select
 from starlette.testclient import TestClient
 
-from newsletter.core.models import Edition, Event, SendLease
+from newsletter.core.models import Edition, Event, SendLease, Source
 from newsletter.delivery import lease
 from newsletter.delivery.runner import Runner
 from newsletter.delivery.transports.smtp import SmtpTransport
@@ -569,3 +569,26 @@ def test_an_edition_written_to_the_outbox_folder_counts_nobody_as_delivered(ws: 
     [row] = json.loads(ws.cli("status", "--json").stdout)["editions"]
     assert (row["figures"]["delivered"], row["figures"]["written"]) == (0, 7)
     assert "0 (7 written)" in ws.cli("status").stdout
+
+
+def test_the_dashboard_says_what_waits_in_each_group(ws: Workspace) -> None:
+    """A proposal waiting, a draft waiting, the next run and a failing source: on the editor's dashboard."""
+    editor = session_for(ws, EDITOR)
+    add_item(ws, "Alpha news")
+    ws.cli("items", "add", "--title", "A proposal", "--url", "https://example.org/p", "--group", "uk")
+    edition_id = build(editor)
+    with ws.site.transaction() as session:
+        session.add(Source(name="wipo-news", url="https://example.org/f", failures=2, last_error="HTTP 503"))
+    page = editor.get("/admin/")
+    assert page.status_code == 200
+    text = re.sub(r"\s+", " ", page.text)
+    assert "1 item waits for review" in text
+    assert f'href="/admin/groups/uk/editions/{edition_id}">Draft #{edition_id} waits for approval' in text
+    assert re.search(r"Next scheduled edition: <time datetime=\"[0-9T:+-]+\">", text)
+    assert "Failing sources: wipo-news" in text
+    # The other editor's dashboard says nothing of uk's draft and proposal; the source
+    # feeds every group, so it is theirs too.
+    other = re.sub(r"\s+", " ", session_for(ws, OTHER_EDITOR).get("/admin/").text)
+    assert "Draft #" not in other
+    assert "0 items wait for review" in other
+    assert "Failing sources: wipo-news" in other

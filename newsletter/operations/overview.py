@@ -87,10 +87,58 @@ def schedules(
             .order_by(col(Edition.created_at).desc(), col(Edition.id).desc())
             .limit(1)
         ).first()
-        last = (
-            LastEdition(edition.id or 0, edition.subject, str(edition.status), edition.created_at)
-            if edition is not None
-            else None
-        )
-        views.append(ScheduleView(row, last))
+        views.append(ScheduleView(row, _last(edition) if edition is not None else None))
     return views, problems
+
+
+@dataclass(frozen=True)
+class GroupSummary:
+    """What waits in one group, for the dashboard."""
+
+    slug: str
+    next_run: datetime | None
+    items_waiting: int  # proposals waiting for review
+    drafts: list[LastEdition]  # drafts waiting for approval
+    last_sent: LastEdition | None
+    last_figures: dict[str, int]
+    failing_sources: list[str]  # sources for the group that failed their last fetch
+
+
+def group_summary(session: Session, settings: Settings, slug: str, now: datetime) -> GroupSummary:
+    """The dashboard's lines for ``slug``: next run, what waits, the last send, failing sources."""
+    from newsletter.core.models import EditionStatus, ItemStatus
+    from newsletter.feedback.figures import figures
+    from newsletter.pool.items import queue
+
+    group = session.exec(select(Group).where(col(Group.slug) == slug)).one()
+    runs = [row.next_run for row in schedules_status(settings, now)[0] if row.group == slug and row.next_run]
+    waiting = queue(session, settings, slug, status=ItemStatus.PROPOSED.value, per_page=1).total
+    editions = select(Edition).where(col(Edition.group_id) == group.id)
+    drafts = session.exec(
+        editions.where(col(Edition.status) == EditionStatus.DRAFT).order_by(col(Edition.id).desc()).limit(5)
+    ).all()
+    sent = session.exec(
+        editions.where(col(Edition.status).in_([EditionStatus.SENT, EditionStatus.WRITTEN]))
+        .order_by(col(Edition.id).desc())
+        .limit(1)
+    ).first()
+    numbers = figures(session, sent).as_dict() if sent is not None else {}
+    numbers.pop("edition_id", None)
+    failing = [
+        source.name
+        for source, health in zip(settings.sources, sources_status(session, settings), strict=True)
+        if health.failures and ("*" in source.groups or slug in source.groups)
+    ]
+    return GroupSummary(
+        slug,
+        min(runs) if runs else None,
+        waiting,
+        [_last(edition) for edition in drafts],
+        _last(sent) if sent is not None else None,
+        {name: count for name, count in numbers.items() if count},
+        failing,
+    )
+
+
+def _last(edition: Edition) -> LastEdition:
+    return LastEdition(edition.id or 0, edition.subject, str(edition.status), edition.created_at)

@@ -14,6 +14,7 @@ from newsletter.accounts import sessions
 from newsletter.accounts.permissions import require_visible, visible_groups
 from newsletter.core.errors import NotFoundError
 from newsletter.core.permissions import PERMISSIONS
+from newsletter.operations import overview
 from newsletter.web.admin.auth import HOME, Signed, Workspace
 
 
@@ -42,9 +43,9 @@ class Dashboard:
         }
 
     async def home(self, request: Request, signed: Signed) -> Response:
-        groups = [
-            self._group(slug, signed) for slug in visible_groups(signed.actor, list(self.settings.groups))
-        ]
+        slugs = visible_groups(signed.actor, list(self.settings.groups))
+        summaries = await run_in_threadpool(self._summaries, slugs)
+        groups = [self._group(slug, signed) | {"summary": summaries[slug]} for slug in slugs]
         site_permissions = sorted(signed.actor.permissions_on(None))
         return self.pages.page(
             request,
@@ -78,6 +79,12 @@ class Dashboard:
             sessions=live,
             current=signed.session_id,
         )
+
+    def _summaries(self, slugs: list[str]) -> dict[str, overview.GroupSummary]:
+        """What waits in each group the person may see (asked after the permission check)."""
+        now = self.workspace.clock()
+        with self.workspace.site.transaction() as session:
+            return {slug: overview.group_summary(session, self.settings, slug, now) for slug in slugs}
 
     def _sessions(self, user_id: int) -> list[sessions.Seen]:
         with self.workspace.site.transaction() as session:
