@@ -123,3 +123,13 @@ def safe_next(value: object) -> str:
     if text.startswith(HOME) and not text.startswith("//") and "\\" not in text and "//" not in text:
         return text
     return HOME
+
+
+class Part:
+    """A part of the workspace (items, editions, subscribers, ...): its pages' shared handles."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self.site = workspace.site
+        self.settings = workspace.settings
+        self.pages = workspace.pages

@@ -15,15 +15,10 @@ from newsletter.accounts.permissions import require_visible, visible_groups
 from newsletter.core.errors import NotFoundError
 from newsletter.core.permissions import PERMISSIONS
 from newsletter.operations import overview
-from newsletter.web.admin.auth import HOME, Signed, Workspace
+from newsletter.web.admin.auth import HOME, Part, Signed
 
 
-class Dashboard:
-    def __init__(self, workspace: Workspace) -> None:
-        self.workspace = workspace
-        self.settings = workspace.settings
-        self.pages = workspace.pages
-
+class Dashboard(Part):
     def routes(self) -> list[Route]:
         signed_in = self.workspace.signed_in
         return [

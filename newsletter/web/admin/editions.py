@@ -44,7 +44,7 @@ from newsletter.editions import build as library
 from newsletter.editions import editing
 from newsletter.editions.render import Renderer
 from newsletter.feedback.figures import figures
-from newsletter.web.admin.auth import Signed, Workspace
+from newsletter.web.admin.auth import Part, Signed, Workspace
 
 PAGE_SIZE = 50
 HISTORY = 50
@@ -95,14 +95,11 @@ def form_int(form: FormData, name: str) -> int:
         raise InputError(f"the form has no valid {name}; reload the page and try again") from None
 
 
-class EditionPages:
+class EditionPages(Part):
     """What the edition pages share: the site, the renderer, the checks, the edition page."""
 
     def __init__(self, workspace: Workspace) -> None:
-        self.workspace = workspace
-        self.site = workspace.site
-        self.settings = workspace.settings
-        self.pages = workspace.pages
+        super().__init__(workspace)
         self.renderer = Renderer(self.settings)
 
     # -- handlers: permission first, the work in a thread, refusals as messages on the page --

@@ -35,7 +35,7 @@ from newsletter.pool import items as pool
 from newsletter.pool import review
 from newsletter.pool.items import ItemDraft, as_utc
 from newsletter.pool.richtext import markdown_to_html
-from newsletter.web.admin.auth import Signed, Workspace
+from newsletter.web.admin.auth import Part, Signed
 
 PER_PAGE = 50
 # The form's own fields plus one box per group: room for a site with many groups.
@@ -153,13 +153,7 @@ def _page_number(text: str | None) -> int:
         return 1
 
 
-class Items:
-    def __init__(self, workspace: Workspace) -> None:
-        self.workspace = workspace
-        self.site = workspace.site
-        self.settings = workspace.settings
-        self.pages = workspace.pages
-
+class Items(Part):
     def routes(self) -> list[Route]:
         signed_in = self.workspace.signed_in
         base = "/admin/groups/{slug}/items"

@@ -25,7 +25,7 @@ from newsletter.audience.subscribers import ImportReport
 from newsletter.core.errors import ImportFileError
 from newsletter.core.i18n import translations
 from newsletter.core.sections import GroupConfig
-from newsletter.web.admin.auth import Signed, Workspace
+from newsletter.web.admin.auth import Part, Signed, Workspace
 
 
 def group_context(config: GroupConfig, slug: str) -> dict[str, str]:
@@ -41,14 +41,11 @@ SHOWN_ROWS = 500
 ENVELOPE = 16_384
 
 
-class MembersImport:
+class MembersImport(Part):
     """The import pages under ``base`` (the list's path), checked by the list's ``require``."""
 
     def __init__(self, workspace: Workspace, require: Require, base: str) -> None:
-        self.workspace = workspace
-        self.site = workspace.site
-        self.settings = workspace.settings
-        self.pages = workspace.pages
+        super().__init__(workspace)
         self.require = require
         self.base = base
 

@@ -21,18 +21,12 @@ from newsletter.core.errors import BadToken
 from newsletter.core.i18n import translations
 from newsletter.core.models import User
 from newsletter.operations import notifications
-from newsletter.web.admin.auth import Signed, Workspace
+from newsletter.web.admin.auth import Part, Signed
 from newsletter.web.forms import SAFE_METHODS, limited_body
 from newsletter.web.security import CSRF_COOKIE, CSRF_FIELD
 
 
-class Notifications:
-    def __init__(self, workspace: Workspace) -> None:
-        self.workspace = workspace
-        self.site = workspace.site
-        self.settings = workspace.settings
-        self.pages = workspace.pages
-
+class Notifications(Part):
     def routes(self) -> list[Route]:
         return [
             Route("/admin/notifications", self.workspace.signed_in(self.mine), methods=["GET", "POST"]),

@@ -14,15 +14,10 @@ from starlette.routing import Route
 from newsletter.accounts.permissions import require, visible_groups
 from newsletter.operations import overview
 from newsletter.scheduling.schedules import SCHEDULES_DIR
-from newsletter.web.admin.auth import Signed, Workspace
+from newsletter.web.admin.auth import Part, Signed
 
 
-class Schedules:
-    def __init__(self, workspace: Workspace) -> None:
-        self.workspace = workspace
-        self.settings = workspace.settings
-        self.pages = workspace.pages
-
+class Schedules(Part):
     def routes(self) -> list[Route]:
         return [Route("/admin/schedules", self.workspace.signed_in(self.listing))]
 

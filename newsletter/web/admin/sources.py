@@ -19,16 +19,10 @@ from newsletter.accounts.permissions import can, require, visible_groups
 from newsletter.collecting.collect import SourceReport
 from newsletter.core.errors import NotFoundError
 from newsletter.operations import overview
-from newsletter.web.admin.auth import Signed, Workspace
+from newsletter.web.admin.auth import Part, Signed
 
 
-class Sources:
-    def __init__(self, workspace: Workspace) -> None:
-        self.workspace = workspace
-        self.site = workspace.site
-        self.settings = workspace.settings
-        self.pages = workspace.pages
-
+class Sources(Part):
     def routes(self) -> list[Route]:
         signed_in = self.workspace.signed_in
         return [

@@ -29,7 +29,7 @@ from newsletter.core.errors import InputError, NotFoundError, StateError
 from newsletter.core.i18n import translations
 from newsletter.core.models import MembershipStatus
 from newsletter.core.site import get_group
-from newsletter.web.admin.auth import Signed, Workspace
+from newsletter.web.admin.auth import Part, Signed
 from newsletter.web.admin.members_import import MembersImport, group_context
 
 BASE = "/admin/groups/{slug}/subscribers"
@@ -37,13 +37,7 @@ BASE = "/admin/groups/{slug}/subscribers"
 EXPORT_CHUNK = 1000
 
 
-class Subscribers:
-    def __init__(self, workspace: Workspace) -> None:
-        self.workspace = workspace
-        self.site = workspace.site
-        self.settings = workspace.settings
-        self.pages = workspace.pages
-
+class Subscribers(Part):
     def routes(self) -> list[Route]:
         signed_in = self.workspace.signed_in
         return [

@@ -31,19 +31,16 @@ from newsletter.core.i18n import translations
 from newsletter.core.models import User
 from newsletter.delivery.signinmail import sign_in_message
 from newsletter.delivery.transports import Transport, send_one
-from newsletter.web.admin.auth import Signed, Workspace
+from newsletter.web.admin.auth import Part, Signed, Workspace
 from newsletter.web.admin.signin import LINK_MINUTES
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 50
 
 
-class Users:
+class Users(Part):
     def __init__(self, workspace: Workspace, transport_factory: Callable[[], Transport]) -> None:
-        self.workspace = workspace
-        self.site = workspace.site
-        self.settings = workspace.settings
-        self.pages = workspace.pages
+        super().__init__(workspace)
         self.transport_factory = transport_factory
 
     def routes(self) -> list[Route]:
