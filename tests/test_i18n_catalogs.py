@@ -1,0 +1,184 @@
+"""The German and French catalogs cover every string the code and templates translate.
+
+Babel's extractor reads the package's Python files and the skeleton's Jinja2 templates
+(``jinja2.ext.i18n``), as ``pybabel extract`` would; the strings translated through a
+variable (section titles, consent texts, item kinds and statuses, the errors the
+workspace's pages pass to ``gettext(str(exc))``) are gathered from where they are defined.
+"""
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from babel.messages.catalog import Catalog, Message
+from babel.messages.extract import extract_from_dir, extract_from_file
+from babel.messages.pofile import PoFileParser
+
+import newsletter
+from newsletter.accounts.signin import _UNUSABLE
+from newsletter.core.i18n import DOMAIN, LOCALES
+from newsletter.core.models import ItemKind, ItemStatus
+from newsletter.editions.render import SECTION_ORDER
+from newsletter.web.public.preferences import PREFERENCES_CONSENT_TEXT
+from newsletter.web.public.signup import CONSENT_TEXT
+from tests.workspace import ADMIN, Workspace, session_for
+
+PACKAGE = Path(newsletter.__file__).parent
+LANGUAGES = ("de", "fr")
+
+# The modules whose errors reach a page through ``gettext(str(exc))`` (the workspace's
+# sign-in, notifications-stop, items and users pages, the subscriber's links). Only their
+# fixed messages can be translated; messages built with f-strings stay English.
+ERROR_MODULES = (
+    "core/tokens.py",
+    "accounts/users.py",
+    "operations/notifications.py",
+    "pool/items.py",
+    "pool/review.py",
+    "web/admin/items.py",
+    "web/admin/users.py",
+)
+ERRORS = dict.fromkeys(("BadToken", "InputError", "StateError", "NotFoundError", "Forbidden"))
+
+# %(name)s, %(count)d ... and {name}: what a translation must carry exactly as its msgid does.
+PLACEHOLDER = re.compile(r"%\([A-Za-z_]\w*\)[-#0 +]*\d*(?:\.\d+)?[diouxXeEfFgGcrsa]|\{[A-Za-z_]\w*\}")
+
+
+def extracted() -> dict[str | tuple[str, ...], str]:
+    """Every msgid the code and templates translate, with where it was found first."""
+    found: dict[str | tuple[str, ...], str] = {}
+    method_map = [("**.py", "python"), ("skeleton/templates/**.j2", "jinja2")]
+    options = {"skeleton/templates/**.j2": {"extensions": "jinja2.ext.i18n"}}
+    for filename, lineno, message, _, _ in extract_from_dir(PACKAGE, method_map, options):
+        found.setdefault(message, f"{filename}:{lineno}")
+    for module in ERROR_MODULES:
+        for lineno, message, _, _ in extract_from_file("python", PACKAGE / module, keywords=ERRORS):
+            found.setdefault(message, f"{module}:{lineno} (error)")
+    dynamic = [
+        *(title for _, title in SECTION_ORDER),
+        CONSENT_TEXT,
+        PREFERENCES_CONSENT_TEXT,
+        _UNUSABLE,
+        *(kind.value for kind in ItemKind),
+        *(status.value for status in ItemStatus),
+    ]
+    for message in dynamic:
+        found.setdefault(message, "translated through a variable")
+    found.pop("", None)
+    return found
+
+
+def read_catalog(language: str) -> tuple[Catalog, int]:
+    """The language's catalog, and how many entries its file has (duplicates included)."""
+    catalog = Catalog(locale=language, domain=DOMAIN)
+    parser = PoFileParser(catalog, abort_invalid=True)
+    with (LOCALES / language / "LC_MESSAGES" / f"{DOMAIN}.po").open("rb") as handle:
+        parser.parse(handle)
+    return catalog, parser.counter
+
+
+def entries(catalog: Catalog) -> Iterator[Message]:
+    return (message for message in catalog if message.id)
+
+
+def forms(value: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    """A message's id or string as its forms: one, or one per plural form."""
+    if value is None:
+        return ("",)
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def placeholders(text: str) -> list[str]:
+    return sorted(PLACEHOLDER.findall(text))
+
+
+def test_the_extractor_finds_the_workspaces_strings() -> None:
+    """The extraction sees Python calls, template calls, plurals and the dynamic strings."""
+    found = extracted()
+    assert "Workspace" in found
+    assert "Sources and their health" in found
+    assert ("%(num)d item", "%(num)d items") in found
+    assert "this link is for an account that no longer exists" in found
+    assert "Events and webinars" in found
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_translated_string_is_in_the_catalog(language: str) -> None:
+    """No msgid the code or templates use is missing from the catalog, and none is left empty."""
+    catalog, _ = read_catalog(language)
+    missing = [f"{where}: {msgid!r}" for msgid, where in extracted().items() if msgid not in catalog]
+    assert missing == [], f"{len(missing)} strings missing from {language}:\n" + "\n".join(missing)
+    empty = [m.id for m in entries(catalog) if not all(forms(m.string))]
+    assert empty == []
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_translations_keep_their_placeholders(language: str) -> None:
+    """Each translation (each plural form) carries the same %(name)s and {name} placeholders as its msgid."""
+    catalog, _ = read_catalog(language)
+    wrong = []
+    for message in entries(catalog):
+        ids = forms(message.id)
+        # A plural's forms follow the plural msgid.
+        expected = placeholders(ids[-1])
+        for string in forms(message.string):
+            if placeholders(string) != expected:
+                wrong.append(f"{ids[0]!r} -> {string!r}")
+    assert wrong == []
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_catalog_is_valid_without_fuzzy_entries_or_duplicates(language: str) -> None:
+    """Babel's checks pass (formats, plural forms), nothing is fuzzy, no msgid appears twice."""
+    catalog, count = read_catalog(language)
+    problems = [(message.id, [str(e) for e in errors]) for message, errors in catalog.check()]
+    assert problems == []
+    assert [m.id for m in entries(catalog) if m.fuzzy] == []
+    # The header is one entry of the file and one of the catalog's messages.
+    assert count == len(list(catalog)), "a msgid appears twice"
+
+
+# A page, and what it says in each language (where it said it in English before).
+PAGES = {
+    "/admin/": {
+        "en": "Sources and their health",
+        "de": "Quellen und ihr Zustand",
+        "fr": "Sources et leur état",
+    },
+    "/admin/users": {"en": "Invite someone", "de": "Jemanden einladen", "fr": "Inviter quelqu'un"},
+    "/admin/sources": {
+        "en": "The sources are declared in",
+        "de": "Die Quellen sind in",
+        "fr": "Les sources sont déclarées dans",
+    },
+    "/admin/schedules": {"en": "Next run", "de": "Nächster Lauf", "fr": "Prochaine exécution"},
+    "/admin/groups/uk/items/new": {
+        "en": "Groups it is meant for",
+        "de": "Gruppen, für die er bestimmt ist",
+        "fr": "Groupes auxquels il est destiné",
+    },
+    "/admin/groups/uk/editions": {
+        "en": "Build the next edition",
+        "de": "Nächste Ausgabe zusammenstellen",
+        "fr": "Préparer la prochaine édition",
+    },
+    "/admin/groups/uk/subscribers": {
+        "en": "Add a member",
+        "de": "Ein Mitglied hinzufügen",
+        "fr": "Ajouter un membre",
+    },
+}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_workspace_pages_render_in_the_browsers_language(ws: Workspace, language: str) -> None:
+    """The workspace's pages come out in the language the browser asks for, not in English."""
+    client = session_for(ws, ADMIN)
+    client.headers["accept-language"] = f"{language},en;q=0.5"
+    for path, texts in PAGES.items():
+        page = client.get(path)
+        assert page.status_code == 200, path
+        assert f'lang="{language}"' in page.text, path
+        assert texts[language] in page.text, path
+        assert texts["en"] not in page.text, path
