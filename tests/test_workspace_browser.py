@@ -213,6 +213,8 @@ def test_an_editors_week(
     page = editor.new_page()
     sign_in(page, base, smtp, EDITOR)
     expect(page.get_by_role("link", name="CEPIUG", exact=True)).to_be_visible()
+    # The two sample items still proposed, and the contributor's proposal.
+    expect(page.get_by_role("link", name="3 items wait for review")).to_be_visible()
     shot(page, "dashboard")
     page.get_by_role("link", name=GROUP).click()
     page.get_by_role("link", name="Items").click()
