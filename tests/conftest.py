@@ -32,6 +32,8 @@ from newsletter.core.db import make_engine, migrate
 from newsletter.core.models import Event, Group
 
 if TYPE_CHECKING:  # imported lazily below: tests/workspace.py imports this module
+    from playwright.sync_api import Browser
+
     from tests.smtp_server import SmtpServer
     from tests.workspace import Workspace
 
@@ -172,6 +174,19 @@ needs_chromium = pytest.mark.skipif(
     not CHROMIUM.exists(),
     reason=f"needs Debian's Chromium at {CHROMIUM} (apt-get install -y chromium; .ci/run installs it)",
 )
+
+
+@contextmanager
+def chromium() -> Iterator["Browser"]:
+    """Debian's Chromium, launched through Playwright (imported here: only browser tests need it)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 @pytest.fixture(scope="module")

@@ -15,53 +15,31 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 from sqlalchemy import create_engine
 from sqlmodel import Session, col, select
 
 from newsletter.core.models import Group, Membership, MembershipStatus, Subscriber
-from tests.conftest import REPO, Cli
-from tests.smtp_server import Received, SmtpServer, free_port, running_server
-from tests.web_server import serving
+from tests.conftest import SCREENSHOTS, Cli, chromium, needs_chromium
+from tests.smtp_server import Received, SmtpServer
+from tests.web_server import over_smtp, serving
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
 KEY = "browser-test-signing-key-0123456789abcdef"
 READER = "erika@example.org"
 CONTROL = "control@example.org"
 
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(),
-    reason=f"the browser tests need Debian's Chromium at {CHROMIUM} (apt-get install -y chromium)",
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with running_server() as server:
-        yield server
+def smtp(smtp_server: SmtpServer) -> SmtpServer:
+    return smtp_server
 
 
 @pytest.fixture
 def base_url(cli: Cli, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
     """`newsletter serve` on a free port; the CLI in this process (worker, editions) sends over SMTP."""
-    monkeypatch.setenv("NEWSLETTER_TRANSPORT", "smtp")
-    monkeypatch.setenv("NEWSLETTER_SMTP_URL", smtp.url())
-    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", KEY)
-    # The links in the emails must lead to the server, whose port is known only once it runs:
-    # the port is chosen first and given to both.
-    port = free_port()
-    monkeypatch.setenv("NEWSLETTER_BASE_URL", f"http://127.0.0.1:{port}")
+    port = over_smtp(monkeypatch, smtp, KEY)
     # Migrate the database before the server opens it, and give the list a second member.
     cli("subscribers", "add", "cepiug", CONTROL)
     with serving(cli.site, cli.db_url, tmp_path / "serve.log", port=port) as base:
@@ -70,14 +48,12 @@ def base_url(cli: Cli, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch, tmp_pa
 
 @pytest.fixture
 def page() -> Iterator[Page]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as browser:
         context = browser.new_context(locale="en-GB")
         try:
             yield context.new_page()
         finally:
             context.close()
-            browser.close()
 
 
 @contextmanager

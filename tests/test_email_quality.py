@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CHROMIUM, CHROMIUM_ARGS, REPO, SCREENSHOTS, Cli, needs_chromium
+from tests.conftest import REPO, SCREENSHOTS, Cli, chromium, needs_chromium
 
 GROUPS = {"cepiug": "en", "uk": "en", "dach": "de", "fr": "fr"}
 HTML_TAG = re.compile(r"</?(?:p|a|br|div|span|strong|em|b|i|ul|ol|li|table|tr|td|img|h\d)\b[^>]*>", re.I)
@@ -139,14 +139,8 @@ CONTRAST_JS = """
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield instance
-        finally:
-            instance.close()
+    with chromium() as instance:
+        yield instance
 
 
 @needs_chromium

@@ -544,6 +544,24 @@ def test_the_send_button_is_refused_while_another_process_sends(ws: Workspace) -
             lease.give_up(session, edition_id, other.owner)
 
 
+def test_the_progress_page_polls_while_a_send_is_starting(ws: Workspace) -> None:
+    """Send now reserves the lease before its thread moves the edition to sending: the page polls already."""
+    import_members(ws)
+    editor = session_for(ws, EDITOR)
+    edition_id = approved_edition(ws, editor, "Alpha news")
+    assert "hx-trigger" not in editor.get(path(edition_id, "/progress")).text  # nothing under way
+    starting = Runner(ws.site, Renderer(ws.site.settings), SmtpTransport(ws.smtp.url()), actor="user:x")
+    starting.reserve(edition_id)
+    try:
+        page = editor.get(path(edition_id, "/progress")).text
+        assert status(ws, edition_id) == "approved"
+        assert 'hx-trigger="every 3s"' in page
+    finally:
+        starting.transport.close()
+        with ws.site.transaction() as session:
+            lease.give_up(session, edition_id, starting.owner)
+
+
 def test_a_test_copy_the_relay_refuses_is_a_message_on_the_page(ws: Workspace) -> None:
     """With the relay down the page says the copy did not go (502); nothing else changes."""
     add_item(ws, "Alpha news")

@@ -8,9 +8,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import wait_until
-from tests.smtp_server import free_port
+from tests.smtp_server import SmtpServer, free_port
 
 
 @contextmanager
@@ -49,3 +50,18 @@ def serving(site: Path, db_url: str, log: Path, *, port: int | None = None, **en
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
+
+
+def over_smtp(monkeypatch: pytest.MonkeyPatch, smtp: SmtpServer, key: str) -> int:
+    """Send through ``smtp`` with this signing key, with links to a port chosen now; that port.
+
+    The links in the emails must lead to the server, whose port would be known only once it
+    runs: the port is chosen first and given to both (``serving(..., port=...)``), on plain
+    http (the workspace's session cookie then goes without ``Secure``).
+    """
+    monkeypatch.setenv("NEWSLETTER_TRANSPORT", "smtp")
+    monkeypatch.setenv("NEWSLETTER_SMTP_URL", smtp.url())
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", key)
+    port = free_port()
+    monkeypatch.setenv("NEWSLETTER_BASE_URL", f"http://127.0.0.1:{port}")
+    return port

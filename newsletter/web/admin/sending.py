@@ -44,7 +44,7 @@ from newsletter.core.errors import (
 from newsletter.core.i18n import available_languages, base_language, reader_language, translations
 from newsletter.core.models import EditionStatus
 from newsletter.core.site import Site
-from newsletter.delivery.lease import describe
+from newsletter.delivery.lease import describe, holder
 from newsletter.delivery.outgoing import send_test
 from newsletter.delivery.runner import Runner, pause
 from newsletter.delivery.transports import Transport
@@ -257,6 +257,10 @@ class Sending(EditionPages):
             numbers = figures(session, edition)
             status = EditionStatus(edition.status)
             edition_id = edition.id or 0
+            # Send now takes the lease before its thread moves the edition to sending: an
+            # approved edition whose lease is held is starting, and its page must poll too.
+            held = holder(session, edition_id)
+            starting = status == EditionStatus.APPROVED and held is not None and not held.lapsed()
         fragment = request.headers.get("hx-request") == "true"
         return Page(
             "admin/_progress.html.j2" if fragment else "admin/edition-progress.html.j2",
@@ -266,7 +270,7 @@ class Sending(EditionPages):
                 "group": self.group_view(slug),
                 "edition_id": edition_id,
                 "state": str(status),
-                "live": status == EditionStatus.SENDING,
+                "live": status == EditionStatus.SENDING or starting,
                 "figures": numbers,
                 "error": self.sender.errors.get(edition_id, ""),
                 "url": self.edition_url(request),
