@@ -261,6 +261,11 @@ class WebSection(_Section):
     # one `serve` process, the database for `serve --workers N`), "memory", "database",
     # or a Redis URL (redis://host:6379/0) shared by every process.
     rate_limit_store: str = "auto"
+    # How long a subscriber page waits for the database (SQLite's write lock, held for a
+    # moment by a send's records or a collect's batch) before answering 503 with
+    # Retry-After: well before a visitor or their proxy gives up, and a visitor told to
+    # try again was not subscribed.
+    database_wait_seconds: float = Field(default=10.0, ge=0.1, le=60.0)
 
     @field_validator("rate_limit_store")
     @classmethod

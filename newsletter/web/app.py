@@ -5,12 +5,22 @@ every response, of every page, goes through :class:`~newsletter.web.security.Sec
 Forwarded headers are believed only from the proxies in ``[web] trusted_proxies``.
 """
 
+import dataclasses
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy import event
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
 
+from newsletter.core.db import make_engine
+from newsletter.core.errors import DatabaseError
+from newsletter.core.i18n import translations
 from newsletter.core.models import utcnow
 from newsletter.core.site import Site
 from newsletter.delivery.transports import Transport, open_transport
@@ -20,6 +30,7 @@ from newsletter.web.ratelimit import open_counter
 from newsletter.web.security import RateLimits, SecurityHeaders, trusting_proxies
 
 PROCESSES_VARIABLE = "NEWSLETTER_SERVE_PROCESSES"
+log = logging.getLogger(__name__)
 
 
 def create_app(
@@ -48,9 +59,10 @@ def create_app(
         counter = open_counter(settings.web.rate_limit_store, site.engine, processes=processes)
         limits = limits or RateLimits(name="sign-up", counter=counter)
         sign_in_limits = sign_in_limits or RateLimits(name="sign-in", counter=counter)
+    visitors = _impatient(site)
     routes = [
         *health.routes(site),
-        *public.routes(site, pages, limits),
+        *public.routes(visitors, pages, limits),
         *admin.routes(
             site,
             pages,
@@ -60,8 +72,52 @@ def create_app(
         ),
         *static.routes(),
     ]
-    app = trusting_proxies(Starlette(routes=routes), settings.web.trusted_proxies)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        if visitors is not site:
+            visitors.engine.dispose()
+
+    async def busy(request: Request, exc: Exception) -> Response:
+        # The database did not answer in time (or refused the change): the request's
+        # transaction was rolled back, so the visitor is told to try again and nothing
+        # of theirs was kept.
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        language = pages.language(request, settings.site.language)
+        gettext = translations(language).gettext
+        response = pages.message(
+            request,
+            gettext("Please try again in a moment"),
+            gettext("The site is busy just now and nothing was changed. Please try again in a few seconds."),
+            language=language,
+            status=503,
+        )
+        response.headers["retry-after"] = "5"
+        return response
+
+    starlette = Starlette(routes=routes, exception_handlers={DatabaseError: busy}, lifespan=lifespan)
+    app = trusting_proxies(starlette, settings.web.trusted_proxies)
     return SecurityHeaders(app, hsts=settings.site.base_url.startswith("https://"))
+
+
+def _impatient(site: Site) -> Site:
+    """The site for the subscriber pages: on SQLite, a connection that waits for the write
+    lock at most ``[web] database_wait_seconds`` (the commands wait 30 s), so that a busy
+    moment is a quick 503 rather than a visitor's timeout. Other databases: the site itself.
+    """
+    if site.engine.dialect.name != "sqlite":
+        return site
+    engine = make_engine(site.settings.database_url)
+    wait_ms = int(site.settings.web.database_wait_seconds * 1000)
+
+    def wait_less(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={wait_ms}")
+        cursor.close()
+
+    event.listen(engine, "connect", wait_less)
+    return dataclasses.replace(site, engine=engine)
 
 
 def app_from_environment() -> SecurityHeaders:
