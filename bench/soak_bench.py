@@ -1,0 +1,225 @@
+"""Soak: sign-ups at a steady rate for a long while, with a big send every few minutes.
+
+    .venv/bin/python bench/soak_bench.py                                   # 30 min, SQLite
+    .venv/bin/python bench/soak_bench.py --minutes 3 --members 20000 --send-every 1
+    .venv/bin/python bench/soak_bench.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test \\
+        --workers 2 --rate 150
+
+A site in a temp folder with N members in one group, a real ``newsletter serve`` (with
+``--workers``), Postfix's smtp-sink as the relay. An open-loop generator (raw asyncio
+streams, so it costs little of the two cores) starts ``--rate`` visitors a second, each
+from an address of its own (the server trusts this process as its proxy); a visitor
+GETs the sign-up form and POSTs a new address, with a 10 s deadline. Every
+``--send-every`` minutes an edition goes to the whole group (``editions send`` over
+SMTP); the first send runs before any load, as the rate alone. Each minute prints
+p50/p95/p99 of the visitors' whole visit, errors and timeouts, and the serve processes'
+memory; the end prints the sends' rates against the rate alone. Needs Debian's postfix
+package for /usr/sbin/smtp-sink.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from send_bench import database, free_port, machine, run_sink  # noqa: E402
+from workspace_bench import make_site, newsletter, populate  # noqa: E402
+
+KEY = "bench-signing-key-3f8a1c9e2b7d4a60"
+DEADLINE = 10.0
+CSRF = re.compile(rb'name="csrf" value="([^"]+)"')
+COOKIE = re.compile(rb"set-cookie: (nl_csrf=[^;]+)", re.IGNORECASE)
+
+
+async def visit(port: int, number: int) -> tuple[float, str]:
+    """One visitor: the form, then the sign-up; (seconds, "ok" | status | "timeout" | "error")."""
+    started = time.perf_counter()
+    client = f"10.{number >> 16 & 255}.{number >> 8 & 255}.{number & 255}"
+
+    async def request(raw: bytes) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(raw)
+        await writer.drain()
+        answer = await reader.read()
+        writer.close()
+        return answer
+
+    head = f"Host: bench\r\nX-Forwarded-For: {client}\r\nConnection: close\r\n"
+    try:
+        async with asyncio.timeout(DEADLINE):
+            form = await request(f"GET /subscribe/cepiug HTTP/1.1\r\n{head}\r\n".encode())
+            token, cookie = CSRF.search(form), COOKIE.search(form)
+            if token is None or cookie is None:
+                return time.perf_counter() - started, form[9:12].decode() or "error"
+            body = f"csrf={token.group(1).decode()}&email=soak{number}%40example.org&consent=yes".encode()
+            post = (
+                f"POST /subscribe/cepiug HTTP/1.1\r\n{head}Cookie: {cookie.group(1).decode()}\r\n"
+                "Content-Type: application/x-www-form-urlencoded\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            )
+            answer = await request(post.encode() + body)
+    except TimeoutError:
+        return time.perf_counter() - started, "timeout"
+    except OSError:
+        return time.perf_counter() - started, "error"
+    status = answer[9:12].decode()
+    return time.perf_counter() - started, "ok" if status == "200" else status
+
+
+def rss_mb(server: subprocess.Popen[bytes]) -> float:
+    """Resident memory of the serve process and its children (the workers)."""
+    pids = [server.pid]
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    total = 0
+    for pid in pids:
+        status = Path(f"/proc/{pid}/status")
+        if status.exists():
+            line = next(x for x in status.read_text().splitlines() if x.startswith("VmRSS:"))
+            total += int(line.split()[1])
+    return total / 1024
+
+
+def send(site: Path, db_url: str, sink_port: int) -> float:
+    """One edition to the whole group over SMTP; its messages per second."""
+    env = {**os.environ, "NEWSLETTER_SECRET_KEY": KEY, "NEWSLETTER_SMTP_URL": f"smtp://127.0.0.1:{sink_port}"}
+    command = [sys.executable, "-m", "newsletter", "--site", str(site), "--database-url", db_url]
+    # Each send is a new edition with a new item (an item goes to a group once).
+    title = f"Soak {time.time_ns()}"
+    item = ["items", "add", "--title", title, "--url", f"https://example.org/{title[5:]}", "--group", "dach"]
+    subprocess.run([*command, *item, "--approve"], env=env, check=True, capture_output=True)
+    built = subprocess.run([*command, "editions", "build", "dach", "--json"], env=env, capture_output=True)
+    edition = json.loads(built.stdout)["id"]
+    subprocess.run([*command, "editions", "approve", str(edition)], env=env, check=True, capture_output=True)
+    started = time.perf_counter()
+    done = subprocess.run(
+        [*command, "--transport", "smtp", "editions", "send", str(edition)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    seconds = time.perf_counter() - started
+    sent = re.search(r"sent (\d+)", done.stdout)
+    return int(sent.group(1)) / seconds if sent else 0.0
+
+
+async def soak(args: argparse.Namespace, site: Path, db_url: str, port: int, sink_port: int,
+               server: subprocess.Popen[bytes]) -> dict[str, object]:  # fmt: skip
+    loop = asyncio.get_running_loop()
+    alone = await loop.run_in_executor(None, send, site, db_url, sink_port)
+    print(f"send alone: {alone:.0f} msg/s", flush=True)
+    results: list[tuple[float, float, str]] = []
+    sends: list[asyncio.Future[float]] = []
+    visits: set[asyncio.Task[None]] = set()
+    start = time.perf_counter()
+    number = 0
+
+    async def one(n: int) -> None:
+        seconds, outcome = await visit(port, n)
+        results.append((time.perf_counter() - start, seconds, outcome))
+
+    def report(minute: int) -> None:
+        """One line for the visits that started in ``minute``."""
+        rows = [(s, o) for at, s, o in results if minute * 60 <= at < (minute + 1) * 60]
+        if not rows:
+            return
+        times = sorted(s * 1000 for s, _ in rows)
+        q = statistics.quantiles(times, n=100) if len(times) > 1 else [times[0]] * 99
+        bad = {o: sum(1 for _, x in rows if x == o) for o in {o for _, o in rows} - {"ok"}}
+        print(
+            f"minute {minute + 1}: {len(rows)} visits, p50 {q[49]:.0f} ms, p95 {q[94]:.0f} ms, "
+            f"p99 {q[98]:.0f} ms, not ok {bad or 0}, serve {rss_mb(server):.0f} MB",
+            flush=True,
+        )
+
+    minute = 0
+    while (elapsed := time.perf_counter() - start) < args.minutes * 60:
+        while number < elapsed * args.rate:
+            task = asyncio.create_task(one(number))
+            visits.add(task)
+            task.add_done_callback(visits.discard)
+            number += 1
+        if (
+            elapsed >= (len(sends) + 1) * args.send_every * 60 - 30
+            and len(sends) < args.minutes // args.send_every
+        ):
+            sends.append(loop.run_in_executor(None, send, site, db_url, sink_port))
+        if elapsed >= (minute + 1) * 60:
+            report(minute)
+            minute += 1
+        await asyncio.sleep(0.005)
+    await asyncio.gather(*visits)
+    report(minute)
+    rates = [await s for s in sends]
+    outcomes = [o for _, _, o in results]
+    return {
+        "visits": len(results),
+        "ok": outcomes.count("ok"),
+        "timeouts": outcomes.count("timeout"),
+        "send_alone_msgs_per_s": round(alone, 1),
+        "sends_under_load_msgs_per_s": [round(r, 1) for r in rates],
+        "share_of_alone": [round(r / alone, 2) for r in rates] if alone else [],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--minutes", type=float, default=30)
+    parser.add_argument("--rate", type=float, default=50, help="sign-ups a second")
+    parser.add_argument("--send-every", type=float, default=10, help="minutes between sends")
+    parser.add_argument("--members", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as temp:
+        folder = Path(temp)
+        site = make_site(folder)
+        with (site / "newsletter.toml").open("a") as config:
+            config.write('\n[web]\ntrusted_proxies = ["127.0.0.1"]\n')
+        with database(args.database_url, folder) as db_url:
+            newsletter(site, db_url, "migrate")
+            newsletter(site, db_url, "status")  # opening the site writes its groups
+            populate(db_url, "dach", args.members)
+            sink_port, port = free_port(), free_port()
+            sink = run_sink(sink_port)
+            env = {**os.environ, "NEWSLETTER_SECRET_KEY": KEY}
+            command = [sys.executable, "-m", "newsletter", "--site", str(site), "--database-url", db_url]
+            log = (folder / "serve.log").open("wb")
+            server = subprocess.Popen(
+                [*command, "serve", "--port", str(port), "--workers", str(args.workers)],
+                env=env, stdout=log, stderr=log,
+            )  # fmt: skip
+            try:
+                time.sleep(3)  # the server's start-up, before any visitor (a benchmark, not a test)
+                figures = asyncio.run(soak(args, site, db_url, port, sink_port, server))
+            finally:
+                server.terminate()
+                server.wait(timeout=60)
+                sink.terminate()
+                sink.wait()
+    figures |= {
+        "database": "postgresql" if args.database_url else "sqlite",
+        "rate": args.rate,
+        "minutes": args.minutes,
+        "members": args.members,
+        "workers": args.workers,
+        "machine": machine(),
+    }
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
