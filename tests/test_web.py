@@ -1189,3 +1189,27 @@ def test_the_vendored_scripts_are_served_and_nothing_else(page_web: Web) -> None
     assert script.text.startswith("var htmx=")
     for path in ("/static/htmx.LICENSE", "/static/..%2fapp.py", "/static/%2e%2e/static.py", "/static/"):
         assert page_web.client.get(path).status_code == 404, path
+
+
+def test_rejoining_from_the_preferences_page_starts_a_fresh_bounce_record(web: Web) -> None:
+    """A member who left uk with bounces on record and joins again from their own email starts at zero."""
+    sign_up(web, "cepiug", "rejoin@example.org")
+    sign_up(web, "uk", "rejoin@example.org")
+    with web.site.transaction() as session:
+        row = session.exec(
+            select(Membership)
+            .join(Subscriber, col(Subscriber.id) == Membership.subscriber_id)
+            .join(Group, col(Group.id) == Membership.group_id)
+            .where(col(Subscriber.email_key) == "rejoin@example.org", col(Group.slug) == "uk")
+        ).one()
+        row.bounce_score = 2.5
+        session.add(row)
+    path = f"/preferences/{token(web, 'preferences', 'rejoin@example.org', 'cepiug')}"
+    page = web.client.get(path)
+    web.client.post(action_of(page.text), data={"csrf": csrf_of(page.text), "groups": ["cepiug"]})
+    assert status(web, "rejoin@example.org", "uk") == UNSUBSCRIBED
+    page = web.client.get(path)
+    web.client.post(action_of(page.text), data={"csrf": csrf_of(page.text), "groups": ["cepiug", "uk"]})
+    rejoined = membership(web, "rejoin@example.org", "uk")
+    assert rejoined is not None
+    assert (rejoined.status, rejoined.bounce_score) == (ACTIVE, 0.0)

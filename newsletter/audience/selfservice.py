@@ -361,6 +361,8 @@ def update_preferences(
                 # The page was reached from the person's own email: a confirmed opt-in.
                 states.move(row, MembershipStatus.ACTIVE, at=now, opt_in=True)
             row.confirmed_at = now
+            # A fresh opt-in starts a fresh bounce record, as a confirmed sign-up does.
+            row.bounce_score = 0.0
             row.consent_text, row.consent_ip, row.consent_at = consent_text, ip, now
             session.add(row)
             session.add(
