@@ -21,9 +21,8 @@ of its own.
     ├── Forbidden                   the person may see the group but not do this (accounts/permissions.py)
     ├── StateError                  the action is not allowed in the record's current state
     │   ├── TransitionError         a status change the transition tables (states.py) do not list
-    │   ├── StaleRecord             the record changed since the form was read (pool/items.py)
+    │   ├── StaleRecord             the item or edition changed since the form was read
     │   ├── LeaseHeld               another live process owns the edition's send (delivery/runner.py)
-    │   ├── StaleEdition            the edition changed since the form was opened (editions/build.py)
     │   ├── SecondPersonRequired    the four-eyes rule: the last editor may not approve (editions/build.py)
     │   └── LeaseLost               this process's send lease was taken over; it stopped sending
     ├── NothingToBuild              no approved item waits for the group (exit 0; editions/build.py)
@@ -128,10 +127,6 @@ class LeaseHeld(StateError):
         super().__init__(message)
         self.owner = owner
         self.since = since
-
-
-class StaleEdition(StateError):
-    """The edition changed since the form was opened (another editor, another tab); nothing was changed."""
 
 
 class SecondPersonRequired(StateError):

@@ -23,7 +23,7 @@ from newsletter.core.errors import (
     NotFoundError,
     NothingToBuild,
     SecondPersonRequired,
-    StaleEdition,
+    StaleRecord,
     StateError,
 )
 from newsletter.core.i18n import available_languages, base_language, translations
@@ -244,7 +244,7 @@ def approve(
 
     With the group's ``require_second_person``, whoever last changed the draft may not
     approve it (:class:`SecondPersonRequired`). ``version``: the one the approver saw;
-    a draft changed since is refused (:class:`StaleEdition`).
+    a draft changed since is refused (:class:`StaleRecord`).
     """
     edition = get_edition(session, edition_id)
     if edition.status != EditionStatus.DRAFT:
@@ -266,7 +266,7 @@ def approve(
 def check_version(edition: Edition, version: int | None) -> None:
     """Refuse a form made from an older state of the edition (None: no form, no check)."""
     if version is not None and version != edition.version:
-        raise StaleEdition(
+        raise StaleRecord(
             f"edition #{edition.id} was changed since you opened it "
             f"(by {edition.last_changed_by or 'someone'}); reload the page and try again"
         )

@@ -2,7 +2,7 @@
 
 Only a draft changes. Each change names the form's ``version`` (the one the editor
 saw): a draft changed since, by another editor or in another tab, is refused with
-:class:`StaleEdition` and nothing is written. A change bumps the version, records who
+:class:`StaleRecord` and nothing is written. A change bumps the version, records who
 made it (``last_changed_by``, which the four-eyes rule reads), renders the archive copy
 again and writes one audit event. An item dropped from a draft is free for the next
 edition again; an item added must be one the group could get (``eligible_items``).

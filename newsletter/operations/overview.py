@@ -104,14 +104,35 @@ class GroupSummary:
     failing_sources: list[str]  # sources for the group that failed their last fetch
 
 
-def group_summary(session: Session, settings: Settings, slug: str, now: datetime) -> GroupSummary:
-    """The dashboard's lines for ``slug``: next run, what waits, the last send, failing sources."""
+def group_summaries(
+    session: Session, settings: Settings, slugs: list[str], now: datetime
+) -> dict[str, GroupSummary]:
+    """The dashboard's lines for each of ``slugs``: next run, what waits, the last send, failing sources.
+
+    The schedule files and the sources' health are read once for all the groups.
+    """
+    schedules = schedules_status(settings, now)[0]
+    failing = [
+        source
+        for source, health in zip(settings.sources, sources_status(session, settings), strict=True)
+        if health.failures
+    ]
+    return {slug: _summary(session, settings, slug, schedules, failing) for slug in slugs}
+
+
+def _summary(
+    session: Session,
+    settings: Settings,
+    slug: str,
+    schedules: list[ScheduleStatus],
+    failing: list[SourceConfig],
+) -> GroupSummary:
     from newsletter.core.models import EditionStatus, ItemStatus
     from newsletter.feedback.figures import figures
     from newsletter.pool.items import queue
 
     group = session.exec(select(Group).where(col(Group.slug) == slug)).one()
-    runs = [row.next_run for row in schedules_status(settings, now)[0] if row.group == slug and row.next_run]
+    runs = [row.next_run for row in schedules if row.group == slug and row.next_run]
     waiting = queue(session, settings, slug, status=ItemStatus.PROPOSED.value, per_page=1).total
     editions = select(Edition).where(col(Edition.group_id) == group.id)
     drafts = session.exec(
@@ -124,11 +145,6 @@ def group_summary(session: Session, settings: Settings, slug: str, now: datetime
     ).first()
     numbers = figures(session, sent).as_dict() if sent is not None else {}
     numbers.pop("edition_id", None)
-    failing = [
-        source.name
-        for source, health in zip(settings.sources, sources_status(session, settings), strict=True)
-        if health.failures and ("*" in source.groups or slug in source.groups)
-    ]
     return GroupSummary(
         slug,
         min(runs) if runs else None,
@@ -136,7 +152,7 @@ def group_summary(session: Session, settings: Settings, slug: str, now: datetime
         [_last(edition) for edition in drafts],
         _last(sent) if sent is not None else None,
         {name: count for name, count in numbers.items() if count},
-        failing,
+        [source.name for source in failing if "*" in source.groups or slug in source.groups],
     )
 
 

@@ -79,7 +79,7 @@ class Dashboard(Part):
         """What waits in each group the person may see (asked after the permission check)."""
         now = self.workspace.clock()
         with self.workspace.site.transaction() as session:
-            return {slug: overview.group_summary(session, self.settings, slug, now) for slug in slugs}
+            return overview.group_summaries(session, self.settings, slugs, now)
 
     def _sessions(self, user_id: int) -> list[sessions.Seen]:
         with self.workspace.site.transaction() as session:
