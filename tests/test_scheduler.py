@@ -438,6 +438,41 @@ def test_editor_approval_waits_for_editions_approve(site_dir: Path, db_url: str)
         site.close()
 
 
+def test_an_approved_edition_built_by_hand_waits_for_send_now_or_its_moment(
+    site_dir: Path, db_url: str
+) -> None:
+    """Approving is not sending: a tick leaves a hand-built approved edition alone unless it is planned."""
+    set_schedules(site_dir)
+    use_sources(site_dir, [feed_source("samples/feeds/wipo-news.xml")])
+    site = open_site(site_dir, db_url)
+    cli = Cli(site_dir, db_url)
+    mailbox = Mailbox()
+    try:
+        members = import_members(site, "cepiug", "uk")
+        cli("collect")
+        cli("items", "approve", "--all-proposed")
+        cli("editions", "build", "cepiug")
+        cli("editions", "build", "uk")
+        built = editions_by_group(site)
+        cepiug, uk = built["cepiug"][0], built["uk"][0]
+        cli("editions", "approve", str(cepiug.id))
+        cli("editions", "approve", str(uk.id))
+        with site.transaction() as session:
+            planned = session.get(Edition, uk.id)
+            assert planned is not None
+            planned.scheduled_at = utc(2026, 11, 23, 12, 0)
+
+        assert run_due(site, utc(2026, 11, 23, 11, 0), mailbox).sent == []
+        assert mailbox.sent == []
+        report = run_due(site, utc(2026, 11, 23, 12, 0), mailbox)
+        assert len(report.sent) == 1
+        assert {e for e, _ in mailbox.sent} == {uk.id}
+        assert len(mailbox.sent) == members["uk"]
+        assert editions_by_group(site)["cepiug"][0].status == EditionStatus.APPROVED
+    finally:
+        site.close()
+
+
 def test_skip_if_empty(site_dir: Path, db_url: str) -> None:
     """With nothing new, skip_if_empty = true builds nothing (once noted); false sends an empty edition."""
     skip = WEEKLY.replace('["cepiug", "uk"]', '["cepiug"]')

@@ -47,6 +47,13 @@ from newsletter.pool.richtext import markdown_to_html
 DEFAULT_SUBJECT = "{{ group.name }}{{ t.colon }} {{ edition.date }}"
 
 
+# The schedule name of an edition built by hand (workspace or `editions build`), not by a
+# schedule file. A schedule is a standing order to send what it builds once approved; a
+# manual edition goes out only when someone allowed to send says so (send now, or a
+# planned moment), so approving one never sends it by itself.
+MANUAL = "manual"
+
+
 def channel(actor: str) -> str:
     """The channel an actor works through: the scheduler, the workspace or the command line."""
     if actor == "scheduler":
@@ -91,7 +98,7 @@ def build(
     group_slug: str,
     *,
     actor: str,
-    schedule: str = "manual",
+    schedule: str = MANUAL,
     period_key: str | None = None,
     subject_template: str | None = None,
     template: str | None = None,

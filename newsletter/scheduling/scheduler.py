@@ -215,10 +215,14 @@ def send_due(
     report: TickReport,
     should_stop: StopCheck = _never,
 ) -> None:
-    """Send every approved edition (and resume those left sending), one at a time, through the runner.
+    """Send what is due (and resume editions left sending), one at a time, through the runner.
 
-    An edition scheduled for a moment (``Edition.scheduled_at``) is sent by the first
-    tick at or after it.
+    Due: an approved edition a schedule built (the schedule is a standing order to send
+    what it builds once approved), and any edition planned for a moment
+    (``Edition.scheduled_at``, set by someone allowed to send) at the first tick at or
+    after it. An approved edition built by hand without a planned moment waits for
+    "send now": approving is not sending (``editions.approve`` and ``editions.send`` are
+    separate permissions).
 
     The runner's per-edition lease is what keeps an edition from going out twice, against
     any other sender; an edition someone else is sending is left to it (noted as skipped).
@@ -231,14 +235,17 @@ def send_due(
             report.skipped.append("sending (another process is sending)")
             return
         with site.transaction() as session:
-            # An edition planned for a moment (the workspace's "schedule") waits for it.
+            planned = col(Edition.scheduled_at).is_not(None)
             due = session.exec(
                 select(Edition.id)
                 .where(
                     (col(Edition.status) == EditionStatus.SENDING)
                     | (
                         (col(Edition.status) == EditionStatus.APPROVED)
-                        & (col(Edition.scheduled_at).is_(None) | (col(Edition.scheduled_at) <= report.at))
+                        & (
+                            (planned & (col(Edition.scheduled_at) <= report.at))
+                            | (~planned & (col(Edition.schedule) != editions.MANUAL))
+                        )
                     ),
                 )
                 .order_by(col(Edition.id))
