@@ -47,15 +47,16 @@ def collect(app: AppContext, /, names: tuple[str, ...], as_json: bool) -> None:
         emit_json(reports)
     else:
         table(
-            ["source", "added", "seen", "merged", "too old", "result"],
+            ["source", "added", "seen", "merged", "updated", "too old", "result"],
             [
                 (
                     r.name,
                     r.added,
                     r.seen,
                     r.merged,
+                    r.updated,
                     r.too_old,
-                    r.error or ("not modified" if r.not_modified else "ok"),
+                    r.error or ("not modified" if r.not_modified else _ok(r.warning)),
                 )
                 for r in reports
             ],
@@ -63,6 +64,10 @@ def collect(app: AppContext, /, names: tuple[str, ...], as_json: bool) -> None:
     failed = [r for r in reports if r.error]
     if failed:
         raise click.exceptions.Exit(1)
+
+
+def _ok(warning: str | None) -> str:
+    return f"ok ({warning})" if warning else "ok"
 
 
 def _moment(value: str | None) -> datetime:

@@ -7,7 +7,8 @@ status``, with its failures in a row) and never stops the others. The whole run 
 a deadline (``[collect] timeout``): sources not reached are reported. An entry seen
 before (same source and guid) is skipped; the same story reached through another
 feed (same canonical URL, tracking parameters stripped) is merged into the item
-already in the pool.
+already in the pool. A page source (``pages.py``) is a listing whose articles are
+fetched one by one, each stored in a transaction of its own.
 """
 
 import time
@@ -17,14 +18,15 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
+from newsletter.collecting import pages
 from newsletter.collecting.feeds import FeedEntry, Fetched, entries_to_drafts, fetch
 from newsletter.collecting.fetch import MEGABYTE, AddressPolicy, Fetcher, FetchLimits, HttpFetcher
 from newsletter.core import audit
 from newsletter.core.errors import FeedError
-from newsletter.core.models import Item, Source, utcnow
+from newsletter.core.models import Item, ItemStatus, Source, utcnow
 from newsletter.core.settings import Settings, SourceConfig
 from newsletter.core.site import Site
-from newsletter.pool.items import add_item
+from newsletter.pool.items import add_item, refresh_from_source
 
 # Called after each committed batch of a source's entries: (source name, entries stored so far).
 BatchHook = Callable[[str, int], None]
@@ -36,6 +38,8 @@ class SourceReport:
     added: int = 0
     seen: int = 0
     merged: int = 0
+    # Page sources: articles still proposed whose text changed on the site.
+    updated: int = 0
     too_old: int = 0
     not_modified: bool = False
     skipped: bool = False
@@ -172,6 +176,16 @@ def _collect_one(
     on_batch: BatchHook | None,
 ) -> None:
     settings = site.settings
+    if config.kind == "page":
+        try:
+            _collect_page(site, config, source, fetcher, now, report, ends)
+        except FeedError as exc:
+            report.error = str(exc)
+        except Exception as exc:  # a fault of ours or a library's: that source's error, not the run's
+            report.error = f"{type(exc).__name__}: {exc}"
+        if report.error:
+            _record_failure(site, source, report, now)
+        return
     try:
         fetched = fetch(
             config.url,
@@ -229,10 +243,22 @@ def _store(
             _store_batch(session, settings, config, source.id, drafts, report)
         if on_batch is not None:
             on_batch(config.name, min(start + size, len(entries)))
+    _record_success(site, config, source, now, report, fetched.etag, fetched.last_modified)
+
+
+def _record_success(
+    site: Site,
+    config: SourceConfig,
+    source: Source,
+    now: datetime,
+    report: SourceReport,
+    etag: str | None = None,
+    last_modified: str | None = None,
+) -> None:
     with site.transaction() as session:
         row = session.get(Source, source.id)
         assert row is not None
-        row.etag, row.last_modified = fetched.etag, fetched.last_modified
+        row.etag, row.last_modified = etag, last_modified
         row.last_error, row.last_fetched_at, row.last_success_at, row.failures = None, now, now, 0
         session.add(row)
         audit.record(
@@ -243,7 +269,83 @@ def _store(
             added=report.added,
             seen=report.seen,
             merged=report.merged,
+            updated=report.updated,
         )
+
+
+def _collect_page(
+    site: Site,
+    config: SourceConfig,
+    source: Source,
+    fetcher: Fetcher,
+    now: datetime,
+    report: SourceReport,
+    ends: float,
+) -> None:
+    """A listing page's new articles (and changed ones still proposed), one transaction each.
+
+    An article that cannot be fetched or read is noted in the report's warning and tried
+    again next time; it never stops the others.
+    """
+    settings = site.settings
+    assert source.id is not None
+    policy = AddressPolicy(allow_private=config.allow_private)
+    body, listing_url = pages.fetch_page(
+        config.url, fetcher, policy=policy, limits=_limits(settings, ends), what="listing"
+    )
+    links = pages.article_links(body, listing_url, config.link_selector, config.max_articles)
+    with site.transaction() as session:
+        known = dict(
+            session.exec(
+                select(Item.guid, Item.status).where(
+                    col(Item.source_id) == source.id, col(Item.guid).in_([link.url for link in links])
+                )
+            ).all()
+        )
+    since = now - timedelta(days=config.since_days) if config.since_days else None
+    groups = None if "*" in config.groups else list(config.groups)
+    problems: list[str] = []
+    for link in links:
+        if link.url in known and known[link.url] != ItemStatus.PROPOSED:
+            report.seen += 1  # reviewed already: its text is the one the editors saw
+            continue
+        if time.monotonic() >= ends:
+            problems.append(f"the collect run's {settings.collect.timeout:g} s ran out; the rest next time")
+            break
+        try:
+            page, _ = pages.fetch_page(
+                link.url, fetcher, policy=policy, limits=_limits(settings, ends), what="article"
+            )
+        except FeedError as exc:
+            problems.append(str(exc))
+            continue
+        article = pages.extract_article(page, link.url, fallback_title=link.text)
+        if article is None:
+            problems.append(f"no article text found at {link.url}")
+            continue
+        if since is not None and article.published is not None and article.published < since:
+            report.too_old += 1
+            continue
+        entry = pages.article_entry(
+            article, source_name=config.name, topic=config.topic, groups=groups, language=config.language
+        )
+        with site.transaction() as session:
+            if link.url in known:
+                item = session.exec(
+                    select(Item).where(col(Item.source_id) == source.id, col(Item.guid) == link.url)
+                ).one()
+                actor = f"source:{config.name}"
+                if refresh_from_source(session, item, entry.draft, actor=actor):
+                    report.updated += 1
+                else:
+                    report.seen += 1
+            else:
+                _store_batch(session, settings, config, source.id, [entry], report)
+    if problems:
+        report.warning = "; ".join(problems[:5]) + (
+            f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        )
+    _record_success(site, config, source, now, report)
 
 
 def _record_failure(site: Site, source: Source, report: SourceReport, now: datetime | None) -> None:

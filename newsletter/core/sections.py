@@ -11,6 +11,7 @@ import re
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cssselect import GenericTranslator, SelectorError
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.engine import make_url
@@ -290,8 +291,16 @@ class WebSection(_Section):
 
 
 class SourceConfig(_Section):
+    """A ``[[sources]]`` entry: a feed, or (``kind = "page"``) a listing page of article links."""
+
     name: str
     url: str
+    kind: Literal["feed", "page"] = "feed"
+    # Page sources: a CSS selector for the article links on the listing (without one, the
+    # links outside menus, footers and banners), and how many new articles one collect
+    # fetches at most (the rest come next time).
+    link_selector: str | None = None
+    max_articles: int = Field(default=20, ge=1, le=200)
     topic: str = ""
     groups: tuple[str, ...] = ("*",)
     approval: Literal["auto", "editor"] = "editor"
@@ -304,6 +313,25 @@ class SourceConfig(_Section):
     allow_private: bool = False
 
     _lang = field_validator("language")(_language)
+
+    @field_validator("link_selector")
+    @classmethod
+    def _selector(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            GenericTranslator().css_to_xpath(value)
+        except SelectorError as exc:
+            raise ValueError(f"{value!r} is not a CSS selector ({exc})") from None
+        return value
+
+    @model_validator(mode="after")
+    def _page(self) -> "SourceConfig":
+        if self.kind == "feed" and self.link_selector is not None:
+            raise ValueError('link_selector is for kind = "page" sources only')
+        if self.kind == "page" and not re.match(r"https?://[^/\s]+", self.url):
+            raise ValueError(f"a page source needs an http(s) URL, not {self.url!r}")
+        return self
 
 
 class FetchSection(_Section):

@@ -199,6 +199,27 @@ def add_item(
     return item, True
 
 
+def refresh_from_source(session: Session, item: Item, draft: ItemDraft, *, actor: str) -> bool:
+    """Bring a still-proposed item up to date with a newer text of its article.
+
+    True when it changed. An item someone approved, rejected or sent is left as it was
+    reviewed; its version moves on a change, so an editor's form made from the older
+    text is refused as stale rather than overwriting the newer one.
+    """
+    if item.status != ItemStatus.PROPOSED:
+        return False
+    changes = {"title": draft.title.strip(), "summary_html": draft.summary_html or ""}
+    fields = sorted(name for name, value in changes.items() if getattr(item, name) != value)
+    if not fields:
+        return False
+    for name in fields:
+        setattr(item, name, changes[name])
+    _touch(item)
+    session.add(item)
+    audit.record(session, "item-update", actor=actor, source=draft.origin, item_id=item.id, fields=fields)
+    return True
+
+
 def _set_targets(session: Session, item: Item, groups: list[Group] | None) -> None:
     for old in session.exec(select(ItemTarget).where(ItemTarget.item_id == item.id)):
         session.delete(old)
