@@ -13,6 +13,7 @@ from newsletter.core.errors import InputError, NotFoundError
 from newsletter.core.language import normalize_language
 from newsletter.core.models import Item, ItemKind, ItemStatus
 from newsletter.pool import items as library
+from newsletter.pool import provenance
 from newsletter.pool.items import ItemDraft, as_utc
 
 pass_app = click.make_pass_decorator(AppContext)
@@ -230,8 +231,21 @@ def show(app: AppContext, item_id: int, as_json: bool) -> None:
         item = library.get_item(session, item_id)
         targets = library.target_slugs(session, item)
         translated = library.translations(session, item)
+        sources = provenance.of_item(session, item_id)
     data = _as_dict(item, targets)
     data["translations"] = {t.language: {"title": t.title, "summary_md": t.summary_md} for t in translated}
+    data["sources"] = [
+        {
+            "id": row.id,
+            "origin": row.origin,
+            "url": row.url,
+            "title": row.title,
+            "merged": row.merged,
+            "similarity": row.similarity,
+            "added_at": row.added_at.isoformat(),
+        }
+        for row in sources
+    ]
     if as_json:
         emit_json(data)
         return
@@ -259,6 +273,11 @@ def show(app: AppContext, item_id: int, as_json: bool) -> None:
             echo(f"{key + ':':14} {', '.join(value) if isinstance(value, list) else value}")
     for language, text in data["translations"].items():
         echo(f"{'title [' + language + ']:':14} {text['title']}")
+    for row in sources:
+        how = {"url": "same link", "similar": f"similar, {row.similarity}"}.get(row.merged or "", "first")
+        echo(
+            f"{'source #' + str(row.id) + ':':14} {row.origin} ({how}): {row.title} {row.url or ''}".rstrip()
+        )
     if item.summary_md:
         echo("\n" + item.summary_md)
 
@@ -330,3 +349,23 @@ def edit(app: AppContext, /, item_id: int, groups: tuple[str, ...], all_groups: 
         item = library.edit_item(session, app.settings, item_id, fields, actor=app.actor, groups=targets)
         slugs = library.target_slugs(session, item)
     echo(f"updated #{item.id}: {item.title} -> {', '.join(slugs)}")
+
+
+@items.command()
+@click.argument("item_id", type=int, metavar="ID")
+@click.argument("source_id", type=int, metavar="SOURCE")
+@pass_app
+def split(app: AppContext, item_id: int, source_id: int) -> None:
+    """Split source SOURCE off item ID into an item of its own (a wrong merge of two stories).
+
+    Sources merged by resemblance can be split; `items show ID` lists them with their
+    numbers. The new item is a proposal for the same groups.
+
+    \b
+    Example:
+      newsletter items show 12
+      newsletter items split 12 31
+    """
+    with app.site.transaction() as session:
+        item = provenance.split(session, item_id, source_id, actor=app.actor)
+    echo(f"source #{source_id} is now item #{item.id} (proposed): {item.title}")

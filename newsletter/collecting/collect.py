@@ -7,8 +7,10 @@ status``, with its failures in a row) and never stops the others. The whole run 
 a deadline (``[collect] timeout``): sources not reached are reported. An entry seen
 before (same source and guid) is skipped; the same story reached through another
 feed (same canonical URL, tracking parameters stripped) is merged into the item
-already in the pool. A page source (``pages.py``) is a listing whose articles are
-fetched one by one, each stored in a transaction of its own.
+already in the pool, and so is an entry telling a story of the last weeks in nearly
+the same words (``pool/similar.py``); each keeps its provenance. A page source
+(``pages.py``) is a listing whose articles are fetched one by one, each stored in a
+transaction of its own.
 """
 
 import time
@@ -23,10 +25,12 @@ from newsletter.collecting.feeds import FeedEntry, Fetched, entries_to_drafts, f
 from newsletter.collecting.fetch import MEGABYTE, AddressPolicy, Fetcher, FetchLimits, HttpFetcher
 from newsletter.core import audit
 from newsletter.core.errors import FeedError
-from newsletter.core.models import Item, ItemStatus, Source, utcnow
+from newsletter.core.models import Item, ItemStatus, Provenance, Source, utcnow
 from newsletter.core.settings import Settings, SourceConfig
 from newsletter.core.site import Site
+from newsletter.pool import provenance
 from newsletter.pool.items import add_item, refresh_from_source
+from newsletter.pool.similar import StoryIndex
 
 # Called after each committed batch of a source's entries: (source name, entries stored so far).
 BatchHook = Callable[[str, int], None]
@@ -93,17 +97,20 @@ def _store_batch(
     source_id: int,
     batch: list[FeedEntry],
     report: SourceReport,
+    stories: StoryIndex,
 ) -> None:
     for entry in batch:
-        known = session.exec(
-            select(Item.id).where(col(Item.source_id) == source_id, col(Item.guid) == entry.guid)
-        )
-        if known.first() is not None:
+        if provenance.seen(session, source_id, entry.guid):
             report.seen += 1
             continue
         entry.draft.source_id, entry.draft.guid = source_id, entry.guid
         _, created = add_item(
-            session, settings, entry.draft, actor=f"source:{config.name}", approve=config.approval == "auto"
+            session,
+            settings,
+            entry.draft,
+            actor=f"source:{config.name}",
+            approve=config.approval == "auto",
+            stories=stories,
         )
         if created:
             report.added += 1
@@ -231,6 +238,7 @@ def _store(
     # Entries become drafts a batch at a time: sanitised summaries of a whole big feed
     # would double what it already holds in memory.
     entries, size = fetched.entries, settings.collect.batch_size
+    stories = _stories(site, now) if entries else None
     for start in range(0, len(entries), size):
         if start and time.monotonic() >= ends:
             report.error = (
@@ -240,7 +248,8 @@ def _store(
             return
         drafts = _drafts(config, entries[start : start + size], now, report)
         with site.transaction() as session:
-            _store_batch(session, settings, config, source.id, drafts, report)
+            assert stories is not None
+            _store_batch(session, settings, config, source.id, drafts, report, stories)
         if on_batch is not None:
             on_batch(config.name, min(start + size, len(entries)))
     _record_success(site, config, source, now, report, fetched.etag, fetched.last_modified)
@@ -273,6 +282,11 @@ def _record_success(
         )
 
 
+def _stories(site: Site, now: datetime) -> StoryIndex:
+    with site.transaction() as session:
+        return StoryIndex(session, now)
+
+
 def _collect_page(
     site: Site,
     config: SourceConfig,
@@ -294,17 +308,25 @@ def _collect_page(
         config.url, fetcher, policy=policy, limits=_limits(settings, ends), what="listing"
     )
     links = pages.article_links(body, listing_url, config.link_selector, config.max_articles)
+    # Entries this source brought before; an article updates only the item it created
+    # (not a story it was merged into), and only while that is a proposal.
     with site.transaction() as session:
-        known = dict(
-            session.exec(
-                select(Item.guid, Item.status).where(
-                    col(Item.source_id) == source.id, col(Item.guid).in_([link.url for link in links])
-                )
-            ).all()
+        rows = session.exec(
+            select(Provenance.guid, Item.status, Item.source_id, Item.guid)
+            .join(Item, col(Item.id) == col(Provenance.item_id))
+            .where(
+                col(Provenance.source_id) == source.id,
+                col(Provenance.guid).in_([link.url for link in links]),
+            )
         )
+        known = {
+            guid: (status if (item_source, item_guid) == (source.id, guid) else None)
+            for guid, status, item_source, item_guid in rows
+        }
     since = now - timedelta(days=config.since_days) if config.since_days else None
     groups = None if "*" in config.groups else list(config.groups)
     problems: list[str] = []
+    stories = _stories(site, now) if links else None
     for link in links:
         if link.url in known and known[link.url] != ItemStatus.PROPOSED:
             report.seen += 1  # reviewed already: its text is the one the editors saw
@@ -340,7 +362,8 @@ def _collect_page(
                 else:
                     report.seen += 1
             else:
-                _store_batch(session, settings, config, source.id, [entry], report)
+                assert stories is not None
+                _store_batch(session, settings, config, source.id, [entry], report, stories)
     if problems:
         report.warning = "; ".join(problems[:5]) + (
             f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""

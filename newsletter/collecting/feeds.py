@@ -9,7 +9,6 @@ they can reach an email.
 """
 
 import calendar
-import html
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +22,7 @@ from newsletter.collecting.fetch import AddressPolicy, Fetcher, FetchLimits, rea
 from newsletter.core.errors import FeedError, FetchError, FetchRefused
 from newsletter.core.models import ItemKind
 from newsletter.pool.items import ItemDraft
-from newsletter.pool.richtext import sanitize_html
+from newsletter.pool.richtext import plain_text, sanitize_html
 
 # A summary longer than this (in characters of text) is cut to plain text: a feed
 # that puts whole articles in its description must not blow up the email.
@@ -137,21 +136,16 @@ def _summary(entry: Any) -> str:
     return clean
 
 
-def _plain(markup: str) -> str:
-    """The text of some HTML: tags dropped, entities decoded (``R&amp;D`` is ``R&D``)."""
-    return " ".join(html.unescape(nh3.clean(markup, tags=set())).split())
-
-
 def _title(entry: Any, summary_html: str, link: str | None) -> str:
     # Titles are plain text in the emails (the templates escape them): drop any markup
     # an HTML title carries; a plain-text title ("Q&A <live>") is kept as it is.
     raw = entry.get("title", "") or ""
     detail = entry.get("title_detail") or {}
-    plain_text = detail.get("type") == "text/plain"
-    title = " ".join(raw.split()) if plain_text else _plain(raw)
+    is_plain = detail.get("type") == "text/plain"
+    title = " ".join(raw.split()) if is_plain else plain_text(raw)
     if title:
         return title
-    text = _plain(summary_html)
+    text = plain_text(summary_html)
     if len(text) > MAX_FALLBACK_TITLE:
         text = text[:MAX_FALLBACK_TITLE].rsplit(" ", 1)[0] + " …"
     return text or link or ""

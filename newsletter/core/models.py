@@ -261,6 +261,31 @@ class Item(SQLModel, table=True):
     deadline: date | None = None
 
 
+class Provenance(SQLModel, table=True):
+    """One way a story reached the pool: a feed entry, a page article, a file or an editor.
+
+    An item has one row per source entry that brought it; the same story merged from
+    three feeds keeps three. ``(source_id, guid)`` is how a collect knows an entry it has
+    seen. ``merged`` says why a later row joined its item ("url": the same canonical URL;
+    "similar": alike enough, ``similarity`` the score), so an editor can split it off.
+    """
+
+    __table_args__ = (UniqueConstraint("source_id", "guid"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    item_id: int = Field(foreign_key="item.id", index=True, ondelete="CASCADE")
+    source_id: int | None = Field(default=None, foreign_key="source.id")
+    guid: str | None = Field(default=None, max_length=1000)
+    origin: str = Field(default="", max_length=200)
+    url: str | None = None
+    title: str = ""
+    summary_html: str = ""
+    published_at: datetime | None = _when(default=None)
+    merged: str | None = Field(default=None, max_length=20)
+    similarity: float | None = None
+    added_at: datetime = _when(default_factory=utcnow)
+
+
 class ItemTarget(SQLModel, table=True):
     """The groups an item is meant for, when it is not meant for every group."""
 

@@ -1,8 +1,10 @@
 """The shared item pool: queue, edit, approve, reject and target news items.
 
-An item carries its provenance (which source or editor, when published, when it
-entered the pool). Its fingerprint (the canonical URL, or the title and date when
-there is no URL) keeps the same story from entering the pool twice.
+An item carries its provenance (a ``provenance`` row per source entry, file or editor
+that brought it, when published, when it entered the pool). Its fingerprint (the
+canonical URL, or the title and date when there is no URL) keeps the same story from
+entering the pool twice; entries from sources may also be merged into an item they
+closely resemble (``similar.py``).
 """
 
 import hashlib
@@ -28,11 +30,13 @@ from newsletter.core.models import (
     ItemStatus,
     ItemTarget,
     ItemTranslation,
+    Provenance,
     Source,
     utcnow,
 )
 from newsletter.core.settings import Settings
-from newsletter.pool.richtext import markdown_to_html
+from newsletter.pool import similar
+from newsletter.pool.richtext import markdown_to_html, plain_text
 
 # Query parameters that identify a campaign or a click, never the page itself.
 TRACKING_PARAMETERS = [
@@ -145,15 +149,66 @@ def _groups(session: Session, settings: Settings, slugs: Sequence[str] | None) -
     return sorted(rows, key=lambda g: g.slug)
 
 
+def _provenance(
+    session: Session, item: Item, draft: ItemDraft, *, merged: str | None = None, score: float | None = None
+) -> None:
+    assert item.id is not None
+    session.add(
+        Provenance(
+            item_id=item.id,
+            source_id=draft.source_id,
+            guid=draft.guid[:1000] if draft.guid else None,
+            origin=draft.origin[:200],
+            url=draft.url,
+            title=draft.title.strip(),
+            summary_html=draft.summary_html if draft.summary_html is not None else item.summary_html,
+            published_at=draft.published_at or item.published_at,
+            merged=merged,
+            similarity=None if score is None else round(score, 3),
+        )
+    )
+    session.flush()
+
+
 def add_item(
-    session: Session, settings: Settings, draft: ItemDraft, *, actor: str, approve: bool = False
+    session: Session,
+    settings: Settings,
+    draft: ItemDraft,
+    *,
+    actor: str,
+    approve: bool = False,
+    stories: similar.StoryIndex | None = None,
 ) -> tuple[Item, bool]:
-    """Put a draft into the pool; returns ``(item, created)`` (False: it was already there)."""
+    """Put a draft into the pool; returns ``(item, created)`` (False: it was already there).
+
+    Already there: the same canonical URL (or title and day), or, given the recent
+    ``stories`` (entries from sources), an item of the last weeks telling the same story
+    (:mod:`similar`). A source's entry merged so is kept in the item's provenance.
+    """
     draft.check()
     mark = fingerprint(draft.title, draft.url, draft.published_at)
     existing = session.exec(select(Item).where(Item.fingerprint == mark)).one_or_none()
     if existing is not None:
+        if draft.source_id is not None:
+            _provenance(session, existing, draft, merged="url")
         return existing, False
+    new_profile = None
+    if stories is not None:
+        text = plain_text(draft.summary_html if draft.summary_html is not None else draft.summary_md)
+        new_profile = similar.profile(draft.title, text, draft.language)
+        match = stories.find(new_profile, draft.published_at)
+        if match is not None:
+            story, score = get_item(session, match[0]), match[1]
+            _provenance(session, story, draft, merged="similar", score=score)
+            audit.record(
+                session,
+                "item-merge",
+                actor=actor,
+                source=draft.origin,
+                item_id=story.id,
+                similarity=round(score, 3),
+            )
+            return story, False
     targets = _groups(session, settings, draft.groups)
     item = Item(
         title=draft.title.strip(),
@@ -182,6 +237,9 @@ def add_item(
     session.add(item)
     session.flush()
     assert item.id is not None
+    _provenance(session, item, draft)
+    if stories is not None and new_profile is not None:
+        stories.add(item.id, new_profile, item.published_at)
     _set_targets(session, item, targets)
     for language, translation in draft.translations.items():
         session.add(
@@ -214,7 +272,7 @@ def refresh_from_source(session: Session, item: Item, draft: ItemDraft, *, actor
         return False
     for name in fields:
         setattr(item, name, changes[name])
-    _touch(item)
+    touch(item)
     session.add(item)
     audit.record(session, "item-update", actor=actor, source=draft.origin, item_id=item.id, fields=fields)
     return True
@@ -271,7 +329,7 @@ def parse_version(text: str) -> datetime:
     return value
 
 
-def _touch(item: Item) -> datetime:
+def touch(item: Item) -> datetime:
     """A new ``updated_at``, always later than the last one, so every change gives a new version."""
     item.updated_at = max(utcnow(), item.updated_at + timedelta(microseconds=1))
     return item.updated_at
@@ -336,7 +394,7 @@ def set_status(
                 )
     for item in items:
         if states.move(item, status):
-            _touch(item)
+            touch(item)
             session.add(item)
             audit.record(session, f"item-{status}", actor=actor, source=source, item_id=item.id)
     return items
@@ -405,7 +463,7 @@ def edit_item(
     if groups is not None:
         _set_targets(session, item, _groups(session, settings, groups))
         fields.append("groups")
-    _touch(item)
+    touch(item)
     session.add(item)
     audit.record(session, "item-edit", actor=actor, source=source, item_id=item.id, fields=fields)
     return item

@@ -5,6 +5,8 @@ keeps only a small set of tags and the http, https and mailto link schemes, so a
 ``javascript:`` link or a ``<script>`` can never reach a subscriber.
 """
 
+import html
+
 import nh3
 from markdown_it import MarkdownIt
 
@@ -50,3 +52,8 @@ def sanitize_html(html: str) -> str:
 def markdown_to_html(text: str) -> str:
     """Render an editor's Markdown summary to sanitised HTML."""
     return sanitize_html(_markdown.render(text.replace("\r\n", "\n")))
+
+
+def plain_text(markup: str) -> str:
+    """The text of some HTML: tags dropped, entities decoded (``R&amp;D`` is ``R&D``), spaces folded."""
+    return " ".join(html.unescape(nh3.clean(markup, tags=set())).split())
