@@ -209,10 +209,8 @@ class SiteEditor:
         site_dir = self.settings.site_dir.resolve()
         local = (site_dir / url).resolve()
         if Path(url).is_absolute() or not local.is_relative_to(site_dir) or not local.is_file():
-            raise InputError(
-                f"{url!r} is not an https:// address, nor a file in the site folder "
-                "(give a path relative to it, such as samples/feeds/news.xml)"
-            )
+            where = "(give a path relative to it, such as samples/feeds/news.xml)"
+            raise InputError(f"{url!r} is not an https:// address, nor a file in the site folder {where}")
         return url
 
     def _check_config(self, text: str) -> None:

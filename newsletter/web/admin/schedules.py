@@ -32,6 +32,7 @@ from newsletter.operations import overview
 from newsletter.operations.siteedit import ABSENT, ScheduleForm, SiteEditor, version
 from newsletter.scheduling.schedules import SCHEDULES_DIR, parse_schedule
 from newsletter.web.admin.auth import Part, Signed
+from newsletter.web.admin.sources import stale_message
 
 FORM_FIELDS = 16
 
@@ -77,6 +78,9 @@ class Schedules(Part):
         if not path.is_file():
             raise NotFoundError(f"no schedule named {name!r}")
         return path
+
+    def _file_label(self, name: str | None) -> str:
+        return f"{SCHEDULES_DIR}/{name}.toml"
 
     def _templates(self) -> list[str]:
         folder = self.settings.site_dir / "templates"
@@ -178,8 +182,8 @@ class Schedules(Part):
 
         try:
             done = await run_in_threadpool(act)
-        except StaleRecord as exc:
-            stale = gettext(str(exc))
+        except StaleRecord:
+            stale = stale_message(signed.language, self._file_label(existing))
             return await run_in_threadpool(
                 partial(self._fresh_form, request, signed, existing, error=stale, status=409)
             )
@@ -219,8 +223,8 @@ class Schedules(Part):
 
         try:
             await run_in_threadpool(act)
-        except StaleRecord as exc:
-            error, status = gettext(str(exc)), 409
+        except StaleRecord:
+            error, status = stale_message(signed.language, self._file_label(name)), 409
         except InputError as exc:
             error, status = gettext(str(exc)), 400
         else:

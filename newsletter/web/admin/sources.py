@@ -101,6 +101,9 @@ class Sources(Part):
 
     # -- changing the sources ----------------------------------------------------------------
 
+    def _file_label(self, name: str | None) -> str:
+        return self.settings.config_file.name
+
     def _source(self, name: str) -> SourceConfig:
         for source in self.settings.sources:
             if source.name == name:
@@ -175,8 +178,8 @@ class Sources(Part):
 
         try:
             done = await run_in_threadpool(act)
-        except StaleRecord as exc:
-            stale = gettext(str(exc))
+        except StaleRecord:
+            stale = stale_message(signed.language, self._file_label(existing))
             return await run_in_threadpool(
                 partial(self._fresh_form, request, signed, existing, error=stale, status=409)
             )
@@ -216,8 +219,8 @@ class Sources(Part):
 
         try:
             await run_in_threadpool(act)
-        except StaleRecord as exc:
-            error, status = gettext(str(exc)), 409
+        except StaleRecord:
+            error, status = stale_message(signed.language, self._file_label(name)), 409
         except InputError as exc:
             error, status = gettext(str(exc)), 400
         else:
@@ -278,3 +281,12 @@ def _posted_values(posted: SourceForm) -> dict[str, Any]:
         "interval_minutes": posted.interval_minutes,
         "allow_private": posted.allow_private,
     }
+
+
+def stale_message(language: str, file: str) -> str:
+    """The page's words for a form shown before someone else changed the file (StaleRecord)."""
+    gettext = translations(language).gettext
+    return gettext(
+        "%(file)s was changed since this form was shown (by someone else, or by hand), so nothing "
+        "was saved. The form now shows the file as it is: make your change again."
+    ) % {"file": file}
