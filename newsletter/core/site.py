@@ -139,7 +139,9 @@ class LiveSite:
         self._base = site
         self._site = site
         self._path = site.settings.config_file
-        self._key = file_key(self._path)
+        # Not the file's key: the site may have been opened before the file last changed,
+        # so the first look reads the file.
+        self._key: FileKey = (-1, -1, -1)
         self._lock = threading.Lock()
 
     def current(self) -> Site:

@@ -162,7 +162,7 @@ class SiteEditor:
             tables.remove(table)
             if not len(tables):
                 document.remove("sources")
-            new_text = tomlkit.dumps(document)
+            new_text = _same_ending(text, tomlkit.dumps(document))
             self._check_config(new_text)
             self._write(self.config_file, new_text, "source-remove", name, values=old)
 
@@ -384,6 +384,12 @@ def _parse(path: Path, text: str) -> tomlkit.TOMLDocument:
         return tomlkit.parse(text)
     except TOMLKitError as exc:
         raise InputError(f"{path.name} is not valid TOML ({exc}); fix it by hand first") from None
+
+
+def _same_ending(old: str, new: str) -> str:
+    """``new`` ending in as many newlines as ``old`` did (removing the last table leaves a blank line)."""
+    ending = len(old) - len(old.rstrip("\n"))
+    return new.rstrip("\n") + "\n" * ending if new.strip() else new
 
 
 def _source_table(document: tomlkit.TOMLDocument, name: str) -> Table:
