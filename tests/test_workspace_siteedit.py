@@ -478,3 +478,16 @@ def test_the_file_is_replaced_at_once_with_its_mode(tmp_path: Path) -> None:
     assert target.read_text(encoding="utf-8") == "new = 2\n"
     assert target.stat().st_mode & 0o777 == 0o640
     assert [p.name for p in tmp_path.iterdir()] == ["newsletter.toml"]
+
+
+def test_the_running_app_follows_a_hand_edit_of_the_sources(ws: Workspace) -> None:
+    """A source added to newsletter.toml by hand (or by `git pull`) shows on the page without a restart."""
+    config = ws.cli.site / "newsletter.toml"
+    admin = session_for(ws, ADMIN)
+    assert 'id="source-by-hand"' not in admin.get("/admin/sources").text
+    added = '\n[[sources]]\nname = "by-hand"\nurl = "https://example.org/by-hand.xml"\ngroups = ["uk"]\n'
+    config.write_text(config.read_text(encoding="utf-8") + added, encoding="utf-8")
+    page = admin.get("/admin/sources").text
+    assert 'id="source-by-hand"' in page
+    form = admin.get("/admin/schedules/new").text
+    assert "May use {{ group.name }}." in form
