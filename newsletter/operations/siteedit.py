@@ -158,7 +158,7 @@ class SiteEditor:
             tables = document.get("sources")
             table = _source_table(document, name)
             assert isinstance(tables, AoT)
-            old = _plain(dict(table))
+            old = table.unwrap()
             tables.remove(table)
             if not len(tables):
                 document.remove("sources")
@@ -256,7 +256,7 @@ class SiteEditor:
         if not path.exists():
             raise NotFoundError(f"no schedule named {name!r}")
         with self._editing(path, seen) as text:
-            old = _plain(dict(_parse(path, text)))
+            old = _parse(path, text).unwrap()
             with self.site.transaction() as session:
                 audit.record(
                     session, "schedule-remove", actor=self.actor, source="web", name=name, values=old
