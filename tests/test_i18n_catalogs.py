@@ -28,7 +28,7 @@ PACKAGE = Path(newsletter.__file__).parent
 LANGUAGES = ("de", "fr")
 
 # The modules whose errors reach a page through ``gettext(str(exc))`` (the workspace's
-# sign-in, notifications-stop, items and users pages, the subscriber's links). Only their
+# sign-in, notifications-stop, items, users, sources and schedules pages, the subscriber's links). Only their
 # fixed messages can be translated; messages built with f-strings stay English.
 ERROR_MODULES = (
     "core/tokens.py",
@@ -38,6 +38,9 @@ ERROR_MODULES = (
     "pool/review.py",
     "web/admin/items.py",
     "web/admin/users.py",
+    "operations/siteedit.py",
+    "web/admin/sources.py",
+    "web/admin/schedules.py",
 )
 ERRORS = dict.fromkeys(("BadToken", "InputError", "StateError", "NotFoundError", "Forbidden"))
 

@@ -10,6 +10,7 @@ from newsletter.cli.output import echo, emit_json, log_handler, table
 from newsletter.collecting.collect import collect as collect_sources
 from newsletter.core.errors import InputError, StateError
 from newsletter.core.models import utcnow
+from newsletter.core.site import LiveSite
 from newsletter.delivery.transports import open_transport
 from newsletter.operations import notifications
 from newsletter.scheduling.daemon import Chore, Daemon, describe
@@ -151,9 +152,11 @@ def daemon(app: AppContext, /, verbose: bool) -> None:
         logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = app.site.settings
     site = app.site
+    # The notices about failing sources follow the sources the workspace edits.
+    live = LiveSite(site)
 
     def notify(now: datetime) -> None:
-        notifications.run(site, lambda: open_transport(settings), now)
+        notifications.run(live.current(), lambda: open_transport(settings), now)
 
     chores = [Chore("notifications", NOTIFY_SECONDS, notify)]
     Daemon(site, lambda: open_transport(settings), chores=chores).run()

@@ -152,6 +152,15 @@ def read_config(site_dir: Path) -> ConfigFile:
         return ConfigFile(path, "", None, (Problem(path, None, "", f"not UTF-8 text ({exc.reason})"),))
     except OSError as exc:
         return ConfigFile(path, "", None, (Problem.unreadable(path, exc),))
+    return parse_config(path, text)
+
+
+def parse_config(path: Path, text: str) -> ConfigFile:
+    """Parse and validate the text of ``newsletter.toml`` as :func:`read_config` does.
+
+    The workspace's editor validates the text it is about to write with this, so a
+    change that ``newsletter check`` would refuse is refused before the file is touched.
+    """
     try:
         raw = load_toml(text)
     except tomllib.TOMLDecodeError as exc:
@@ -174,7 +183,18 @@ def _validate(raw: dict[str, Any], path: Path, text: str) -> tuple[SiteConfig | 
     except ValidationError as exc:
         return None, problems + problems_from(exc, path, text)
     known = set(config.groups)
+    names: set[str] = set()
     for index, source in enumerate(config.sources):
+        if source.name in names:
+            problems.append(
+                Problem(
+                    path,
+                    locate(text, ("sources", index, "name")),
+                    f"sources.{source.name}.name",
+                    f"two sources are named {source.name!r}; give each source a name of its own",
+                )
+            )
+        names.add(source.name)
         for slug in source.groups:
             if slug != "*" and slug not in known:
                 problems.append(

@@ -23,7 +23,7 @@ from newsletter.delivery.dkim import read_signer
 from newsletter.delivery.transports.relayconfig import smtp_problems
 from newsletter.editions.build import DEFAULT_SUBJECT
 from newsletter.editions.render import MJML_TAGS, EditionContent, PoolItem, Renderer
-from newsletter.scheduling.schedules import SCHEDULES_DIR, Schedule, load_schedules
+from newsletter.scheduling.schedules import SCHEDULES_DIR, Schedule, load_schedules, parse_schedule
 
 TEMPLATES_DIR = "templates"
 # mjml-python copies an unknown tag into the HTML without a word, so typos are caught
@@ -114,23 +114,35 @@ def _sample_items(language: str) -> list[PoolItem]:
     ]
 
 
-def _trial_renders(settings: Settings, config_text: str, schedules: list[Schedule]) -> list[Problem]:
+def _trial_renders(
+    settings: Settings,
+    config_text: str,
+    schedules: list[Schedule],
+    *,
+    groups_too: bool = True,
+    texts: dict[str, str] | None = None,
+) -> list[Problem]:
     """Render a sample edition for each group (and each schedule's template and subject).
 
     Parsing finds syntax errors only; a misspelt variable (``item.titel``) or a filter
     that fails shows only when a template is rendered, and would stop every build.
+    ``groups_too`` False renders the schedules' editions only; ``texts`` gives a
+    schedule file's text by schedule name when it is not (yet) the file on disk.
     """
     site_dir = settings.site_dir
     renderer = Renderer(settings)
     # What to render -> who asks for it, and where its subject line is written.
     wanted: dict[tuple[str, str, str], tuple[str, Path, int | None]] = {}
-    for slug, group in settings.groups.items():
+    for slug, group in settings.groups.items() if groups_too else ():
         subject_line = locate(config_text, ("groups", slug, "subject"))
         origin = (f"group {slug}", site_dir / CONFIG_FILE, subject_line)
         wanted.setdefault((slug, group.template, group.subject or DEFAULT_SUBJECT), origin)
     for schedule in schedules:
         path = site_dir / SCHEDULES_DIR / f"{schedule.name}.toml"
-        subject_line = locate(path.read_text(encoding="utf-8", errors="replace"), ("subject",))
+        text = (texts or {}).get(schedule.name)
+        if text is None:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        subject_line = locate(text, ("subject",))
         for slug in schedule.groups:
             template = schedule.template or settings.group(slug).template
             origin = (f"schedule {schedule.name} for {slug}", path, subject_line)
@@ -230,14 +242,37 @@ def _schedule_files(site_dir: Path, schedules: list[Schedule], environment: Envi
     for schedule in schedules:
         path = site_dir / SCHEDULES_DIR / f"{schedule.name}.toml"
         text = path.read_text(encoding="utf-8", errors="replace")
-        for suffix in (".mjml.j2", ".txt.j2") if schedule.template else ():
-            wanted = site_dir / TEMPLATES_DIR / f"{schedule.template}{suffix}"
-            if not wanted.is_file():
-                message = f"{wanted.relative_to(site_dir)} does not exist"
-                problems.append(Problem(path, locate(text, ("template",)), "template", message))
-        try:
-            environment.parse(schedule.subject)
-        except TemplateSyntaxError as exc:
-            message = f"template syntax error: {exc.message}"
-            problems.append(Problem(path, locate(text, ("subject",)), "subject", message))
+        problems.extend(_schedule_file(site_dir, schedule, path, text, environment))
     return problems
+
+
+def _schedule_file(
+    site_dir: Path, schedule: Schedule, path: Path, text: str, environment: Environment
+) -> list[Problem]:
+    problems = []
+    for suffix in (".mjml.j2", ".txt.j2") if schedule.template else ():
+        wanted = site_dir / TEMPLATES_DIR / f"{schedule.template}{suffix}"
+        if not wanted.is_file():
+            message = f"{wanted.relative_to(site_dir)} does not exist"
+            problems.append(Problem(path, locate(text, ("template",)), "template", message))
+    try:
+        environment.parse(schedule.subject)
+    except TemplateSyntaxError as exc:
+        message = f"template syntax error: {exc.message}"
+        problems.append(Problem(path, locate(text, ("subject",)), "subject", message))
+    return problems
+
+
+def check_schedule_text(settings: Settings, path: Path, text: str) -> list[Problem]:
+    """What ``check`` would say of one schedule file whose text is ``text`` (not yet written).
+
+    The same steps as for the files on disk: parse and validate (``load_schedules``), the
+    template and subject (``_schedule_files``), and a sample edition rendered with them.
+    """
+    schedule, problems = parse_schedule(path, text, settings.groups)
+    if schedule is None or problems:
+        return problems
+    problems = _schedule_file(settings.site_dir, schedule, path, text, Environment(autoescape=True))
+    if problems:
+        return problems
+    return _trial_renders(settings, "", [schedule], groups_too=False, texts={schedule.name: text})

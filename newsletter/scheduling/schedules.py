@@ -75,31 +75,46 @@ def load_schedules(site_dir: Path, groups: Mapping[str, GroupConfig]) -> tuple[l
         except OSError as exc:
             problems.append(Problem.unreadable(path, exc))
             continue
-        try:
-            raw = load_toml(text)
-        except tomllib.TOMLDecodeError as exc:
-            line = re.search(r"line (\d+)", str(exc))
-            problems.append(Problem(path, int(line.group(1)) if line else None, "", f"invalid TOML: {exc}"))
-            continue
-        try:
-            schedule = Schedule.model_validate({"name": path.stem, **raw})
-        except ValidationError as exc:
-            for error in exc.errors():
-                loc = tuple(error["loc"])
-                message = str(error["msg"]).removeprefix("Value error, ")
-                if error["type"] == "extra_forbidden":
-                    message = "unknown setting"
-                problems.append(Problem(path, locate(text, loc), ".".join(map(str, loc)), message))
-            continue
-        for slug in schedule.groups:
-            if slug not in groups:
-                problems.append(
-                    Problem(
-                        path,
-                        locate(text, ("groups",)),
-                        "groups",
-                        f"unknown group {slug!r} (known: {', '.join(sorted(groups))})",
-                    )
-                )
-        schedules.append(schedule)
+        schedule, found = parse_schedule(path, text, groups)
+        problems.extend(found)
+        if schedule is not None:
+            schedules.append(schedule)
     return schedules, problems
+
+
+def parse_schedule(
+    path: Path, text: str, groups: Mapping[str, GroupConfig]
+) -> tuple[Schedule | None, list[Problem]]:
+    """One schedule file's text (named by ``path``'s stem): the schedule, and its problems.
+
+    A schedule naming an unknown group is returned with that problem (the scheduler
+    skips the group); one that does not parse or validate is None. The workspace's
+    editor validates the text it is about to write with this, before writing it.
+    """
+    try:
+        raw = load_toml(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = re.search(r"line (\d+)", str(exc))
+        return None, [Problem(path, int(line.group(1)) if line else None, "", f"invalid TOML: {exc}")]
+    try:
+        schedule = Schedule.model_validate({"name": path.stem, **raw})
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            message = str(error["msg"]).removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = "unknown setting"
+            problems.append(Problem(path, locate(text, loc), ".".join(map(str, loc)), message))
+        return None, problems
+    problems = [
+        Problem(
+            path,
+            locate(text, ("groups",)),
+            "groups",
+            f"unknown group {slug!r} (known: {', '.join(sorted(groups))})",
+        )
+        for slug in schedule.groups
+        if slug not in groups
+    ]
+    return schedule, problems

@@ -21,7 +21,8 @@ from newsletter.accounts import sessions, users
 from newsletter.accounts.permissions import Actor
 from newsletter.core.errors import Forbidden, NotFoundError
 from newsletter.core.i18n import translations
-from newsletter.core.site import Site
+from newsletter.core.settings import Settings
+from newsletter.core.site import LiveSite, Site
 from newsletter.web.pages import Pages
 
 SESSION_COOKIE = "nl_session"
@@ -46,12 +47,21 @@ class Workspace:
     """What every workspace page shares: the site, the pages, the clock, and the session cookie."""
 
     def __init__(self, site: Site, pages: Pages, clock: Callable[[], datetime]) -> None:
-        self.site = site
-        self.settings = site.settings
+        # The sources follow newsletter.toml as admins edit it (core/site.py LiveSite).
+        self.live = LiveSite(site)
         self.pages = pages
         self.clock = clock
         self.idle = timedelta(minutes=self.settings.accounts.session_idle_minutes)
         self.secure = self.settings.site.base_url.startswith("https://")
+
+    @property
+    def site(self) -> Site:
+        """The site, with the sources ``newsletter.toml`` declares now."""
+        return self.live.current()
+
+    @property
+    def settings(self) -> Settings:
+        return self.site.settings
 
     def language(self, request: Request) -> str:
         return self.pages.language(request, self.settings.site.language)
@@ -130,6 +140,13 @@ class Part:
 
     def __init__(self, workspace: Workspace) -> None:
         self.workspace = workspace
-        self.site = workspace.site
-        self.settings = workspace.settings
         self.pages = workspace.pages
+
+    @property
+    def site(self) -> Site:
+        """The workspace's site as it is now (its sources follow ``newsletter.toml``)."""
+        return self.workspace.site
+
+    @property
+    def settings(self) -> Settings:
+        return self.workspace.site.settings

@@ -1,25 +1,41 @@
-"""The sources page: every source with its health, and "Fetch now" for those who manage them.
+"""The sources page: every source with its health; admins add, change, remove and fetch them.
 
-GET  /admin/sources                      every source: last fetched, last success, last error,
-                                         failures in a row (``sources.read``)
-POST /admin/sources/{source_name}/fetch  collect that one source now, as ``newsletter collect
-                                         --source NAME`` does, and show the result (``sources.manage``)
+GET  /admin/sources                       every source: last fetched, last success, last error,
+                                          failures in a row (``sources.read``)
+POST /admin/sources/{source_name}/fetch   collect that one source now, as ``newsletter collect
+                                          --source NAME`` does, and show the result (``sources.manage``)
+GET  /admin/sources/new  POST             the form for a new source; POST adds it (``sources.manage``)
+GET  /admin/sources/{source_name}/edit  POST
+                                          the source's form; POST saves the change (``sources.manage``)
+POST /admin/sources/{source_name}/remove  take the source out of the site (``sources.manage``)
 
-Sources are declared in ``newsletter.toml``, which is under version control with the
-rest of the site folder: the page says so, and does not edit them. A source's groups
-are shown only as far as the person may see them.
+Sources are declared in ``newsletter.toml``, under version control with the rest of the
+site folder: a change made here is written there (``operations/siteedit.py``: comments
+and layout kept, validated first, atomic, refused if the file changed since the form
+was shown) and the audit log names who made it. Editors see the page without any form.
+A source's groups are shown only as far as the person may see them.
 """
 
+from functools import partial
+from typing import Any
+
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from newsletter.accounts.permissions import can, require, visible_groups
 from newsletter.collecting.collect import SourceReport
-from newsletter.core.errors import NotFoundError
+from newsletter.core.errors import InputError, NotFoundError, StaleRecord
+from newsletter.core.i18n import translations
+from newsletter.core.sections import SourceConfig
 from newsletter.operations import overview
+from newsletter.operations.siteedit import SiteEditor, SourceForm, version
 from newsletter.web.admin.auth import Part, Signed
+
+# A source's form: its fields, one box per group, the CSRF token and the file's version.
+FORM_FIELDS = 16
 
 
 class Sources(Part):
@@ -27,7 +43,10 @@ class Sources(Part):
         signed_in = self.workspace.signed_in
         return [
             Route("/admin/sources", signed_in(self.listing)),
+            Route("/admin/sources/new", signed_in(self.new), methods=["GET", "POST"]),
             Route("/admin/sources/{source_name}/fetch", signed_in(self.fetch), methods=["POST"]),
+            Route("/admin/sources/{source_name}/edit", signed_in(self.edit), methods=["GET", "POST"]),
+            Route("/admin/sources/{source_name}/remove", signed_in(self.remove), methods=["POST"]),
         ]
 
     def _rows(self, signed: Signed) -> list[dict[str, object]]:
@@ -45,7 +64,13 @@ class Sources(Part):
         ]
 
     def _page(
-        self, request: Request, signed: Signed, *, result: SourceReport | None = None, status: int = 200
+        self,
+        request: Request,
+        signed: Signed,
+        *,
+        result: SourceReport | None = None,
+        done: str = "",
+        status: int = 200,
     ) -> Response:
         return self.pages.page(
             request,
@@ -57,6 +82,7 @@ class Sources(Part):
             manage=can(signed.actor, "sources.manage", None),
             config_file=self.settings.config_file.name,
             result=result,
+            done=done,
         )
 
     async def listing(self, request: Request, signed: Signed) -> Response:
@@ -72,3 +98,195 @@ class Sources(Part):
             raise NotFoundError(f"no source {name!r}")
         report = await run_in_threadpool(overview.fetch_now, self.site, name, actor=signed.actor.label)
         return await run_in_threadpool(self._page, request, signed, result=report)
+
+    # -- changing the sources ----------------------------------------------------------------
+
+    def _file_label(self, name: str | None) -> str:
+        return self.settings.config_file.name
+
+    def _source(self, name: str) -> SourceConfig:
+        for source in self.settings.sources:
+            if source.name == name:
+                return source
+        raise NotFoundError(f"no source {name!r}")
+
+    def _form_page(
+        self,
+        request: Request,
+        signed: Signed,
+        *,
+        values: dict[str, Any],
+        existing: str | None,
+        seen: str,
+        error: str = "",
+        status: int = 200,
+    ) -> Response:
+        return self.pages.page(
+            request,
+            "admin/source-form.html.j2",
+            language=signed.language,
+            status=status,
+            actor=signed.actor,
+            existing=existing,
+            values=values,
+            seen=seen,
+            error=error,
+            groups={slug: config.name for slug, config in self.settings.groups.items()},
+            config_file=self.settings.config_file.name,
+        )
+
+    def _fresh_form(self, request: Request, signed: Signed, name: str | None, **keep: Any) -> Response:
+        """The form as the file is now: the source's values (or a new source's defaults)."""
+        seen = version(self.settings.config_file)
+        if name is None:
+            values = _values(SourceConfig(name="", url="", groups=()))
+        else:
+            values = _values(self._source(name))
+        return self._form_page(request, signed, values=values, existing=name, seen=seen, **keep)
+
+    async def new(self, request: Request, signed: Signed) -> Response:
+        require(signed.actor, "sources.manage", None)
+        if request.method == "GET":
+            return await run_in_threadpool(self._fresh_form, request, signed, None)
+        return await self._save(request, signed, None)
+
+    async def edit(self, request: Request, signed: Signed) -> Response:
+        require(signed.actor, "sources.manage", None)
+        name = request.path_params["source_name"]
+        if request.method == "GET":
+            return await run_in_threadpool(self._fresh_form, request, signed, name)
+        await run_in_threadpool(self._source, name)
+        return await self._save(request, signed, name)
+
+    async def _save(self, request: Request, signed: Signed, existing: str | None) -> Response:
+        form = await self.pages.form(request, max_fields=FORM_FIELDS + len(self.settings.groups))
+        if form is None:
+            return self.pages.rejected(request, signed.language)
+        gettext = translations(signed.language).gettext
+        posted = _posted(form, existing)
+        editor = SiteEditor(self.site, signed.actor.label)
+        seen = str(form.get("version", ""))
+
+        def act() -> str:
+            if not seen:
+                raise InputError("the form is incomplete: reload the page and try again")
+            if existing is None:
+                editor.add_source(posted, seen)
+                return gettext("The source %(name)s was added to %(file)s.")
+            editor.change_source(existing, posted, seen)
+            return gettext("The source %(name)s was changed in %(file)s.")
+
+        try:
+            done = await run_in_threadpool(act)
+        except StaleRecord:
+            stale = stale_message(signed.language, self._file_label(existing))
+            return await run_in_threadpool(
+                partial(self._fresh_form, request, signed, existing, error=stale, status=409)
+            )
+        except InputError as exc:
+            error = gettext(str(exc))
+            return await run_in_threadpool(
+                partial(
+                    self._form_page,
+                    request,
+                    signed,
+                    values=_posted_values(posted),
+                    existing=existing,
+                    seen=seen,
+                    error=error,
+                    status=400,
+                )
+            )
+        message = done % {"name": posted.name, "file": self.settings.config_file.name}
+        return await run_in_threadpool(lambda: self._page(request, signed, done=message))
+
+    async def remove(self, request: Request, signed: Signed) -> Response:
+        require(signed.actor, "sources.manage", None)
+        name = request.path_params["source_name"]
+        await run_in_threadpool(self._source, name)
+        form = await self.pages.form(request)
+        if form is None:
+            return self.pages.rejected(request, signed.language)
+        gettext = translations(signed.language).gettext
+        seen = str(form.get("version", ""))
+
+        def act() -> None:
+            if form.get("confirm") != "yes":
+                raise InputError(f"tick the box to confirm that the source {name} should be removed")
+            if not seen:
+                raise InputError("the form is incomplete: reload the page and try again")
+            SiteEditor(self.site, signed.actor.label).remove_source(name, seen)
+
+        try:
+            await run_in_threadpool(act)
+        except StaleRecord:
+            error, status = stale_message(signed.language, self._file_label(name)), 409
+        except InputError as exc:
+            error, status = gettext(str(exc)), 400
+        else:
+            error, status = "", 200
+        if error:
+            return await run_in_threadpool(
+                partial(self._fresh_form, request, signed, name, error=error, status=status)
+            )
+        message = gettext("The source %(name)s was removed from %(file)s; its items stay.") % {
+            "name": name,
+            "file": self.settings.config_file.name,
+        }
+        return await run_in_threadpool(lambda: self._page(request, signed, done=message))
+
+
+def _posted(form: FormData, existing: str | None) -> SourceForm:
+    def text(key: str, default: str = "") -> str:
+        return str(form.get(key, default))
+
+    return SourceForm(
+        name=existing if existing is not None else text("name").strip(),
+        url=text("url"),
+        topic=text("topic"),
+        groups=tuple(str(g) for g in form.getlist("group")),
+        approval=text("approval", "editor"),
+        since_days=text("since_days"),
+        language=text("language", "en"),
+        interval_minutes=text("interval_minutes", "60"),
+        allow_private=form.get("allow_private") == "yes",
+    )
+
+
+def _values(config: SourceConfig) -> dict[str, Any]:
+    """A source's values as the form shows them."""
+    return {
+        "name": config.name,
+        "url": config.url,
+        "topic": config.topic,
+        "groups": list(config.groups),
+        "approval": config.approval,
+        "since_days": "" if config.since_days is None else str(config.since_days),
+        "language": config.language,
+        "interval_minutes": str(config.interval_minutes),
+        "allow_private": config.allow_private,
+    }
+
+
+def _posted_values(posted: SourceForm) -> dict[str, Any]:
+    """What was posted, shown again in the form next to the message saying what is wrong."""
+    return {
+        "name": posted.name,
+        "url": posted.url,
+        "topic": posted.topic,
+        "groups": list(posted.groups),
+        "approval": posted.approval,
+        "since_days": posted.since_days,
+        "language": posted.language,
+        "interval_minutes": posted.interval_minutes,
+        "allow_private": posted.allow_private,
+    }
+
+
+def stale_message(language: str, file: str) -> str:
+    """The page's words for a form shown before someone else changed the file (StaleRecord)."""
+    gettext = translations(language).gettext
+    return gettext(
+        "%(file)s was changed since this form was shown (by someone else, or by hand), so nothing "
+        "was saved. The form now shows the file as it is: make your change again."
+    ) % {"file": file}
