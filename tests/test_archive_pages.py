@@ -15,7 +15,10 @@ from pathlib import Path
 
 import feedparser
 import pytest
+from click.testing import CliRunner
 
+from newsletter.cli import main
+from newsletter.core.i18n import LOCALES
 from newsletter.delivery import runner
 from newsletter.editions.archive import feed_html, shorten, split_document
 from newsletter.editions.render import Renderer
@@ -298,8 +301,6 @@ def test_each_public_page_has_its_own_translated_title(page_web: Web, language: 
 
 def test_french_strings_use_no_break_spaces_before_high_punctuation() -> None:
     """No French translation has a plain space (which may break a line) before : ; ! or ?."""
-    from newsletter.core.i18n import LOCALES
-
     catalog = (LOCALES / "fr" / "LC_MESSAGES" / "newsletter.po").read_text(encoding="utf-8")
     translations = [line for line in catalog.splitlines() if line.startswith("msgstr")]
     assert translations
@@ -314,3 +315,17 @@ def test_german_greeting_is_followed_by_a_lower_case_line(web: Web, cli: Cli) ->
     text = body_of(delivered).get_body(("plain",))
     assert text is not None
     assert re.search(r"Guten Tag,\s*\nhier sind die neuesten Nachrichten", text.get_content())
+
+
+def test_check_renders_the_archive_branch_of_a_template(site_dir: Path) -> None:
+    """`check` renders the archive's copy too: a mistake only there is found before a build."""
+    template = site_dir / "templates" / "digest.mjml.j2"
+    text = template.read_text(encoding="utf-8")
+    template.write_text(
+        text.replace("<mj-body", "{% if archive %}{{ no_such_value }}{% endif %}\n  <mj-body", 1),
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(main, ["--site", str(site_dir), "check"])
+    assert result.exit_code != 0
+    assert "no_such_value" in result.output
+    assert "digest.mjml.j2" in result.output

@@ -147,6 +147,8 @@ def _trial_renders(settings: Settings, config_text: str, schedules: list[Schedul
         )  # fmt: skip
         try:
             renderer.render(content, base_language(group.language), allow_large=True)
+            # The archive's copy takes the template's other branch (``archive`` set).
+            renderer.render(content, base_language(group.language), allow_large=True, archive=True)
         except RenderError as exc:
             file, _, line = (exc.location or "").rpartition(":")
             if file:
