@@ -22,7 +22,7 @@ from newsletter.core.i18n import LOCALES
 from newsletter.delivery import runner
 from newsletter.editions.archive import feed_html, shorten, split_document
 from newsletter.editions.render import Renderer
-from tests.conftest import Cli, migrated
+from tests.conftest import Cli, chromium, migrated, needs_chromium
 from tests.test_web import Web, _factory, body_of, confirm_path, sign_up, subscribe, token
 
 BASE = "https://news.example.org"
@@ -329,3 +329,20 @@ def test_check_renders_the_archive_branch_of_a_template(site_dir: Path) -> None:
     assert result.exit_code != 0
     assert "no_such_value" in result.output
     assert "digest.mjml.j2" in result.output
+
+
+@needs_chromium
+def test_an_edition_page_reads_as_a_page_in_a_browser_at_phone_width(web: Web, cli: Cli) -> None:
+    """In Chromium at 375 px: one main, one h1, the navigation landmarks, nothing wider than the screen."""
+    edition = send(web, cli, "cepiug", "Espacenet gets a new look")
+    markup = web.client.get(f"/archive/cepiug/{edition}").text
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 375, "height": 800})
+        page.set_content(markup)
+        assert page.get_by_role("main").count() == 1
+        assert page.get_by_role("heading", level=1).count() == 1
+        assert page.get_by_role("banner").count() == 1
+        assert page.get_by_role("navigation").count() == 2
+        assert page.get_by_role("link", name="All editions").count() == 1
+        assert page.get_by_text("Espacenet gets a new look").first.is_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
