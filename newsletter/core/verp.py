@@ -74,12 +74,12 @@ class ReturnPaths:
 
 
 def encode(bounce_address: str, key: str, edition_id: int, subscriber_id: int) -> str:
-    """One VERP address (to make many of one edition, keep a :class:`ReturnPaths`)."""
+    """One edition's VERP address on ``bounce_address`` (the encoding; messages: :func:`envelope_senders`)."""
     return ReturnPaths(bounce_address, key, edition_id).address(subscriber_id)
 
 
 def probe_address(bounce_address: str, key: str, probe_id: int, subscriber_id: int) -> str:
-    """The envelope sender of one probe: a bounce to it names the probe and its subscriber."""
+    """One probe's VERP address on ``bounce_address`` (the encoding; probes use :func:`envelope_senders`)."""
     return ReturnPaths(bounce_address, key, probe_id, "probe").address(subscriber_id)
 
 
@@ -97,7 +97,7 @@ def envelope_senders(
 
 
 def decode(address: str, key: str) -> VerpAddress | None:
-    """The edition (or probe) and subscriber a VERP address names, or None if not ours or forged."""
+    """The edition, probe or user and the subscriber a VERP address names; None if not ours or forged."""
     match = PATTERN.match(address.strip().strip("<>").lower())
     if match is None:
         return None

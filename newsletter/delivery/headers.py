@@ -180,7 +180,7 @@ class ListHeaders:
     """The header values of one list's messages: one edition's, or (edition 0) its confirmations.
 
     Probes (``probes.py``) are edition 0 too, as ``campaign="probe"``, and replace the
-    VERP sender with their own (``verp.probe_address``).
+    VERP sender with their own (``verp.envelope_senders(settings, "probe", ...)``).
     """
 
     def __init__(
