@@ -190,7 +190,7 @@ STRINGS: dict[str, dict[str, Any]] = {
         "issued": "3 décembre 2026",
         "deadline": "Date limite de réponse: 15 janvier 2027",  # the test puts in the language's colon
         "sections": [
-            "Enquêtes : votre avis est attendu",
+            "Enquêtes\u00a0: votre avis est attendu",
             "Événements et webinaires",
             "Produits et bases de données",
             "Rapports",
@@ -293,7 +293,8 @@ def test_digest_in_each_group_and_language(settings: Settings, group: str, langu
         # (the text part writes section titles in capitals).
         position = part.find(deadline) - 200
         for title in strings["sections"]:
-            position = part.find(title.upper() if part is rendered.text else title, position + 1)
+            shown = title.upper() if part is rendered.text else title.replace("\u00a0", " ")
+            position = part.find(shown, position + 1)
             assert position != -1, (title, language)
         # Events in the group's zone, the earlier one first.
         assert f"{strings['when']}{colon} {WEBINAR_DAY[language]}, {WEBINAR_TIME[group]}" in part

@@ -221,8 +221,9 @@ def test_list_json_fields_and_table(cli: Cli) -> None:
     """`list --json` gives each member's fields; the table shows the same rows; an empty group says (none)."""
     cli("subscribers", "add", "dach", "Anna Keller <anna@example.net>", "--language", "de")
     (member,) = json.loads(cli("subscribers", "list", "dach", "--json").stdout)
-    assert set(member) == {"email", "name", "language", "status", "source", "since", "fields"}
+    assert set(member) == {"email", "name", "language", "status", "source", "since", "fields", "bounce_score"}
     assert member["fields"] == {}
+    assert member["bounce_score"] == 0
     assert (member["email"], member["name"], member["language"], member["status"], member["source"]) == (
         "anna@example.net",
         "Anna Keller",

@@ -31,6 +31,8 @@ class Link:
     email: str
     name: str
     expires_at: datetime
+    # The user's id: the email's envelope sender names it (``verp.envelope_senders``).
+    user_id: int = 0
 
     def url(self, settings: Settings) -> str:
         return f"{settings.site.base_url}{SIGN_IN_PATH}{self.token}"
@@ -42,7 +44,7 @@ def _issue(session: Session, user: User, now: datetime) -> Link:
     session.add(
         SignInToken(token_hash=digest(token), user_id=user.id or 0, created_at=now, expires_at=expires)
     )
-    return Link(token, user.email, user.name, expires)
+    return Link(token, user.email, user.name, expires, user.id or 0)
 
 
 def request_link(session: Session, email: str, *, now: datetime) -> Link | None:

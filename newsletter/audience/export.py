@@ -29,6 +29,8 @@ class Member:
     since: str
     # The site's custom fields that are set: name -> value.
     fields: Mapping[str, str] = field(default_factory=dict)
+    # The membership's bounce score (``feedback/policy.py``): at the threshold it ends.
+    bounce_score: float = 0.0
 
     @classmethod
     def of(cls, subscriber: Subscriber, membership: Membership) -> "Member":
@@ -40,6 +42,7 @@ class Member:
             membership.source,
             membership.created_at.isoformat(timespec="seconds"),
             dict(subscriber.field_values or {}),
+            membership.bounce_score,
         )
 
 

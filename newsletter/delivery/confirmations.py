@@ -10,7 +10,9 @@ sends each through the transport it is given and records what happened:
 - a temporary failure (relay down, 4xx) puts the row back with a later ``due_at``
   (1, 5, 15 minutes, then hourly); after :data:`GIVE_UP_AFTER` it is ``failed``;
 - a permanent refusal (5xx) or a message that cannot be built is ``failed`` at once,
-  with the reason in ``last_error``; the rest of the queue goes on.
+  with the reason in ``last_error``; the rest of the queue goes on. A 5xx reply for the
+  recipient is also a bounce of the pending member, through the bounce policy (a
+  ``550 5.1.1`` is a hard one), as a refused edition is.
 
 A claim is a conditional update (``queued`` and due, or ``sending`` with its lease
 run out), so several drainers (a worker, the daemon) never send one row twice; a
@@ -33,6 +35,7 @@ from newsletter.core.tokens import Signer
 from newsletter.delivery.confirmation import confirmation_message
 from newsletter.delivery.lease import new_owner
 from newsletter.delivery.transports.base import Transport
+from newsletter.feedback import policy
 
 log = logging.getLogger("newsletter.delivery.confirmations")
 
@@ -115,6 +118,39 @@ def _finish(site: Site, row_id: int, owner: str, **values: object) -> None:
         )
 
 
+def _refused(
+    site: Site,
+    row_id: int,
+    owner: str,
+    subscriber_id: int,
+    group_id: int,
+    refusal: PermanentFailure,
+    now: datetime,
+) -> None:
+    """A relay's 5xx for the recipient: the row fails, and the pending member has a bounce.
+
+    The refusal goes through the bounce policy (``feedback/policy.py``), as a refusal of
+    an edition does: a 5.1.1 is a hard bounce of that pending membership. Both happen in
+    one transaction, and only while the row is still this drainer's.
+    """
+    with site.transaction() as session:
+        result = session.execute(
+            update(ConfirmationMail)
+            .where(col(ConfirmationMail.id) == row_id, col(ConfirmationMail.claimed_by) == owner)
+            .values(claimed_by=None, status=DeliveryStatus.FAILED, last_error=str(refusal)[:500])
+        )
+        if getattr(result, "rowcount", 0) != 1:
+            return
+        bounce = policy.Bounce(
+            subscriber_id,
+            permanent=True,
+            status=policy.reply_status(refusal.code, str(refusal)),
+            via="smtp",
+            group_id=group_id,
+        )
+        policy.apply(session, site.settings.bounces, bounce, actor="delivery", source="smtp", at=now)
+
+
 def _send_one(
     site: Site, signer: Signer, transport: Transport, row_id: int, owner: str, now: datetime
 ) -> tuple[str, str | None]:
@@ -135,6 +171,9 @@ def _send_one(
         transport.send(message)
     except DeliveryError as exc:
         error = str(exc)[:500]
+        if isinstance(exc, PermanentFailure) and exc.code is not None:
+            _refused(site, row_id, owner, subscription.subscriber_id, subscription.group_id, exc, now)
+            return "failed", error
         if isinstance(exc, PermanentFailure) or now - queued_at >= GIVE_UP_AFTER:
             _finish(site, row_id, owner, status=DeliveryStatus.FAILED, last_error=error)
             return "failed", error

@@ -180,7 +180,7 @@ class ListHeaders:
     """The header values of one list's messages: one edition's, or (edition 0) its confirmations.
 
     Probes (``probes.py``) are edition 0 too, as ``campaign="probe"``, and replace the
-    VERP sender with their own (``verp.probe_address``).
+    VERP sender with their own (``verp.envelope_senders(settings, "probe", ...)``).
     """
 
     def __init__(
@@ -213,7 +213,7 @@ class ListHeaders:
         self.feedback_id = f"{campaign}:{group_id}:newsletter"
         # Bound methods, not objects with __call__: the splicer calls them for every recipient.
         self.message_id = MessageIds(campaign, self.sender_domain).make
-        self.return_path = verp.ReturnPaths(settings.bounce_address, settings.signing_key, edition_id).address
+        self.return_path = verp.envelope_senders(settings, "edition", edition_id, group_slug=group_slug)
         # Tokens are the ones Signer.make gives, stamped with the time this object was made.
         self.unsubscribe_token = signer.minter("unsubscribe", group_id)
         self._preferences_token = signer.minter("preferences", group_id)

@@ -3,14 +3,15 @@
 A list's notices (confirmation, probe) carry the group's List-Id, List-Unsubscribe and
 Message-ID from ``headers.py`` (as edition 0) and go out from a VERP address the caller
 chooses (:func:`notice_message`); the workspace's own mail (sign-in links, notification
-digests) is personal (:func:`personal_message`). All are one text part, DKIM-signed when
-the site signs (:func:`text_message`).
+digests) is personal (:func:`personal_message`), from the user's own VERP address. All are
+one text part, DKIM-signed when the site signs (:func:`text_message`).
 """
 
 from collections.abc import Iterable
 from email.message import EmailMessage
 from email.utils import parseaddr
 
+from newsletter.core import verp
 from newsletter.core.settings import Settings
 from newsletter.delivery import dkim
 from newsletter.delivery.headers import (
@@ -67,6 +68,7 @@ def notice_message(
 def personal_message(
     settings: Settings,
     *,
+    user_id: int,
     email: str,
     name: str,
     subject: str,
@@ -78,8 +80,9 @@ def personal_message(
     """A message to one person of the workspace (a sign-in link, a digest), not a list's.
 
     From the site's sender, ``Auto-Submitted: auto-generated`` (RFC 3834) so that
-    auto-responders stay quiet, the site's bounce address as the envelope sender;
-    ``extra`` header fields go before Auto-Submitted.
+    auto-responders stay quiet, the user's signed VERP address as the envelope sender
+    (``verp.envelope_senders``: its bounce is recognised as ours, and names no
+    subscriber); ``extra`` header fields go before Auto-Submitted.
     """
     smtputf8, recipient, address = recipient_address(email)
     sender_name, sender_address = parseaddr(settings.site.sender)
@@ -101,7 +104,7 @@ def personal_message(
         recipient=recipient,
         smtputf8=smtputf8,
         message_id=message_id,
-        sender=settings.bounce_address,
+        sender=verp.envelope_senders(settings, "user", user_id)(0),
     )
 
 

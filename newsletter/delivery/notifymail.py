@@ -1,7 +1,7 @@
 """The notifications digest: what a person of the workspace should know, in one email.
 
 Like the sign-in email it is personal and from the site's sender, with
-``Auto-Submitted: auto-generated`` (RFC 3834) and the site's bounce address as the
+``Auto-Submitted: auto-generated`` (RFC 3834) and the user's signed VERP address as the
 envelope sender. It carries a signed "stop these notifications" link, also as
 ``List-Unsubscribe`` with RFC 8058's one-click POST, which mail providers show as an
 unsubscribe button; DKIM's ``h=`` covers both fields (``dkim.py``).
@@ -19,6 +19,7 @@ from newsletter.delivery.notice import personal_message
 def digest_message(
     settings: Settings,
     *,
+    user_id: int,
     email: str,
     name: str,
     notices: Sequence[str],
@@ -45,6 +46,7 @@ def digest_message(
     )
     return personal_message(
         settings,
+        user_id=user_id,
         email=email,
         name=name,
         subject=subject,

@@ -95,7 +95,7 @@ def probe_message(
         subject=subject,
         body=body,
         unsubscribe_token=token,
-        sender=verp.probe_address(settings.bounce_address, settings.signing_key, probe.id, subscriber.id),
+        sender=verp.envelope_senders(settings, "probe", probe.id, group_slug=group.slug)(subscriber.id),
     )
 
 

@@ -2,7 +2,7 @@
 
 It is a personal, transactional message, not a list's: From the site's sender, no
 List-* headers, ``Auto-Submitted: auto-generated`` (RFC 3834) so that auto-responders
-stay quiet, the envelope sender the site's bounce address, and a DKIM signature when
+stay quiet, the envelope sender the user's signed VERP address, and a DKIM signature when
 the site signs.
 """
 
@@ -15,6 +15,7 @@ from newsletter.delivery.notice import personal_message
 def sign_in_message(
     settings: Settings,
     *,
+    user_id: int,
     email: str,
     name: str,
     url: str,
@@ -51,6 +52,7 @@ def sign_in_message(
     )
     return personal_message(
         settings,
+        user_id=user_id,
         email=email,
         name=name,
         subject=subject,

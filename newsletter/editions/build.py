@@ -221,12 +221,19 @@ def neutral(rendered: Rendered, settings: Settings) -> tuple[str, str]:
 def store_archive(
     session: Session, settings: Settings, renderer: Renderer, edition: Edition, *, allow_large: bool = False
 ) -> Rendered:
+    """Render the edition in the group's language and keep its archive copy on the row.
+
+    The email is rendered (its size checked, its warnings returned) and, apart, the copy
+    the public archive serves: rendered with ``archive`` so that the template leaves out
+    what only a recipient needs; markers a site's template still shows get neutral values.
+    """
     config = settings.group(_slug(session, edition))
-    rendered = renderer.render(
-        content(session, settings, edition), base_language(config.language), allow_large=allow_large
-    )
+    edition_content = content(session, settings, edition)
+    language = base_language(config.language)
+    rendered = renderer.render(edition_content, language, allow_large=allow_large)
+    archived = renderer.render(edition_content, language, allow_large=True, archive=True)
     edition.subject = rendered.subject
-    edition.html, edition.text = neutral(rendered, settings)
+    edition.html, edition.text = neutral(archived, settings)
     session.add(edition)
     return rendered
 

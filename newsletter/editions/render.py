@@ -195,10 +195,18 @@ class Renderer:
             "view_online": f"{base}/archive/{content.group_slug}/{content.edition_id}",
         }
 
-    def render(self, content: EditionContent, language: str, *, allow_large: bool = False) -> Rendered:
-        """The subject, HTML and text of an edition in one language (markers in place)."""
+    def render(
+        self, content: EditionContent, language: str, *, allow_large: bool = False, archive: bool = False
+    ) -> Rendered:
+        """The subject, HTML and text of an edition in one language (markers in place).
+
+        ``archive``: the copy for the public archive, which nobody receives. Templates see
+        ``archive`` true and leave out what only a recipient needs (the "view in your
+        browser" link, the unsubscribe and preferences links, why they receive it).
+        """
         gettext = i18n.translations(language).gettext
         context = self._context(content, language, gettext)
+        context["archive"] = archive
         subject = self.subject(content.subjects.get(language) or content.subject_template, context)
         context["edition"]["subject"] = subject
         self.environment.install_gettext_callables(  # type: ignore[attr-defined]

@@ -215,6 +215,11 @@ def _bounce(run: _Run, report: Report) -> tuple[list[str], str]:
         report = replace(report, verp=None)
     if report.verp is not None and report.verp.probe_id is not None:
         return _probe_bounce(run, report, report.verp.probe_id)
+    if report.verp is not None and report.verp.user_id is not None:
+        # The workspace's own mail (a sign-in link, a digest): ours, but nobody's membership.
+        return [f.address for f in report.failures], (
+            f"nothing (workspace mail to user #{report.verp.user_id}, not a list's)"
+        )
     if report.verp is not None:
         subscriber = run.session.get(Subscriber, report.verp.subscriber_id)
         edition = run.edition(report.verp.edition_id)

@@ -241,10 +241,10 @@ def _header_block(data: bytes) -> bytes:
 
 
 def _find_verp(data: bytes, settings: Settings) -> VerpAddress | None:
-    """The first genuine VERP (or probe) address anywhere in the message (envelope headers first)."""
+    """The first genuine VERP (edition, probe or user) address in the message (envelope headers first)."""
     local, _, domain = settings.bounce_address.rpartition("@")
     pattern = re.compile(
-        re.escape(local) + r"\+[ep]\d+\.s\d+\.[0-9a-f]{8}@" + re.escape(domain) + r"(?![\w.-])", re.I
+        re.escape(local) + r"\+[epu]\d+\.s\d+\.[0-9a-f]{8}@" + re.escape(domain) + r"(?![\w.-])", re.I
     )
     for match in pattern.finditer(data.decode("latin-1")):
         found = verp.decode(match.group(0), settings.signing_key)

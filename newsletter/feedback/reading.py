@@ -82,11 +82,12 @@ def read_inputs(paths: Iterable[str], stdin: BinaryIO | None = None) -> Iterator
             if not ((path / "cur").is_dir() and (path / "new").is_dir()):
                 raise InputError(f"{path}: a folder, but not a Maildir (it has no cur/ and new/)")
             maildir = mailbox.Maildir(path, factory=None, create=False)
+            files = _maildir_files(path)
             for key in sorted(maildir.keys()):
                 with maildir.get_file(key) as message:
                     # One byte past the limit is enough to know it is past it.
                     data = message.read(MAX_MESSAGE_BYTES + 1)
-                yield Incoming(f"{path}/{key}", data, maildir=str(path), key=key)
+                yield Incoming(str(path / files.get(key, key)), data, maildir=str(path), key=key)
             continue
         try:
             with path.open("rb") as handle:
@@ -104,6 +105,21 @@ def read_inputs(paths: Iterable[str], stdin: BinaryIO | None = None) -> Iterator
         else:
             with path.open("rb") as handle:
                 yield _single(str(path), handle.read(MAX_MESSAGE_BYTES + 1))
+
+
+def _maildir_files(root: Path) -> dict[str, str]:
+    """Each message's key -> its file under the Maildir (``new/KEY``, ``cur/KEY:2,S``).
+
+    The key is the file's name up to the info part (after ``:``, or ``!`` where a colon
+    cannot be in a file name); reports name the file as it is, so an operator can open it.
+    """
+    files: dict[str, str] = {}
+    for sub in ("new", "cur"):
+        for entry in (root / sub).iterdir():
+            if entry.is_file() and not entry.name.startswith("."):
+                key = re.split(r"[:!]", entry.name, maxsplit=1)[0]
+                files.setdefault(key, f"{sub}/{entry.name}")
+    return files
 
 
 def _strip_from_line(data: bytes) -> bytes:

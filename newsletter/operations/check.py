@@ -159,6 +159,8 @@ def _trial_renders(
         )  # fmt: skip
         try:
             renderer.render(content, base_language(group.language), allow_large=True)
+            # The archive's copy takes the template's other branch (``archive`` set).
+            renderer.render(content, base_language(group.language), allow_large=True, archive=True)
         except RenderError as exc:
             file, _, line = (exc.location or "").rpartition(":")
             if file:

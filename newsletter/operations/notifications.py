@@ -176,6 +176,7 @@ def send_digests(
                 continue
             message = digest_message(
                 site.settings,
+                user_id=user_id,
                 email=user.email,
                 name=user.name,
                 notices=[notice.text for notice in waiting],

@@ -107,6 +107,7 @@ class SignIn:
                 return
             message = sign_in_message(
                 self.settings,
+                user_id=link.user_id,
                 email=link.email,
                 name=link.name,
                 url=link.url(self.settings),

@@ -163,6 +163,7 @@ class Users(Part):
             link = signin.login_link(session, email, now=self.workspace.clock(), actor=actor)
         message = sign_in_message(
             self.settings,
+            user_id=link.user_id,
             email=link.email,
             name=link.name,
             url=link.url(self.settings),
