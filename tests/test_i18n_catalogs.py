@@ -22,6 +22,9 @@ from newsletter.accounts.signin import _UNUSABLE
 from newsletter.core import errors
 from newsletter.core.i18n import DOMAIN, LOCALES
 from newsletter.core.models import DeliveryStatus, EditionStatus, ItemKind, ItemStatus, MembershipStatus
+from newsletter.core.permissions import ADMIN as ADMIN_ROLE
+from newsletter.core.permissions import CONTRIBUTOR as CONTRIBUTOR_ROLE
+from newsletter.core.permissions import EDITOR as EDITOR_ROLE
 from newsletter.editions.render import SECTION_ORDER
 from newsletter.feedback.figures import Figures
 from newsletter.web.public.preferences import PREFERENCES_CONSENT_TEXT
@@ -59,6 +62,18 @@ ERRORS = dict.fromkeys(
     [name for name, value in vars(errors).items() if isinstance(value, type) and issubclass(value, Exception)]
     + ["Message"]
 )
+# The audit events an edition's or an item's history shows (``label(event.kind, "Event")``).
+EVENT_KINDS = (
+    *(
+        f"edition-{act}"
+        for act in ("build", "write", "add", "drop", "reorder", "approve", "cancel", "schedule")
+    ),
+    *(
+        f"edition-{act}"
+        for act in ("test", "send", "pause", "resume", "paused", "sent", "written", "cancelled")
+    ),
+    *(f"item-{act}" for act in ("add", "edit", "approved", "rejected", "proposed")),
+)
 # Status values shown through ``label()``, each with its kind as context.
 LABELS = [
     *(
@@ -68,6 +83,12 @@ LABELS = [
     ),
     *(("figure", name) for name in Figures.__dataclass_fields__ if name != "edition_id"),
     *(("record", kind) for kind in ("edition", "item", "membership")),
+    *(("Event", kind) for kind in EVENT_KINDS),
+    *(("Role", role) for role in (ADMIN_ROLE, EDITOR_ROLE, CONTRIBUTOR_ROLE)),
+    *(
+        ("Verdict", verdict)
+        for verdict in ("added", "updated", "unchanged", "unsubscribed", "bounced", "complained")
+    ),
 ]
 
 # %(name)s, %(count)d ... and {name}: what a translation must carry exactly as its msgid does.
