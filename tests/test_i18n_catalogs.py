@@ -2,10 +2,12 @@
 
 Babel's extractor reads the package's Python files and the skeleton's Jinja2 templates
 (``jinja2.ext.i18n``), as ``pybabel extract`` would; the strings translated through a
-variable (section titles, consent texts, item kinds and statuses, the errors the
-workspace's pages pass to ``gettext(str(exc))``) are gathered from where they are defined.
+variable (section titles, consent texts, item kinds and statuses, the status labels
+with their context, the errors and messages that pages and digests translate) are
+gathered from where they are defined.
 """
 
+import ast
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +19,14 @@ from babel.messages.pofile import PoFileParser
 
 import newsletter
 from newsletter.accounts.signin import _UNUSABLE
+from newsletter.core import errors
 from newsletter.core.i18n import DOMAIN, LOCALES
-from newsletter.core.models import ItemKind, ItemStatus
+from newsletter.core.models import DeliveryStatus, EditionStatus, ItemKind, ItemStatus, MembershipStatus
+from newsletter.core.permissions import ADMIN as ADMIN_ROLE
+from newsletter.core.permissions import CONTRIBUTOR as CONTRIBUTOR_ROLE
+from newsletter.core.permissions import EDITOR as EDITOR_ROLE
 from newsletter.editions.render import SECTION_ORDER
+from newsletter.feedback.figures import Figures
 from newsletter.web.public.preferences import PREFERENCES_CONSENT_TEXT
 from newsletter.web.public.signup import CONSENT_TEXT
 from tests.workspace import ADMIN, Workspace, session_for
@@ -27,22 +34,65 @@ from tests.workspace import ADMIN, Workspace, session_for
 PACKAGE = Path(newsletter.__file__).parent
 LANGUAGES = ("de", "fr")
 
-# The modules whose errors reach a page through ``gettext(str(exc))`` (the workspace's
-# sign-in, notifications-stop, items, users, sources and schedules pages, the subscriber's links). Only their
-# fixed messages can be translated; messages built with f-strings stay English.
+# The modules whose errors (and stored messages) reach a page or a digest: the pages
+# translate ``exc.msg`` (``web/pages.py``), so each message is a msgid with ``{name}``
+# placeholders, never an f-string (``test_page_errors_are_msgids``).
 ERROR_MODULES = (
     "core/tokens.py",
+    "core/states.py",
+    "core/language.py",
     "accounts/users.py",
+    "audience/csvfile.py",
+    "audience/fields.py",
+    "audience/selfservice.py",
+    "audience/subscribers.py",
+    "audience/uploads.py",
+    "editions/build.py",
+    "editions/editing.py",
+    "operations/notices.py",
     "operations/notifications.py",
     "pool/items.py",
     "pool/review.py",
     "web/admin/items.py",
+    "web/admin/sending.py",
     "web/admin/users.py",
     "operations/siteedit.py",
     "web/admin/sources.py",
     "web/admin/schedules.py",
 )
-ERRORS = dict.fromkeys(("BadToken", "InputError", "StateError", "NotFoundError", "Forbidden"))
+# Every error class, and Message: their first argument is a msgid.
+ERRORS = dict.fromkeys(
+    [name for name, value in vars(errors).items() if isinstance(value, type) and issubclass(value, Exception)]
+    + ["Message"]
+)
+# The audit events an edition's or an item's history shows (``label(event.kind, "Event")``).
+EVENT_KINDS = (
+    *(
+        f"edition-{act}"
+        for act in ("build", "write", "add", "drop", "reorder", "approve", "cancel", "schedule")
+    ),
+    *(
+        f"edition-{act}"
+        for act in ("test", "send", "pause", "resume", "paused", "sent", "written", "cancelled")
+    ),
+    *(f"item-{act}" for act in ("add", "edit", "approved", "rejected", "proposed")),
+)
+# Status values shown through ``label()``, each with its kind as context.
+LABELS = [
+    *(
+        (type(s).__name__, s.value)
+        for kind in (EditionStatus, MembershipStatus, DeliveryStatus)
+        for s in kind
+    ),
+    *(("figure", name) for name in Figures.__dataclass_fields__ if name != "edition_id"),
+    *(("record", kind) for kind in ("edition", "item", "membership")),
+    *(("Event", kind) for kind in EVENT_KINDS),
+    *(("Role", role) for role in (ADMIN_ROLE, EDITOR_ROLE, CONTRIBUTOR_ROLE)),
+    *(
+        ("Verdict", verdict)
+        for verdict in ("added", "updated", "unchanged", "unsubscribed", "bounced", "complained")
+    ),
+]
 
 # %(name)s, %(count)d ... and {name}: what a translation must carry exactly as its msgid does.
 PLACEHOLDER = re.compile(r"%\([A-Za-z_]\w*\)[-#0 +]*\d*(?:\.\d+)?[diouxXeEfFgGcrsa]|\{[A-Za-z_]\w*\}")
@@ -65,6 +115,10 @@ def extracted() -> dict[str | tuple[str, ...], str]:
         _UNUSABLE,
         *(kind.value for kind in ItemKind),
         *(status.value for status in ItemStatus),
+        # Messages nested in an error's values, which the extractor does not reach.
+        "nothing",
+        "none (it is final)",
+        "no recipients",
     ]
     for message in dynamic:
         found.setdefault(message, "translated through a variable")
@@ -111,6 +165,7 @@ def test_every_translated_string_is_in_the_catalog(language: str) -> None:
     """No msgid the code or templates use is missing from the catalog, and none is left empty."""
     catalog, _ = read_catalog(language)
     missing = [f"{where}: {msgid!r}" for msgid, where in extracted().items() if msgid not in catalog]
+    missing += [f"label: {context} {value!r}" for context, value in LABELS if not catalog.get(value, context)]
     assert missing == [], f"{len(missing)} strings missing from {language}:\n" + "\n".join(missing)
     empty = [m.id for m in entries(catalog) if not all(forms(m.string))]
     assert empty == []
@@ -140,6 +195,34 @@ def test_the_catalog_is_valid_without_fuzzy_entries_or_duplicates(language: str)
     assert [m.id for m in entries(catalog) if m.fuzzy] == []
     # The header is one entry of the file and one of the catalog's messages.
     assert count == len(list(catalog)), "a msgid appears twice"
+
+
+def test_page_errors_are_msgids() -> None:
+    """In the modules whose errors reach pages, every error and message is built from a literal msgid.
+
+    An f-string would be a new msgid for each value and never be translated; a value
+    passed on (another error's ``msg``, ``reason(exc)``, a constant) is checked where it
+    was made. The address validator's own explanation (``InvalidAddress(str(exc))``) is the
+    one message taken as it is: the library writes it in English.
+    """
+    wrong = []
+    for module in ERROR_MODULES:
+        tree = ast.parse((PACKAGE / module).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if not (
+                isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ERRORS
+            ):
+                continue
+            first = node.args[0] if node.args else None
+            literal = isinstance(first, ast.Constant) and isinstance(first.value, str)
+            passed_on = isinstance(first, ast.Attribute | ast.Name | ast.Subscript) or (
+                isinstance(first, ast.Call)
+                and isinstance(first.func, ast.Name)
+                and first.func.id in {"reason", "Message"}
+            )
+            if first is not None and not literal and not passed_on:
+                wrong.append(f"{module}:{node.lineno}: {ast.unparse(node)[:80]}")
+    assert wrong == [], "\n".join(wrong)
 
 
 # A page, and what it says in each language (where it said it in English before).

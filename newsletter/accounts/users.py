@@ -44,7 +44,9 @@ def parse_email(text: str) -> tuple[str, str]:
     try:
         valid = validate_email(text.strip(), check_deliverability=False, allow_smtputf8=True)
     except EmailNotValidError as exc:
-        raise InvalidAddress(f"{text.strip()!r} is not a usable address: {exc}") from None
+        raise InvalidAddress(
+            "'{email}' is not a usable address: {reason}", email=text.strip(), reason=str(exc)
+        ) from None
     return valid.normalized, valid.normalized.casefold()
 
 
@@ -62,7 +64,7 @@ def get(session: Session, email: str) -> User:
     user = find(session, email)
     if user is None:
         raise NotFoundError(
-            f"no user {email.strip()!r}; add one with `newsletter users add EMAIL --role ROLE`"
+            "no user '{email}'; add one with `newsletter users add EMAIL --role ROLE`", email=email.strip()
         )
     return user
 
@@ -94,9 +96,9 @@ def add(
     """Create the user or extend their grants with ``role`` on ``groups`` (none for a site-wide role)."""
     chosen = role_named(settings, role)
     if chosen.site_wide and groups:
-        raise InputError(f"role {role!r} applies to the whole site: leave out --group")
+        raise InputError("role '{role}' applies to the whole site: leave out --group", role=role)
     if not chosen.site_wide and not groups:
-        raise InputError(f"role {role!r} is given per group: name at least one --group SLUG")
+        raise InputError("role '{role}' is given per group: name at least one --group SLUG", role=role)
     group_rows = [get_group(session, settings, slug) for slug in dict.fromkeys(groups)]
     normalized, key = parse_email(email)
     user = session.exec(select(User).where(User.email_key == key)).one_or_none()

@@ -60,6 +60,7 @@ def parse_address(text: str) -> Address:
     try:
         valid = validate_email(text.strip(), **POLICY)  # type: ignore[arg-type]
     except EmailNotValidError as exc:
+        # The validator's own explanation, in English: whoever shows it puts a translated frame around it.
         raise InvalidAddress(str(exc)) from None
     return Address(email=valid.normalized, display_name=valid.display_name or None)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from newsletter.core.errors import ImportFileError
+from newsletter.core.messages import Message
 
 HEADER_ALIASES = {
     "email": "email",
@@ -99,8 +100,11 @@ def _decode(data: bytes, path: str) -> str:
     except UnicodeDecodeError as exc:
         line = len(_LINE_BREAK.findall(data[: exc.start])) + 1
         raise ImportFileError(
-            f"{path}:{line}: byte 0x{data[exc.start]:02x} is not UTF-8; save the file as UTF-8 "
-            "(in Excel: 'CSV UTF-8') and import it again"
+            "{path}:{line}: byte 0x{byte} is not UTF-8; save the file as UTF-8 "
+            "(in Excel: 'CSV UTF-8') and import it again",
+            path=path,
+            line=line,
+            byte=f"{data[exc.start]:02x}",
         ) from None
 
 
@@ -128,7 +132,9 @@ def read_subscriber_csv(path: Path, fields: Iterable[str] = ()) -> CsvFile:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise ImportFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise ImportFileError(
+            "cannot read {path}: {reason}", path=str(path), reason=str(exc.strerror or exc)
+        ) from None
     return parse_subscriber_csv(data, str(path), fields)
 
 
@@ -141,17 +147,19 @@ def parse_subscriber_csv(data: bytes, path: str, fields: Iterable[str] = ()) -> 
     lines = io.StringIO(text, newline="").readlines()
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
     if first is None:
-        raise ImportFileError(f"{path} is empty; it needs a header row with an 'email' column")
+        raise ImportFileError("{path} is empty; it needs a header row with an 'email' column", path=path)
     delimiter = _pick_delimiter(lines[first])
     records = _records(lines[first:], delimiter)
     try:
         _, header = next(records)
         columns = [aliases.get(h.strip().strip('"').lower(), "") for h in header]
         if "email" not in columns:
-            found = ", ".join(repr(h.strip()) for h in header) or "nothing"
             raise ImportFileError(
-                f"{path}:{first + 1}: no 'email' column in the header (found {found}); "
-                "the first row must name the columns, e.g. email,name,language"
+                "{path}:{line}: no 'email' column in the header (found {found}); "
+                "the first row must name the columns, e.g. email,name,language",
+                path=path,
+                line=first + 1,
+                found=[repr(h.strip()) for h in header] or [Message("nothing")],
             )
         index: dict[str, int] = {name: columns.index(name) for name in dict.fromkeys(columns) if name}
         extra = [name for name in index if name not in ("email", "name", "language")]
@@ -169,6 +177,8 @@ def parse_subscriber_csv(data: bytes, path: str, fields: Iterable[str] = ()) -> 
             values = {name: value for name in extra if (value := cell(name)) is not None}
             rows.append(CsvRow(first + line, cell("email") or "", cell("name"), cell("language"), values))
     except csv.Error as exc:
-        raise ImportFileError(f"{path}: not a readable CSV file ({exc})") from None
+        raise ImportFileError(
+            "{path}: not a readable CSV file ({reason})", path=path, reason=str(exc)
+        ) from None
     ignored = [h.strip() for h, c in zip(header, columns, strict=True) if not c and h.strip()]
     return CsvFile(path, delimiter, rows, ignored)

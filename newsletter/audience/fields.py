@@ -9,6 +9,7 @@ of the same name; an empty cell leaves a value as it was.
 from collections.abc import Mapping
 
 from newsletter.audience.addresses import clean_name
+from newsletter.core.messages import Message, reason
 from newsletter.core.sections import FieldConfig
 
 
@@ -21,23 +22,29 @@ def clean_value(name: str, spec: FieldConfig, raw: str | None) -> str | None:
         for choice in spec.choices:
             if choice.casefold() == value.casefold():
                 return choice
-        raise ValueError(f"{name} {value!r} is not one of {', '.join(spec.choices)}")
+        raise ValueError(
+            Message(
+                "{field} '{value}' is not one of {choices}", field=name, value=value, choices=spec.choices
+            )
+        )
     if len(value) > spec.max_length:
-        raise ValueError(f"{name} is longer than {spec.max_length} characters")
+        raise ValueError(
+            Message("{field} is longer than {limit} characters", field=name, limit=spec.max_length)
+        )
     return value
 
 
 def clean_values(
     specs: Mapping[str, FieldConfig], raw: Mapping[str, str | None]
-) -> tuple[dict[str, str], list[str]]:
+) -> tuple[dict[str, str], list[Message]]:
     """The declared fields' cleaned values, and one problem per value that cannot be used."""
     values: dict[str, str] = {}
-    problems: list[str] = []
+    problems: list[Message] = []
     for name, spec in specs.items():
         try:
             value = clean_value(name, spec, raw.get(name))
         except ValueError as exc:
-            problems.append(str(exc))
+            problems.append(reason(exc))
             continue
         if value is not None:
             values[name] = value

@@ -20,6 +20,7 @@ from newsletter.core import audit, states
 from newsletter.core.errors import BadToken, InputError, InvalidAddress, NotFoundError
 from newsletter.core.i18n import base_language, reader_language
 from newsletter.core.language import normalize_language
+from newsletter.core.messages import reason
 from newsletter.core.models import (
     ConfirmationMail,
     Consent,
@@ -58,7 +59,7 @@ class Subscription:
 def _group(session: Session, slug: str) -> Group:
     group = session.exec(select(Group).where(col(Group.slug) == slug)).one_or_none()
     if group is None:
-        raise NotFoundError(f"no group {slug!r}")
+        raise NotFoundError("no group '{group}'", group=slug)
     return group
 
 
@@ -66,7 +67,7 @@ def _address(email: str) -> Address:
     try:
         return parse_address(email)
     except InvalidAddress as exc:
-        raise InputError(f"this is not an address we can send to: {exc}") from None
+        raise InputError("this is not an address we can send to: {reason}", reason=exc.msg) from None
 
 
 def sign_up_limit_key(email: str) -> str:
@@ -335,7 +336,7 @@ def update_preferences(
         try:
             subscriber.language = normalize_language(language)
         except ValueError as exc:
-            raise InputError(str(exc)) from None
+            raise InputError(reason(exc)) from None
     subscriber.name = (clean_name(name) or "")[:200] or None
     subscriber.updated_at = utcnow()
     session.add(subscriber)

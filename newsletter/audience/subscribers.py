@@ -27,6 +27,7 @@ from newsletter.core.errors import (
     TransitionError,
 )
 from newsletter.core.language import normalize_language
+from newsletter.core.messages import reason
 from newsletter.core.models import (
     Delivery,
     Event,
@@ -195,7 +196,9 @@ def import_csv(
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise ImportFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise ImportFileError(
+            "cannot read {path}: {reason}", path=str(path), reason=str(exc.strerror or exc)
+        ) from None
     return import_data(
         session, settings, group_slug, data, str(path), actor=actor, dry_run=dry_run, strict=strict
     )
@@ -348,23 +351,25 @@ def add(
     try:
         address = parse_address(email)
     except InvalidAddress as exc:
-        raise InputError(f"{email!r} is not a usable address: {exc}") from None
+        raise InputError("'{email}' is not a usable address: {reason}", email=email, reason=exc.msg) from None
     if language:
         try:
             language = normalize_language(language)
         except ValueError as exc:
-            raise InputError(str(exc)) from None
+            raise InputError(reason(exc)) from None
     values, problems = clean_values(settings.fields, fields or {})
     if problems:
-        raise InputError("; ".join(problems))
+        raise InputError(problems[0])
     subscriber = _existing(session, [address.key]).get(address.key)
     members = _memberships(session, group)
     candidate = _Candidate(address, 0, clean_name(name) or clean_name(address.display_name), language, values)
     outcome = _apply(session, group, candidate, subscriber, members, source=source, actor=actor)
     if outcome not in {"added", "updated", "unchanged"}:
         raise TransitionError(
-            f"{address.email} is {outcome} from {group_slug}; only a new confirmed opt-in "
-            "can subscribe them again"
+            "{email} is {status} from {group}; only a new confirmed opt-in can subscribe them again",
+            email=address.email,
+            status=MembershipStatus(outcome),
+            group=group_slug,
         )
     return outcome
 
@@ -376,7 +381,7 @@ def find_subscriber(session: Session, email: str) -> Subscriber:
         key = email_key(email.strip())
     subscriber = session.exec(select(Subscriber).where(Subscriber.email_key == key)).one_or_none()
     if subscriber is None:
-        raise NotFoundError(f"no subscriber {email.strip()!r}")
+        raise NotFoundError("no subscriber '{email}'", email=email.strip())
     return subscriber
 
 
@@ -388,7 +393,7 @@ def remove(
     subscriber = find_subscriber(session, email)
     membership = _memberships(session, group).get(subscriber.id or 0)
     if membership is None:
-        raise NotFoundError(f"{subscriber.email} is not a member of {group_slug}")
+        raise NotFoundError("{email} is not a member of {group}", email=subscriber.email, group=group_slug)
     if membership.status.sticky:
         return False
     states.move(membership, MembershipStatus.UNSUBSCRIBED)

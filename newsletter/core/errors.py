@@ -8,6 +8,13 @@ it happens (a file read or written, a transaction), never left for the CLI to sh
 ``tests/test_errors.py`` checks that no module of the package defines an exception
 of its own.
 
+An error also keeps its message as a :class:`~newsletter.core.messages.Message`
+(``exc.msg``): the English sentence with ``{name}`` placeholders, and their values, so
+that a page shows it in the reader's language (``web/pages.py`` translates every error
+it is given) while ``str(exc)`` stays English for the terminal and the logs::
+
+    raise InputError("the intro is {length} characters long; keep it under {limit}", length=n, limit=m)
+
     NewsletterError                 base of everything below
     ├── ConfigError                 newsletter.toml, environment or a schedule file is wrong
     ├── SiteError                   the site folder is missing or incomplete
@@ -41,11 +48,21 @@ of its own.
 import errno
 from datetime import datetime
 
+from newsletter.core.messages import Message, Param
+
 
 class NewsletterError(Exception):
-    """Base class: ``str(error)`` is a complete, user-facing sentence."""
+    """Base class: ``str(error)`` is a complete, user-facing sentence (in English).
+
+    ``message`` is a msgid whose ``{name}`` placeholders ``params`` fill, or a
+    :class:`Message` already made (another error's ``msg``, passed on).
+    """
 
     exit_code = 1
+
+    def __init__(self, message: "str | Message" = "", /, **params: Param) -> None:
+        self.msg = message if isinstance(message, Message) else Message(message, params)
+        super().__init__(str(self.msg))
 
 
 class ConfigError(NewsletterError):
@@ -182,7 +199,7 @@ class DeliveryError(NewsletterError):
 
     permanent = False
 
-    def __init__(self, message: str, *, code: int | None = None, connection: bool = False) -> None:
+    def __init__(self, message: str | Message, *, code: int | None = None, connection: bool = False) -> None:
         super().__init__(message)
         self.code = code
         # True when the relay itself failed (refused connection, dropped session, timeout).

@@ -2,6 +2,8 @@
 
 from babel import Locale, UnknownLocaleError
 
+from newsletter.core.messages import Message
+
 
 def normalize_language(code: str) -> str:
     """Return the canonical spelling of a language tag, or raise ``ValueError``.
@@ -11,9 +13,11 @@ def normalize_language(code: str) -> str:
     """
     raw = code.strip().replace("_", "-")
     if not raw:
-        raise ValueError("empty language code")
+        raise ValueError(Message("empty language code"))
     try:
         locale = Locale.parse(raw, sep="-")
     except (UnknownLocaleError, ValueError, TypeError) as exc:
-        raise ValueError(f"unknown language {code!r} (expected a code such as en, de or fr)") from exc
+        raise ValueError(
+            Message("unknown language '{code}' (expected a code such as en, de or fr)", code=code)
+        ) from exc
     return f"{locale.language}-{locale.territory}" if locale.territory else locale.language

@@ -535,7 +535,10 @@ class Notice(SQLModel, table=True):
     user_id: int = Field(foreign_key="user_account.id", ondelete="CASCADE")
     key: str = Field(max_length=200)
     kind: str = Field(max_length=40)
+    # The English sentence, and the same as a message (JSON, ``core/messages.py``) that the
+    # digest translates; notices recorded before the message was kept have only the text.
     text: str
+    message: str | None = None
     created_at: datetime = _when(default_factory=utcnow)
     sent_at: datetime | None = _when(default=None)
 

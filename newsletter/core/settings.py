@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from newsletter.core.configfile import CONFIG_FILE, ConfigFile, Problem, locate, problems_from, read_config
 from newsletter.core.credentials import password_path
 from newsletter.core.errors import ConfigError, NotFoundError
+from newsletter.core.i18n import use_site
 from newsletter.core.sections import (
     SLUG,
     AccountsSection,
@@ -151,6 +152,8 @@ def resolve(
     """
     env = os.environ if env is None else env
     site = Path(site_dir or env.get("NEWSLETTER_SITE") or ".").resolve()
+    # The site's own translation files join the built-in catalogs (``core/i18n.py``).
+    use_site(site)
     file = read_config(site)
     if file.config is None:
         return Resolution(site, file, None, file.problems)

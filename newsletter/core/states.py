@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Protocol, TypeVar
 
 from newsletter.core.errors import TransitionError
+from newsletter.core.messages import Label, Message, Param
 from newsletter.core.models import EditionStatus, ItemStatus, MembershipStatus, utcnow
 
 S = TypeVar("S", bound=enum.StrEnum)
@@ -115,11 +116,23 @@ def move(record: Stateful[S], target: S, *, at: datetime | None = None, opt_in: 
         kind = type(record).__name__.lower()
         if _opt_in_only(current, target):
             raise TransitionError(
-                f"{kind} #{record.id} is {current}; only a new confirmed opt-in can make it {target}"
+                "{kind} #{id} is {current}; only a new confirmed opt-in can make it {target}",
+                kind=Label("record", kind),
+                id=record.id,
+                current=current,
+                target=target,
             )
-        legal = ", ".join(sorted(_TABLES[type(target)].get(current, frozenset()))) or "none (it is final)"  # type: ignore[arg-type]
+        context = type(target).__name__
+        legal: list[Param] = [
+            Label(context, str(s)) for s in sorted(map(str, _TABLES[type(target)].get(current, ())))
+        ]
         raise TransitionError(
-            f"{kind} #{record.id} is {current}; it cannot become {target} (from {current}: {legal})"
+            "{kind} #{id} is {current}; it cannot become {target} (from {current}: {legal})",
+            kind=Label("record", kind),
+            id=record.id,
+            current=current,
+            target=target,
+            legal=legal or [Message("none (it is final)")],
         )
     record.status = target
     if hasattr(record, "status_changed_at"):

@@ -10,6 +10,7 @@ unsubscribe button; DKIM's ``h=`` covers both fields (``dkim.py``).
 from collections.abc import Sequence
 
 from newsletter.core.i18n import translations
+from newsletter.core.messages import Message, translate
 from newsletter.core.settings import Settings
 from newsletter.delivery.headers import ONE_CLICK
 from newsletter.delivery.message import OutgoingMessage
@@ -22,11 +23,14 @@ def digest_message(
     user_id: int,
     email: str,
     name: str,
-    notices: Sequence[str],
+    notices: Sequence[Message | str],
     stop_url: str,
     language: str | None = None,
 ) -> OutgoingMessage:
-    """One digest to ``email`` listing ``notices`` (one line or paragraph each), with the stop link."""
+    """One digest to ``email`` listing ``notices`` (one line or paragraph each), with the stop link.
+
+    A notice that is a :class:`Message` is translated here, in the digest's language.
+    """
     language = language or settings.site.language
     gettext, ngettext = translations(language).gettext, translations(language).ngettext
     subject = ngettext(
@@ -38,7 +42,7 @@ def digest_message(
         [
             gettext("This happened in the %(site)s workspace since your last notification:")
             % {"site": settings.site.name},
-            *(f"* {notice}" for notice in notices),
+            *(f"* {translate(notice, translations(language))}" for notice in notices),
             gettext("Workspace: %(url)s") % {"url": f"{settings.site.base_url}/admin/"},
             gettext("To stop these notifications, open this link: %(url)s") % {"url": stop_url},
             f"{settings.site.name}\n{settings.site.postal_address}",

@@ -72,7 +72,7 @@ def _record(session: Session, kind: str, edition: Edition, *, actor: str, **deta
 def get_edition(session: Session, edition_id: int) -> Edition:
     edition = session.get(Edition, edition_id)
     if edition is None:
-        raise NotFoundError(f"no edition #{edition_id} (see `newsletter editions list`)")
+        raise NotFoundError("no edition #{id} (see `newsletter editions list`)", id=edition_id)
     return edition
 
 
@@ -111,7 +111,9 @@ def build(
     config = settings.group(group_slug)
     items = eligible_items(session, settings, group)
     if not items and not allow_empty:
-        raise NothingToBuild(f"nothing to build for {group_slug}: no approved item is waiting for it")
+        raise NothingToBuild(
+            "nothing to build for {group}: no approved item is waiting for it", group=group_slug
+        )
     edition = Edition(
         group_id=group.id or 0,
         schedule=schedule,
@@ -262,12 +264,16 @@ def approve(
     """
     edition = get_edition(session, edition_id)
     if edition.status != EditionStatus.DRAFT:
-        raise StateError(f"edition #{edition_id} is {edition.status}; only a draft can be approved")
+        raise StateError(
+            "edition #{id} is {status}; only a draft can be approved", id=edition_id, status=edition.status
+        )
     check_version(edition, version)
     if settings.group(_slug(session, edition)).require_second_person and edition.last_changed_by == actor:
         raise SecondPersonRequired(
-            f"edition #{edition_id} was last changed by you ({actor}); this group asks for a second "
-            "person to approve it"
+            "edition #{id} was last changed by you ({actor}); "
+            "this group asks for a second person to approve it",
+            id=edition_id,
+            actor=actor,
         )
     rendered = store_archive(session, settings, renderer, edition, allow_large=allow_large)
     states.move(edition, EditionStatus.APPROVED)
@@ -280,9 +286,14 @@ def approve(
 def check_version(edition: Edition, version: int | None) -> None:
     """Refuse a form made from an older state of the edition (None: no form, no check)."""
     if version is not None and version != edition.version:
+        if edition.last_changed_by:
+            raise StaleRecord(
+                "edition #{id} was changed since you opened it (by {who}); reload the page and try again",
+                id=edition.id,
+                who=edition.last_changed_by,
+            )
         raise StaleRecord(
-            f"edition #{edition.id} was changed since you opened it "
-            f"(by {edition.last_changed_by or 'someone'}); reload the page and try again"
+            "edition #{id} was changed since you opened it; reload the page and try again", id=edition.id
         )
 
 
@@ -290,7 +301,7 @@ def cancel(session: Session, edition_id: int, *, actor: str) -> Edition:
     """Cancel an edition that has not been sent; its items become free for the next one."""
     edition = get_edition(session, edition_id)
     if edition.status in {EditionStatus.SENT, EditionStatus.CANCELLED}:
-        raise StateError(f"edition #{edition_id} is already {edition.status}")
+        raise StateError("edition #{id} is already {status}", id=edition_id, status=edition.status)
     # An edition written to the outbox folder reached nobody: its items go back too.
     sent = 0 if edition.outbox_only else delivery_counts(session, edition_id).get("sent", 0)
     if not sent:

@@ -40,7 +40,9 @@ def draft(session: Session, edition_id: int, version: int | None) -> Edition:
     """The edition, if it is a draft at the version the form showed; else a clear refusal."""
     edition = get_edition(session, edition_id)
     if edition.status != EditionStatus.DRAFT:
-        raise StateError(f"edition #{edition_id} is {edition.status}; only a draft can be changed")
+        raise StateError(
+            "edition #{id} is {status}; only a draft can be changed", id=edition_id, status=edition.status
+        )
     check_version(edition, version)
     return edition
 
@@ -115,7 +117,7 @@ def move(
     links = _links(session, edition_id)
     index = next((i for i, link in enumerate(links) if link.item_id == item_id), None)
     if index is None:
-        raise NotFoundError(f"edition #{edition_id} does not carry item #{item_id}")
+        raise NotFoundError("edition #{id} does not carry item #{item}", id=edition_id, item=item_id)
     other = index + step
     if 0 <= other < len(links):
         links[index], links[other] = links[other], links[index]
@@ -139,7 +141,7 @@ def drop(
     edition = draft(session, edition_id, version)
     link = session.get(EditionItem, (edition_id, item_id))
     if link is None:
-        raise NotFoundError(f"edition #{edition_id} does not carry item #{item_id}")
+        raise NotFoundError("edition #{id} does not carry item #{item}", id=edition_id, item=item_id)
     session.delete(link)
     return _changed(session, settings, renderer, edition, "edition-drop", actor, item=item_id)
 
@@ -158,8 +160,9 @@ def add(
     edition = draft(session, edition_id, version)
     if item_id not in {item.id for item in addable(session, settings, edition)}:
         raise InputError(
-            f"item #{item_id} cannot be added: it is not approved for this group, "
-            "or an edition already offered it"
+            "item #{item} cannot be added: it is not approved for this group, "
+            "or an edition already offered it",
+            item=item_id,
         )
     last = session.exec(
         select(func.max(EditionItem.position)).where(col(EditionItem.edition_id) == edition_id)
@@ -190,16 +193,25 @@ def write(
     edition = draft(session, edition_id, version)
     intro = intro_md.replace("\r\n", "\n").strip()
     if len(intro) > MAX_INTRO:
-        raise InputError(f"the intro is {len(intro)} characters long; keep it under {MAX_INTRO}")
+        raise InputError(
+            "the intro is {length} characters long; keep it under {limit}", length=len(intro), limit=MAX_INTRO
+        )
     lines: dict[str, str] = {}
     for language, subject in subjects.items():
         language = base_language(language)
         if language not in available_languages():
-            known = ", ".join(sorted(available_languages()))
-            raise InputError(f"{language!r} is not a language the emails exist in ({known})")
+            raise InputError(
+                "'{language}' is not a language the emails exist in ({known})",
+                language=language,
+                known=sorted(available_languages()),
+            )
         subject = " ".join(subject.split())
         if len(subject) > MAX_SUBJECT:
-            raise InputError(f"the {language} subject is too long; keep it under {MAX_SUBJECT} characters")
+            raise InputError(
+                "the {language} subject is too long; keep it under {limit} characters",
+                language=language,
+                limit=MAX_SUBJECT,
+            )
         if subject:
             lines[language] = subject
     edition.intro_md = intro
@@ -218,7 +230,9 @@ def schedule(
     edition = get_edition(session, edition_id)
     if edition.status != EditionStatus.APPROVED:
         raise StateError(
-            f"edition #{edition_id} is {edition.status}; only an approved edition can be scheduled"
+            "edition #{id} is {status}; only an approved edition can be scheduled",
+            id=edition_id,
+            status=edition.status,
         )
     if at is not None and at <= (now or utcnow()):
         raise InputError("that moment has passed; choose a time in the future, or send it now")

@@ -23,6 +23,7 @@ from newsletter.delivery.dkim import read_signer
 from newsletter.delivery.transports.relayconfig import smtp_problems
 from newsletter.editions.build import DEFAULT_SUBJECT
 from newsletter.editions.render import MJML_TAGS, EditionContent, PoolItem, Renderer
+from newsletter.operations.languages import LanguageGaps, language_gaps
 from newsletter.scheduling.schedules import SCHEDULES_DIR, Schedule, load_schedules, parse_schedule
 
 TEMPLATES_DIR = "templates"
@@ -180,6 +181,10 @@ class CheckReport:
 
     problems: list[Problem]
     checked: dict[str, int] = field(default_factory=dict)
+    # What works but should be looked at (a group's language lacking strings); not a failure.
+    warnings: list[Problem] = field(default_factory=list)
+    # Per language a group uses, every string that would show in English.
+    missing_strings: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -193,6 +198,11 @@ class CheckReport:
                 {"file": str(p.file), "line": p.line, "key": p.key, "message": p.message}
                 for p in self.problems
             ],
+            "warnings": [
+                {"file": str(p.file), "line": p.line, "key": p.key, "message": p.message}
+                for p in self.warnings
+            ],
+            "missing_strings": self.missing_strings,
         }
 
 
@@ -202,6 +212,7 @@ def check_site(resolution: Resolution) -> CheckReport:
     config = resolution.file.config
     problems = list(resolution.problems)
     counts = {"groups": 0, "schedules": 0, "templates": 0}
+    gaps = LanguageGaps([], [], {})
     templates = template_files(site_dir)
     environment = Environment(autoescape=True)
     for path in templates:
@@ -213,6 +224,8 @@ def check_site(resolution: Resolution) -> CheckReport:
         text = resolution.file.text
         problems.extend(_group_files(site_dir, config, text))
         problems.extend(_dkim_key(site_dir, config, text))
+        gaps = language_gaps(site_dir, config, text)
+        problems.extend(gaps.problems)
         schedules, schedule_problems = load_schedules(site_dir, config.groups)
         problems.extend(schedule_problems)
         problems.extend(_schedule_files(site_dir, schedules, environment))
@@ -222,7 +235,7 @@ def check_site(resolution: Resolution) -> CheckReport:
             problems.extend(_relay(settings))
         if settings is not None and not problems:
             problems.extend(_trial_renders(settings, text, schedules))
-    return CheckReport(problems, counts)
+    return CheckReport(problems, counts, gaps.warnings, gaps.missing)
 
 
 def _relay(settings: Settings) -> list[Problem]:

@@ -19,6 +19,10 @@ is not told about every group's drafts, and no event is told to nobody. A propos
 not reported to the person who made it. Sent editions older than
 :data:`SENT_HORIZON` are not reported (a site turning notifications on is not told of
 its whole past).
+
+A notice is stored as a :class:`~newsletter.core.messages.Message` (its English msgid
+and values, ``Notice.message``) and translated when the digest is written, in the
+digest's language; ``Notice.text`` keeps the English.
 """
 
 from dataclasses import dataclass, replace
@@ -30,6 +34,7 @@ from sqlmodel import Session, col, delete, select
 from newsletter.accounts.permissions import Actor, GrantView
 from newsletter.accounts.roles import site_roles
 from newsletter.core.counts import delivery_counts
+from newsletter.core.messages import Label, Message, Param
 from newsletter.core.models import (
     Edition,
     EditionStatus,
@@ -56,7 +61,7 @@ class Happened:
 
     key: str
     kind: str
-    text: str
+    message: Message
     # The group it is about (None: the site's own things) and the permission that makes one concerned.
     group: str | None
     permission: str
@@ -74,10 +79,13 @@ def _editions(session: Session, settings: Settings, slugs: dict[int, str], now: 
         slug = slugs.get(edition.group_id)
         if slug is None or slug not in settings.groups:
             continue
-        name, subject = settings.groups[slug].name, edition.subject or f"#{edition.id}"
-        page = f"{base}/admin/groups/{slug}/editions"
+        facts: dict[str, Param] = {
+            "group": settings.groups[slug].name,
+            "subject": edition.subject or f"#{edition.id}",
+            "page": f"{base}/admin/groups/{slug}/editions",
+        }
         if edition.status == EditionStatus.DRAFT:
-            text = f"{name}: the draft edition “{subject}” waits for approval. {page}"
+            text = Message("{group}: the draft edition “{subject}” waits for approval. {page}", facts)
             found.append(Happened(f"edition-draft:{edition.id}", "draft", text, slug, "editions.approve"))
         elif edition.status == EditionStatus.PAUSED:
             # Each pause is its own event: the audit row the runner wrote when it paused.
@@ -86,16 +94,24 @@ def _editions(session: Session, settings: Settings, slugs: dict[int, str], now: 
                     col(Event.edition_id) == edition.id, col(Event.kind) == "edition-paused"
                 )
             ).one()
-            text = (
-                f"{name}: sending “{subject}” was paused, the mail relay kept failing; "
-                f"resume it once the relay works. {page}"
+            text = Message(
+                "{group}: sending “{subject}” was paused, the mail relay kept failing; "
+                "resume it once the relay works. {page}",
+                facts,
             )
             key = f"edition-paused:{edition.id}:{pause or 0}"
             found.append(Happened(key, "paused", text, slug, "editions.send"))
         else:
             counts = delivery_counts(session, edition.id or 0)
-            figures = ", ".join(f"{state} {n}" for state, n in sorted(counts.items())) or "no recipients"
-            text = f"{name}: “{subject}” was sent ({figures}). {page}"
+            figures: list[Param] = [
+                Message("{state} {count}", state=Label("DeliveryStatus", state), count=n)
+                for state, n in sorted(counts.items())
+            ]
+            text = Message(
+                "{group}: “{subject}” was sent ({figures}). {page}",
+                facts,
+                figures=figures or [Message("no recipients")],
+            )
             found.append(Happened(f"edition-sent:{edition.id}", "sent", text, slug, "editions.send"))
     return found
 
@@ -117,9 +133,12 @@ def _proposals(session: Session, settings: Settings, slugs: dict[int, str]) -> l
         who = (item.editor or "").removeprefix("user:")
         for slug in groups:
             if slug in settings.groups:
-                text = (
-                    f"{settings.groups[slug].name}: {who} proposed “{item.title}”; it waits for review. "
-                    f"{base}/admin/groups/{slug}/items"
+                text = Message(
+                    "{group}: {who} proposed “{title}”; it waits for review. {page}",
+                    group=settings.groups[slug].name,
+                    who=who,
+                    title=item.title,
+                    page=f"{base}/admin/groups/{slug}/items",
                 )
                 key = f"item-proposed:{item.id}"
                 found.append(Happened(key, "proposal", text, slug, "items.review", by=item.editor))
@@ -134,9 +153,12 @@ def _sources(session: Session, settings: Settings) -> list[Happened]:
         if source.name not in declared:
             continue
         since = source.last_success_at.isoformat() if source.last_success_at else "never"
-        text = (
-            f"the source “{source.name}” failed {source.failures} times in a row: {source.last_error}. "
-            f"{settings.site.base_url}/admin/sources"
+        text = Message(
+            "the source “{source}” failed {count} times in a row: {error}. {page}",
+            source=source.name,
+            count=source.failures,
+            error=source.last_error or "",
+            page=f"{settings.site.base_url}/admin/sources",
         )
         found.append(Happened(f"source-failing:{source.id}:{since}", "source", text, None, "sources.manage"))
     return found
@@ -224,8 +246,23 @@ def record(session: Session, settings: Settings, now: datetime) -> int:
             known.add((person.user_id, event.key))
             session.add(
                 Notice(
-                    user_id=person.user_id, key=event.key, kind=event.kind, text=event.text, created_at=now
+                    user_id=person.user_id,
+                    key=event.key,
+                    kind=event.kind,
+                    text=str(event.message),
+                    message=event.message.to_json(),
+                    created_at=now,
                 )
             )
             added += 1
     return added
+
+
+def stored(notice: Notice) -> Message | str:
+    """A stored notice as the digest shows it: its message, or the English text of an older row."""
+    if notice.message:
+        try:
+            return Message.from_json(notice.message)
+        except ValueError:
+            pass
+    return notice.text

@@ -179,7 +179,7 @@ def send_digests(
                 user_id=user_id,
                 email=user.email,
                 name=user.name,
-                notices=[notice.text for notice in waiting],
+                notices=[notices.stored(notice) for notice in waiting],
                 stop_url=stop_url(site.settings, user_id),
             )
             try:

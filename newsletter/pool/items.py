@@ -96,7 +96,7 @@ class ItemDraft:
             raise InputError("an item needs a title")
         if self.url and not _is_web_url(self.url):
             raise InputError(
-                f"the item URL {self.url!r} must be a web address starting with http:// or https://"
+                "the item URL '{url}' must be a web address starting with http:// or https://", url=self.url
             )
         if self.event_end and self.event_start and self.event_end < self.event_start:
             raise InputError("the event ends before it starts")
@@ -136,7 +136,11 @@ def as_utc(value: date | datetime | None, *, what: str) -> datetime | None:
     if not isinstance(value, datetime):
         return datetime.combine(value, time(), tzinfo=UTC)
     if value.tzinfo is None:
-        raise InputError(f"{what} {value.isoformat()} has no time zone; add an offset such as +01:00")
+        raise InputError(
+            "{what} {value} has no time zone; add an offset such as +01:00",
+            what=what,
+            value=value.isoformat(),
+        )
     return value.astimezone(UTC)
 
 
@@ -289,7 +293,7 @@ def _set_targets(session: Session, item: Item, groups: list[Group] | None) -> No
 def get_item(session: Session, item_id: int) -> Item:
     item = session.get(Item, item_id)
     if item is None:
-        raise NotFoundError(f"no item #{item_id} (see `newsletter items list`)")
+        raise NotFoundError("no item #{id} (see `newsletter items list`)", id=item_id)
     return item
 
 
@@ -350,8 +354,9 @@ def claim_version(session: Session, item: Item, expected: datetime) -> None:
     )
     if getattr(result, "rowcount", 0) != 1:
         raise StaleRecord(
-            f"item #{item.id} was changed by someone else since this page was loaded; "
-            "nothing was changed: reload the page to see their change, then try again"
+            "item #{id} was changed by someone else since this page was loaded; "
+            "nothing was changed: reload the page to see their change, then try again",
+            id=item.id,
         )
     item.updated_at = following
 
@@ -388,9 +393,13 @@ def set_status(
             ).first()
             if carrier is not None:
                 raise TransitionError(
-                    f"item #{item.id} is approved and edition #{carrier.id} ({carrier.status}) carries it; "
-                    f"it cannot become {status} unless that edition is cancelled first "
-                    f"(newsletter editions cancel {carrier.id}); nothing was changed"
+                    "item #{id} is approved and edition #{edition} ({state}) carries it; "
+                    "it cannot become {status} unless that edition is cancelled first "
+                    "(newsletter editions cancel {edition}); nothing was changed",
+                    id=item.id,
+                    edition=carrier.id,
+                    state=carrier.status,
+                    status=status,
                 )
     for item in items:
         if states.move(item, status):
@@ -434,7 +443,7 @@ def edit_item(
     item = get_item(session, item_id)
     unknown = set(changes) - EDITABLE
     if unknown:
-        raise InputError(f"cannot edit {', '.join(sorted(unknown))}")
+        raise InputError("cannot edit {fields}", fields=sorted(unknown))
     if expected is not None:
         claim_version(session, item, expected)
     for name, value in changes.items():
@@ -457,7 +466,11 @@ def edit_item(
         # The identity follows the edit, so the corrected story cannot be queued again.
         clash = session.exec(select(Item).where(Item.fingerprint == mark, Item.id != item.id)).first()
         if clash is not None:
-            raise InputError(f"item #{clash.id} is already this story ({clash.title}); nothing was changed")
+            raise InputError(
+                "item #{id} is already this story ({title}); nothing was changed",
+                id=clash.id,
+                title=clash.title,
+            )
         item.fingerprint = mark
     fields = sorted(changes)
     if groups is not None:

@@ -46,12 +46,12 @@ def item_for(session: Session, settings: Settings, actor: Actor, group: str, ite
     settings.group(group)
     item = session.get(Item, item_id)
     if item is None or not pool.in_group(session, item, group):
-        raise NotFoundError(f"no item #{item_id} in group {group!r}")
+        raise NotFoundError("no item #{id} in group {group}", id=item_id, group=group)
     if reviews(actor, group):
         return item
     require(actor, PROPOSE, group)
     if not own(actor, item):
-        raise Forbidden(f"item #{item_id} is not one of your proposals")
+        raise Forbidden("item #{id} is not one of your proposals", id=item_id)
     return item
 
 
@@ -83,8 +83,9 @@ def retarget(
     """
     outside = set(chosen) - set(editable) - {"*"}
     if outside or ("*" in chosen and set(editable) != set(every)):
-        named = ", ".join(sorted(outside)) or "every group"
-        raise Forbidden(f"you may not target {named}")
+        if outside:
+            raise Forbidden("you may not target {groups}", groups=sorted(outside))
+        raise Forbidden("you may not target every group")
     if "*" in chosen:
         return None if "*" in current else ["*"]
     now = set(every) if "*" in current else set(current)
@@ -108,8 +109,9 @@ def propose(session: Session, settings: Settings, actor: Actor, group: str, draf
     draft.origin = SOURCE
     item, created = pool.add_item(session, settings, draft, actor=actor.label)
     if not created:
-        where = f" (item #{item.id})" if pool.in_group(session, item, group) and reviews(actor, group) else ""
-        raise InputError(f"this story is already in the pool{where}; nothing was added")
+        if pool.in_group(session, item, group) and reviews(actor, group):
+            raise InputError("this story is already in the pool (item #{id}); nothing was added", id=item.id)
+        raise InputError("this story is already in the pool; nothing was added")
     return item
 
 
@@ -127,7 +129,7 @@ def edit(
     """Change an item from the workspace form made at version ``expected``."""
     item = item_for(session, settings, actor, group, item_id)
     if not may_edit(actor, group, item):
-        raise Forbidden(f"item #{item_id} has been reviewed; only an editor may change it now")
+        raise Forbidden("item #{id} has been reviewed; only an editor may change it now", id=item_id)
     permission = REVIEW if reviews(actor, group) else PROPOSE
     groups = retarget(
         pool.target_slugs(session, item),

@@ -1,9 +1,16 @@
 """Server-rendered pages: the page's language, its template, its CSRF form, the message page.
 
+Every page is rendered in one language, and so is everything on it: an error or a
+:class:`~newsletter.core.messages.Message` handed to :meth:`Pages.page` as a value
+(``error=exc``) is translated there, and templates show a status through ``label()``
+(``{{ label(edition.status) }}``), so no route translates an error of its own.
+
 One :class:`Pages` serves every part of the web app. The subscriber pages use it today;
 the editors' workspace will render through the same templates, languages and forms.
 """
 
+from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from babel import Locale, negotiate_locale
@@ -12,17 +19,35 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from newsletter.core.errors import NewsletterError
 from newsletter.core.i18n import available_languages, base_language, translations
+from newsletter.core.messages import Catalog, Label, Message, label, translate
 from newsletter.core.settings import Settings
 from newsletter.editions.render import template_environment
 from newsletter.web.forms import MAX_BODY, limited_body
 from newsletter.web.security import CSRF_COOKIE, CSRF_FIELD, Csrf
 
-# Each language by its own name ("Deutsch"), for the language menus.
-LANGUAGE_NAMES = {
-    code: (Locale.parse(code).get_display_name(code) or code).capitalize()
-    for code in sorted(available_languages())
-}
+
+@lru_cache(maxsize=8)
+def language_names(codes: frozenset[str]) -> dict[str, str]:
+    """Each language by its own name ("Deutsch"), for the language menus."""
+    return {code: (Locale.parse(code).get_display_name(code) or code).capitalize() for code in sorted(codes)}
+
+
+def localized(value: Any, catalog: Catalog) -> Any:
+    """A page's value as the reader reads it: an error or a message translated, anything else as it is."""
+    if isinstance(value, NewsletterError):
+        return translate(value.msg, catalog)
+    if isinstance(value, Message):
+        return translate(value, catalog)
+    if isinstance(value, Exception):
+        return translate(str(value), catalog)
+    return value
+
+
+def as_label(value: object, kind: str) -> Label | StrEnum:
+    """A template's status value as a label: an enum knows its kind, a plain string is told it."""
+    return value if isinstance(value, Label | StrEnum) else Label(kind, str(value))
 
 
 def accepted_languages(header: str) -> list[str]:
@@ -62,18 +87,19 @@ class Pages:
         self, request: Request, template: str, *, language: str, status: int = 200, **context: Any
     ) -> HTMLResponse:
         nonce = request.cookies.get(CSRF_COOKIE) or Csrf.new_nonce()
-        gettext = translations(language).gettext
+        catalog = translations(language)
         self.templates.install_gettext_callables(  # type: ignore[attr-defined]
-            gettext, translations(language).ngettext, newstyle=True
+            catalog.gettext, catalog.ngettext, newstyle=True
         )
         html = self.templates.get_template(f"web/{template}").render(
             site=self.settings.site,
             language=language,
-            language_names=LANGUAGE_NAMES,
+            label=lambda value, kind="": label(as_label(value, kind), catalog),
+            **{name: localized(value, catalog) for name, value in context.items()},
+            language_names=language_names(available_languages()),
             csrf_field=CSRF_FIELD,
             csrf_token=self.csrf.token_for(nonce),
             request_path=request.url.path,
-            **context,
         )
         response = HTMLResponse(html, status_code=status)
         if CSRF_COOKIE not in request.cookies:
@@ -82,7 +108,7 @@ class Pages:
         return response
 
     def message(
-        self, request: Request, title: str, text: str, *, language: str, status: int = 200
+        self, request: Request, title: str, text: str | Exception, *, language: str, status: int = 200
     ) -> HTMLResponse:
         """A page with a heading and one paragraph: a result, a refusal, an explanation."""
         return self.page(request, "message.html.j2", language=language, status=status, title=title, text=text)

@@ -143,8 +143,8 @@ class EditionPages(Part):
         except NewsletterError as exc:
             status = next((code for kind, code in REFUSALS if isinstance(exc, kind)), 500)
             if "edition_id" in request.path_params:
-                return self.edition_page(request, signed, error=str(exc), status=status)
-            return self.list_page(request, signed, error=str(exc), status=status)
+                return self.edition_page(request, signed, error=exc, status=status)
+            return self.list_page(request, signed, error=exc, status=status)
 
     def attempt(self, work: Callable[[Session], Any]) -> Any:
         """Run ``work`` in one transaction (a refusal it raises rolls everything back)."""
@@ -182,7 +182,9 @@ class EditionPages(Part):
 
     # -- the list ----------------------------------------------------------------------------
 
-    def list_page(self, request: Request, signed: Signed, *, error: str = "", status: int = 200) -> Page:
+    def list_page(
+        self, request: Request, signed: Signed, *, error: str | NewsletterError = "", status: int = 200
+    ) -> Page:
         slug = request.path_params["slug"]
         try:
             page = max(1, int(request.query_params.get("page", "1")))
@@ -211,7 +213,13 @@ class EditionPages(Part):
     # -- the edition page ----------------------------------------------------------------------
 
     def edition_page(
-        self, request: Request, signed: Signed, *, error: str = "", notice: str = "", status: int = 200
+        self,
+        request: Request,
+        signed: Signed,
+        *,
+        error: str | NewsletterError = "",
+        notice: str = "",
+        status: int = 200,
     ) -> Page:
         slug = request.path_params["slug"]
         with self.site.transaction() as session:

@@ -26,9 +26,10 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from newsletter.accounts.permissions import Actor, can, require, require_visible
-from newsletter.core.errors import InputError, NotFoundError, StateError
+from newsletter.core.errors import InputError, NewsletterError, NotFoundError, StateError
 from newsletter.core.i18n import translations
 from newsletter.core.language import normalize_language
+from newsletter.core.messages import reason, translate
 from newsletter.core.models import Item, ItemKind, ItemStatus
 from newsletter.core.states import ITEM
 from newsletter.pool import items as pool
@@ -101,11 +102,11 @@ class ItemForm:
         try:
             kind = ItemKind(self.kind)
         except ValueError:
-            raise InputError(f"unknown kind {self.kind!r}") from None
+            raise InputError("unknown kind '{kind}'", kind=self.kind) from None
         try:
             language = normalize_language(self.language or default_language)
         except ValueError as exc:
-            raise InputError(str(exc)) from None
+            raise InputError(reason(exc)) from None
         return {
             "title": self.title,
             "url": self.url or None,
@@ -131,7 +132,9 @@ def _moment(text: str, zone: str, what: str) -> datetime | None:
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise InputError(f"{what} {text!r} is not a date and time such as 2026-12-03T14:00") from None
+        raise InputError(
+            "{what} '{text}' is not a date and time such as 2026-12-03T14:00", what=what, text=text
+        ) from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=ZoneInfo(zone))
     return as_utc(value, what=what)
@@ -143,7 +146,7 @@ def _day(text: str) -> date | None:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise InputError(f"the deadline {text!r} is not a date such as 2027-01-15") from None
+        raise InputError("the deadline '{text}' is not a date such as 2027-01-15", text=text) from None
 
 
 def _page_number(text: str | None) -> int:
@@ -172,7 +175,7 @@ class Items(Part):
         slug = request.path_params["slug"]
         require_visible(signed.actor, slug)
         if slug not in self.settings.groups:
-            raise NotFoundError(f"no group {slug!r}")
+            raise NotFoundError("no group '{group}'", group=slug)
         return slug, self.settings.groups[slug].timezone
 
     def _render(
@@ -207,8 +210,8 @@ class Items(Part):
             offered.insert(0, ("*", gettext("Every group")))
         return offered
 
-    def _error(self, signed: Signed, exc: Exception) -> str:
-        return translations(signed.language).gettext(str(exc))
+    def _error(self, signed: Signed, exc: NewsletterError) -> str:
+        return translate(exc.msg, translations(signed.language))
 
     # -- the queue ---------------------------------------------------------------------------
 
@@ -297,7 +300,7 @@ class Items(Part):
     def _item_id(self, request: Request) -> int:
         text = request.path_params["item_id"]
         if not text.isdigit():
-            raise NotFoundError(f"no item {text!r}")
+            raise NotFoundError("no item '{text}'", text=text)
         return int(text)
 
     def _show(

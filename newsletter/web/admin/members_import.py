@@ -99,7 +99,7 @@ class MembersImport(Part):
         try:
             planned = await run_in_threadpool(self._plan, slug, data, file.filename, signed)
         except ImportFileError as exc:
-            return self._page(request, signed, slug, status=400, error=str(exc))
+            return self._page(request, signed, slug, status=400, error=exc)
         return self._plan_page(request, signed, slug, planned.upload_id, planned.report)
 
     def _plan(self, slug: str, data: bytes, filename: str, signed: Signed) -> uploads.Planned:

@@ -85,7 +85,7 @@ class Notifications(Part):
             if request.method == "POST":
                 return PlainTextResponse(str(exc), status_code=400)
             title = gettext("This link does not work")
-            return self.pages.message(request, title, gettext(str(exc)), language=language, status=400)
+            return self.pages.message(request, title, exc, language=language, status=400)
         if request.method in SAFE_METHODS:
             return self.pages.page(
                 request, "admin/notifications-stop.html.j2", language=language, email=user.email

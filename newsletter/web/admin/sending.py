@@ -42,6 +42,7 @@ from newsletter.core.errors import (
     StateError,
 )
 from newsletter.core.i18n import available_languages, base_language, reader_language, translations
+from newsletter.core.messages import Message
 from newsletter.core.models import EditionStatus
 from newsletter.core.site import Site
 from newsletter.delivery.lease import describe, holder
@@ -79,7 +80,8 @@ class Sender:
         self.transport_factory = transport_factory
         self.renderer = Renderer(site.settings)
         # The last send of each edition that stopped on an error, for its progress page.
-        self.errors: dict[int, str] = {}
+        # Why a send stopped, shown on the progress page in the reader's language (``Pages.page``).
+        self.errors: dict[int, str | NewsletterError] = {}
 
     def start(self, edition_id: int, actor: str) -> None:
         """Take the edition's lease now (:class:`LeaseHeld` if another sends it), then send in a thread."""
@@ -100,7 +102,7 @@ class Sender:
             result = runner.send(edition_id)
             log.info("edition #%s %s: sent %s", edition_id, result.status, result.report.sent)
         except NewsletterError as exc:
-            self.errors[edition_id] = str(exc)
+            self.errors[edition_id] = exc
             log.warning("edition #%s: the send stopped: %s", edition_id, exc)
         except Exception as exc:  # a bug: the progress page says so, the log has the traceback
             self.errors[edition_id] = f"{type(exc).__name__}: {exc}"
@@ -147,9 +149,9 @@ class Sending(EditionPages):
         language = self._language(request)
         try:
             _, text = self._rendered(request, language)
-            error = ""
+            error: str | RenderError = ""
         except RenderError as exc:
-            text, error = "", str(exc)
+            text, error = "", exc
         return Page(
             "admin/edition-preview.html.j2",
             signed.language,
@@ -198,7 +200,9 @@ class Sending(EditionPages):
                 language=language,
             )
         except DeliveryError as exc:
-            raise DeliveryError(f"the test copy could not be sent: {exc}", code=exc.code) from None
+            raise DeliveryError(
+                Message("the test copy could not be sent: {reason}", reason=exc.msg), code=exc.code
+            ) from None
         gettext = translations(signed.language).gettext
         return self.edition_page(
             request,
@@ -215,8 +219,11 @@ class Sending(EditionPages):
             self.sender.start(edition_id, signed.actor.label)
         except LeaseHeld as held:
             raise StateError(
-                f"edition #{edition_id} is already being sent by {describe(held.owner)} "
-                f"(since {held.since:%H:%M:%S} UTC); its progress page shows how far it is"
+                "edition #{id} is already being sent by {owner} (since {since} UTC); "
+                "its progress page shows how far it is",
+                id=edition_id,
+                owner=describe(held.owner),
+                since=f"{held.since:%H:%M:%S}",
             ) from None
         return RedirectResponse(self.edition_url(request, "/progress"), status_code=303)
 
@@ -228,7 +235,9 @@ class Sending(EditionPages):
             try:
                 local = datetime.fromisoformat(value)
             except ValueError:
-                raise InputError(f"{value!r} is not a date and time such as 2026-12-24T09:00") from None
+                raise InputError(
+                    "'{value}' is not a date and time such as 2026-12-24T09:00", value=value
+                ) from None
             if local.tzinfo is None:
                 local = local.replace(tzinfo=ZoneInfo(self.settings.group(slug).timezone))
             at = local

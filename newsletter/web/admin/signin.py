@@ -138,7 +138,7 @@ class SignIn:
     def _bad_link(self, request: Request, language: str, exc: BadToken) -> Response:
         gettext = translations(language).gettext
         return self.pages.message(
-            request, gettext("This link does not work"), gettext(str(exc)), language=language, status=400
+            request, gettext("This link does not work"), exc, language=language, status=400
         )
 
     def _check(self, token: str) -> str:

@@ -142,7 +142,7 @@ class Subscribers(Part):
             outcome = await run_in_threadpool(self._add, slug, values, fields, signed)
         except (InputError, StateError) as exc:
             return await self.render(
-                request, signed, slug, browse.Query(), status=400, error=str(exc), form={**values, **fields}
+                request, signed, slug, browse.Query(), status=400, error=exc, form={**values, **fields}
             )
         notice = {
             "added": gettext("Added %(address)s."),
@@ -179,7 +179,7 @@ class Subscribers(Part):
             removed = await run_in_threadpool(self._remove, slug, address, signed)
         except NotFoundError as exc:
             # The person is not a member of this group: say so on the page, not as a missing page.
-            return await self.render(request, signed, slug, browse.Query(), status=400, error=str(exc))
+            return await self.render(request, signed, slug, browse.Query(), status=400, error=exc)
         text = (
             gettext("Unsubscribed %(address)s.")
             if removed

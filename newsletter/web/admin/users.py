@@ -61,7 +61,7 @@ class Users(Part):
         *,
         status: int = 200,
         done: str = "",
-        error: str = "",
+        error: str | NewsletterError = "",
         invite: dict[str, Any] | None = None,
     ) -> Response:
         try:
@@ -96,17 +96,22 @@ class Users(Part):
         form = await self.pages.form(request, max_fields=20 + len(self.settings.groups))
         if form is None:
             return self.pages.rejected(request, signed.language)
-        gettext = translations(signed.language).gettext
         try:
             done = await run_in_threadpool(act, form)
         except StateError as exc:
-            return await run_in_threadpool(self._problem, request, signed, 409, gettext(str(exc)), form, keep)
+            return await run_in_threadpool(self._problem, request, signed, 409, exc, form, keep)
         except (InputError, NotFoundError) as exc:
-            return await run_in_threadpool(self._problem, request, signed, 400, gettext(str(exc)), form, keep)
+            return await run_in_threadpool(self._problem, request, signed, 400, exc, form, keep)
         return await run_in_threadpool(lambda: self._page(request, signed, done=done))
 
     def _problem(
-        self, request: Request, signed: Signed, status: int, error: str, form: FormData, keep: dict[str, Any]
+        self,
+        request: Request,
+        signed: Signed,
+        status: int,
+        error: NewsletterError,
+        form: FormData,
+        keep: dict[str, Any],
     ) -> Response:
         invite = None
         if keep.get("invite"):
@@ -144,9 +149,9 @@ class Users(Part):
             raise InputError("choose the role to give")
         chosen = role_named(self.settings, role)
         if chosen.site_wide and groups:
-            raise InputError(f"the role {role} applies to the whole site: choose no group")
+            raise InputError("the role {role} applies to the whole site: choose no group", role=role)
         if not chosen.site_wide and not groups:
-            raise InputError(f"the role {role} is given per group: choose at least one group")
+            raise InputError("the role {role} is given per group: choose at least one group", role=role)
 
     def _invite(self, form: FormData, signed: Signed) -> str:
         gettext = translations(signed.language).gettext
@@ -158,7 +163,9 @@ class Users(Part):
         actor = signed.actor.label
         with self.site.transaction() as session:
             if users.find(session, email) is not None:
-                raise InputError(f"{email} already has an account: give them a role in the list below")
+                raise InputError(
+                    "{email} already has an account: give them a role in the list below", email=email
+                )
             users.add(session, self.settings, email, role, groups, actor=actor, name=name)
             link = signin.login_link(session, email, now=self.workspace.clock(), actor=actor)
         message = sign_in_message(
@@ -223,7 +230,7 @@ class Users(Part):
 
         def act(form: FormData) -> str:
             if form.get("confirm") != "yes":
-                raise InputError(f"tick the box to confirm that {user.email} should be removed")
+                raise InputError("tick the box to confirm that {email} should be removed", email=user.email)
             with self.site.transaction() as session:
                 ended = users.remove(session, user.email, actor=signed.actor.label, settings=self.settings)
             return gettext("%(email)s was removed (%(count)d session(s) ended)") % {

@@ -52,7 +52,7 @@ class Links:
         language = self.pages.language(request, self.settings.site.language)
         gettext = translations(language).gettext
         return self.pages.message(
-            request, gettext("This link does not work"), gettext(str(exc)), language=language, status=400
+            request, gettext("This link does not work"), exc, language=language, status=400
         )
 
     async def without_token(self, request: Request) -> Response:

@@ -63,9 +63,7 @@ class Preferences:
                     client_address(request),
                 )
             except InputError as exc:
-                return self.pages.message(
-                    request, gettext("Not saved"), str(exc), language=language, status=400
-                )
+                return self.pages.message(request, gettext("Not saved"), exc, language=language, status=400)
             language = await run_in_threadpool(self.links.language_of, data)
             saved = True
         prefs = await run_in_threadpool(self._load, data)

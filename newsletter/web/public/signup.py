@@ -107,7 +107,7 @@ class SignUp:
                 "subscribe.html.j2",
                 language=language,
                 status=400,
-                error=str(exc),
+                error=exc,
                 email=email,
                 name=name,
                 **context,
