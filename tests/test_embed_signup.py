@@ -314,3 +314,13 @@ def test_json_rate_limit_per_form(web: Web, monkeypatch: pytest.MonkeyPatch) -> 
     with web.site.transaction() as session:
         joined = session.exec(select(Membership).where(col(Membership.source) == "json:homepage")).all()
     assert len(joined) == 2
+
+
+def test_a_language_we_do_not_have_falls_back_to_the_groups(web: Web) -> None:
+    """A posted language is taken only if we have its strings; else the group's own."""
+    assert post_form(web, "dach", email="odd@example.org", language="../../etc/x").status_code == 200
+    body = {"token": token("dach"), "email": "j@example.org", "language": "zz", "consent": True}
+    assert post_json(web, body, slug="dach").status_code == 202
+    with web.site.transaction() as session:
+        languages = {s.email: s.language for s in session.exec(select(Subscriber))}
+    assert languages == {"odd@example.org": "de", "j@example.org": "de"}

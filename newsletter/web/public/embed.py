@@ -35,7 +35,7 @@ from starlette.routing import Route
 
 from newsletter.audience import selfservice
 from newsletter.core.errors import BadToken, InputError
-from newsletter.core.i18n import translations
+from newsletter.core.i18n import available_languages, base_language, translations
 from newsletter.core.models import utcnow
 from newsletter.core.sections import GroupConfig
 from newsletter.core.settings import Settings
@@ -120,6 +120,12 @@ def json_example(settings: Settings, slug: str, form_id: str, today: date) -> st
     )
 
 
+def known_language(wanted: str, group: GroupConfig) -> str:
+    """The language a form asks for if we have its strings, else the group's (never a stranger's value)."""
+    base = base_language(wanted.strip()[:35])
+    return base if base in available_languages() else group.language
+
+
 def json_error(
     status: int, code: str, message: str, *, headers: dict[str, str] | None = None
 ) -> JSONResponse:
@@ -158,7 +164,7 @@ class EmbeddedSignUp:
         form = await (await limited_body(request, MAX_BODY)).form(max_files=0, max_fields=20)
         # The form's own language (the snippet's) is the person's and the consent's; the
         # answer page speaks the browser's.
-        form_language = str(form.get("language", ""))[:35] or group.language
+        form_language = known_language(str(form.get("language", "")), group)
         language = self.pages.language(request, form_language)
         gettext = translations(language).gettext
         try:
@@ -257,7 +263,7 @@ class EmbeddedSignUp:
             )
         email = str(fields["email"])[:320]
         name = str(fields["name"] or "")[:200]
-        language = str(fields["language"] or "")[:35] or group.language
+        language = known_language(str(fields["language"] or ""), group)
         consent = translations(language).gettext(CONSENT_TEXT) % {"group": group.name}
         client = client_address(request) or "unknown"
         try:
