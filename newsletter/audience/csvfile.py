@@ -30,6 +30,8 @@ HEADER_ALIASES = {
     "mail": "email",
     "name": "name",
     "full name": "name",
+    "display_name": "name",
+    "display name": "name",
     "language": "language",
     "lang": "language",
     "locale": "language",
@@ -84,6 +86,9 @@ class CsvRow:
     language: str | None
     # The site's custom fields that have a column in the file: name -> cell (non-empty only).
     fields: Mapping[str, str] = field(default_factory=dict)
+    # The source system says never to mail this address (listmonk's "blocklisted"): the
+    # import records the person as unsubscribed from the group rather than as a member.
+    suppress: bool = False
 
 
 @dataclass
@@ -92,9 +97,13 @@ class CsvFile:
     delimiter: str
     rows: list[CsvRow]
     ignored_columns: list[str] = field(default_factory=list)
+    # Rows read but deliberately not imported (line, address, why), e.g. a disabled listmonk subscriber.
+    skipped: list[tuple[int, str, str]] = field(default_factory=list)
+    # Rows imported with a part of them left out (line, address, why), e.g. unreadable attributes.
+    warnings: list[tuple[int, str, str]] = field(default_factory=list)
 
 
-def _decode(data: bytes, path: str) -> str:
+def decode(data: bytes, path: str) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -140,7 +149,7 @@ def read_subscriber_csv(path: Path, fields: Iterable[str] = ()) -> CsvFile:
 
 def parse_subscriber_csv(data: bytes, path: str, fields: Iterable[str] = ()) -> CsvFile:
     """:func:`read_subscriber_csv` for a file already in memory (an upload); ``path`` names it in messages."""
-    text = _decode(data, path)
+    text = decode(data, path)
     aliases = {**HEADER_ALIASES, **{name: name for name in fields}}
     # str.splitlines() would also break at U+2028, U+0085, form feeds ..., and every
     # row after such a character would get the wrong line number.

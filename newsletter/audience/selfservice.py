@@ -89,8 +89,12 @@ def request_subscription(
     language: str | None,
     consent_text: str,
     ip: str | None,
+    source: str = "web",
 ) -> int:
     """Record a sign-up and queue its confirmation email; returns the consent request's id.
+
+    ``source`` says where the request came from, kept on the membership and the consent:
+    ``web`` (our sign-up page), ``embed:FORM`` or ``json:FORM`` (a group's own website).
 
     Every address takes the same path: a consent request is appended, a newcomer gets a
     pending membership, and a :class:`ConfirmationMail` is queued. Whether the email
@@ -129,7 +133,7 @@ def request_subscription(
                 subscriber_id=subscriber.id,
                 group_id=group.id,
                 status=MembershipStatus.PENDING,
-                source="web",
+                source=source,
                 consent_text=consent_text,
                 consent_ip=ip,
                 consent_at=now,
@@ -137,7 +141,7 @@ def request_subscription(
             )
         )
     consent = Consent(
-        subscriber_id=subscriber.id, group_id=group.id, at=now, source="web", text=consent_text, ip=ip
+        subscriber_id=subscriber.id, group_id=group.id, at=now, source=source, text=consent_text, ip=ip
     )
     session.add(consent)
     session.flush()

@@ -16,8 +16,9 @@ from sqlalchemy import ColumnElement, delete
 from sqlmodel import Session, col, select
 
 from newsletter.audience.addresses import Address, clean_name, email_key, parse_address
-from newsletter.audience.csvfile import CsvRow, parse_subscriber_csv
+from newsletter.audience.csvfile import CsvRow
 from newsletter.audience.fields import clean_values, merged
+from newsletter.audience.formats import Format, parse
 from newsletter.core import audit, states
 from newsletter.core.errors import (
     ImportFileError,
@@ -67,19 +68,28 @@ class ImportReport:
     added: int = 0
     updated: int = 0
     unchanged: int = 0
+    # Rows the file marks as never to be mailed (listmonk's blocklisted), recorded as unsubscribed.
+    suppressed: int = 0
     rejected: list[RowNote] = field(default_factory=list)
     duplicates: list[RowNote] = field(default_factory=list)
     kept: list[RowNote] = field(default_factory=list)
     warnings: list[RowNote] = field(default_factory=list)
+    # Rows read but not imported on purpose (a disabled listmonk subscriber, an overlong line).
+    skipped: list[RowNote] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
     dry_run: bool = False
     rows: list[RowVerdict] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (
+        text = (
             f"added {self.added}, updated {self.updated}, unchanged {self.unchanged}, "
             f"rejected {len(self.rejected)}"
         )
+        if self.suppressed:
+            text += f", suppressed {self.suppressed}"
+        if self.skipped:
+            text += f", skipped {len(self.skipped)}"
+        return text
 
     def digest(self) -> str:
         """A fingerprint of every verdict: equal digests, the same import."""
@@ -97,6 +107,8 @@ class _Candidate:
     name: str | None
     language: str | None
     fields: dict[str, str] = field(default_factory=dict)
+    # Record the person as unsubscribed, never as a member (see ``CsvRow.suppress``).
+    suppress: bool = False
 
 
 def _differences(subscriber: Subscriber, candidate: _Candidate) -> list[str]:
@@ -154,12 +166,14 @@ def _candidates(
         values = _row_fields(row, specs, report, address.email)
         first = seen.get(address.key)
         if first is None:
-            seen[address.key] = _Candidate(address, row.line, name, language, values)
+            seen[address.key] = _Candidate(address, row.line, name, language, values, row.suppress)
             continue
         report.duplicates.append(RowNote(row.line, row.email, f"same address as line {first.line}"))
         first.name = first.name or name
         first.language = first.language or language
         first.fields = {**values, **first.fields}
+        # Any row of the address saying "never mail" wins: suppression is the safe reading.
+        first.suppress = first.suppress or row.suppress
     return list(seen.values())
 
 
@@ -186,12 +200,14 @@ def import_csv(
     actor: str,
     dry_run: bool = False,
     strict: bool = False,
+    format: Format = "auto",
 ) -> ImportReport:
-    """Import a subscriber CSV into a group; the caller's transaction makes it all-or-nothing.
+    """Import a subscriber file into a group; the caller's transaction makes it all-or-nothing.
 
     With ``dry_run`` nothing is written, not even to the session: the report says
     what the import would do (``_plan``). With ``strict``, a file with a rejected row
-    is reported the same way and nothing is written; the caller says so.
+    is reported the same way and nothing is written; the caller says so. ``format`` is
+    our CSV, a listmonk export or a Mailman member list (``audience/formats.py``).
     """
     try:
         data = path.read_bytes()
@@ -200,7 +216,15 @@ def import_csv(
             "cannot read {path}: {reason}", path=str(path), reason=str(exc.strerror or exc)
         ) from None
     return import_data(
-        session, settings, group_slug, data, str(path), actor=actor, dry_run=dry_run, strict=strict
+        session,
+        settings,
+        group_slug,
+        data,
+        str(path),
+        actor=actor,
+        dry_run=dry_run,
+        strict=strict,
+        format=format,
     )
 
 
@@ -214,12 +238,18 @@ def import_data(
     actor: str,
     dry_run: bool = False,
     strict: bool = False,
+    format: Format = "auto",
 ) -> ImportReport:
     """:func:`import_csv` for a file already in memory (an upload in the workspace)."""
     group = get_group(session, settings, group_slug)
-    csv_file = parse_subscriber_csv(data, filename, settings.fields)
+    csv_file = parse(data, filename, settings.fields, format)
     report = ImportReport(
-        file=filename, group=group_slug, dry_run=dry_run, ignored_columns=csv_file.ignored_columns
+        file=filename,
+        group=group_slug,
+        dry_run=dry_run,
+        ignored_columns=csv_file.ignored_columns,
+        skipped=[RowNote(*note) for note in csv_file.skipped],
+        warnings=[RowNote(*note) for note in csv_file.warnings],
     )
     candidates = _candidates(csv_file.rows, report, settings.fields)
     people = _existing(session, [c.address.key for c in candidates])
@@ -228,7 +258,7 @@ def import_data(
     write = not dry_run and not (strict and report.rejected)
     for candidate in candidates:
         subscriber = people.get(candidate.address.key)
-        changes = tuple(_differences(subscriber, candidate)) if subscriber else ()
+        changes = tuple(_differences(subscriber, candidate)) if subscriber and not candidate.suppress else ()
         if write:
             outcome = _apply(session, group, candidate, subscriber, members, source=source, actor=actor)
         else:
@@ -238,9 +268,14 @@ def import_data(
             report.added += 1
         elif outcome == "updated":
             report.updated += 1
+        elif outcome == "suppressed":
+            report.suppressed += 1
         else:
             report.unchanged += 1
-            if outcome != "unchanged":
+            if candidate.suppress:
+                reason = f"left {outcome}: already not mailed"
+                report.kept.append(RowNote(candidate.line, candidate.address.email, reason))
+            elif outcome != "unchanged":
                 report.kept.append(
                     RowNote(
                         candidate.line,
@@ -257,6 +292,8 @@ def _plan(candidate: _Candidate, subscriber: Subscriber | None, members: dict[in
     It follows ``_apply`` step by step; ``tests/test_subscribers_import.py`` checks that
     a dry run reports exactly what the import then does.
     """
+    if candidate.suppress:
+        return _plan_suppression(subscriber, members)
     if subscriber is None:
         return "added"
     membership = members.get(subscriber.id or 0)
@@ -279,6 +316,8 @@ def _apply(
     actor: str,
 ) -> str:
     """Bring one person's row in line with the candidate; say what happened."""
+    if candidate.suppress:
+        return _suppress(session, group, candidate, subscriber, members, source=source, actor=actor)
     if subscriber is None:
         subscriber = Subscriber(
             email=candidate.address.email,
@@ -328,6 +367,61 @@ def _apply(
         fields=changed,
     )
     return "updated"
+
+
+def _plan_suppression(subscriber: Subscriber | None, members: dict[int, Membership]) -> str:
+    """What :func:`_suppress` would answer, changing nothing."""
+    membership = None if subscriber is None else members.get(subscriber.id or 0)
+    if membership is not None and membership.status.sticky:
+        return str(membership.status)
+    return "suppressed"
+
+
+def _suppress(
+    session: Session,
+    group: Group,
+    candidate: _Candidate,
+    subscriber: Subscriber | None,
+    members: dict[int, Membership],
+    *,
+    source: str,
+    actor: str,
+) -> str:
+    """Record the candidate as unsubscribed from the group (a person the old system blocklisted).
+
+    An unknown address gets a subscriber row and an ``unsubscribed`` membership, so
+    that it is never sent to and no later import or ``add`` makes it a member; a
+    pending or active member is unsubscribed; an ended membership stays as it is.
+    """
+    if subscriber is None:
+        subscriber = Subscriber(
+            email=candidate.address.email,
+            email_key=candidate.address.key,
+            name=candidate.name,
+            language=candidate.language,
+            field_values=candidate.fields or None,
+        )
+        session.add(subscriber)
+        session.flush()
+    assert subscriber.id is not None
+    membership = members.get(subscriber.id)
+    if membership is not None and membership.status.sticky:
+        return str(membership.status)
+    if membership is None:
+        membership = Membership(
+            subscriber_id=subscriber.id,
+            group_id=group.id or 0,
+            status=MembershipStatus.UNSUBSCRIBED,
+            source=source,
+        )
+        members[subscriber.id] = membership
+    else:
+        states.move(membership, MembershipStatus.UNSUBSCRIBED)
+    session.add(membership)
+    audit.record(
+        session, "unsubscribe", actor=actor, source=source, subscriber_id=subscriber.id, group_id=group.id
+    )
+    return "suppressed"
 
 
 def add(

@@ -7,6 +7,7 @@ import click
 
 from newsletter.audience import export as exports
 from newsletter.audience import subscribers as library
+from newsletter.audience.formats import FORMATS, Format
 from newsletter.cli.context import AppContext
 from newsletter.cli.output import echo, emit_json, table
 from newsletter.core.errors import InputError, StateError
@@ -27,22 +28,45 @@ def subscribers() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--dry-run", is_flag=True, help="Report what would change; change nothing.")
 @click.option("--strict", is_flag=True, help="Change nothing if any row is rejected.")
+@click.option(
+    "--format",
+    "file_format",
+    type=click.Choice(FORMATS),
+    default="auto",
+    show_default=True,
+    help="csv (ours), listmonk (its subscriber export), mailman (a member list); auto tells from the file.",
+)
 @pass_app
-def import_(app: AppContext, group: str, file: Path, as_json: bool, dry_run: bool, strict: bool) -> None:
+def import_(
+    app: AppContext, group: str, file: Path, as_json: bool, dry_run: bool, strict: bool, file_format: Format
+) -> None:
     """Import FILE (CSV with an email column, optional name and language) into GROUP.
 
     Comma- or semicolon-separated, UTF-8 with or without BOM. Addresses are validated
     and normalised; repeated rows are merged; importing the same file again changes
     nothing. Unsubscribed, bounced and complained members stay as they are.
 
+    A listmonk export keeps its status: blocklisted people are recorded as unsubscribed
+    (never mailed), disabled ones are skipped. A Mailman member list holds one address
+    a line, bare or as "Name <addr>".
+
     \b
     Example:
       newsletter subscribers import dach subscribers/dach.csv
       newsletter subscribers import uk export.csv --dry-run --json
+      newsletter subscribers import uk subscribers.csv --format listmonk
+      newsletter subscribers import fr members.txt --format mailman
     """
     with app.site.transaction() as session:
         report = library.import_csv(
-            session, app.settings, group, file, actor=app.actor, dry_run=dry_run, strict=strict
+            session,
+            app.settings,
+            group,
+            file,
+            actor=app.actor,
+            dry_run=dry_run,
+            strict=strict,
+            format=file_format,
         )
     if as_json:
         emit_json(report)
@@ -59,6 +83,7 @@ def _print_report(report: library.ImportReport, dry_run: bool) -> None:
         ("rejected", report.rejected),
         ("merged duplicate rows", report.duplicates),
         ("left as they were", report.kept),
+        ("not imported", report.skipped),
         ("warnings", report.warnings),
     ]
     for title, notes in sections:

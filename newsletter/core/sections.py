@@ -9,6 +9,7 @@ site folder (see ``settings.py`` and ``credentials.py``).
 import ipaddress
 import re
 from typing import Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cssselect import GenericTranslator, SelectorError
@@ -229,8 +230,21 @@ class GroupConfig(_Section):
     topics: tuple[str, ...] = ()
     # Four eyes: an edition is approved by someone other than whoever last changed it.
     require_second_person: bool = False
+    # The group's own website ("https://www.example.org"): a sign-up form embedded there
+    # may send the visitor back to a page of this origin, and to no other.
+    website: str | None = None
 
     _lang = field_validator("language")(_language)
+
+    @field_validator("website")
+    @classmethod
+    def _website(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+            raise ValueError(f"{value!r} is not a website address such as https://www.example.org")
+        return value.strip()
 
     @field_validator("timezone")
     @classmethod

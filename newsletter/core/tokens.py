@@ -5,18 +5,25 @@ under a purpose-specific salt, so an unsubscribe token cannot be replayed as a
 preferences token, and nobody can forge one for someone else. Unsubscribe and
 preference links do not expire (people unsubscribe from old emails); confirmation
 links do (see ``max_age``).
+
+Sign-up forms embedded in a group's website carry a form token of their own
+(:func:`make_form_token`, :func:`read_form_token`): an HMAC over group, form and date.
 """
 
 import binascii
+import hashlib
+import hmac
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode, int_to_bytes
 
-from newsletter.core.errors import BadToken
+from newsletter.core.errors import BadToken, InputError
 
 Purpose = Literal["unsubscribe", "preferences", "confirm", "bounce", "notifications"]
 # Used only when no key is configured and nothing leaves the machine (outbox or memory
@@ -101,3 +108,60 @@ def keyed_hmac(key: bytes, digest: Any) -> Callable[[bytes], bytes]:
         return bytes(result.digest())
 
     return sign
+
+
+# -- sign-up form tokens ------------------------------------------------------------------------
+#
+# A group's sign-up form embedded in its own website posts across sites, so the CSRF
+# cookie cannot protect it. Each form carries instead a token that says which group and
+# which form it is and when it was made: ``f1.<form id>.<YYYYMMDD>.<HMAC>``, the HMAC
+# (SHA-256, keyed from the site's secret) taken over the group, the form id and the date.
+# Nobody can make one for a form or group without the key, nor move one to another group,
+# and a token ends after ``FORM_TOKEN_DAYS`` (the workspace shows its date): a copy that
+# leaked into a spam kit stops working without rotating the site's key.
+
+FORM_TOKEN_DAYS = 366
+FORM_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,29}")
+
+
+@dataclass(frozen=True)
+class FormToken:
+    group: str
+    form_id: str
+    issued: date
+
+    @property
+    def expires(self) -> date:
+        return self.issued + timedelta(days=FORM_TOKEN_DAYS)
+
+
+def _form_mac(secret_key: str, group: str, form_id: str, stamp: str) -> str:
+    key = hashlib.sha256(("newsletter.form-token:" + secret_key).encode()).digest()
+    message = "\0".join(("form", group, form_id, stamp)).encode()
+    return urlsafe_b64(hmac.new(key, message, hashlib.sha256).digest()).decode("ascii")
+
+
+def make_form_token(secret_key: str, group: str, form_id: str, issued: date) -> str:
+    """The token of ``group``'s form ``form_id``, made on ``issued`` (an InputError for a bad form id)."""
+    if not FORM_ID.fullmatch(form_id):
+        raise InputError(f"{form_id!r} cannot name a form: use up to 30 lower-case letters, digits and -")
+    stamp = issued.strftime("%Y%m%d")
+    return f"f1.{form_id}.{stamp}.{_form_mac(secret_key, group, form_id, stamp)}"
+
+
+def read_form_token(secret_key: str, group: str, token: str, *, today: date) -> FormToken:
+    """The form a token names, if made for ``group`` with this key and not expired; else BadToken."""
+    parts = token.strip().split(".") if len(token) <= 200 else []
+    if len(parts) != 4 or parts[0] != "f1" or not FORM_ID.fullmatch(parts[1]):
+        raise BadToken("this sign-up form is not valid (it may be incomplete or altered)")
+    _, form_id, stamp, mac = parts
+    if not hmac.compare_digest(mac.encode(), _form_mac(secret_key, group, form_id, stamp).encode()):
+        raise BadToken("this sign-up form is not valid (it may be incomplete or altered)")
+    try:
+        issued = datetime.strptime(stamp, "%Y%m%d").date()
+    except ValueError:
+        raise BadToken("this sign-up form is not valid") from None
+    found = FormToken(group, form_id, issued)
+    if issued > today + timedelta(days=1) or found.expires < today:
+        raise BadToken("this sign-up form has expired; the site that shows it needs a new one")
+    return found

@@ -135,7 +135,7 @@ class MembersImport(Part):
             report=report,
             upload_id=upload_id,
             digest=report.digest(),
-            changes=report.added + report.updated,
+            changes=report.added + report.updated + report.suppressed,
         )
 
     async def confirm(self, request: Request, signed: Signed) -> Response:

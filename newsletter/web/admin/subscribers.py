@@ -1,4 +1,5 @@
-"""A group's subscribers in the workspace: list, add, remove, export (the CSV import: ``members_import.py``).
+"""A group's subscribers in the workspace: list, add, remove, export (the CSV import: ``members_import.py``,
+the sign-up form for the group's website: ``signupform.py``).
 
 GET  .../subscribers          search, status and field filters, keyset pages   (subscribers.read)
 POST .../subscribers/add      one member, as ``subscribers add``               (subscribers.write)
@@ -31,6 +32,7 @@ from newsletter.core.models import MembershipStatus
 from newsletter.core.site import get_group
 from newsletter.web.admin.auth import Part, Signed
 from newsletter.web.admin.members_import import MembersImport, group_context
+from newsletter.web.admin.signupform import SignUpForm
 
 BASE = "/admin/groups/{slug}/subscribers"
 # Rows written to the export's stream at a time.
@@ -46,6 +48,7 @@ class Subscribers(Part):
             Route(BASE + "/remove", signed_in(self.remove), methods=["POST"]),
             Route(BASE + "/export", signed_in(self.export)),
             *MembersImport(self.workspace, self.require, BASE).routes(),
+            *SignUpForm(self.workspace).routes(self.require),
         ]
 
     def require(self, signed: Signed, permission: str, request: Request) -> str:

@@ -2,6 +2,8 @@
 
 GET  /                                  the groups, with sign-up and archive links
 GET  /subscribe/{group}  POST           sign-up form; double opt-in email   (signup.py)
+POST /subscribe/{group}/embedded        the form embedded in a group's website (embed.py)
+POST /subscribe/{group}.json            the same sign-up as JSON, from that website's server
 GET  /confirm/{token}    POST           confirmation page with a button; POST confirms
 GET  /unsubscribe/{token}               page with a confirm button; GET changes nothing
 POST /unsubscribe/{token}               RFC 8058 one-click (List-Unsubscribe=One-Click)
@@ -19,6 +21,7 @@ from starlette.routing import BaseRoute
 from newsletter.core.site import Site
 from newsletter.web.pages import Pages
 from newsletter.web.public.archive import Archive
+from newsletter.web.public.embed import EmbeddedSignUp
 from newsletter.web.public.events import Events
 from newsletter.web.public.links import Links
 from newsletter.web.public.preferences import Preferences
@@ -31,6 +34,7 @@ def routes(site: Site, pages: Pages, limits: RateLimits) -> list[BaseRoute]:
     """The subscriber pages' routes (confirmation emails are queued, never sent from here)."""
     links = Links(site, pages)
     return [
+        *EmbeddedSignUp(links, limits).routes(),
         *SignUp(links, limits).routes(),
         *Unsubscribe(links).routes(),
         *Preferences(links).routes(),
