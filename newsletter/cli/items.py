@@ -8,10 +8,13 @@ import click
 
 from newsletter.cli.context import AppContext
 from newsletter.cli.output import echo, emit_json, table
+from newsletter.collecting import images
+from newsletter.collecting.fetch import HttpFetcher
 from newsletter.collecting.files import read_item_file
-from newsletter.core.errors import InputError, NotFoundError
+from newsletter.core.errors import FetchError, InputError, NotFoundError
 from newsletter.core.language import normalize_language
 from newsletter.core.models import Item, ItemKind, ItemStatus
+from newsletter.core.settings import Settings
 from newsletter.pool import items as library
 from newsletter.pool.items import ItemDraft, as_utc
 
@@ -155,6 +158,8 @@ def add(
             raise InputError("give --title (or --file FILE); see `newsletter items add --help`")
         fields.setdefault("language", settings.site.language)
         drafts = [("", ItemDraft(**fields, groups=list(groups) or None))]
+    # Images are fetched before the transaction: a slow server must not hold the database.
+    pictures = _images(settings, drafts)
     results = []
     with app.site.transaction() as session:
         for where, draft in drafts:
@@ -163,6 +168,10 @@ def add(
             except NotFoundError as exc:
                 # An unknown group in a file: say which file asked for it.
                 raise NotFoundError(f"{where}{exc}") from exc
+            stored = pictures.get(id(draft))
+            if created and stored is not None and draft.image:
+                images.attach(item, stored, draft.image, draft.image_alt)
+                session.add(item)
             results.append((item, created, library.target_slugs(session, item)))
     if as_json:
         emit_json([_as_dict(item, targets) | {"created": created} for item, created, targets in results])
@@ -170,6 +179,21 @@ def add(
     for item, created, targets in results:
         verb = f"added item #{item.id} ({item.status})" if created else f"item #{item.id} already in the pool"
         echo(f"{verb}: {item.title} -> {', '.join(targets)}")
+
+
+def _images(settings: Settings, drafts: list[tuple[str, ItemDraft]]) -> dict[int, images.StoredImage]:
+    """Each draft's image fetched and resized (by the draft's id); one that fails is a warning."""
+    found: dict[int, images.StoredImage] = {}
+    fetcher: HttpFetcher | None = None
+    for where, draft in drafts:
+        if not draft.image:
+            continue
+        fetcher = fetcher or HttpFetcher()
+        try:
+            found[id(draft)] = images.fetch_image(draft.image, settings, fetcher)
+        except (FetchError, InputError) as exc:
+            echo(f"warning: {where}the item is added without its image: {exc}", err=True)
+    return found
 
 
 def _as_dict(item: Item, targets: list[str]) -> dict[str, Any]:
