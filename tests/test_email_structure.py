@@ -498,3 +498,35 @@ def test_image_view_reaches_the_template(settings: Settings) -> None:
     pictured = replace(ITEMS[0], image=ItemImage("a" * 32 + ".jpg", 550, 300, "A chart"))
     images = parse(rendered(settings, "cepiug", items=[pictured, *ITEMS[1:]])).images
     assert [(i.attrs["alt"], i.attrs["width"]) for i in images] == [("A chart", "550")]
+
+
+def test_a_missing_feed_image_is_a_warning_and_the_item_stays(
+    site_dir: Path, db_url: str, server: FeedServer
+) -> None:
+    """An enclosure that answers 404: the source reports it, the item is stored without an image."""
+    missing = server.error("gone.png", 404)
+    body = rss([{"title": "Picture gone", "link": "https://example.org/gone", "guid": "g2"}]).replace(
+        "</item>", f'<enclosure url="{missing}" type="image/png" length="1"/></item>'
+    )
+    url = server.feed("feed.xml", body)
+    use_sources(
+        site_dir,
+        [
+            {
+                "name": "pics",
+                "url": url,
+                "topic": "EPO",
+                "groups": ["*"],
+                "approval": "auto",
+                "allow_private": True,
+            }
+        ],
+    )
+    cli = Cli(site_dir, db_url)
+    output = cli("collect", "--json").output
+    assert "image(s) left out" in output
+    assert "404" in output
+    with cli.database() as session:
+        [item] = session.exec(select(Item)).all()
+        assert item.title == "Picture gone"
+        assert item.image_name is None
