@@ -448,6 +448,10 @@ def test_an_image_file_beside_the_item_and_check_warns_without_alt(site_dir: Pat
     assert "warning: item #" in check.output
     assert "image without alt text" in check.output
     assert "site OK" in check.output  # a warning, not a failure
+    item_id = re.search(r"items edit (\d+) --image-alt", check.output)
+    assert item_id is not None
+    cli("items", "edit", item_id.group(1), "--image-alt", "A laptop showing the new search page")
+    assert "warning" not in cli("check").output
     outside = item_file(site_dir, "../../etc/hostname", None)
     assert "must be a URL or a file" in cli("items", "add", "--file", str(outside), ok=False).output
 

@@ -338,15 +338,27 @@ def reject(app: AppContext, item_ids: tuple[int, ...]) -> None:
 @click.argument("item_id", type=int, metavar="ID")
 @_item_options
 @click.option("--all-groups", is_flag=True, help="Target every group again.")
+@click.option("--image-alt", help="The alt text of the item's image (what a screen reader says).")
 @pass_app
-def edit(app: AppContext, /, item_id: int, groups: tuple[str, ...], all_groups: bool, **flags: Any) -> None:
+def edit(
+    app: AppContext,
+    /,
+    item_id: int,
+    groups: tuple[str, ...],
+    all_groups: bool,
+    image_alt: str | None,
+    **flags: Any,
+) -> None:
     """Change the fields or the target groups of item ID.
 
     \b
     Example:
       newsletter items edit 4 --title "Corrected headline" --group dach --group fr
+      newsletter items edit 9 --image-alt "The new Espacenet search page"
     """
     fields = _item_fields(**flags)
+    if image_alt is not None:
+        fields["image_alt"] = image_alt.strip() or None
     targets: list[str] | None = ["*"] if all_groups else (list(groups) or None)
     if not fields and targets is None:
         raise InputError("nothing to change; give at least one option (see --help)")

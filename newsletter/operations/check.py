@@ -272,7 +272,8 @@ def _items_without_alt(settings: Settings) -> list[Problem]:
             Path(f"item #{item_id}"),
             None,
             "image_alt",
-            f"{title!r} has an image without alt text; give it one (image_alt: in a Markdown item)",
+            f"{title!r} has an image without alt text; give it one "
+            f"(newsletter items edit {item_id} --image-alt TEXT)",
         )
         for item_id, title in rows
     ]

@@ -337,6 +337,7 @@ EDITABLE = {
     "event_end",
     "event_place",
     "deadline",
+    "image_alt",
 }
 
 
