@@ -144,14 +144,18 @@ def browser() -> Iterator[object]:
 
 
 @needs_chromium
+@pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("width", [375, 600])
 @pytest.mark.parametrize("group", GROUPS)
 def test_renders_in_chromium(
-    delivered: dict[str, EmailMessage], browser: object, group: str, width: int
+    delivered: dict[str, EmailMessage], browser: object, group: str, width: int, scheme: str
 ) -> None:
-    """In Chromium at 375 and 600 px: no sideways scroll, images with alt, the edition's lang, AA contrast."""
+    """In Chromium at 375 and 600 px, light and dark (``prefers-color-scheme`` emulated, as Apple
+    Mail honours it): no sideways scroll, images with alt, the edition's lang, AA contrast."""
     message = delivered[group]
-    page = browser.new_page(viewport={"width": width, "height": 900})  # type: ignore[attr-defined]
+    page = browser.new_page(  # type: ignore[attr-defined]
+        viewport={"width": width, "height": 900}, color_scheme=scheme
+    )
     try:
         page.set_content(html_of(message), wait_until="load")
         scroll, client = page.evaluate(
@@ -163,7 +167,11 @@ def test_renders_in_chromium(
         assert without_alt == 0
         assert page.evaluate(CONTRAST_JS) == []
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / f"email-{group}-{width}.png"), full_page=True)
+        assert page.evaluate("() => matchMedia('(prefers-color-scheme: dark)').matches") == (scheme == "dark")
+        card = page.evaluate("() => getComputedStyle(document.querySelector('.nl-card')).backgroundColor")
+        assert card == ("rgb(28, 31, 36)" if scheme == "dark" else "rgb(255, 255, 255)")
+        suffix = "-dark" if scheme == "dark" else ""
+        page.screenshot(path=str(SCREENSHOTS / f"email-{group}-{width}{suffix}.png"), full_page=True)
     finally:
         page.close()
 

@@ -406,12 +406,16 @@ def test_the_dashboard_lists_only_the_users_groups(ws: Workspace) -> None:
         assert {*re.findall(r'href="/admin/groups/([^/]+)/"', page.text)} == groups
 
 
+# Besides the workspace, the public routes whose answer must not depend on who asks.
+PUBLIC_PREFIXES = ("/images/",)
+
+
 def workspace_routes(app: Any) -> set[tuple[str, str]]:
-    """(method, path template) of every route under /admin in the app's route table."""
+    """(method, path template) of every route under /admin (and PUBLIC_PREFIXES) in the route table."""
     found = set()
     for route in app.app.routes:
         assert isinstance(route, Route), f"{route!r}: teach this test to walk it"
-        if route.path.startswith("/admin"):
+        if route.path.startswith(("/admin", *PUBLIC_PREFIXES)):
             found |= {(method, route.path) for method in route.methods or {"GET"} if method != "HEAD"}
     return found
 

@@ -8,10 +8,13 @@ import click
 
 from newsletter.cli.context import AppContext
 from newsletter.cli.output import echo, emit_json, table
+from newsletter.collecting import images
+from newsletter.collecting.fetch import HttpFetcher
 from newsletter.collecting.files import read_item_file
-from newsletter.core.errors import InputError, NotFoundError
+from newsletter.core.errors import FetchError, InputError, NotFoundError
 from newsletter.core.language import normalize_language
 from newsletter.core.models import Item, ItemKind, ItemStatus
+from newsletter.core.settings import Settings
 from newsletter.pool import items as library
 from newsletter.pool import provenance
 from newsletter.pool.items import ItemDraft, as_utc
@@ -156,6 +159,8 @@ def add(
             raise InputError("give --title (or --file FILE); see `newsletter items add --help`")
         fields.setdefault("language", settings.site.language)
         drafts = [("", ItemDraft(**fields, groups=list(groups) or None))]
+    # Images are fetched before the transaction: a slow server must not hold the database.
+    pictures = _images(settings, drafts)
     results = []
     with app.site.transaction() as session:
         for where, draft in drafts:
@@ -164,6 +169,10 @@ def add(
             except NotFoundError as exc:
                 # An unknown group in a file: say which file asked for it.
                 raise NotFoundError(f"{where}{exc}") from exc
+            stored = pictures.get(id(draft))
+            if created and stored is not None and draft.image:
+                images.attach(item, stored, draft.image, draft.image_alt)
+                session.add(item)
             results.append((item, created, library.target_slugs(session, item)))
     if as_json:
         emit_json([_as_dict(item, targets) | {"created": created} for item, created, targets in results])
@@ -171,6 +180,21 @@ def add(
     for item, created, targets in results:
         verb = f"added item #{item.id} ({item.status})" if created else f"item #{item.id} already in the pool"
         echo(f"{verb}: {item.title} -> {', '.join(targets)}")
+
+
+def _images(settings: Settings, drafts: list[tuple[str, ItemDraft]]) -> dict[int, images.StoredImage]:
+    """Each draft's image fetched and resized (by the draft's id); one that fails is a warning."""
+    found: dict[int, images.StoredImage] = {}
+    fetcher: HttpFetcher | None = None
+    for where, draft in drafts:
+        if not draft.image:
+            continue
+        fetcher = fetcher or HttpFetcher()
+        try:
+            found[id(draft)] = images.fetch_image(draft.image, settings, fetcher)
+        except (FetchError, InputError) as exc:
+            echo(f"warning: {where}the item is added without its image: {exc}", err=True)
+    return found
 
 
 def _as_dict(item: Item, targets: list[str]) -> dict[str, Any]:
@@ -333,15 +357,27 @@ def reject(app: AppContext, item_ids: tuple[int, ...]) -> None:
 @click.argument("item_id", type=int, metavar="ID")
 @_item_options
 @click.option("--all-groups", is_flag=True, help="Target every group again.")
+@click.option("--image-alt", help="The alt text of the item's image (what a screen reader says).")
 @pass_app
-def edit(app: AppContext, /, item_id: int, groups: tuple[str, ...], all_groups: bool, **flags: Any) -> None:
+def edit(
+    app: AppContext,
+    /,
+    item_id: int,
+    groups: tuple[str, ...],
+    all_groups: bool,
+    image_alt: str | None,
+    **flags: Any,
+) -> None:
     """Change the fields or the target groups of item ID.
 
     \b
     Example:
       newsletter items edit 4 --title "Corrected headline" --group dach --group fr
+      newsletter items edit 9 --image-alt "The new Espacenet search page"
     """
     fields = _item_fields(**flags)
+    if image_alt is not None:
+        fields["image_alt"] = image_alt.strip() or None
     targets: list[str] | None = ["*"] if all_groups else (list(groups) or None)
     if not fields and targets is None:
         raise InputError("nothing to change; give at least one option (see --help)")

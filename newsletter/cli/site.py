@@ -67,7 +67,8 @@ def check(app: AppContext, /, as_json: bool) -> None:
     Every problem is printed as FILE:LINE: KEY: MESSAGE; the exit status is 1 if
     there is any. The settings are checked as the other commands resolve them:
     newsletter.toml, then NEWSLETTER_* variables, then --database-url and
-    --transport. No database is opened.
+    --transport. No database is changed; one that exists is read for items whose
+    image lacks alt text (a warning, as is an image without alt in a template).
 
     \b
     Example:

@@ -23,8 +23,9 @@ from sqlmodel import Session, col, select
 from newsletter.collecting import pages
 from newsletter.collecting.feeds import FeedEntry, Fetched, entries_to_drafts, fetch
 from newsletter.collecting.fetch import MEGABYTE, AddressPolicy, Fetcher, FetchLimits, HttpFetcher
+from newsletter.collecting.images import attach, fetch_image
 from newsletter.core import audit
-from newsletter.core.errors import FeedError
+from newsletter.core.errors import FeedError, FetchError, InputError
 from newsletter.core.models import Item, ItemStatus, Provenance, Source, utcnow
 from newsletter.core.settings import Settings, SourceConfig
 from newsletter.core.site import Site
@@ -98,13 +99,15 @@ def _store_batch(
     batch: list[FeedEntry],
     report: SourceReport,
     stories: StoryIndex,
-) -> None:
+) -> list[tuple[int, str]]:
+    """Store a batch; returns the new items that name an image, as (item id, image URL)."""
+    images = []
     for entry in batch:
         if provenance.seen(session, source_id, entry.guid):
             report.seen += 1
             continue
         entry.draft.source_id, entry.draft.guid = source_id, entry.guid
-        _, created = add_item(
+        item, created = add_item(
             session,
             settings,
             entry.draft,
@@ -114,8 +117,11 @@ def _store_batch(
         )
         if created:
             report.added += 1
+            if entry.draft.image and item.id is not None:
+                images.append((item.id, entry.draft.image))
         else:
             report.merged += 1
+    return images
 
 
 def collect(
@@ -211,7 +217,7 @@ def _collect_one(
         report.not_modified = fetched.not_modified
         report.warning = fetched.bozo
         try:
-            _store(site, config, source, fetched, now, report, ends, on_batch)
+            _store(site, config, source, fetched, now, report, ends, on_batch, fetcher)
         except Exception as exc:  # one source's bad data must not stop the others
             report.error = f"{type(exc).__name__}: {exc}"
     if report.error:
@@ -227,6 +233,7 @@ def _store(
     report: SourceReport,
     ends: float,
     on_batch: BatchHook | None,
+    fetcher: Fetcher,
 ) -> None:
     """Store the entries a batch per transaction; the source's state once all are in.
 
@@ -249,7 +256,8 @@ def _store(
         drafts = _drafts(config, entries[start : start + size], now, report)
         with site.transaction() as session:
             assert stories is not None
-            _store_batch(session, settings, config, source.id, drafts, report, stories)
+            images = _store_batch(session, settings, config, source.id, drafts, report, stories)
+        _fetch_images(site, config, fetcher, images, ends, report)
         if on_batch is not None:
             on_batch(config.name, min(start + size, len(entries)))
     _record_success(site, config, source, now, report, fetched.etag, fetched.last_modified)
@@ -280,6 +288,50 @@ def _record_success(
             merged=report.merged,
             updated=report.updated,
         )
+
+
+def _fetch_images(
+    site: Site,
+    config: SourceConfig,
+    fetcher: Fetcher,
+    images: list[tuple[int, str]],
+    ends: float,
+    report: SourceReport,
+) -> None:
+    """Fetch, resize and attach the images of new items, outside any transaction.
+
+    An image that cannot be had is a warning for the source: the item stays, without it.
+    """
+    if not images:
+        return
+    stored = []
+    problems = []
+    for item_id, url in images:
+        if time.monotonic() >= ends:
+            problems.append(f"{url}: not fetched, the collect run's time ran out")
+            continue
+        try:
+            found = fetch_image(
+                url,
+                site.settings,
+                fetcher,
+                policy=AddressPolicy(allow_private=config.allow_private),
+                deadline=ends,
+            )
+        except (FetchError, InputError) as exc:
+            problems.append(str(exc))
+            continue
+        stored.append((item_id, url, found))
+    if stored:
+        with site.transaction() as session:
+            for item_id, url, found in stored:
+                row = session.get(Item, item_id)
+                if row is not None:
+                    attach(row, found, url, None)
+                    session.add(row)
+    if problems:
+        note = f"{len(problems)} image(s) left out: {problems[0]}"
+        report.warning = f"{report.warning}; {note}" if report.warning else note
 
 
 def _stories(site: Site, now: datetime) -> StoryIndex:

@@ -151,6 +151,21 @@ def _title(entry: Any, summary_html: str, link: str | None) -> str:
     return text or link or ""
 
 
+def _image(entry: Any) -> str | None:
+    """The entry's picture: its ``media:thumbnail``, else an image enclosure or ``media:content``."""
+    candidates = [t.get("url") for t in entry.get("media_thumbnail") or []]
+    for link in entry.get("enclosures") or []:
+        if str(link.get("type", "")).startswith("image/"):
+            candidates.append(link.get("href"))
+    for media in entry.get("media_content") or []:
+        if str(media.get("type", "")).startswith("image/") or media.get("medium") == "image":
+            candidates.append(media.get("url"))
+    for url in candidates:
+        if url and _is_web_url(str(url)):
+            return str(url).strip()[:2000]
+    return None
+
+
 @dataclass(frozen=True)
 class FeedEntry:
     guid: str
@@ -195,5 +210,6 @@ def entries_to_drafts(
             origin=f"feed:{source_name}",
         )
         draft.summary_html = summary_html
+        draft.image = _image(entry)
         drafts.append(FeedEntry(str(guid)[:1000], draft))
     return drafts, too_old

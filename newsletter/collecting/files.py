@@ -12,6 +12,8 @@ start: 2026-12-03T14:00:00+01:00
 end: 2026-12-03T15:30:00+01:00
 place: Online
 deadline: 2027-01-15   # surveys
+image: images/webinar.png   # a URL, or a file beside this one; resized for the email
+image_alt: "A chemical structure drawn in the PATENTSCOPE search form"
 translations:
   de: {title: "...", summary: "..."}
 ---
@@ -45,6 +47,8 @@ KEYS = {
     "place",
     "deadline",
     "translations",
+    "image",
+    "image_alt",
 }
 # An item file is a page of text; a bigger one is a mistake or an attack, refused unread.
 MAX_FILE_BYTES = 1024 * 1024
@@ -185,12 +189,28 @@ def read_item_file(path: Path, *, default_language: str = "en") -> ItemDraft:
         deadline=deadline.date() if isinstance(deadline, datetime) else deadline,
         translations=_translations(meta.get("translations"), where),
         origin=f"file:{path.name}",
+        image=_image(_text(meta, "image", where), path),
+        image_alt=_text(meta, "image_alt", where),
     )
     try:
         draft.check()
     except InputError as exc:
         raise InputError(f"{where}: {exc}") from None
     return draft
+
+
+def _image(value: str | None, path: Path) -> str | None:
+    """An image URL as it is; a file beside the item file (or below it), made absolute.
+
+    A file elsewhere (``../../etc/...``) is refused: an item file names its own pictures.
+    """
+    if value is None or value.lower().startswith(("http://", "https://")):
+        return value
+    folder = path.parent.resolve()
+    found = (folder / value).resolve()
+    if not found.is_relative_to(folder):
+        raise InputError(f"{path}: image {value!r} must be a URL or a file in the item file's folder")
+    return str(found)
 
 
 def _translations(value: Any, where: str) -> dict[str, Translation]:

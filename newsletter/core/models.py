@@ -259,6 +259,14 @@ class Item(SQLModel, table=True):
     event_end: datetime | None = _when(default=None)
     event_place: str | None = None
     deadline: date | None = None
+    # The item's image (``collecting/images.py``): where it came from, the resized copy
+    # the site serves at ``/images/{image_name}``, its size, and its alt text (None: none
+    # given yet; ``newsletter check`` warns, and the email shows it as decorative).
+    image_source: str | None = None
+    image_name: str | None = Field(default=None, max_length=80)
+    image_width: int | None = None
+    image_height: int | None = None
+    image_alt: str | None = None
 
 
 class Provenance(SQLModel, table=True):

@@ -226,6 +226,10 @@ class GroupConfig(_Section):
     subject: str | None = None
     brand_color: str = "#1f4e79"
     logo_url: str | None = None
+    # The logo's size in the email, in CSS pixels (shown at most 280 wide, height scaled):
+    # explicit, so the layout does not jump when images load, and Outlook keeps the ratio.
+    logo_width: int = Field(default=200, ge=1, le=2000)
+    logo_height: int = Field(default=60, ge=1, le=2000)
     subscribers: str | None = None
     topics: tuple[str, ...] = ()
     # Four eyes: an edition is approved by someone other than whoever last changed it.
@@ -256,6 +260,13 @@ class GroupConfig(_Section):
                 f"{value!r} is not a known time zone (expected an IANA name such as Europe/Berlin)"
             ) from exc
         return value
+
+    @field_validator("logo_url")
+    @classmethod
+    def _logo(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s\"'<>]+", value.strip()):
+            raise ValueError(f"{value!r} is not a web address starting with https://")
+        return value.strip() if value else None
 
     @field_validator("brand_color")
     @classmethod
@@ -358,6 +369,20 @@ class FetchSection(_Section):
     max_megabytes: float = Field(default=20.0, gt=0, le=1024)
     timeout: float = Field(default=60.0, gt=0, le=3600)
     max_redirects: int = Field(default=5, ge=0, le=20)
+    # Inner networks ("10.0.0.0/8") that images named by Markdown items may be fetched
+    # from (an intranet's image server); every other inner address is refused. Images
+    # in a feed follow their source's ``allow_private``.
+    allowed_networks: tuple[str, ...] = ()
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{network!r} is not a network such as 10.0.0.0/8") from exc
+        return value
 
 
 class CollectSection(_Section):

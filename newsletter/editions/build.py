@@ -40,7 +40,7 @@ from newsletter.core.models import (
 )
 from newsletter.core.settings import Settings
 from newsletter.core.site import get_group
-from newsletter.editions.render import EditionContent, Marker, PoolItem, Rendered, Renderer
+from newsletter.editions.render import EditionContent, ItemImage, Marker, PoolItem, Rendered, Renderer
 from newsletter.pool.richtext import markdown_to_html
 
 # `t.colon` is the language's colon: French sets it off with a no-break space.
@@ -182,6 +182,9 @@ def content(session: Session, settings: Settings, edition: Edition) -> EditionCo
             event_place=i.event_place,
             deadline=i.deadline,
             translations=translated.get(i.id or 0, {}),
+            image=ItemImage(i.image_name, i.image_width, i.image_height, i.image_alt or "")
+            if i.image_name and i.image_width and i.image_height
+            else None,
         )
         for i in rows
     ]

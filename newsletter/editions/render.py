@@ -33,12 +33,17 @@ from newsletter.core import i18n
 from newsletter.core.errors import RenderError
 from newsletter.core.models import ItemKind
 from newsletter.core.settings import GroupConfig, Settings
+from newsletter.editions.palette import palette
 from newsletter.editions.plaintext import html_to_text
 
 BUILTIN_TEMPLATES = Path(__file__).parent.parent / "skeleton" / "templates"
 # Gmail clips messages above about 102 KB and hides the rest, footer included.
 HTML_WARN_BYTES = 90_000
 HTML_LIMIT_BYTES = 100_000
+# The inbox preview line: longer ones are cut at a word boundary, with an ellipsis.
+PREHEADER_CHARS = 150
+# The logo is shown at most this wide (its height scaled to match): a banner, not a poster.
+LOGO_MAX_WIDTH = 280
 # Sections in reading order: what needs the reader's action comes first.
 SECTION_ORDER = [
     (ItemKind.SURVEY, "Surveys: your answer is needed"),
@@ -71,6 +76,16 @@ class Marker(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class ItemImage:
+    """An item's image: where the site serves it, its pixel size, its alt text."""
+
+    name: str
+    width: int
+    height: int
+    alt: str = ""
+
+
+@dataclass(frozen=True)
 class PoolItem:
     """An item as an edition carries it, with its translations (language -> title, summary)."""
 
@@ -87,6 +102,9 @@ class PoolItem:
     event_place: str | None = None
     deadline: date | None = None
     translations: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    # The item's image as the site serves it (``base_url/images/NAME``), already resized
+    # to the email's width, with its size and alt text ("" when none was given).
+    image: ItemImage | None = None
 
 
 @dataclass(frozen=True)
@@ -161,6 +179,9 @@ def compile_mjml(source: str, name: str) -> str:
         html = str(mjml2html(source))
     except (ValueError, RuntimeError) as exc:
         raise RenderError(f"{name}: MJML error: {exc}") from None
+    # A button or image given target="" (no new window: Gmail, Outlook.com and Yahoo
+    # do not honour target="_blank" anyway) keeps an empty attribute; drop it.
+    html = html.replace(' target=""', "")
     stray = re.search(r"<(mj-[a-z-]+)", html)
     if stray:
         raise RenderError(f"{name}: unknown MJML tag <{stray.group(1)}> (it would be copied into the email)")
@@ -259,6 +280,7 @@ class Renderer:
                 "description": group.description,
                 "brand_color": group.brand_color,
                 "logo_url": group.logo_url,
+                "logo": _logo(group),
                 "language": language,
             },
             "edition": {
@@ -272,7 +294,8 @@ class Renderer:
                 "text": html_to_text(_defuse(content.intro_html)),
             },
             "sections": sections,
-            "preheader": " · ".join(item.title for section in sections for item in section.items)[:150],
+            "preheader": preheader(sections),
+            "palette": palette(group.brand_color),
             "links": self.links(content),
             "t": {
                 "greeting": Marker.GREETING.value,
@@ -293,9 +316,50 @@ class Renderer:
         }
 
 
+def clip(text: str, limit: int = PREHEADER_CHARS) -> str:
+    """``text`` cut to at most ``limit`` characters at a word boundary, with an ellipsis.
+
+    A word cut in half reads as a typo in the inbox; separators left dangling at the cut
+    (" ·", commas, colons) go too.
+    """
+    text = one_line(text)
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    if " " in cut and not text[limit - 1].isspace():
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip(" ·,;:–-") + "…"
+
+
+def preheader(sections: Sequence["Section"]) -> str:
+    """The inbox preview: the titles of the items in the edition's language, clipped.
+
+    A preview line cannot carry a ``lang`` attribute (MJML's ``mj-preview`` takes text
+    only), so titles in other languages stay out of it; when every item is in another
+    language, the section titles (which always are in the edition's) stand in.
+    """
+    titles = [item.title for section in sections for item in section.items if not item.lang]
+    return clip(" · ".join(titles or [section.title for section in sections]))
+
+
+def _logo(group: GroupConfig) -> dict[str, Any] | None:
+    """The logo as the template places it: URL, alt text, and a size within LOGO_MAX_WIDTH."""
+    if not group.logo_url:
+        return None
+    width, height = group.logo_width, group.logo_height
+    if width > LOGO_MAX_WIDTH:
+        width, height = LOGO_MAX_WIDTH, max(1, round(height * LOGO_MAX_WIDTH / width))
+    return {"url": group.logo_url, "alt": group.name, "width": width, "height": height}
+
+
 @dataclass(frozen=True)
 class ItemView:
-    """One item as a template sees it: in the reader's language, dates already formatted."""
+    """One item as a template sees it: in the reader's language, dates already formatted.
+
+    ``lang`` is the language of its title and summary when that is not the edition's
+    (an English item in the German edition), else "": the template marks such a block
+    with ``lang`` so that screen readers switch voice (WCAG 3.1.2).
+    """
 
     id: int
     title: str
@@ -310,6 +374,8 @@ class ItemView:
     place: str
     deadline: str
     calendar_url: str | None
+    lang: str = ""
+    image: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -324,8 +390,18 @@ def _defuse(text: str) -> str:
 
 
 def _view(item: PoolItem, language: str, settings: Settings, zone: str) -> ItemView:
-    title, summary = item.translations.get(language, (item.title, item.summary_html))
+    translated = item.translations.get(language)
+    title, summary = translated or (item.title, item.summary_html)
     title, summary = _defuse(title), _defuse(summary)
+    shown_in = language if translated else item.language
+    image = None
+    if item.image is not None:
+        image = {
+            "url": f"{settings.site.base_url}/images/{item.image.name}",
+            "width": item.image.width,
+            "height": item.image.height,
+            "alt": _defuse(item.image.alt),
+        }
     when = ""
     if item.event_start is not None:
         when = i18n.event_time(item.event_start, item.event_end, zone, language)
@@ -346,7 +422,20 @@ def _view(item: PoolItem, language: str, settings: Settings, zone: str) -> ItemV
         place=_defuse(item.event_place or ""),
         deadline=i18n.long_date(item.deadline, language) if item.deadline else "",
         calendar_url=calendar,
+        lang=_other_language(shown_in, language),
+        image=image,
     )
+
+
+# A language tag as HTML's lang takes it (en, de-CH); anything else is not written out.
+_LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*")
+
+
+def _other_language(shown_in: str, language: str) -> str:
+    """``shown_in`` when it is not the edition's ``language`` (and a well-formed tag), else ""."""
+    if i18n.base_language(shown_in) == i18n.base_language(language):
+        return ""
+    return shown_in if _LANGUAGE_TAG.fullmatch(shown_in) else ""
 
 
 def _sections(content: EditionContent, language: str, gettext: Any, settings: Settings) -> list[Section]:

@@ -4,7 +4,11 @@ It checks the settings as every other command resolves them (``newsletter.toml``
 then ``NEWSLETTER_*`` variables, then flags such as ``--database-url``), so a bad
 value from the environment or the command line is listed too, and the SMTP relay
 is checked (its password file, its mode) when the site sends over SMTP or declares
-an ``[smtp]`` table. It opens no database.
+an ``[smtp]`` table. It changes no database.
+
+Warnings do not fail the check: an image without alt text, in a template or on an
+item still to be sent (read from the database when there is one, never created or
+migrated here), is shown to screen-reader users as nothing at all, or as its file name.
 """
 
 import re
@@ -13,11 +17,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from jinja2 import Environment, TemplateSyntaxError
+from sqlmodel import col, select
 
 from newsletter.audience.csvfile import read_subscriber_csv
-from newsletter.core.errors import ConfigError, ImportFileError, RenderError
+from newsletter.core.db import make_engine, require_current, transaction
+from newsletter.core.errors import ConfigError, ImportFileError, NewsletterError, RenderError
 from newsletter.core.i18n import base_language
-from newsletter.core.models import ItemKind
+from newsletter.core.models import Edition, EditionItem, EditionStatus, Item, ItemKind, ItemStatus
 from newsletter.core.settings import CONFIG_FILE, Problem, Resolution, Settings, SiteConfig, locate
 from newsletter.delivery.dkim import read_signer
 from newsletter.delivery.transports.relayconfig import smtp_problems
@@ -181,7 +187,8 @@ class CheckReport:
 
     problems: list[Problem]
     checked: dict[str, int] = field(default_factory=dict)
-    # What works but should be looked at (a group's language lacking strings); not a failure.
+    # What works but should be looked at, not a failure: a group's language lacking
+    # strings, images without alt text.
     warnings: list[Problem] = field(default_factory=list)
     # Per language a group uses, every string that would show in English.
     missing_strings: dict[str, list[str]] = field(default_factory=dict)
@@ -215,8 +222,10 @@ def check_site(resolution: Resolution) -> CheckReport:
     gaps = LanguageGaps([], [], {})
     templates = template_files(site_dir)
     environment = Environment(autoescape=True)
+    warnings = []
     for path in templates:
         problems.extend(_check_template(path, environment))
+        warnings.extend(_images_without_alt(path))
     counts["templates"] = len(templates)
     if config is not None:
         counts["groups"] = len(config.groups)
@@ -235,7 +244,61 @@ def check_site(resolution: Resolution) -> CheckReport:
             problems.extend(_relay(settings))
         if settings is not None and not problems:
             problems.extend(_trial_renders(settings, text, schedules))
-    return CheckReport(problems, counts, gaps.warnings, gaps.missing)
+        if settings is not None:
+            warnings.extend(_items_without_alt(settings))
+    return CheckReport(problems, counts, [*gaps.warnings, *warnings], gaps.missing)
+
+
+# An <img> or <mj-image> tag, and an alt attribute in one (alt="" is a choice: decorative).
+IMAGE_TAG = re.compile(r"<(?:img|mj-image)\b[^>]*>", re.IGNORECASE)
+ALT = re.compile(r"\salt\s*=", re.IGNORECASE)
+
+
+def _images_without_alt(path: Path) -> list[Problem]:
+    """Every image tag in a template that has no alt attribute, with its line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []  # already reported by _check_template
+    return [
+        Problem(path, text.count("\n", 0, found.start()) + 1, "", 'an image without alt text (add alt="...")')
+        for found in IMAGE_TAG.finditer(text)
+        if not ALT.search(found.group(0))
+    ]
+
+
+def _items_without_alt(settings: Settings) -> list[Problem]:
+    """Items still to be sent whose image has no alt text (none when there is no usable database)."""
+    engine = make_engine(settings.database_url)
+    try:
+        require_current(engine)
+        with transaction(engine) as session:
+            sent = select(EditionItem.item_id).join(Edition, col(Edition.id) == EditionItem.edition_id)
+            sent = sent.where(col(Edition.status) == EditionStatus.SENT)
+            rows = session.exec(
+                select(Item.id, Item.title)
+                .where(
+                    col(Item.image_name).is_not(None),
+                    col(Item.image_alt).is_(None),
+                    col(Item.status) != ItemStatus.REJECTED,
+                    col(Item.id).not_in(sent),
+                )
+                .order_by(col(Item.id))
+            ).all()
+    except NewsletterError:
+        return []  # no database yet, or one to migrate: other commands say so
+    finally:
+        engine.dispose()
+    return [
+        Problem(
+            Path(f"item #{item_id}"),
+            None,
+            "image_alt",
+            f"{title!r} has an image without alt text; give it one "
+            f"(newsletter items edit {item_id} --image-alt TEXT)",
+        )
+        for item_id, title in rows
+    ]
 
 
 def _relay(settings: Settings) -> list[Problem]:

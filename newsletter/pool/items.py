@@ -89,6 +89,10 @@ class ItemDraft:
     summary_html: str | None = None
     source_id: int | None = None
     guid: str | None = None
+    # An image for the item: a URL, or a file (absolute path) named by a Markdown item;
+    # ``collecting/images.py`` fetches, resizes and attaches it once the item is stored.
+    image: str | None = None
+    image_alt: str | None = None
 
     def check(self) -> None:
         """Refuse what would make a broken email: raise :class:`InputError`."""
@@ -421,6 +425,7 @@ EDITABLE = {
     "event_end",
     "event_place",
     "deadline",
+    "image_alt",
 }
 
 

@@ -14,6 +14,7 @@ GET  /preferences/{token}/export        my data as JSON
 POST /preferences/{token}/forget        erase me
 GET  /archive/{group}  /archive/{group}/{id}  /archive/{group}/feed.atom   (archive.py)
 GET  /events/{item}.ics                 an event for the calendar         (events.py)
+GET  /images/{image}                    an item's image, resized for email (images.py)
 """
 
 from starlette.routing import BaseRoute
@@ -23,6 +24,7 @@ from newsletter.web.pages import Pages
 from newsletter.web.public.archive import Archive
 from newsletter.web.public.embed import EmbeddedSignUp
 from newsletter.web.public.events import Events
+from newsletter.web.public.images import Images
 from newsletter.web.public.links import Links
 from newsletter.web.public.preferences import Preferences
 from newsletter.web.public.signup import SignUp
@@ -40,4 +42,5 @@ def routes(site: Site, pages: Pages, limits: RateLimits) -> list[BaseRoute]:
         *Preferences(links).routes(),
         *Archive(site, pages).routes(),
         *Events(site).routes(),
+        *Images(site).routes(),
     ]
