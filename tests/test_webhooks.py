@@ -276,6 +276,34 @@ def test_the_secret_never_comes_from_the_file(cli: Cli, tmp_path: Path) -> None:
     assert SECRET not in repr(settings)
 
 
+def test_run_due_posts_the_proposals_its_collect_made(cli: Cli, secret_file: Path) -> None:
+    """One scheduler tick: the feed entries waiting for an editor are posted as item.proposed."""
+    with receiving(Receiver(free_port())) as receiver:
+        declare(cli.site, secret_file, receiver.url, allow_private=True, events=["item.proposed"])
+        result = cli("run-due", "--at", "2026-11-23T10:00:00+01:00")
+        assert "webhooks: delivered item.proposed to crm" in result.stdout
+    bodies = receiver.bodies()
+    assert bodies
+    assert {body["type"] for body in bodies} == {"item.proposed"}
+    assert all(body["data"]["item"]["status"] == "proposed" for body in bodies)
+    for headers, body in receiver.received:
+        verify(headers, body)
+
+
+def test_check_lists_a_webhook_whose_secret_is_missing(cli: Cli, secret_file: Path) -> None:
+    """`newsletter check` names the endpoint whose variable is unset, with its line."""
+    declare(cli.site, secret_file, "https://crm.example.org/hooks", name="fine")
+    with (cli.site / "newsletter.toml").open("a") as file:
+        file.write(
+            '\n[[webhooks]]\nname = "unset"\nurl = "https://x.example.org/"\nsecret_env = "NO_SUCH_VAR"\n'
+        )
+    result = cli("check", ok=False)
+    assert result.exit_code != 0
+    assert "webhooks.unset.secret_env" in result.output
+    assert "NO_SUCH_VAR is not set" in result.output
+    assert "webhooks.fine" not in result.output
+
+
 @pytest.fixture
 def hooked_site(site_dir: Path, secret_file: Path) -> Path:
     """The example site with a site-wide endpoint and one for uk, both on a loopback receiver."""

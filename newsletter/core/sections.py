@@ -433,7 +433,7 @@ class WebhookConfig(_Section):
     allow_private: bool = False
     # Seconds one POST may take, and attempts before a delivery is given up.
     timeout: float = Field(default=10.0, gt=0, le=60)
-    max_attempts: int = Field(default=12, ge=1, le=50)
+    max_attempts: int = Field(default=16, ge=1, le=50)
 
     @field_validator("name")
     @classmethod
