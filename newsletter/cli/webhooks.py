@@ -112,6 +112,7 @@ def new_secret() -> None:
 
     \b
     Example:
+      newsletter webhooks new-secret
       export NEWSLETTER_WEBHOOK_CRM_SECRET=$(newsletter webhooks new-secret)
     """
     echo(new_webhook_secret())
