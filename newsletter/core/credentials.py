@@ -37,15 +37,13 @@ def password_path(site_dir: Path, declared: str) -> Path:
     return path if path.is_absolute() else site_dir / path
 
 
-def read_password_file(path: Path) -> str:
-    """The password in ``path``; a ConfigError saying why it cannot be used."""
+def read_password_file(path: Path, what: str = "the relay's password") -> str:
+    """The password (or ``what`` else) in ``path``; a ConfigError saying why it cannot be used."""
     try:
         # Opened first and checked through the open descriptor, so the file checked is the file read.
         descriptor = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
-        raise ConfigError(
-            f"{path} does not exist (write the relay's password into it, then chmod 600 {path})"
-        ) from None
+        raise ConfigError(f"{path} does not exist (write {what} into it, then chmod 600 {path})") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path} ({exc.strerror or exc})") from None
     with os.fdopen(descriptor, "rb") as handle:
@@ -96,7 +94,7 @@ def webhook_key(settings: "Settings", hook: "WebhookConfig") -> bytes:
     else:
         assert hook.secret_file is not None
         path = password_path(settings.site_dir, hook.secret_file)
-        secret, where = read_password_file(path), str(path)
+        secret, where = read_password_file(path, "the webhook's signing secret"), str(path)
     return decode_webhook_secret(secret.strip(), where)
 
 
