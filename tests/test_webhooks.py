@@ -27,6 +27,7 @@ from newsletter.core.errors import ConfigError
 from newsletter.core.models import WebhookDelivery, WebhookEvent, utcnow
 from newsletter.core.settings import load_settings
 from newsletter.core.site import Site
+from newsletter.core.webhookevents import topic_of
 from newsletter.delivery import webhooks
 from newsletter.delivery.webhooks import sender
 from tests.conftest import Cli
@@ -290,6 +291,46 @@ def test_run_due_posts_the_proposals_its_collect_made(cli: Cli, secret_file: Pat
         verify(headers, body)
 
 
+def test_an_edition_is_announced_approved_then_sent_once_each(
+    cli: Cli, secret_file: Path, smtp_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Approving and sending an edition to a real SMTP server posts edition.approved and edition.sent."""
+    monkeypatch.setenv("NEWSLETTER_SMTP_URL", smtp_server.url())
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "webhook-test-signing-key-0123456789abcdef")
+    with receiving(Receiver(free_port())) as receiver:
+        declare(
+            cli.site,
+            secret_file,
+            receiver.url,
+            allow_private=True,
+            events=["edition.approved", "edition.sent"],
+        )
+        cli("subscribers", "add", "uk", "hal@example.org")
+        cli(
+            "items",
+            "add",
+            "--approve",
+            "--group",
+            "uk",
+            "--title",
+            "EPO news",
+            "--url",
+            "https://example.org/n",
+        )
+        edition_id = int(json.loads(cli("editions", "build", "uk", "--json").stdout)["id"])
+        cli("editions", "approve", str(edition_id))
+        cli("--transport", "smtp", "editions", "send", str(edition_id))
+        cli("webhooks", "deliver")
+        cli("webhooks", "deliver")
+    bodies = receiver.bodies()
+    assert [body["type"] for body in bodies] == ["edition.approved", "edition.sent"]
+    sent = bodies[1]["data"]
+    assert sent["group"] == "uk"
+    assert sent["edition"]["id"] == edition_id
+    assert sent["edition"]["status"] == "sent"
+    assert sent["edition"]["sent"] == 1
+
+
 def test_check_lists_a_webhook_whose_secret_is_missing(cli: Cli, secret_file: Path) -> None:
     """`newsletter check` names the endpoint whose variable is unset, with its line."""
     declare(cli.site, secret_file, "https://crm.example.org/hooks", name="fine")
@@ -354,3 +395,14 @@ def test_backoff_doubles_up_to_its_cap() -> None:
     """30 s, 60 s, 120 s, ... and never more than 6 hours between attempts."""
     assert [sender.backoff(n).total_seconds() for n in (1, 2, 3, 4)] == [30, 60, 120, 240]
     assert sender.backoff(40) == sender.BACKOFF_CAP == timedelta(hours=6)
+
+
+def test_only_the_record_that_moved_an_edition_is_news() -> None:
+    """The runner's note of a pause someone else made is not a second edition.paused."""
+    assert topic_of("edition-paused", {"moved": True}) == "edition.paused"
+    assert topic_of("edition-paused", {"moved": False}) is None
+    assert topic_of("edition-pause", {}) == "edition.paused"
+    assert topic_of("bounce", {"outcome": "scored"}) is None
+    assert topic_of("bounce", {"outcome": "bounced"}) == "member.bounced"
+    assert topic_of("item-add", {"status": "approved"}) is None
+    assert topic_of("sign-in", {}) is None

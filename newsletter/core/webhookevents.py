@@ -31,11 +31,12 @@ _BY_KIND = {
     "confirm": "member.confirmed",
     "unsubscribe": "member.unsubscribed",
     "edition-approve": "edition.approved",
-    "edition-sent": "edition.sent",
     "edition-pause": "edition.paused",
-    "edition-paused": "edition.paused",
     "item-proposed": "item.proposed",
 }
+# The runner's outcomes: news only when that record moved the edition (``moved``); the
+# runner also notes an outcome another process brought about (a pause from the workspace).
+_BY_OUTCOME = {"edition-sent": "edition.sent", "edition-paused": "edition.paused"}
 
 
 def topic_of(kind: str, detail: Mapping[str, Any]) -> str | None:
@@ -43,10 +44,13 @@ def topic_of(kind: str, detail: Mapping[str, Any]) -> str | None:
 
     A bounce or complaint is a topic only when it ended the membership (a bounce that
     merely added to the score is not news outside); an item added to the pool only
-    when it waits for review (an auto-approved feed entry is not a proposal).
+    when it waits for review (an auto-approved feed entry is not a proposal); an
+    edition's outcome only from the record that changed its status.
     """
     if kind in _BY_KIND:
         return _BY_KIND[kind]
+    if kind in _BY_OUTCOME:
+        return _BY_OUTCOME[kind] if detail.get("moved", True) else None
     if kind == "bounce" and detail.get("outcome") == "bounced":
         return "member.bounced"
     if kind == "complaint" and detail.get("outcome") == "complained":
