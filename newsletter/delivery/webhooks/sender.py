@@ -123,7 +123,8 @@ def deliver(
     """Post the due deliveries (at most ``limit``), each claimed, signed, posted and recorded."""
     settings = site.settings
     hooks = {hook.name: hook for hook in settings.webhooks}
-    sender = poster or HttpFetcher()
+    # Made at the first claim: loading the TLS context is slow, and most rounds post nothing.
+    sender = poster
     owner = secrets.token_hex(16)
     unreachable: set[str] = set()
     report = RoundReport()
@@ -135,6 +136,7 @@ def deliver(
         if claimed is None:
             break
         hook = hooks[claimed.endpoint]
+        sender = sender or HttpFetcher()
         outcome = _attempt(sender, settings, hook, claimed)
         if not outcome.reached:
             unreachable.add(hook.name)
