@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,6 +47,8 @@ class Receiver:
     status: int = 204
     answer: bytes = b""
     received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    # Set: the receiver holds each answer until the event is set (a receiver that hangs).
+    hold: threading.Event | None = None
 
     @property
     def url(self) -> str:
@@ -61,6 +64,8 @@ def receiving(receiver: Receiver) -> Iterator[Receiver]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+            if receiver.hold is not None:
+                receiver.hold.wait(60)
             self.send_response(receiver.status)
             self.send_header("Content-Length", str(len(receiver.answer)))
             self.end_headers()
@@ -69,7 +74,13 @@ def receiving(receiver: Receiver) -> Iterator[Receiver]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", receiver.port), Handler)
+    class Quiet(ThreadingHTTPServer):
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            # A client that stops reading at its limit is not the server's error.
+            if not isinstance(sys.exc_info()[1], ConnectionError):
+                super().handle_error(request, client_address)
+
+    server = Quiet(("127.0.0.1", receiver.port), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -202,6 +213,30 @@ def test_a_claim_left_by_a_process_that_died_is_delivered_after_its_lease(
             after = now + timedelta(seconds=hooks["crm"].timeout) + sender.LEASE_SLACK + timedelta(seconds=1)
             assert len(webhooks.deliver(site, after).delivered) == 1
             assert len(receiver.received) == 1
+
+
+def test_a_long_answer_is_cut_and_a_hanging_receiver_times_out(cli: Cli, secret_file: Path) -> None:
+    """Only the start of an answer is read and kept; a receiver that does not answer is a failed attempt."""
+    with receiving(Receiver(free_port(), status=200, answer=b"x" * 1_000_000)) as receiver:
+        declare(cli.site, secret_file, receiver.url, allow_private=True)
+        cli("subscribers", "add", "uk", "ivy@example.org")
+        with opened(cli) as site:
+            assert len(webhooks.run(site).delivered) == 1
+            [row] = deliveries(site)
+            assert row.last_status == 200
+            assert row.last_response == "x" * sender.KEPT_CHARACTERS
+    hold = threading.Event()
+    hanging = Receiver(free_port(), hold=hold)
+    with receiving(hanging):
+        declare(cli.site, secret_file, hanging.url, name="slow", allow_private=True, timeout=0.5)
+        cli("subscribers", "add", "uk", "jo@example.org")
+        try:
+            with opened(cli) as site:
+                report = webhooks.run(site)
+                slow = f"member.subscribed to slow (timed out fetching {hanging.url}: a fetch may take 0.5 s)"
+                assert slow in report.retrying
+        finally:
+            hold.set()
 
 
 def test_a_private_address_is_refused_unless_allowed_and_recorded(cli: Cli, secret_file: Path) -> None:
