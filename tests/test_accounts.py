@@ -42,6 +42,7 @@ TABLE = {
     "subscribers.read": (True, True, False),
     "subscribers.write": (True, True, False),
     "subscribers.export": (True, True, False),
+    "webhooks.read": (True, True, False),
 }
 # Site-wide things: admin manages them, an editor reads them, a contributor neither.
 SITE_TABLE = {
@@ -50,6 +51,7 @@ SITE_TABLE = {
     "schedules.read": (True, True, False),
     "schedules.manage": (True, False, False),
     "users.manage": (True, False, False),
+    "webhooks.site": (True, False, False),
 }
 
 

@@ -85,6 +85,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "users",
         "Add, list and remove workspace users; print a sign-in link.",
     ),
+    "webhooks": (
+        "newsletter.cli.webhooks",
+        "webhooks",
+        "Deliver the queued webhooks now, list the endpoints and their deliveries, make a secret.",
+    ),
     "worker": (
         "newsletter.cli.worker",
         "worker",

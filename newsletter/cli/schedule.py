@@ -11,6 +11,7 @@ from newsletter.collecting.collect import collect as collect_sources
 from newsletter.core.errors import InputError, StateError
 from newsletter.core.models import utcnow
 from newsletter.core.site import LiveSite
+from newsletter.delivery import webhooks
 from newsletter.delivery.transports import open_transport
 from newsletter.operations import notifications
 from newsletter.scheduling.daemon import Chore, Daemon, describe
@@ -20,6 +21,8 @@ from newsletter.scheduling.scheduler import run_due as tick
 pass_app = click.make_pass_decorator(AppContext)
 # How often the daemon looks for notifications to record and digests to send.
 NOTIFY_SECONDS = 60.0
+# How often the daemon dispatches captured events and posts the due webhooks.
+WEBHOOK_SECONDS = 10.0
 
 
 @click.command()
@@ -90,7 +93,8 @@ def _moment(value: str | None) -> datetime:
 def run_due(app: AppContext, /, at: str | None, as_json: bool) -> None:
     """Do one scheduler tick: collect what is due, build what is due, send what is approved.
 
-    Then record the workspace's notifications and send the digests that are due.
+    Then record the workspace's notifications and send the digests that are due, and
+    post the webhooks that are due.
 
     Running it again for the same moment does nothing. Use it from cron instead of
     the daemon, or to replay a moment in tests.
@@ -106,16 +110,18 @@ def run_due(app: AppContext, /, at: str | None, as_json: bool) -> None:
             raise InputError("a newsletter daemon is running on this database; it does the scheduled work")
         report = tick(app.site, moment, lambda: open_transport(settings))
         notified = notifications.run(app.site, lambda: open_transport(settings), moment)
+        posted = webhooks.run(app.site)
     report.errors.extend(notified.errors)
     if as_json:
         emit_json(report)
     else:
         echo(describe(report, separator="\n  "))
-        for line in notified.lines():
+        for line in [*notified.lines(), *posted.lines()]:
             echo(f"  {line}")
         done = (
             notified.sent
             or notified.noticed
+            or posted.lines()
             or report.built
             or report.sent
             or report.missed
@@ -158,5 +164,14 @@ def daemon(app: AppContext, /, verbose: bool) -> None:
     def notify(now: datetime) -> None:
         notifications.run(live.current(), lambda: open_transport(settings), now)
 
-    chores = [Chore("notifications", NOTIFY_SECONDS, notify)]
+    def post_webhooks(now: datetime) -> None:
+        for line in webhooks.run(site).lines():
+            logging.getLogger("newsletter.webhooks").info(line)
+
+    # Always, webhooks or not: the events captured meanwhile are dispatched (and, when no
+    # endpoint wants them, deleted), so the capture table does not grow.
+    chores = [
+        Chore("notifications", NOTIFY_SECONDS, notify),
+        Chore("webhooks", WEBHOOK_SECONDS, post_webhooks),
+    ]
     Daemon(site, lambda: open_transport(settings), chores=chores).run()

@@ -1,7 +1,8 @@
 """Fetching a URL from the internet safely: bounded in size and time, refused for inner addresses.
 
-Everything the product fetches (feeds today; pages, images and webhooks later) goes
-through :func:`fetch` or an :class:`HttpFetcher`, which defend the machine that runs it:
+Everything the product fetches (feeds today; pages and images later) goes through
+:func:`fetch` or an :class:`HttpFetcher`, and every webhook it posts through
+:meth:`HttpFetcher.post`; they defend the machine that runs them:
 
 * **Address policy.** The host name is resolved here (``socket.getaddrinfo``), every
   address is checked (:func:`refusal`), and the connection goes to the checked address
@@ -30,7 +31,7 @@ import ssl
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -330,6 +331,60 @@ class HttpFetcher:
         headers: Mapping[str, str] | None = None,
     ) -> Response:
         """GET ``url`` within ``limits``; a :class:`FetchError` (or :class:`FetchRefused`) says why not."""
+        return self._exchange(
+            url,
+            policy,
+            limits,
+            lambda pool, deadline: self._follow(pool, url, limits, deadline, headers or {}),
+        )
+
+    def post(
+        self,
+        url: str,
+        body: bytes,
+        *,
+        policy: AddressPolicy,
+        limits: FetchLimits,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        """POST ``body`` to ``url`` once, under the same address policy and deadline as a fetch.
+
+        For webhooks: no redirect is followed (the answer, a 3xx included, is the
+        receiver's), and the answer's body is kept whatever its status, its first
+        ``limits.max_bytes`` only (the rest is not read), not inflated.
+        """
+
+        def send(pool: httpcore.ConnectionPool, deadline: _Deadline) -> Response:
+            current = _web_url(url, url)
+            sent = {
+                "Host": current.netloc.decode("ascii"),
+                "User-Agent": self.user_agent,
+                "Accept-Encoding": "identity",
+                "Content-Length": str(len(body)),
+                **(headers or {}),
+            }
+            target = httpcore.URL(
+                scheme=current.raw_scheme, host=current.raw_host, port=current.port, target=current.raw_path
+            )
+            timeouts = {"connect": min(limits.connect_timeout, limits.timeout), "read": limits.timeout}
+            timeouts |= {"write": limits.timeout, "pool": limits.timeout}
+            with pool.stream(
+                "POST", target, headers=list(sent.items()), content=body, extensions={"timeout": timeouts}
+            ) as answer:
+                reason = answer.extensions.get("reason_phrase", b"").decode("latin-1")
+                kept = _first_bytes(answer.iter_stream(), limits.max_bytes)
+                return Response(str(current), answer.status, reason, httpx.Headers(answer.headers), kept)
+
+        return self._exchange(url, policy, limits, send)
+
+    def _exchange(
+        self,
+        url: str,
+        policy: AddressPolicy,
+        limits: FetchLimits,
+        run: Callable[[httpcore.ConnectionPool, _Deadline], Response],
+    ) -> Response:
+        """Run one exchange through a pool whose every connection the policy checked, within the deadline."""
         until, why = time.monotonic() + limits.timeout, f"a fetch may take {limits.timeout:g} s"
         if limits.deadline is not None and limits.deadline < until:
             until, why = limits.deadline, "the time left for this run ran out"
@@ -339,7 +394,7 @@ class HttpFetcher:
         )
         try:
             with pool:
-                return self._follow(pool, url, limits, deadline, headers or {})
+                return run(pool, deadline)
         except httpcore.TimeoutException:
             raise FetchError(f"timed out fetching {url}: {why}") from None
         except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol) as exc:
@@ -410,6 +465,18 @@ def _read(chunks: Iterator[bytes], headers: httpx.Headers, url: str, limits: Fet
             raise FetchError(f"{url} is larger than the {_size(limits.max_bytes)} limit; stopped there")
         inflater.feed(chunk)
     return inflater.body()
+
+
+def _first_bytes(chunks: Iterator[bytes], limit: int) -> bytes:
+    """The first ``limit`` bytes of a body; reading stops there (the rest is the sender's problem)."""
+    parts: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        parts.append(chunk[: limit - size])
+        size += len(parts[-1])
+        if size >= limit:
+            break
+    return b"".join(parts)
 
 
 def read_file(path: Path, limit: int, error: type[NewsletterError]) -> bytes:

@@ -2,6 +2,10 @@
 
 Each row names its actor: ``cli:<login>`` for a command typed at a terminal,
 ``user:<email>`` for a person signed in to the workspace.
+
+An event that outside systems may subscribe to (``webhookevents.topic_of``) is also
+captured as a :class:`WebhookEvent` in the same session, so it commits with the change
+or not at all: no webhook is lost to a crash, and none announces a rolled-back change.
 """
 
 import getpass
@@ -11,7 +15,8 @@ from typing import Any
 
 from sqlmodel import Session
 
-from newsletter.core.models import Event
+from newsletter.core.models import Event, WebhookEvent
+from newsletter.core.webhookevents import topic_of
 
 
 def current_actor() -> str:
@@ -52,4 +57,17 @@ def record(
         detail=json.dumps(detail, default=str, ensure_ascii=False, sort_keys=True),
     )
     session.add(event)
+    topic = topic_of(kind, detail)
+    if topic is not None:
+        session.add(
+            WebhookEvent(
+                topic=topic,
+                at=event.at,
+                subscriber_id=subscriber_id,
+                group_id=group_id,
+                item_id=item_id,
+                edition_id=edition_id,
+                detail=event.detail,
+            )
+        )
     return event

@@ -24,6 +24,7 @@ SECRET_KEYS = {
     "smtp_password": "set NEWSLETTER_SMTP_PASSWORD or name a file with [smtp] password_file",
     "password": "set NEWSLETTER_SMTP_PASSWORD or name a file with [smtp] password_file",
     "secret_key": "set NEWSLETTER_SECRET_KEY",
+    "secret": "name its environment variable with secret_env, or a file outside the site with secret_file",
 }
 
 
@@ -178,6 +179,10 @@ def _validate(raw: dict[str, Any], path: Path, text: str) -> tuple[SiteConfig | 
         if isinstance(section, dict):
             for key in SECRET_KEYS.keys() & section.keys():
                 del section[key]
+    hooks = raw.get("webhooks")
+    for hook in hooks if isinstance(hooks, list) else []:
+        if isinstance(hook, dict):
+            hook.pop("secret", None)
     try:
         config = SiteConfig.model_validate(raw)
     except ValidationError as exc:
@@ -202,6 +207,17 @@ def _validate(raw: dict[str, Any], path: Path, text: str) -> tuple[SiteConfig | 
                         path,
                         locate(text, ("sources", index, "groups")),
                         f"sources.{source.name}.groups",
+                        f"unknown group {slug!r} (known: {', '.join(sorted(known))})",
+                    )
+                )
+    for index, hook in enumerate(config.webhooks):
+        for slug in hook.groups:
+            if slug not in known:
+                problems.append(
+                    Problem(
+                        path,
+                        locate(text, ("webhooks", index, "groups")),
+                        f"webhooks.{hook.name}.groups",
                         f"unknown group {slug!r} (known: {', '.join(sorted(known))})",
                     )
                 )

@@ -6,11 +6,17 @@ under version control) and only its owner may read it: mode 0600 or stricter,
 checked every time it is read, the way ssh treats a private key. Its content is the
 password; one trailing line break is ignored.
 
+A webhook's signing secret (``[[webhooks]]``) comes from the environment variable its
+``secret_env`` names, or from its ``secret_file``, read like the password file. It is
+written as Standard Webhooks write it, ``whsec_`` and the key in base64.
+
 Links in emails (unsubscribe, preferences, VERP) are signed with
 ``NEWSLETTER_SECRET_KEY``; without it a fixed development key signs them, which is
 fine for a look at the outbox and is never accepted for SMTP.
 """
 
+import base64
+import binascii
 import os
 import stat
 from pathlib import Path
@@ -19,7 +25,10 @@ from typing import TYPE_CHECKING
 from newsletter.core.errors import ConfigError
 
 if TYPE_CHECKING:
+    from newsletter.core.sections import WebhookConfig
     from newsletter.core.settings import Settings
+
+WEBHOOK_SECRET_PREFIX = "whsec_"
 
 
 def password_path(site_dir: Path, declared: str) -> Path:
@@ -28,15 +37,13 @@ def password_path(site_dir: Path, declared: str) -> Path:
     return path if path.is_absolute() else site_dir / path
 
 
-def read_password_file(path: Path) -> str:
-    """The password in ``path``; a ConfigError saying why it cannot be used."""
+def read_password_file(path: Path, what: str = "the relay's password") -> str:
+    """The password (or ``what`` else) in ``path``; a ConfigError saying why it cannot be used."""
     try:
         # Opened first and checked through the open descriptor, so the file checked is the file read.
         descriptor = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
-        raise ConfigError(
-            f"{path} does not exist (write the relay's password into it, then chmod 600 {path})"
-        ) from None
+        raise ConfigError(f"{path} does not exist (write {what} into it, then chmod 600 {path})") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path} ({exc.strerror or exc})") from None
     with os.fdopen(descriptor, "rb") as handle:
@@ -73,3 +80,45 @@ def signing_notice(settings: "Settings") -> str | None:
         "note: the links are signed with the development key, not a secret one "
         f"(set NEWSLETTER_SECRET_KEY before sending for real); {dkim}"
     )
+
+
+def webhook_key(settings: "Settings", hook: "WebhookConfig") -> bytes:
+    """The HMAC key that signs ``hook``'s deliveries; a ConfigError saying why there is none."""
+    if hook.secret_env is not None:
+        held = settings.webhook_secrets.get(hook.name)
+        if held is None:
+            raise ConfigError(
+                f"webhook {hook.name!r}: {hook.secret_env} is not set (it holds the signing secret)"
+            )
+        secret, where = held.get_secret_value(), hook.secret_env
+    else:
+        assert hook.secret_file is not None
+        path = password_path(settings.site_dir, hook.secret_file)
+        secret, where = read_password_file(path, "the webhook's signing secret"), str(path)
+    return decode_webhook_secret(secret.strip(), where)
+
+
+def decode_webhook_secret(secret: str, where: str) -> bytes:
+    """The key bytes of a ``whsec_<base64>`` secret (24 to 64 bytes, as Standard Webhooks ask)."""
+    if not secret.startswith(WEBHOOK_SECRET_PREFIX):
+        raise ConfigError(
+            f"the webhook secret in {where} must start with {WEBHOOK_SECRET_PREFIX} "
+            "(make one with `newsletter webhooks new-secret`)"
+        )
+    try:
+        key = base64.b64decode(secret.removeprefix(WEBHOOK_SECRET_PREFIX), validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(
+            f"the webhook secret in {where} is not base64 after {WEBHOOK_SECRET_PREFIX}"
+        ) from None
+    if not 24 <= len(key) <= 64:
+        raise ConfigError(
+            f"the webhook secret in {where} holds {len(key)} bytes; use 24 to 64 "
+            "(make one with `newsletter webhooks new-secret`)"
+        )
+    return key
+
+
+def new_webhook_secret() -> str:
+    """A fresh random secret in the ``whsec_`` form, 32 bytes."""
+    return WEBHOOK_SECRET_PREFIX + base64.b64encode(os.urandom(32)).decode("ascii")

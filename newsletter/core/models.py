@@ -560,3 +560,77 @@ class NotificationSetting(SQLModel, table=True):
     enabled: bool = True
     last_digest_at: datetime | None = _when(default=None)
     changed_at: datetime = _when(default_factory=utcnow)
+
+
+# --- Outbound webhooks (delivery/webhooks/).
+
+
+class WebhookStatus(enum.StrEnum):
+    QUEUED = "queued"
+    DELIVERED = "delivered"
+    # Every attempt failed: given up, kept to be seen in the workspace and `webhooks list`.
+    FAILED = "failed"
+
+
+class WebhookEvent(SQLModel, table=True):
+    """An audit event some webhook may want, captured in the change's own transaction.
+
+    ``audit.record`` adds one for every event ``core/webhookevents.py`` names, so the
+    change and its capture commit together or not at all. The dispatcher turns each
+    into one :class:`WebhookDelivery` per endpoint that wants it and deletes it, in one
+    transaction. Erasing the person deletes their captured events (``ondelete``).
+    """
+
+    __tablename__ = "webhook_event"
+    __table_args__ = NO_ID_REUSE
+
+    id: int | None = Field(default=None, primary_key=True)
+    topic: str = Field(max_length=40)
+    at: datetime = _when(default_factory=utcnow)
+    subscriber_id: int | None = Field(default=None, foreign_key="subscriber.id", ondelete="CASCADE")
+    group_id: int | None = Field(default=None, foreign_key="group.id", ondelete="CASCADE")
+    item_id: int | None = Field(default=None, foreign_key="item.id", ondelete="CASCADE")
+    edition_id: int | None = Field(default=None, foreign_key="edition.id", ondelete="CASCADE")
+    detail: str = "{}"
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One event for one endpoint: its signed body, and where its attempts stand.
+
+    ``UNIQUE(endpoint, event_id)``: an event is queued once per endpoint, whoever
+    dispatches it. A delivered row is never claimed again; a queued one is claimed under
+    a lease (``lease_until``, ``lease_owner``) so two deliverers never post it at once.
+    ``message_id`` is the ``webhook-id`` header, the same on every retry, for the
+    receiver to recognise a repeat. The body names a member's address; erasing the
+    person deletes the row (``ondelete``).
+    """
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (
+        UniqueConstraint("endpoint", "event_id"),
+        sa.Index("ix_webhook_delivery_due", "status", "next_attempt_at"),
+        sa.Index("ix_webhook_delivery_endpoint", "endpoint", "id"),
+        NO_ID_REUSE,
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    endpoint: str = Field(max_length=63)
+    event_id: int
+    message_id: str = Field(unique=True, max_length=64)
+    topic: str = Field(max_length=40)
+    group_id: int | None = Field(default=None, foreign_key="group.id", ondelete="CASCADE")
+    subscriber_id: int | None = Field(default=None, foreign_key="subscriber.id", ondelete="CASCADE")
+    body: str
+    status: WebhookStatus = Field(default=WebhookStatus.QUEUED, sa_type=_enum(WebhookStatus))
+    attempts: int = 0
+    created_at: datetime = _when(default_factory=utcnow)
+    next_attempt_at: datetime = _when(default_factory=utcnow)
+    lease_until: datetime | None = _when(default=None)
+    lease_owner: str | None = Field(default=None, max_length=64)
+    last_attempt_at: datetime | None = _when(default=None)
+    delivered_at: datetime | None = _when(default=None)
+    # The last answer: its HTTP status (None: no answer), the start of its body as
+    # text (capped), or why there was no answer (refused, timed out, connection failed).
+    last_status: int | None = None
+    last_response: str = ""
+    last_error: str = ""

@@ -21,6 +21,7 @@ GROUP_PERMISSIONS = {
     "subscribers.read": "see the group's members",
     "subscribers.write": "add, remove and import the group's members",
     "subscribers.export": "export the group's members",
+    "webhooks.read": "see the webhooks that name the group and their last deliveries",
 }
 SITE_PERMISSIONS = {
     "sources.read": "see the sources and their health",
@@ -28,6 +29,7 @@ SITE_PERMISSIONS = {
     "schedules.read": "see the schedules and their next runs",
     "schedules.manage": "change the schedules",
     "users.manage": "invite users, set their roles, remove them",
+    "webhooks.site": "see every webhook and every delivery, whichever group it is about",
 }
 PERMISSIONS = {**GROUP_PERMISSIONS, **SITE_PERMISSIONS}
 

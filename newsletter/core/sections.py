@@ -20,6 +20,7 @@ from sqlalchemy.exc import ArgumentError
 
 from newsletter.core.language import normalize_language
 from newsletter.core.permissions import BUILTIN_ROLES, PERMISSIONS, SITE_PERMISSIONS
+from newsletter.core.webhookevents import TOPICS
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -478,6 +479,68 @@ class NotificationsSection(_Section):
     digest_minutes: int = Field(default=60, ge=60, le=60 * 24 * 7)
 
 
+class WebhookConfig(_Section):
+    """An endpoint that gets signed POSTs for the events it names (``[[webhooks]]``).
+
+    Without ``groups`` it is the site's: every group's events, and items whatever their
+    groups. With ``groups`` it gets only the events of those groups (an item when it is
+    targeted at one of them). The signing secret (``whsec_`` and base64, as Standard
+    Webhooks write it) is never written here: ``secret_env`` names the environment
+    variable holding it, or ``secret_file`` a file outside the site folder that only
+    its owner may read (as ``[smtp] password_file``). ``allow_private`` lets the URL
+    be on a private or loopback address (an intranet receiver; see collecting/fetch.py).
+    """
+
+    name: str
+    url: str
+    events: tuple[str, ...] = ("*",)
+    groups: tuple[str, ...] = ()
+    secret_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    secret_file: str | None = None
+    allow_private: bool = False
+    # Seconds one POST may take, and attempts before a delivery is given up.
+    timeout: float = Field(default=10.0, gt=0, le=60)
+    max_attempts: int = Field(default=16, ge=1, le=50)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not SLUG.match(value):
+            raise ValueError(f"webhook name {value!r} must be lower-case letters, digits, - or _")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{value!r} is not an http(s) URL such as https://crm.example.org/hooks")
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [name for name in value if name != "*" and name not in TOPICS]
+        if unknown:
+            raise ValueError(
+                f'unknown event(s) {", ".join(map(repr, unknown))} (known: {", ".join(TOPICS)}, or "*")'
+            )
+        if not value:
+            raise ValueError('name at least one event, or "*" for every one')
+        return tuple(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> "WebhookConfig":
+        if (self.secret_env is None) == (self.secret_file is None):
+            raise ValueError(
+                'give the signing secret\'s place: secret_env = "NEWSLETTER_WEBHOOK_..." or '
+                'secret_file = "/etc/newsletter/webhook-secret" (one of them, never the secret itself)'
+            )
+        return self
+
+    def wants(self, topic: str) -> bool:
+        return "*" in self.events or topic in self.events
+
+
 class SiteConfig(_Section):
     site: SiteSection
     database: DatabaseSection = DatabaseSection()
@@ -506,6 +569,16 @@ class SiteConfig(_Section):
         return value
 
     notifications: NotificationsSection = NotificationsSection()
+    webhooks: tuple[WebhookConfig, ...] = ()
+
+    @field_validator("webhooks")
+    @classmethod
+    def _webhook_names(cls, value: tuple[WebhookConfig, ...]) -> tuple[WebhookConfig, ...]:
+        names = [hook.name for hook in value]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"webhook name(s) {', '.join(map(repr, repeated))} used more than once")
+        return value
 
     @field_validator("roles")
     @classmethod

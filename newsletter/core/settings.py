@@ -42,6 +42,7 @@ from newsletter.core.sections import (
     SiteSection,
     SmtpSection,
     SourceConfig,
+    WebhookConfig,
     WebSection,
 )
 
@@ -89,6 +90,10 @@ class Settings:
     # The subscribers' custom fields ([fields.NAME]), in the file's order.
     fields: Mapping[str, FieldConfig] = field(default_factory=dict)
     notifications: NotificationsSection = field(default_factory=NotificationsSection)
+    # Outbound webhooks ([[webhooks]]); the secrets that secret_env names, as read from
+    # the environment (a secret_file is read when a delivery is signed, credentials.py).
+    webhooks: tuple[WebhookConfig, ...] = ()
+    webhook_secrets: Mapping[str, SecretStr] = field(default_factory=dict, repr=False)
 
     @property
     def uses_development_key(self) -> bool:
@@ -215,23 +220,42 @@ def _settings(site: Path, path: Path, config: SiteConfig, env: Mapping[str, str]
         accounts=config.accounts,
         fields=MappingProxyType(dict(config.fields)),
         notifications=config.notifications,
+        webhooks=config.webhooks,
+        webhook_secrets={
+            w.name: SecretStr(env[w.secret_env])
+            for w in config.webhooks
+            if w.secret_env and env.get(w.secret_env)
+        },
     )
 
 
 def _outside_site(settings: Settings, file: ConfigFile) -> list[Problem]:
-    """The SMTP password file must not be in the site folder, which is under version control."""
+    """Secret files (SMTP password, webhook secrets) must be outside the site folder (version control)."""
+    problems = []
     path = settings.smtp_password_file
-    if path is None or not path.resolve().is_relative_to(settings.site_dir):
-        return []
-    return [
-        Problem(
-            file.path,
-            locate(file.text, ("smtp", "password_file")),
-            "smtp.password_file",
-            f"{path} is inside the site folder, which is under version control; keep the "
-            "password outside it (e.g. /etc/newsletter/smtp-password) or use NEWSLETTER_SMTP_PASSWORD",
+    if path is not None and path.resolve().is_relative_to(settings.site_dir):
+        problems.append(
+            Problem(
+                file.path,
+                locate(file.text, ("smtp", "password_file")),
+                "smtp.password_file",
+                f"{path} is inside the site folder, which is under version control; keep the "
+                "password outside it (e.g. /etc/newsletter/smtp-password) or use NEWSLETTER_SMTP_PASSWORD",
+            )
         )
-    ]
+    for index, hook in enumerate(settings.webhooks):
+        secret = password_path(settings.site_dir, hook.secret_file) if hook.secret_file else None
+        if secret is not None and secret.resolve().is_relative_to(settings.site_dir):
+            problems.append(
+                Problem(
+                    file.path,
+                    locate(file.text, ("webhooks", index, "secret_file")),
+                    f"webhooks.{hook.name}.secret_file",
+                    f"{secret} is inside the site folder, which is under version control; keep the "
+                    "secret outside it (e.g. /etc/newsletter/webhook-secret) or use secret_env",
+                )
+            )
+    return problems
 
 
 def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
@@ -297,6 +321,7 @@ __all__ = [
     "SmtpSection",
     "SourceConfig",
     "WebSection",
+    "WebhookConfig",
     "load_settings",
     "locate",
     "read_config",

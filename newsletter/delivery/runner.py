@@ -379,6 +379,8 @@ class Runner:
                     sent=report.sent,
                     failed=report.failed,
                     skipped=report.skipped,
+                    # False for a note on a status another process set: not news again.
+                    moved=moved,
                 )
             return str(edition.status), totals
 

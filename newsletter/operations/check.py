@@ -4,7 +4,7 @@ It checks the settings as every other command resolves them (``newsletter.toml``
 then ``NEWSLETTER_*`` variables, then flags such as ``--database-url``), so a bad
 value from the environment or the command line is listed too, and the SMTP relay
 is checked (its password file, its mode) when the site sends over SMTP or declares
-an ``[smtp]`` table. It changes no database.
+an ``[smtp]`` table, and so is each webhook's signing secret. It changes no database.
 
 Warnings do not fail the check: an image without alt text, in a template or on an
 item still to be sent (read from the database when there is one, never created or
@@ -20,6 +20,7 @@ from jinja2 import Environment, TemplateSyntaxError
 from sqlmodel import col, select
 
 from newsletter.audience.csvfile import read_subscriber_csv
+from newsletter.core.credentials import webhook_key
 from newsletter.core.db import make_engine, require_current, transaction
 from newsletter.core.errors import ConfigError, ImportFileError, NewsletterError, RenderError
 from newsletter.core.i18n import base_language
@@ -242,6 +243,7 @@ def check_site(resolution: Resolution) -> CheckReport:
         settings = resolution.settings
         if settings is not None:
             problems.extend(_relay(settings))
+            problems.extend(_webhook_secrets(settings, text))
         if settings is not None and not problems:
             problems.extend(_trial_renders(settings, text, schedules))
         if settings is not None:
@@ -312,6 +314,19 @@ def _relay(settings: Settings) -> list[Problem]:
     if settings.smtp is not None and settings.smtp_url is None:
         return [p for p in smtp_problems(settings) if p.key.startswith("smtp.")]
     return []
+
+
+def _webhook_secrets(settings: Settings, text: str) -> list[Problem]:
+    """Each ``[[webhooks]]`` endpoint must have its secret where it says (set, readable, well formed)."""
+    problems = []
+    for index, hook in enumerate(settings.webhooks):
+        try:
+            webhook_key(settings, hook)
+        except ConfigError as exc:
+            where = "secret_env" if hook.secret_env else "secret_file"
+            line = locate(text, ("webhooks", index, where))
+            problems.append(Problem(settings.config_file, line, f"webhooks.{hook.name}.{where}", str(exc)))
+    return problems
 
 
 def _schedule_files(site_dir: Path, schedules: list[Schedule], environment: Environment) -> list[Problem]:

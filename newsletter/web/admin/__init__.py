@@ -11,7 +11,8 @@ GET  /admin/groups/{slug}/             one group's workspace (404 without a perm
 GET  /admin/groups/{slug}/items...     the group's items: queue, new item, preview, item page (items.py)
 GET  /admin/groups/{slug}/editions...  its editions: build, change, preview, send (editions.py, sending.py)
 GET  /admin/groups/{slug}/subscribers  members: list, add, remove, import, export  (subscribers.py)
-/admin/sources, schedules, users, notifications: the site-wide pages          (sitewide.py);
+GET  /admin/groups/{slug}/webhooks   the webhooks naming the group, and their deliveries (webhooks.py)
+/admin/sources, schedules, users, webhooks, notifications: the site-wide pages (sitewide.py);
                                        admins add, change and remove sources and schedules
 
 Every page but the sign-in ones needs a session (anonymous: 303 to the sign-in page),

@@ -1,4 +1,4 @@
-"""The site-wide pages (sources, schedules, users) and notifications, as one list of routes."""
+"""The site-wide pages (sources, schedules, users, webhooks) and notifications, as one list of routes."""
 
 from collections.abc import Callable
 
@@ -10,6 +10,7 @@ from newsletter.web.admin.notifications import Notifications
 from newsletter.web.admin.schedules import Schedules
 from newsletter.web.admin.sources import Sources
 from newsletter.web.admin.users import Users
+from newsletter.web.admin.webhooks import Webhooks
 
 
 def site_wide_pages(workspace: Workspace, transport_factory: Callable[[], Transport]) -> list[Route]:
@@ -19,4 +20,5 @@ def site_wide_pages(workspace: Workspace, transport_factory: Callable[[], Transp
         *Schedules(workspace).routes(),
         *Users(workspace, transport_factory).routes(),
         *Notifications(workspace).routes(),
+        *Webhooks(workspace).routes(),
     ]
