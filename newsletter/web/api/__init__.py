@@ -1,0 +1,59 @@
+"""The JSON API under ``/api/v1/``: the workspace for scripts, with bearer tokens (docs/api.md).
+
+GET /api/v1/openapi.json                  the OpenAPI document, built from the routes (no token needed)
+/api/v1/groups                            the groups the token's user sees            (items.py)
+/api/v1/groups/{slug}/items...            list, propose, read, edit, review, target   (items.py)
+/api/v1/groups/{slug}/subscribers...      list, add, remove, import, export           (subscribers.py)
+/api/v1/groups/{slug}/editions...         list, build, read, preview, approve, send   (editions.py)
+/api/v1/sources...                        health, fetch now                           (sources.py)
+
+Each route is an :class:`~newsletter.web.api.framework.Endpoint` declaration; the
+framework authenticates the token, counts its rate limit, asks ``accounts.permissions``
+(the pages' check) and answers errors as JSON with a stable code.
+"""
+
+from collections.abc import Callable
+from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from newsletter.core.site import Site
+from newsletter.delivery.transports import Transport
+from newsletter.editions.render import Renderer
+from newsletter.web.admin.sending import Sender
+from newsletter.web.api import items, sources, subscribers
+from newsletter.web.api.editions import Editions
+from newsletter.web.api.framework import PREFIX, Api, Endpoint
+from newsletter.web.api.idempotency import IdempotencyStore
+from newsletter.web.api.openapi import document
+from newsletter.web.ratelimit import Counter
+
+
+def endpoints(site: Site, transport_factory: Callable[[], Transport]) -> list[Endpoint]:
+    """Every route of the API, in the order the document lists them."""
+    editions = Editions(Renderer(site.settings), Sender(site, transport_factory))
+    return [*items.ENDPOINTS, *subscribers.ENDPOINTS, *editions.endpoints(), *sources.ENDPOINTS]
+
+
+def _version() -> str:
+    try:
+        return version("newsletter")
+    except PackageNotFoundError:
+        return "0"
+
+
+def routes(
+    site: Site, transport_factory: Callable[[], Transport], counter: Counter, clock: Callable[[], datetime]
+) -> list[BaseRoute]:
+    """The API's routes, and its OpenAPI document made once from the same declarations."""
+    declared = endpoints(site, transport_factory)
+    api = Api(site, counter, clock, IdempotencyStore(site, clock))
+    described = document(declared, version=_version())
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(described)
+
+    return [Route(PREFIX + "/openapi.json", openapi, methods=["GET"]), *(api.route(e) for e in declared)]
