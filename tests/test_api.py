@@ -132,7 +132,11 @@ def api_routes(app: Any) -> set[tuple[str, str]]:
 
 def test_the_document_describes_every_api_route(api: Api) -> None:
     """The app's /api routes are the document's operations (plus the document itself), and no page's."""
-    assert api_routes(api.ws.app) == operations(api) | {("GET", "/api/v1/openapi.json")}
+    unknown = {(method, "/api/{rest:path}") for method in ("GET", "POST", "PUT", "PATCH", "DELETE")}
+    assert api_routes(api.ws.app) == operations(api) | {("GET", "/api/v1/openapi.json")} | unknown
+    nowhere = api.client("admin").delete("/api/v1/nowhere")
+    assert nowhere.status_code == 404
+    assert nowhere.json()["error"]["code"] == "not_found"
     # The workspace's matrix (tests/admin_routes) walks /admin only: the API has its own here.
     assert not {path for _, path in WORKSPACE_EXPECTED if path.startswith("/api")}
     spec = document(api)

@@ -1,6 +1,7 @@
 """The JSON API under ``/api/v1/``: the workspace for scripts, with bearer tokens (docs/api.md).
 
 GET /api/v1/openapi.json                  the OpenAPI document, built from the routes (no token needed)
+/api/...                                  anything else: a JSON 404 ``not_found``
 /api/v1/groups                            the groups the token's user sees            (items.py)
 /api/v1/groups/{slug}/items...            list, propose, read, edit, review, target   (items.py)
 /api/v1/groups/{slug}/subscribers...      list, add, remove, import, export           (subscribers.py)
@@ -20,16 +21,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from newsletter.core.errors import ApiRefusal
 from newsletter.core.site import Site
 from newsletter.delivery.transports import Transport
 from newsletter.editions.render import Renderer
 from newsletter.web.admin.sending import Sender
 from newsletter.web.api import items, sources, subscribers
 from newsletter.web.api.editions import Editions
-from newsletter.web.api.framework import PREFIX, Api, Endpoint
+from newsletter.web.api.framework import PREFIX, Api, Endpoint, error_response
 from newsletter.web.api.idempotency import IdempotencyStore
 from newsletter.web.api.openapi import document
 from newsletter.web.ratelimit import Counter
+
+ANY_METHOD = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
 def endpoints(site: Site, transport_factory: Callable[[], Transport]) -> list[Endpoint]:
@@ -56,4 +60,14 @@ def routes(
     async def openapi(request: Request) -> Response:
         return JSONResponse(described)
 
-    return [Route(PREFIX + "/openapi.json", openapi, methods=["GET"]), *(api.route(e) for e in declared)]
+    async def unknown(request: Request) -> Response:
+        # Any other path under /api: a JSON 404 too, so scripts parse every answer alike.
+        return error_response(
+            ApiRefusal(404, "not_found", "there is no such API route; see /api/v1/openapi.json")
+        )
+
+    return [
+        Route(PREFIX + "/openapi.json", openapi, methods=["GET"]),
+        *(api.route(e) for e in declared),
+        Route("/api/{rest:path}", unknown, methods=list(ANY_METHOD)),
+    ]
