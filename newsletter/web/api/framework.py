@@ -233,7 +233,14 @@ class Api:
 
     async def _answer(self, endpoint: Endpoint, request: Request) -> Response:
         actor, token_id = await self._authenticate(request)
-        if not self.counter.hit("api:token", str(token_id), self.settings.web.api_requests_per_hour):
+        # In a thread: the counter may be the database's or Redis's.
+        limit = self.settings.web.api_requests_per_hour
+        try:
+            allowed = await run_in_threadpool(self.counter.hit, "api:token", str(token_id), limit)
+        except Exception as exc:  # the store (database, Redis) did not answer: try again
+            log.warning("rate-limit store: %s", exc)
+            raise ApiRefusal(503, "busy", "the server is busy; try again", {"retry-after": "5"}) from None
+        if not allowed:
             raise ApiRefusal(
                 429,
                 "rate_limited",
