@@ -21,7 +21,7 @@ from newsletter.web.security import RateLimits
 from tests.admin_routes import EXPECTED as WORKSPACE_EXPECTED
 from tests.api_routes import EXPECTED, PARAMETERS, WHO
 from tests.conftest import wait_until
-from tests.workspace import ADMIN, CONTRIBUTOR, EDITOR, KEY, OTHER_EDITOR, Workspace
+from tests.workspace import ADMIN, CONTRIBUTOR, EDITOR, KEY, OTHER_EDITOR, Workspace, session_for
 
 
 @dataclasses.dataclass
@@ -220,6 +220,9 @@ def test_propose_review_and_target_an_item(api: Api) -> None:
     # The contributor sees and edits their own proposal, through the token or the workspace alike.
     mine = contributor.get("/api/v1/groups/uk/items").json()["data"]
     assert [i["id"] for i in mine] == [item["id"]]
+    browser = session_for(api.ws, CONTRIBUTOR)
+    assert browser.get(f"/admin/groups/uk/items/{item['id']}").status_code == 200
+    assert "EPO opens Unitary Patent data" in browser.get("/admin/groups/uk/items").text
     path = f"/api/v1/groups/uk/items/{item['id']}"
     edited = contributor.patch(
         path, json={"title": "EPO opens its Unitary Patent data", "version": item["version"]}
