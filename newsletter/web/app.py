@@ -25,6 +25,7 @@ from newsletter.core.models import utcnow
 from newsletter.core.site import Site
 from newsletter.delivery.transports import Transport, open_transport
 from newsletter.web import admin, api, health, public, static
+from newsletter.web.admin.sending import Sender
 from newsletter.web.pages import Pages
 from newsletter.web.ratelimit import open_counter
 from newsletter.web.security import RateLimits, SecurityHeaders, trusting_proxies
@@ -62,6 +63,8 @@ def create_app(
         sign_in_limits = sign_in_limits or RateLimits(name="sign-in", counter=counter)
     visitors = _impatient(site)
     transport_factory = sign_in_transport or (lambda: open_transport(settings))
+    # One background sender for the workspace's Send button and the API's send.
+    sender = Sender(site, transport_factory)
     routes = [
         *health.routes(site),
         *public.routes(visitors, pages, limits),
@@ -71,9 +74,10 @@ def create_app(
             transport_factory,
             sign_in_limits,
             clock,
+            sender,
         ),
         # The JSON API counts each token's requests on the sign-in form's store.
-        *api.routes(site, transport_factory, sign_in_limits.counter, clock),
+        *api.routes(site, sender, sign_in_limits.counter, clock),
         *static.routes(),
     ]
 

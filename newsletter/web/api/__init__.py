@@ -23,7 +23,6 @@ from starlette.routing import BaseRoute, Route
 
 from newsletter.core.errors import ApiRefusal
 from newsletter.core.site import Site
-from newsletter.delivery.transports import Transport
 from newsletter.editions.render import Renderer
 from newsletter.web.admin.sending import Sender
 from newsletter.web.api import items, sources, subscribers
@@ -36,9 +35,9 @@ from newsletter.web.ratelimit import Counter
 ANY_METHOD = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
-def endpoints(site: Site, transport_factory: Callable[[], Transport]) -> list[Endpoint]:
-    """Every route of the API, in the order the document lists them."""
-    editions = Editions(Renderer(site.settings), Sender(site, transport_factory))
+def endpoints(site: Site, sender: Sender) -> list[Endpoint]:
+    """Every route of the API, in the order the document lists them; editions go out by ``sender``."""
+    editions = Editions(Renderer(site.settings), sender)
     return [*items.ENDPOINTS, *subscribers.ENDPOINTS, *editions.endpoints(), *sources.ENDPOINTS]
 
 
@@ -49,11 +48,13 @@ def _version() -> str:
         return "0"
 
 
-def routes(
-    site: Site, transport_factory: Callable[[], Transport], counter: Counter, clock: Callable[[], datetime]
-) -> list[BaseRoute]:
-    """The API's routes, and its OpenAPI document made once from the same declarations."""
-    declared = endpoints(site, transport_factory)
+def routes(site: Site, sender: Sender, counter: Counter, clock: Callable[[], datetime]) -> list[BaseRoute]:
+    """The API's routes, and its OpenAPI document made once from the same declarations.
+
+    ``sender`` is the workspace's background sender: an edition sent through the API goes
+    the way the Send button's does, and shows on the same progress page.
+    """
+    declared = endpoints(site, sender)
     api = Api(site, counter, clock, IdempotencyStore(site, clock))
     described = document(declared, version=_version())
 
