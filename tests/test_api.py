@@ -14,7 +14,7 @@ from sqlmodel import select
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from newsletter.core.models import ApiToken, EditionStatus
+from newsletter.core.models import ApiIdempotency, ApiToken, EditionStatus
 from newsletter.core.settings import load_settings
 from newsletter.web import create_app
 from newsletter.web.security import RateLimits
@@ -469,3 +469,50 @@ def test_each_token_has_its_own_rate_limit(api: Api) -> None:
         assert admin.get("/api/v1/groups").status_code == 200
     finally:
         site.close()
+
+
+def test_a_key_still_at_work_is_refused_not_run_twice(api: Api) -> None:
+    """A key reserved by a request still being answered: a second copy gets 409 and creates nothing."""
+    with api.ws.site.transaction() as session:
+        token = session.exec(select(ApiToken).where(ApiToken.name == "uk-editor")).one()
+        session.add(
+            ApiIdempotency(
+                token_id=token.id or 0, key="busy-key", request_digest="x" * 64, status=0, body=b""
+            )
+        )
+    headers = {"idempotency-key": "busy-key"}
+    answer = api.client("editor").post(
+        "/api/v1/groups/uk/subscribers", json={"email": "x@example.org"}, headers=headers
+    )
+    assert answer.status_code == 409
+    assert answer.json()["error"]["code"] == "idempotency_in_progress"
+    assert "x@example.org" not in api.ws.cli.members("uk")
+    # Ten minutes later the reservation counts as abandoned (its process died): the key works again.
+    api.ws.clock.advance(minutes=11)
+    retried = api.client("editor").post(
+        "/api/v1/groups/uk/subscribers", json={"email": "x@example.org"}, headers=headers
+    )
+    assert retried.status_code == 201
+    too_long = api.client("editor").post(
+        "/api/v1/groups/uk/subscribers",
+        json={"email": "x@example.org"},
+        headers={"idempotency-key": "k" * 201},
+    )
+    assert too_long.status_code == 422
+
+
+def test_a_body_over_the_limit_is_refused_unread(api: Api) -> None:
+    big = b'{"title": "' + b"x" * (1024 * 1024) + b'"}'
+    answer = api.client("editor").post(
+        "/api/v1/groups/uk/items", content=big, headers={"content-type": "application/json"}
+    )
+    assert answer.status_code == 413
+    assert answer.json()["error"]["code"] == "payload_too_large"
+
+
+def test_tokens_list_shows_whose_and_what_access(api: Api) -> None:
+    table = api.ws.cli("tokens", "list").stdout
+    for name in ("admin-script", "uk-editor", "uk-reader", "old-admin"):
+        assert name in table
+    assert "read-only" in table
+    assert not any(secret in table for secret in api.tokens.values())

@@ -5,7 +5,8 @@ again with the same key, and gets the answer the first request got, without a se
 item, member or edition. Keys are per token and kept for a day. Before the work starts
 the key is reserved (a row with status 0, under ``UNIQUE(token_id, key)``), so two
 copies sent at once cannot both do the work: the second gets 409
-``idempotency_in_progress``. The same key with a different request (method, path,
+``idempotency_in_progress`` (a reservation left by a process that died is taken over
+after ten minutes). The same key with a different request (method, path,
 query or body) is 422 ``idempotency_key_reused``. Only a success is kept: after a
 refusal nothing was created, and the same key may be tried again.
 """
@@ -24,6 +25,8 @@ from newsletter.core.site import Site
 from newsletter.web.api.framework import Call
 
 KEPT = timedelta(days=1)
+# A reservation this old belongs to a request that died before answering: free again.
+ABANDONED = timedelta(minutes=10)
 MAX_KEY = 200
 REPLAYED = "idempotent-replayed"
 
@@ -70,6 +73,11 @@ class IdempotencyStore:
                         ApiIdempotency.token_id == token_id, ApiIdempotency.key == key
                     )
                 ).one_or_none()
+                if found is not None and found.status == 0 and found.created_at < now - ABANDONED:
+                    # Reserved by a request that never finished (its process died): take it over.
+                    session.delete(found)
+                    session.flush()
+                    found = None
                 if found is None:
                     session.add(
                         ApiIdempotency(
@@ -87,15 +95,15 @@ class IdempotencyStore:
             raise ApiRefusal(
                 409, "idempotency_in_progress", "a request with this Idempotency-Key is still being answered"
             ) from None
+        if found.status == 0:
+            raise ApiRefusal(
+                409, "idempotency_in_progress", "a request with this Idempotency-Key is still being answered"
+            )
         if found.request_digest != digest:
             raise ApiRefusal(
                 422,
                 "idempotency_key_reused",
                 "this Idempotency-Key was used for a different request; use a new key for a new request",
-            )
-        if found.status == 0:
-            raise ApiRefusal(
-                409, "idempotency_in_progress", "a request with this Idempotency-Key is still being answered"
             )
         return Response(
             found.body, status_code=found.status, media_type="application/json", headers={REPLAYED: "true"}
