@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from newsletter.accounts.roles import Role
-from newsletter.core.audit import user_actor
+from newsletter.core.audit import token_actor, user_actor
 from newsletter.core.errors import Forbidden, NotFoundError
 from newsletter.core.permissions import PERMISSIONS, SITE_PERMISSIONS
 
@@ -47,11 +47,22 @@ class Actor:
     active: bool
     grants: tuple[GrantView, ...]
     roles: Mapping[str, Role]
+    # The API token the person acts through (its name), or None in the workspace and CLI.
+    token: str | None = None
+    # A read-only token: the API refuses its writes (403) whatever the person's roles.
+    read_only: bool = False
+    # The labels of the person's API tokens (``token:NAME``): what they wrote through them is theirs.
+    aliases: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
-        """How the audit log names this person: ``user:<email>``."""
-        return user_actor(self.email)
+        """How the audit log names this person: ``user:<email>``, or ``token:<name>`` through a token."""
+        return token_actor(self.token) if self.token is not None else user_actor(self.email)
+
+    @property
+    def identities(self) -> frozenset[str]:
+        """Every label this person has written under (themselves and their tokens): what is "their own"."""
+        return frozenset({user_actor(self.email), self.label, *self.aliases})
 
     def _permissions(self, grant: GrantView) -> frozenset[str]:
         role = self.roles.get(grant.role)

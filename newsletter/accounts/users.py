@@ -20,6 +20,8 @@ from newsletter.accounts.roles import role_named, site_roles
 from newsletter.core import audit
 from newsletter.core.errors import InputError, InvalidAddress, NotFoundError, StateError
 from newsletter.core.models import (
+    ApiIdempotency,
+    ApiToken,
     Grant,
     Group,
     Notice,
@@ -200,7 +202,7 @@ def people(session: Session, *, offset: int, limit: int) -> tuple[list[Person], 
 
 
 def remove(session: Session, email: str, *, actor: str, settings: Settings | None = None) -> int:
-    """Delete the user, their grants, sign-in links and sessions; the number of sessions ended.
+    """Delete the user, their grants, sign-in links, sessions and API tokens; the number of sessions ended.
 
     Given the ``settings``, it refuses (StateError) to remove the site's last admin, as the
     workspace does; the command line may (``users add --role admin`` makes a new one).
@@ -213,6 +215,9 @@ def remove(session: Session, email: str, *, actor: str, settings: Settings | Non
     # foreign keys on, and the sessions must be gone whatever the engine.
     session.exec(delete(UserSession).where(col(UserSession.user_id) == user.id))
     session.exec(delete(SignInToken).where(col(SignInToken.user_id) == user.id))
+    tokens = select(ApiToken.id).where(col(ApiToken.user_id) == user.id)
+    session.exec(delete(ApiIdempotency).where(col(ApiIdempotency.token_id).in_(tokens)))
+    session.exec(delete(ApiToken).where(col(ApiToken.user_id) == user.id))
     session.exec(delete(Grant).where(col(Grant.user_id) == user.id))
     session.exec(delete(Notice).where(col(Notice.user_id) == user.id))
     session.exec(delete(NotificationSetting).where(col(NotificationSetting.user_id) == user.id))
@@ -296,4 +301,9 @@ def load_actor(session: Session, settings: Settings, user_id: int) -> Actor | No
         active=user.active,
         grants=tuple(GrantView(role, slug) for role, slug in rows),
         roles=site_roles(settings),
+        # What they wrote through an API token is theirs too (``pool/review.py``'s ``own``).
+        aliases=tuple(
+            audit.token_actor(name)
+            for name in session.exec(select(ApiToken.name).where(ApiToken.user_id == user_id))
+        ),
     )

@@ -80,6 +80,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "subscribers",
         "Import, add, remove, list, export and forget subscribers.",
     ),
+    "tokens": (
+        "newsletter.cli.tokens",
+        "tokens",
+        "Create, list and revoke the JSON API's bearer tokens.",
+    ),
     "users": (
         "newsletter.cli.users",
         "users",

@@ -1,7 +1,8 @@
 """The audit log: every change to a person or an item writes one :class:`Event` row.
 
 Each row names its actor: ``cli:<login>`` for a command typed at a terminal,
-``user:<email>`` for a person signed in to the workspace.
+``user:<email>`` for a person signed in to the workspace, ``token:<name>`` for a
+script using an API token (token names are unique across the site).
 
 An event that outside systems may subscribe to (``webhookevents.topic_of``) is also
 captured as a :class:`WebhookEvent` in the same session, so it commits with the change
@@ -29,8 +30,14 @@ def current_actor() -> str:
 
 
 def user_actor(email: str) -> str:
-    """Who is acting: ``user:<email>`` for a person signed in to the workspace."""
+    """Who is acting: ``user:<email>`` for a person signed in to the workspace, ``token:<name>`` for a
+    script using an API token (token names are unique across the site)."""
     return f"user:{email}"
+
+
+def token_actor(name: str) -> str:
+    """Who is acting: ``token:<name>`` for a script using one of the JSON API's tokens."""
+    return f"token:{name}"
 
 
 def record(

@@ -40,12 +40,14 @@ it is given) while ``str(exc)`` stays English for the terminal and the logs::
     ├── FetchError                  a URL could not be fetched: network, size or time (collecting/fetch.py)
     │   └── FetchRefused            the address policy refused the URL (private address, scheme, redirects)
     ├── FeedError                   a source cannot be fetched or read (collecting/feeds.py)
+    ├── ApiRefusal                  the JSON API's answer: an HTTP status and a stable code (web/api/)
     └── DeliveryError               a message could not be handed to the relay
         ├── TemporaryFailure        4xx, dropped connection, timeout: retried later
         └── PermanentFailure        5xx: recorded against the member, never retried
 """
 
 import errno
+from collections.abc import Mapping
 from datetime import datetime
 
 from newsletter.core.messages import Message, Param
@@ -214,3 +216,17 @@ class PermanentFailure(DeliveryError):
     """Not worth retrying: 5xx replies for this recipient."""
 
     permanent = True
+
+
+class ApiRefusal(NewsletterError):
+    """The JSON API's refusal of a request: its HTTP ``status``, a stable ``code`` scripts test,
+    and the message for a person (``web/api/framework.py`` turns the other errors into one)."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})

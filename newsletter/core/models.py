@@ -634,3 +634,45 @@ class WebhookDelivery(SQLModel, table=True):
     last_status: int | None = None
     last_response: str = ""
     last_error: str = ""
+
+
+# --- The JSON API's bearer tokens and idempotency keys (accounts/apitokens.py, web/api/).
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token for ``/api/v1/``: it acts as its user, within the user's permissions.
+
+    Only the token's SHA-256 is kept. ``name`` is unique across the site and never
+    reused (a revoked token keeps its row), so ``token:NAME`` in the audit log always
+    means the same token and the same person.
+    """
+
+    __tablename__ = "api_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(unique=True, max_length=64)
+    user_id: int = Field(foreign_key="user_account.id", index=True, ondelete="CASCADE")
+    name: str = Field(unique=True, max_length=63)
+    read_only: bool = False
+    created_at: datetime = _when(default_factory=utcnow)
+    last_used_at: datetime | None = _when(default=None)
+    revoked_at: datetime | None = _when(default=None)
+
+
+class ApiIdempotency(SQLModel, table=True):
+    """The stored answer to a POST sent with an ``Idempotency-Key``, per token, for a day.
+
+    The same key with the same request (method, path, body digest) replays the answer;
+    with another request it is refused, so a retried POST never creates a thing twice.
+    """
+
+    __tablename__ = "api_idempotency"
+    __table_args__ = (UniqueConstraint("token_id", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_id: int = Field(foreign_key="api_token.id", ondelete="CASCADE")
+    key: str = Field(max_length=200)
+    request_digest: str = Field(max_length=64)
+    status: int
+    body: bytes = Field(sa_type=sa.LargeBinary)
+    created_at: datetime = _when(default_factory=utcnow, index=True)

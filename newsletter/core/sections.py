@@ -293,6 +293,9 @@ class WebSection(_Section):
     # Retry-After: well before a visitor or their proxy gives up, and a visitor told to
     # try again was not subscribed.
     database_wait_seconds: float = Field(default=10.0, ge=0.1, le=60.0)
+    # Requests each JSON API token may make per hour (/api/v1/, counted on the same store
+    # as the forms' limits); past it the API answers 429 with Retry-After.
+    api_requests_per_hour: int = Field(default=3600, ge=1, le=1_000_000)
 
     @field_validator("rate_limit_store")
     @classmethod

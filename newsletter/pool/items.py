@@ -8,7 +8,7 @@ closely resemble (``similar.py``).
 """
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -495,7 +495,7 @@ def _filtered(
     group: str | None,
     topic: str | None,
     source: str | None = None,
-    editor: str | None = None,
+    editor: str | Collection[str] | None = None,
 ) -> Any:
     if status:
         query = query.where(Item.status == status)
@@ -504,7 +504,9 @@ def _filtered(
     if source:
         query = query.where(col(Item.source_id).in_(select(Source.id).where(Source.name == source)))
     if editor:
-        query = query.where(Item.editor == editor)
+        # One person may have written under several labels (``user:EMAIL``, their tokens).
+        names = [editor] if isinstance(editor, str) else list(editor)
+        query = query.where(col(Item.editor).in_(names))
     if group:
         settings.group(group)
         targeted = (
@@ -554,13 +556,14 @@ def queue(
     status: str | None = None,
     topic: str | None = None,
     source: str | None = None,
-    editor: str | None = None,
+    editor: str | Collection[str] | None = None,
     page: int = 1,
     per_page: int = 50,
 ) -> QueuePage:
     """The items meant for ``group`` (or every group), newest first, one page at a time.
 
-    ``source`` keeps one source's items (by name); ``editor`` one person's (``user:EMAIL``).
+    ``source`` keeps one source's items (by name); ``editor`` one person's (``user:EMAIL``,
+    or every label they wrote under: their API tokens too).
     """
     filters: dict[str, Any] = {
         "status": status,

@@ -37,7 +37,8 @@ def reviews(actor: Actor, group: str) -> bool:
 
 
 def own(actor: Actor, item: Item) -> bool:
-    return item.editor == actor.label
+    """Whether the person wrote the item, in the workspace or through one of their API tokens."""
+    return item.editor in actor.identities
 
 
 def item_for(session: Session, settings: Settings, actor: Actor, group: str, item_id: int) -> Item:

@@ -24,7 +24,8 @@ from newsletter.core.i18n import translations
 from newsletter.core.models import utcnow
 from newsletter.core.site import Site
 from newsletter.delivery.transports import Transport, open_transport
-from newsletter.web import admin, health, public, static
+from newsletter.web import admin, api, health, public, static
+from newsletter.web.admin.sending import Sender
 from newsletter.web.pages import Pages
 from newsletter.web.ratelimit import open_counter
 from newsletter.web.security import RateLimits, SecurityHeaders, trusting_proxies
@@ -51,7 +52,8 @@ def create_app(
     default the site's transport). ``sign_in_limits`` are the sign-in form's limits, kept
     apart from the sign-up form's; ``clock`` is the workspace's idea of now (tests move it).
     Both count on the store ``[web] rate_limit_store`` names; ``processes`` is how many
-    ``serve`` processes share the work (several need a shared store).
+    ``serve`` processes share the work (several need a shared store). The JSON API
+    (``web/api/``) counts its tokens' requests there too.
     """
     settings = site.settings
     pages = Pages(settings)
@@ -60,16 +62,22 @@ def create_app(
         limits = limits or RateLimits(name="sign-up", counter=counter)
         sign_in_limits = sign_in_limits or RateLimits(name="sign-in", counter=counter)
     visitors = _impatient(site)
+    transport_factory = sign_in_transport or (lambda: open_transport(settings))
+    # One background sender for the workspace's Send button and the API's send.
+    sender = Sender(site, transport_factory)
     routes = [
         *health.routes(site),
         *public.routes(visitors, pages, limits),
         *admin.routes(
             site,
             pages,
-            sign_in_transport or (lambda: open_transport(settings)),
+            transport_factory,
             sign_in_limits,
             clock,
+            sender,
         ),
+        # The JSON API counts each token's requests on the sign-in form's store.
+        *api.routes(site, sender, sign_in_limits.counter, clock),
         *static.routes(),
     ]
 

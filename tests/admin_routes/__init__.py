@@ -7,7 +7,9 @@ placeholders; a module may also define ``prepare(ws)``, run before the matrix is
 which makes the records its routes name and returns their placeholders (an item's id).
 ``tests/test_workspace_signin.py`` takes every route under ``/admin`` from
 the app's route table and fails on one that no module here names. Keeping a module per
-part lets each part add its routes without touching the others'.
+part lets each part add its routes without touching the others'. The JSON API's routes
+(``/api/...``) are not here: ``tests/api_routes.py`` holds their matrix, walked from the
+OpenAPI document by ``tests/test_api.py``, which also checks that no entry here names one.
 """
 
 import importlib

@@ -29,7 +29,7 @@ from newsletter.delivery.transports import Transport
 from newsletter.web.admin.auth import Workspace
 from newsletter.web.admin.dashboard import Dashboard
 from newsletter.web.admin.items import Items
-from newsletter.web.admin.sending import editions_routes
+from newsletter.web.admin.sending import Sender, editions_routes
 from newsletter.web.admin.signin import SignIn
 from newsletter.web.admin.sitewide import site_wide_pages
 from newsletter.web.admin.subscribers import Subscribers
@@ -43,14 +43,19 @@ def routes(
     transport_factory: Callable[[], Transport],
     limits: RateLimits,
     clock: Callable[[], datetime],
+    sender: Sender | None = None,
 ) -> list[BaseRoute]:
-    """The workspace's routes; sign-in emails, test copies and editions go out by ``transport_factory``."""
+    """The workspace's routes; sign-in emails, test copies and editions go out by ``transport_factory``.
+
+    ``sender`` sends editions in the background (the JSON API shares it, so a send started
+    there shows on the progress page); by default one of the workspace's own.
+    """
     workspace = Workspace(site, pages, clock)
     return [
         *SignIn(workspace, transport_factory, limits).routes(),
         *Dashboard(workspace).routes(),
         *Items(workspace).routes(),
-        *editions_routes(workspace, transport_factory),
+        *editions_routes(workspace, transport_factory, sender),
         *Subscribers(workspace).routes(),
         *site_wide_pages(workspace, transport_factory),
     ]

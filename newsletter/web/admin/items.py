@@ -225,7 +225,7 @@ class Items(Part):
         reviewer = review.reviews(signed.actor, slug)
         if not reviewer:
             require(signed.actor, review.PROPOSE, slug)
-        editor = None if reviewer else signed.actor.label
+        editor = None if reviewer else sorted(signed.actor.identities)
 
         def load() -> tuple[pool.QueuePage, list[str], list[str]]:
             with self.site.transaction() as session:

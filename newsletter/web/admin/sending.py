@@ -289,9 +289,11 @@ class Sending(EditionPages):
         )
 
 
-def editions_routes(workspace: Workspace, transport_factory: Callable[[], Transport]) -> list[Route]:
-    """The editions pages and the sending ones, sharing one background sender."""
+def editions_routes(
+    workspace: Workspace, transport_factory: Callable[[], Transport], sender: Sender | None = None
+) -> list[Route]:
+    """The editions pages and the sending ones, sharing one background sender (``sender``, or a new one)."""
     return [
         *Editions(workspace).routes(),
-        *Sending(workspace, Sender(workspace.site, transport_factory)).routes(),
+        *Sending(workspace, sender or Sender(workspace.site, transport_factory)).routes(),
     ]
