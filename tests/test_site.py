@@ -149,6 +149,7 @@ def test_check_example_site(site_dir: Path) -> None:
         "ok": True,
         "checked": {"groups": groups, "schedules": schedules, "templates": templates},
         "problems": [],
+        "warnings": [],
     }
 
 

@@ -82,6 +82,8 @@ def check(app: AppContext, /, as_json: bool) -> None:
     else:
         for problem in report.problems:
             echo(str(problem), err=True)
+        for warning in report.warnings:
+            echo(f"warning: {warning}", err=True)
         if report.ok:
             counts = report.checked
             echo(

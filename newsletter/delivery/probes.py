@@ -82,7 +82,7 @@ def probe_message(
             gettext("To stop receiving %(group)s, open this link:") % {"group": group.name}
             + "\n"
             + unsubscribe_url,
-            f"{settings.site.name}\n{settings.site.postal_address}",
+            f"{headers.identity.organisation}\n{headers.identity.postal_address}",
         ]
     )
     return notice_message(
@@ -95,7 +95,7 @@ def probe_message(
         subject=subject,
         body=body,
         unsubscribe_token=token,
-        sender=verp.probe_address(settings.bounce_address, settings.signing_key, probe.id, subscriber.id),
+        sender=verp.probe_address(headers.bounce_address, settings.signing_key, probe.id, subscriber.id),
     )
 
 

@@ -17,8 +17,17 @@ from jinja2 import Environment, TemplateSyntaxError
 from newsletter.audience.csvfile import read_subscriber_csv
 from newsletter.core.errors import ConfigError, ImportFileError, RenderError
 from newsletter.core.i18n import base_language
+from newsletter.core.identity import sender_identity
 from newsletter.core.models import ItemKind
-from newsletter.core.settings import CONFIG_FILE, Problem, Resolution, Settings, SiteConfig, locate
+from newsletter.core.settings import (
+    CONFIG_FILE,
+    DkimSection,
+    Problem,
+    Resolution,
+    Settings,
+    SiteConfig,
+    locate,
+)
 from newsletter.delivery.dkim import read_signer
 from newsletter.delivery.transports.relayconfig import smtp_problems
 from newsletter.editions.build import DEFAULT_SUBJECT
@@ -80,15 +89,56 @@ def _group_files(site_dir: Path, config: SiteConfig, text: str) -> list[Problem]
 
 
 def _dkim_key(site_dir: Path, config: SiteConfig, text: str) -> list[Problem]:
-    """The ``[dkim]`` key must be readable, a PEM RSA private key, and long enough."""
-    if config.dkim is None:
-        return []
-    try:
-        read_signer(site_dir, config.dkim)
-    except ConfigError as exc:
-        line = locate(text, ("dkim", "key_file"))
-        return [Problem(site_dir / CONFIG_FILE, line, "dkim.key_file", str(exc))]
-    return []
+    """Each DKIM key (``[dkim]``, ``[groups.SLUG.dkim]``) must be readable, PEM RSA, long enough."""
+    tables: list[tuple[tuple[str, ...], DkimSection]] = []
+    if config.dkim is not None:
+        tables.append((("dkim",), config.dkim))
+    tables += [(("groups", slug, "dkim"), group.dkim) for slug, group in config.groups.items() if group.dkim]
+    problems = []
+    for path, table in tables:
+        try:
+            read_signer(site_dir, table)
+        except ConfigError as exc:
+            line = locate(text, (*path, "key_file"))
+            problems.append(Problem(site_dir / CONFIG_FILE, line, ".".join((*path, "key_file")), str(exc)))
+    return problems
+
+
+def _unsigned_senders(site_dir: Path, config: SiteConfig, text: str) -> list[Problem]:
+    """Warnings: a From domain that no configured DKIM key signs for (DMARC wants one aligned).
+
+    Looked at: each group with a ``sender`` or a ``dkim`` table of its own, and the site's
+    sender when ``[dkim]`` exists. A site with no key at all may well sign in its relay,
+    so it gets no warning for groups that send as the site.
+    """
+    file = site_dir / CONFIG_FILE
+    warnings = []
+    site = sender_identity(config.site, config.delivery, config.dkim)
+    if config.dkim is not None and not site.dkim_aligned:
+        message = f"the site sends from {site.address} but [dkim] signs for {config.dkim.domain}"
+        warnings.append(Problem(file, locate(text, ("dkim", "domain")), "dkim.domain", message))
+    for slug, group in config.groups.items():
+        if group.sender is None and group.dkim is None:
+            continue
+        identity = sender_identity(config.site, config.delivery, config.dkim, group)
+        if identity.dkim_aligned:
+            continue
+        if identity.dkim is None:
+            why = f"no DKIM key is configured for {identity.domain}"
+        else:
+            why = f"its DKIM key signs for {identity.dkim.domain}, not for {identity.domain}"
+        key = "sender" if group.sender is not None else "dkim"
+        warnings.append(
+            Problem(
+                file,
+                locate(text, ("groups", slug, key)),
+                f"groups.{slug}.{key}",
+                f"group {slug} sends from {identity.address} but {why}; add a [groups.{slug}.dkim] "
+                "table (selector, domain, key_file) or sign in the relay, or receivers may "
+                "reject or junk its mail (DMARC)",
+            )
+        )
+    return warnings
 
 
 def _sample_items(language: str) -> list[PoolItem]:
@@ -162,10 +212,14 @@ def _trial_renders(settings: Settings, config_text: str, schedules: list[Schedul
 
 @dataclass(frozen=True)
 class CheckReport:
-    """What ``check`` found: every problem, and how many of each thing it looked at."""
+    """What ``check`` found: every problem, and how many of each thing it looked at.
+
+    ``warnings`` are worth a look but stop nothing (the site is still OK).
+    """
 
     problems: list[Problem]
     checked: dict[str, int] = field(default_factory=dict)
+    warnings: list[Problem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -179,6 +233,10 @@ class CheckReport:
                 {"file": str(p.file), "line": p.line, "key": p.key, "message": p.message}
                 for p in self.problems
             ],
+            "warnings": [
+                {"file": str(p.file), "line": p.line, "key": p.key, "message": p.message}
+                for p in self.warnings
+            ],
         }
 
 
@@ -187,6 +245,7 @@ def check_site(resolution: Resolution) -> CheckReport:
     site_dir = resolution.site_dir
     config = resolution.file.config
     problems = list(resolution.problems)
+    warnings: list[Problem] = []
     counts = {"groups": 0, "schedules": 0, "templates": 0}
     templates = template_files(site_dir)
     environment = Environment(autoescape=True)
@@ -199,6 +258,7 @@ def check_site(resolution: Resolution) -> CheckReport:
         text = resolution.file.text
         problems.extend(_group_files(site_dir, config, text))
         problems.extend(_dkim_key(site_dir, config, text))
+        warnings.extend(_unsigned_senders(site_dir, config, text))
         schedules, schedule_problems = load_schedules(site_dir, config.groups)
         problems.extend(schedule_problems)
         problems.extend(_schedule_files(site_dir, schedules, environment))
@@ -208,7 +268,7 @@ def check_site(resolution: Resolution) -> CheckReport:
             problems.extend(_relay(settings))
         if settings is not None and not problems:
             problems.extend(_trial_renders(settings, text, schedules))
-    return CheckReport(problems, counts)
+    return CheckReport(problems, counts, warnings)
 
 
 def _relay(settings: Settings) -> list[Problem]:
