@@ -277,3 +277,14 @@ def test_identity_falls_back_to_the_site(site: Cli) -> None:
     assert dach.dkim == settings.dkim
     # A group the file no longer declares sends as the site.
     assert settings.identity("gone") == site_own
+
+
+def test_check_names_a_groups_missing_key(cli: Cli, keys: dict[tuple[str, str], rsa.RSAPrivateKey]) -> None:
+    """A group's DKIM key that cannot be read is a problem of that group's table, with its line."""
+    give_identities(cli.site, keys)
+    (cli.site / "dkim" / "uk.pem").unlink()
+    report = json.loads(cli("check", "--json", ok=False).stdout)
+    (problem,) = report["problems"]
+    assert problem["key"] == "groups.uk.dkim.key_file"
+    assert problem["line"] is not None
+    assert "uk.pem" in problem["message"]
