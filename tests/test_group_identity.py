@@ -20,9 +20,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from newsletter.audience.selfservice import Subscription
 from newsletter.core import verp
+from newsletter.core.models import Group, Probe, Subscriber
 from newsletter.core.settings import Settings, load_settings
 from newsletter.core.tokens import Signer
 from newsletter.delivery.confirmation import confirmation_message
+from newsletter.delivery.probes import probe_message
 from newsletter.feedback.classify import Verdict, classify
 from tests.conftest import Cli
 from tests.smtp_server import Received, SmtpServer
@@ -288,3 +290,25 @@ def test_check_names_a_groups_missing_key(cli: Cli, keys: dict[tuple[str, str], 
     assert problem["key"] == "groups.uk.dkim.key_file"
     assert problem["line"] is not None
     assert "uk.pem" in problem["message"]
+
+
+def test_a_probe_comes_from_the_groups_identity(
+    site: Cli, keys: dict[tuple[str, str], rsa.RSAPrivateKey]
+) -> None:
+    """A probe to a UK member goes out from the UK bounce domain (its +p address), under the UK key."""
+    settings = settings_of(site)
+    probe = Probe(id=7, subscriber_id=345, group_id=2)
+    member = Subscriber(id=345, email="jane@example.net", email_key="jane@example.net")
+    group = Group(
+        id=2, slug="uk", name="UK Patent Information Users (example)", language="en", timezone="UTC"
+    )
+    message = probe_message(settings, Signer(KEY), probe, member, group)
+    assert message.sender.startswith("bounces+p7.s345.")
+    assert message.sender.endswith("@patent-news.example.net")
+    decoded = verp.decode(message.sender, KEY)
+    assert decoded is not None
+    assert decoded.probe_id == 7
+    assert f"From: {UK_SENDER}\r\n".encode() in message.data
+    assert UK_POSTAL.encode() in message.data.replace(b"=\r\n", b"")
+    assert signature_tags(message.data)["d"] == UK_KEY[1]
+    assert dkim.verify(message.data, dnsfunc=dns_for(keys))
