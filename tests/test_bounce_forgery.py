@@ -133,7 +133,7 @@ def test_forged_bounces_are_recorded_and_only_the_probes_bounce_ends_the_members
         assert decoded is not None, probe.mail_from
         assert decoded.probe_id is not None, probe.mail_from
         headers = probe.message()
-        assert headers["List-Id"].endswith("<uk.news.example.org>")
+        assert headers["List-Id"].endswith("<uk.example.org>")
         assert address in str(headers["To"])
 
     # Running again, or another forged bounce for Jane, sends no second probe.

@@ -25,7 +25,7 @@ from tests.smtp_server import SmtpServer, running_server
 from tests.test_bounces import dsn, original
 
 KEY = "policy-test-signing-key-3c8e1f5a7b"
-UK_LIST_ID = '"UK Patent Information Users (example)" <uk.news.example.org>'
+UK_LIST_ID = '"UK Patent Information Users (example)" <uk.example.org>'
 # The keys of every bounce event, whichever path wrote it.
 EVENT_KEYS = {"message_id", "verdict", "status", "reason", "permanent", "via", "outcome", "added", "score"}
 

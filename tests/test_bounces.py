@@ -26,7 +26,7 @@ from tests.conftest import CORPORA, REPO, Cli
 CORPUS = CORPORA / "bounces"
 EXPECTED = json.loads((CORPUS / "expected.json").read_text()) if (CORPUS / "expected.json").is_file() else []
 NO_CORPUS = pytest.mark.skip(reason=f"the bounce corpus is not at {CORPUS}")
-LIST_ID = {"uk": '"UK Patent Information Users (example)" <uk.news.example.org>'}
+LIST_ID = {"uk": '"UK Patent Information Users (example)" <uk.example.org>'}
 DAY = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 # Where our rule and sisimai's hardbounce part ways, by name (file, recipient) -> our hard.

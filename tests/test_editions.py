@@ -347,7 +347,7 @@ def test_approve_dry_run_send_and_no_second_send(cli: Cli, tmp_path: Path) -> No
         assert (SURVEY_FR if language == "fr" else SURVEY) in text
         assert FR_ONLY not in text
         assert DACH_UK not in text
-        assert message["List-Id"] == "CEPIUG <cepiug.news.example.org>"
+        assert message["List-Id"] == "CEPIUG <cepiug.example.org>"
         assert message["X-Envelope-From"].startswith("<news-bounces+e")
         html_links = {link for kind, link in read_html(html).links if kind == "a"}
         text_links = set(re.findall(r"https?://[^\s<>]+", text))

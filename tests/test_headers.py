@@ -30,7 +30,7 @@ from tests.test_dkim import DOMAIN, SELECTOR, dns_for, make_key, pem, signed_fie
 
 KEY = "headers-test-key-0123456789abcdef"
 EDITION_ID, GROUP_ID, SUBSCRIBER_ID = 12, 3, 345
-LIST_ID = '"Patentinformation DACH (Beispiel)" <dach.news.example.org>'
+LIST_ID = '"Patentinformation DACH (Beispiel)" <dach.example.org>'
 UNSUBSCRIBE = re.compile(
     r"<https://news\.example\.org/unsubscribe/(?P<token>[\w.-]+)>,\r\n"
     r" <mailto:news-unsubscribe@example\.org\?subject=unsubscribe%20(?P<mailto_token>[\w.-]+)>"

@@ -168,7 +168,7 @@ def test_list_id_follows_rfc_2919(site_settings: Settings) -> None:
     dot_atom = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+"
     match = re.fullmatch(rf'(?P<phrase>"(?:[^"\\]|\\.)*") <(?P<id>{dot_atom})>', list_id)
     assert match, list_id
-    assert match["id"] == "cepiug.news.example.org"
+    assert match["id"] == "cepiug.example.org"
     assert display_name(match["phrase"]) == 'Information "brevets", francophone'
 
 

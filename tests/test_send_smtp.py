@@ -252,7 +252,7 @@ def test_headers_and_parts_are_standard_and_links_are_signed(site: Cli, smtp_ser
         assert parsedate_to_datetime(message["Date"]).tzinfo is not None
         assert re.fullmatch(r"<[^<>@\s]+@example\.org>", message["Message-ID"])
         message_ids.add(message["Message-ID"])
-        assert message["List-Id"] == '"Patentinformation DACH (Beispiel)" <dach.news.example.org>'
+        assert message["List-Id"] == '"Patentinformation DACH (Beispiel)" <dach.example.org>'
         assert b"\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" in header_block(raw)
 
         link = re.fullmatch(

@@ -1214,3 +1214,25 @@ def test_rejoining_from_the_preferences_page_starts_a_fresh_bounce_record(web: W
     rejoined = membership(web, "rejoin@example.org", "uk")
     assert rejoined is not None
     assert (rejoined.status, rejoined.bounce_score) == (ACTIVE, 0.0)
+
+
+def test_preferences_offer_the_groups_topics_and_save_the_choice(web: Web) -> None:
+    """The page lists a group's topics (all ticked without a choice); saving keeps the ticked ones,
+    drops a topic the group does not offer, and unticking every one is everything again."""
+    sign_up(web, "uk", "topics@example.org")
+    path = f"/preferences/{token(web, 'preferences', 'topics@example.org', 'uk')}"
+    page = web.client.get(path)
+    # The example site's sources bring WIPO and EPO to the UK group.
+    assert set(re.findall(r'name="topics-uk" value="([^"]+)" checked', page.text)) == {"EPO", "WIPO"}
+    form = {"csrf": csrf_of(page.text), "groups": ["uk"], "topics-shown": ["uk"], "language": "en"}
+    response = web.client.post(action_of(page.text), data={**form, "topics-uk": ["WIPO", "Forged"]})
+    assert response.status_code == 200
+    assert set(re.findall(r'name="topics-uk" value="([^"]+)" checked', response.text)) == {"WIPO"}
+    assert 'name="topics-uk" value="EPO">' in response.text
+    row = membership(web, "topics@example.org", "uk")
+    assert row is not None
+    assert row.topics == '["WIPO"]'
+    web.client.post(action_of(page.text), data={**form, "csrf": csrf_of(response.text)})
+    row = membership(web, "topics@example.org", "uk")
+    assert row is not None
+    assert row.topics is None

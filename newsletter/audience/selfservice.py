@@ -9,12 +9,14 @@ worker or the daemon sends (``delivery/confirmations.py``); the link in it works
 once, and never after the membership has changed since the sign-up.
 """
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, col, select, update
 
+from newsletter.audience import topics
 from newsletter.audience.addresses import Address, clean_name, limit_key, parse_address
 from newsletter.core import audit, states
 from newsletter.core.errors import BadToken, InputError, InvalidAddress, NotFoundError
@@ -297,6 +299,9 @@ class Preferences:
     name: str | None
     language: str | None
     groups: dict[str, bool]
+    # Per group: the topics it offers, each with whether the member gets it (audience/topics.py);
+    # a member with no choice gets them all.
+    topics: dict[str, list[tuple[str, bool]]] = field(default_factory=dict)
 
 
 def preferences(session: Session, settings: Settings, data: TokenData) -> Preferences:
@@ -311,11 +316,24 @@ def preferences(session: Session, settings: Settings, data: TokenData) -> Prefer
             )
         )
     )
+    chosen_by_group = dict(
+        session.exec(
+            select(Group.slug, Membership.topics)
+            .join(Membership, col(Membership.group_id) == Group.id)
+            .where(col(Membership.subscriber_id) == subscriber.id)
+        ).all()
+    )
+    choice: dict[str, list[tuple[str, bool]]] = {}
+    for slug in settings.groups:
+        offered = topics.offered(session, settings, _group(session, slug))
+        chosen = topics.parse(chosen_by_group.get(slug))
+        choice[slug] = [(topic, chosen is None or topics.key(topic) in chosen) for topic in offered]
     return Preferences(
         subscriber.email,
         subscriber.name,
         subscriber.language,
         {slug: slug in active for slug in settings.groups},
+        choice,
     )
 
 
@@ -329,11 +347,14 @@ def update_preferences(
     language: str | None,
     consent_text: str | None = None,
     ip: str | None = None,
+    chosen_topics: Mapping[str, list[str]] | None = None,
 ) -> None:
-    """Join and leave groups, change name and language; the token proves the mailbox.
+    """Join and leave groups, change name and language, choose topics; the token proves the mailbox.
 
     A list joined here gets its own consent record: the time, the IP address and
-    ``consent_text``, the sentence the page showed beside the lists.
+    ``consent_text``, the sentence the page showed beside the lists. ``chosen_topics``
+    (by group slug) replaces the member's choice of topics in each group it names
+    (``audience/topics.py``: none or all of them is everything).
     """
     subscriber, _ = _membership(session, data)
     if language:
@@ -389,7 +410,21 @@ def update_preferences(
                 subscriber_id=subscriber.id,
                 group_id=group.id,
             )
-        elif not wanted and row is not None and row.status == MembershipStatus.ACTIVE:
+        if wanted and row is not None and chosen_topics is not None and slug in chosen_topics:
+            choice = topics.stored(chosen_topics[slug], topics.offered(session, settings, group))
+            if choice != row.topics:
+                row.topics = choice
+                session.add(row)
+                audit.record(
+                    session,
+                    "topics",
+                    actor="subscriber",
+                    source="web:preferences",
+                    subscriber_id=subscriber.id,
+                    group_id=group.id,
+                    count=len(topics.parse(choice) or ()),
+                )
+        if not wanted and row is not None and row.status == MembershipStatus.ACTIVE:
             states.move(row, MembershipStatus.UNSUBSCRIBED, at=now)
             session.add(row)
             audit.record(
@@ -435,6 +470,7 @@ def export(session: Session, data: TokenData) -> dict[str, Any]:
                 "consent_text": m.consent_text,
                 "consent_ip": m.consent_ip,
                 "confirmed_at": m.confirmed_at.isoformat() if m.confirmed_at else None,
+                "topics": sorted(topics.parse(m.topics) or ()),
             }
             for m, slug in memberships
         ],

@@ -169,6 +169,9 @@ class Membership(SQLModel, table=True):
     status_changed_at: datetime = _when(default_factory=utcnow)
     bounce_score: float = 0.0
     created_at: datetime = _when(default_factory=utcnow)
+    # The topics the member chose on the preferences page, as a JSON list (audience/topics.py);
+    # None: no choice, every item.
+    topics: str | None = None
 
 
 class Consent(SQLModel, table=True):

@@ -33,6 +33,42 @@ def _language(value: str) -> str:
     return normalize_language(value)
 
 
+_DNS_NAME = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
+
+
+def _mailbox(value: str | None) -> str | None:
+    """A From or Reply-To address, with or without a display name."""
+    if value is None:
+        return None
+    try:
+        validate_email(value, allow_display_name=True, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(f"{value!r} is not an address such as 'News <news@example.org>' ({exc})") from None
+    return value
+
+
+def _bare_address(value: str | None) -> str | None:
+    """An envelope address (the bounce address): ``local@domain``, no display name, no brackets."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not re.fullmatch(r"[^@\s<>\"(),;:]+@[A-Za-z0-9.-]+", value) or "+" in value.partition("@")[0]:
+        raise ValueError(
+            f"{value!r} is not an address such as news-bounces@example.org "
+            "(no name, no '+': VERP adds '+...' to it)"
+        )
+    return value
+
+
+def _dns_name(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip().lower().rstrip(".")
+    if not re.fullmatch(rf"{_DNS_NAME}(\.{_DNS_NAME})*", value):
+        raise ValueError(f"{value!r} is not a DNS name such as example.org")
+    return value
+
+
 class SiteSection(_Section):
     name: str
     base_url: str
@@ -40,8 +76,11 @@ class SiteSection(_Section):
     reply_to: str | None = None
     postal_address: str
     language: str = "en"
+    # The host part of every group's List-Id (``<SLUG.HOST>``); default: the sender's domain.
+    list_id_domain: str | None = None
 
     _lang = field_validator("language")(_language)
+    _list_host = field_validator("list_id_domain")(_dns_name)
 
     @field_validator("base_url")
     @classmethod
@@ -50,18 +89,7 @@ class SiteSection(_Section):
             raise ValueError(f"{value!r} is not an http(s) URL such as https://news.example.org")
         return value.rstrip("/")
 
-    @field_validator("sender", "reply_to")
-    @classmethod
-    def _address(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            validate_email(value, allow_display_name=True, check_deliverability=False)
-        except EmailNotValidError as exc:
-            raise ValueError(
-                f"{value!r} is not an address such as 'News <news@example.org>' ({exc})"
-            ) from None
-        return value
+    _address = field_validator("sender", "reply_to")(_mailbox)
 
     @field_validator("postal_address", "name")
     @classmethod
@@ -94,6 +122,8 @@ class DeliverySection(_Section):
     outbox_dir: str = "outbox"
     # Envelope sender for bounces (VERP-extended per message); default: <sender>-bounces@domain.
     bounce_address: str | None = None
+
+    _bounce = field_validator("bounce_address")(_bare_address)
     # The default relay ([smtp] or NEWSLETTER_SMTP_URL): parallel connections, messages per
     # second (0: no limit), and messages per second to any one recipient domain (0: no limit).
     connections: int = Field(default=4, ge=1, le=64)
@@ -207,14 +237,7 @@ class DkimSection(_Section):
     # PEM private key (RSA, PKCS#1 or PKCS#8) the operator provides; relative to the site folder.
     key_file: str
 
-    @field_validator("selector", "domain")
-    @classmethod
-    def _dns_name(cls, value: str) -> str:
-        value = value.strip().lower().rstrip(".")
-        label = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
-        if not re.fullmatch(rf"{label}(\.{label})*", value):
-            raise ValueError(f"{value!r} is not a DNS name such as example.org")
-        return value
+    _names = field_validator("selector", "domain")(_dns_name)
 
 
 class GroupConfig(_Section):
@@ -238,8 +261,25 @@ class GroupConfig(_Section):
     # The group's own website ("https://www.example.org"): a sign-up form embedded there
     # may send the visitor back to a page of this origin, and to no other.
     website: str | None = None
+    # The group's own sender identity (core/identity.py); each one left out is the site's.
+    sender: str | None = None
+    reply_to: str | None = None
+    postal_address: str | None = None
+    list_id_domain: str | None = None
+    bounce_address: str | None = None
+    dkim: DkimSection | None = None
 
     _lang = field_validator("language")(_language)
+    _address = field_validator("sender", "reply_to")(_mailbox)
+    _bounce = field_validator("bounce_address")(_bare_address)
+    _list_host = field_validator("list_id_domain")(_dns_name)
+
+    @field_validator("postal_address")
+    @classmethod
+    def _postal(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be empty (leave the key out to use the site's)")
+        return value.strip() if value is not None else None
 
     @field_validator("website")
     @classmethod

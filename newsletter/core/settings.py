@@ -12,7 +12,6 @@ SMTP password from a file outside the site folder (``[smtp] password_file``).
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from email.utils import parseaddr
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -24,6 +23,7 @@ from newsletter.core.configfile import CONFIG_FILE, ConfigFile, Problem, locate,
 from newsletter.core.credentials import password_path
 from newsletter.core.errors import ConfigError, NotFoundError
 from newsletter.core.i18n import use_site
+from newsletter.core.identity import SenderIdentity, sender_identity
 from newsletter.core.sections import (
     SLUG,
     AccountsSection,
@@ -107,17 +107,27 @@ class Settings:
 
         return self.secret_key.get_secret_value() if self.secret_key else DEVELOPMENT_KEY
 
+    def identity(self, group_slug: str | None = None) -> SenderIdentity:
+        """Who ``group_slug``'s mail comes from (``core/identity.py``); None or a group the file
+        no longer declares: the site's own identity."""
+        group = self.groups.get(group_slug) if group_slug is not None else None
+        return sender_identity(self.site, self.delivery, self.dkim, group)
+
+    def identities(self) -> dict[str | None, SenderIdentity]:
+        """The site's identity (key None) and every group's: what returned mail may be addressed to."""
+        found: dict[str | None, SenderIdentity] = {None: self.identity()}
+        found.update((slug, self.identity(slug)) for slug in self.groups)
+        return found
+
     @property
     def bounce_address(self) -> str:
-        if self.delivery.bounce_address:
-            return self.delivery.bounce_address
-        local, _, domain = parseaddr(self.site.sender)[1].rpartition("@")
-        return f"{local}-bounces@{domain}"
+        """The site's own bounce address (mail that is no group's); a group's is ``identity(slug)``'s."""
+        return self.identity().bounce_address
 
     @property
     def unsubscribe_address(self) -> str:
-        local, _, domain = parseaddr(self.site.sender)[1].rpartition("@")
-        return f"{local}-unsubscribe@{domain}"
+        """The site's own unsubscribe mailbox; a group's is ``identity(slug).unsubscribe_address``."""
+        return self.identity().unsubscribe_address
 
     def group(self, slug: str) -> GroupConfig:
         try:
@@ -315,6 +325,7 @@ __all__ = [
     "RelayConfig",
     "Resolution",
     "RoleConfig",
+    "SenderIdentity",
     "Settings",
     "SiteConfig",
     "SiteSection",

@@ -88,12 +88,15 @@ def envelope_senders(
 ) -> Callable[[int], str]:
     """The envelope senders (by subscriber id) of the messages of one edition, probe or user.
 
-    The one function that decides a message's envelope sender: the bounce address
-    (``[delivery] bounce_address``, else ``LOCAL-bounces@`` the sender's domain) with
-    the signed VERP tag. ``group_slug`` names the list the message belongs to (None for
-    the workspace's own mail), for a bounce domain chosen per group.
+    The one function that decides a message's envelope sender: the bounce address of
+    the group's sender identity (``core/identity.py``: the group's ``bounce_address``,
+    else ``[delivery] bounce_address``, else ``LOCAL-bounces@`` the From domain) with the
+    signed VERP tag. ``group_slug`` names the list the message belongs to (None for the
+    workspace's own mail, sent under the site's identity).
     """
-    return ReturnPaths(settings.bounce_address, settings.signing_key, number, kind).address
+    return ReturnPaths(
+        settings.identity(group_slug).bounce_address, settings.signing_key, number, kind
+    ).address
 
 
 def decode(address: str, key: str) -> VerpAddress | None:

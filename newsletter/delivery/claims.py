@@ -37,6 +37,8 @@ class Claimed(NamedTuple):
     active: int  # true while the member is still active (SQLite has no boolean: 1 or 0)
     attempts: int
     edition_id: int = 0
+    # The topics the member chose in the edition's group (JSON, audience/topics.py); None: all.
+    topics: str | None = None
 
 
 def claim(
@@ -50,7 +52,8 @@ def claim(
     On PostgreSQL concurrent claimers skip each other's locked rows, so no row is
     claimed twice; on SQLite the UPDATE takes the database's single write lock. The
     member's address, name, language and whether they are still active come back in
-    the same statement (correlated subqueries in RETURNING, which both databases run).
+    the same statement (correlated subqueries in RETURNING, which both databases run), with
+    the topics the member chose in the group (``delivery/variants.py`` picks their copy by them).
     """
     connection = session.connection()
     statement = _CLAIM_SQL[connection.dialect.name == "postgresql"]
@@ -100,7 +103,12 @@ def _claim_sql(postgresql: bool) -> sa.TextClause:
                 WHERE m.subscriber_id = delivery.subscriber_id
                     AND m.group_id = (SELECT e.group_id FROM edition e WHERE e.id = delivery.edition_id)
             ) = '{MembershipStatus.ACTIVE.value}', FALSE),
-            delivery.attempts - 1, delivery.edition_id
+            delivery.attempts - 1, delivery.edition_id,
+            (
+                SELECT m.topics FROM membership m
+                WHERE m.subscriber_id = delivery.subscriber_id
+                    AND m.group_id = (SELECT e.group_id FROM edition e WHERE e.id = delivery.edition_id)
+            )
     """
     when: sa.types.TypeEngine[Any] = Delivery.__table__.c.next_attempt_at.type  # type: ignore[attr-defined]
     return sa.text(sql).bindparams(sa.bindparam("now", type_=when), sa.bindparam("lease", type_=when))

@@ -26,15 +26,6 @@ def confirmation_message(
     link = f"{settings.site.base_url}/confirm/{token}"
     gettext = translations(subscription.language).gettext
     subject = gettext("Please confirm your subscription to %(group)s") % {"group": group_name}
-    body = "\n\n".join(
-        [
-            gettext("Someone, hopefully you, asked to receive %(group)s by email at this address.")
-            % {"group": group_name},
-            gettext("To confirm, open this link within two days:") + "\n" + link,
-            gettext("If it was not you, ignore this email: nothing will be sent to you."),
-            f"{settings.site.name}\n{settings.site.postal_address}",
-        ]
-    )
     list_headers = ListHeaders(
         settings,
         signer,
@@ -42,6 +33,17 @@ def confirmation_message(
         group_id=subscription.group_id,
         group_slug=group_slug,
         group_name=group_name,
+    )
+    # The group's own sender identity signs the footer, as it does the headers.
+    identity = list_headers.identity
+    body = "\n\n".join(
+        [
+            gettext("Someone, hopefully you, asked to receive %(group)s by email at this address.")
+            % {"group": group_name},
+            gettext("To confirm, open this link within two days:") + "\n" + link,
+            gettext("If it was not you, ignore this email: nothing will be sent to you."),
+            f"{identity.organisation}\n{identity.postal_address}",
+        ]
     )
     return notice_message(
         settings,

@@ -1,7 +1,9 @@
 """DKIM signatures (RFC 6376) on outgoing messages, made with dkimpy. Optional.
 
 Configured in ``newsletter.toml``; without a ``[dkim]`` table nothing is signed
-(many operators sign in their relay instead)::
+(many operators sign in their relay instead). A group with a mail domain of its own
+has its own table, ``[groups.SLUG.dkim]`` with the same keys, and its mail is signed
+with that key; a group without one is signed with the site's::
 
     [dkim]
     selector = "news2026"            # the key is published at news2026._domainkey.example.org
@@ -26,7 +28,7 @@ import dkim
 from dkim.crypto import UnparsableKeyError, parse_pem_private_key
 
 from newsletter.core.errors import ConfigError, NewsletterError
-from newsletter.core.settings import DkimSection, Settings
+from newsletter.core.settings import DkimSection, SenderIdentity, Settings
 
 HEADERS = (
     "From",
@@ -64,12 +66,17 @@ class DkimSigner:
         self.include = [h.lower().encode("ascii") for h in HEADERS + OVERSIGNED]
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "DkimSigner | None":
-        """The site's signer, or None when ``[dkim]`` is not configured."""
-        if settings.dkim is None:
+    def from_settings(cls, settings: Settings, identity: SenderIdentity | None = None) -> "DkimSigner | None":
+        """The signer of ``identity``'s mail (default: the site's), or None when it has no DKIM key.
+
+        A group's ``[groups.SLUG.dkim]`` table signs its mail; without one the site's
+        ``[dkim]`` does (``core/identity.py``).
+        """
+        config = (identity or settings.identity()).dkim
+        if config is None:
             return None
         try:
-            return read_signer(settings.site_dir, settings.dkim)
+            return read_signer(settings.site_dir, config)
         except ConfigError as exc:
             raise ConfigError(f"{settings.config_file}: dkim.key_file: {exc}") from None
 
@@ -112,7 +119,8 @@ def read_signer(site_dir: Path, config: DkimSection) -> DkimSigner:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def signer_for(settings: Settings) -> Callable[[bytes], bytes] | None:
-    """What ``MessageFactory`` calls on each message's bytes, or None to leave them unsigned."""
-    signer = DkimSigner.from_settings(settings)
+def signer_for(settings: Settings, identity: SenderIdentity | None = None) -> Callable[[bytes], bytes] | None:
+    """What is called on each message's bytes of ``identity`` (default: the site's), or None to
+    leave them unsigned."""
+    signer = DkimSigner.from_settings(settings, identity)
     return signer.sign if signer is not None else None

@@ -83,12 +83,26 @@ class Queue(Protocol):
         """Rows that failed only because the relay was down: due again, the attempt not counted."""
 
 
+def _keep_all(topics: str | None) -> bool:
+    """No member's topics leave their copy empty (the default: an edition without topic choices)."""
+    return False
+
+
 @dataclass(frozen=True)
 class Job:
-    """How to build one edition's messages."""
+    """How to build one edition's messages.
+
+    ``skip`` says, from a member's choice of topics, that their copy would have no item
+    (``variants.py``); the row is then recorded as skipped, with ``SKIP_REASON``.
+    """
 
     build: Callable[[Recipient], OutgoingMessage]
     group_language: str
+    skip: Callable[[str | None], bool] = _keep_all
+
+
+# What a skipped row's last_error says when the member's topics left nothing in their copy.
+SKIP_REASON = "no item of this edition is in the member's chosen topics"
 
 
 # A row taken from the queue ahead of its turn (None: the queue's end), with its message
@@ -182,6 +196,8 @@ async def _attempt(
     """
     if not row.active:
         return outbox.Outcome(row.delivery_id, DeliveryStatus.SKIPPED), False, None
+    if row.topics is not None and jobs(row.edition_id).skip(row.topics):
+        return outbox.Outcome(row.delivery_id, DeliveryStatus.SKIPPED, error=SKIP_REASON), False, None
     if message is None:
         message = _build(row, jobs)
     ahead: Ahead | None = None
@@ -196,7 +212,7 @@ async def _attempt(
     if not shared.todo.empty():
         # The next row is there: its envelope can go out with this final dot.
         following = shared.todo.get_nowait()
-        ahead = (following, _build(following, jobs) if following and following.active else None)
+        ahead = (following, _build(following, jobs) if following and _wanted(following, jobs) else None)
     try:
         await lane.commit(ahead[1] if ahead else None)
     except DeliveryError as exc:
@@ -210,10 +226,15 @@ def _failed(row: Claimed, exc: DeliveryError) -> outbox.Outcome:
     )
 
 
+def _wanted(row: Claimed, jobs: Callable[[int], Job]) -> bool:
+    """Whether the row gets a message: its member is active and their topics leave an item."""
+    return bool(row.active) and (row.topics is None or not jobs(row.edition_id).skip(row.topics))
+
+
 def _build(row: Claimed, jobs: Callable[[int], Job]) -> OutgoingMessage:
     job = jobs(row.edition_id)
     language = reader_language(row.language, job.group_language)
-    return job.build(Recipient(row.subscriber_id, row.email, row.name, language, row.delivery_id))
+    return job.build(Recipient(row.subscriber_id, row.email, row.name, language, row.delivery_id, row.topics))
 
 
 def run(

@@ -7,7 +7,10 @@ them take their header values from here, so an edition message, its spliced copy
 a confirmation carry the same From and Reply-To, the same List-Id (RFC 2919), the
 same List-Unsubscribe shape (RFC 2369, a signed https link first for RFC 8058's
 one-click POST, then a mailto), the same Message-ID form and a signed VERP envelope
-sender (``core/verp.py``).
+sender (``core/verp.py``). Who a message is from is the group's sender identity
+(``core/identity.py``: its own From, Reply-To, List-Id host, bounce address and DKIM
+key, each falling back to the site's), so every message to a member of a group,
+edition, confirmation or probe, says the same thing about its sender.
 
 :class:`ListHeaders` holds one list's values for one edition (edition 0: the list's
 confirmation emails). What is the same for every recipient is worked out once; each
@@ -35,7 +38,7 @@ import time
 from email import policy
 from email.headerregistry import Address
 from email.utils import format_datetime, parseaddr
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from newsletter.core import verp
 from newsletter.core.models import utcnow
@@ -181,6 +184,7 @@ class ListHeaders:
 
     Probes (``probes.py``) are edition 0 too, as ``campaign="probe"``, and replace the
     VERP sender with their own (``verp.envelope_senders(settings, "probe", ...)``).
+    ``identity`` is the group's sender identity; DKIM signers take their key from it.
     """
 
     def __init__(
@@ -196,23 +200,27 @@ class ListHeaders:
     ) -> None:
         site = settings.site
         self.edition_id = edition_id
-        sender_name, sender_address = parseaddr(site.sender)
-        self.sender_domain = sender_address.rpartition("@")[2]
-        self.from_ = {utf8: mailbox(sender_name, sender_address, utf8=utf8) for utf8 in (False, True)}
+        # The group's sender identity, or the site's for whatever the group leaves out
+        # (core/identity.py): every value below that says who sent the message comes from it.
+        self.identity = identity = settings.identity(group_slug)
+        self.sender_domain = identity.domain
+        self.from_ = {utf8: mailbox(identity.name, identity.address, utf8=utf8) for utf8 in (False, True)}
         self.reply_to: dict[bool, str] = {}
-        if site.reply_to:
-            reply_name, reply_address = parseaddr(site.reply_to)
+        if identity.reply_to:
+            reply_name, reply_address = parseaddr(identity.reply_to)
             self.reply_to = {utf8: mailbox(reply_name, reply_address, utf8=utf8) for utf8 in (False, True)}
-        host = urlsplit(site.base_url).hostname or self.sender_domain
+        # RFC 2919: the group under the sender's domain (or list_id_domain), never the
+        # website's host, so the identifier readers filter on survives a move of the site.
         name = one_line(group_name)
-        self.list_id = (
-            f"{phrase(name, utf8=False)} <{group_slug}.{host}>" if name else f"<{group_slug}.{host}>"
-        )
+        list_id = identity.list_id(group_slug)
+        self.list_id = f"{phrase(name, utf8=False)} <{list_id}>" if name else f"<{list_id}>"
         # What Feedback-ID and Message-IDs name: the edition, else the confirmation or probe emails.
         campaign = campaign or (f"e{edition_id}" if edition_id else "confirm")
         self.feedback_id = f"{campaign}:{group_id}:newsletter"
         # Bound methods, not objects with __call__: the splicer calls them for every recipient.
         self.message_id = MessageIds(campaign, self.sender_domain).make
+        # The envelope sender: VERP on the group's bounce address (its domain is the group's).
+        self.bounce_address = identity.bounce_address
         self.return_path = verp.envelope_senders(settings, "edition", edition_id, group_slug=group_slug)
         # Tokens are the ones Signer.make gives, stamped with the time this object was made.
         self.unsubscribe_token = signer.minter("unsubscribe", group_id)
@@ -220,7 +228,7 @@ class ListHeaders:
         self.unsubscribe_base = f"{site.base_url}/unsubscribe/"
         self.preferences_base = f"{site.base_url}/preferences/"
         # Tokens are URL-safe base64 and dots, which quote() leaves as they are.
-        self._mailto = f"<mailto:{settings.unsubscribe_address}?subject={quote('unsubscribe ')}"
+        self._mailto = f"<mailto:{identity.unsubscribe_address}?subject={quote('unsubscribe ')}"
 
     def links(self, subscriber_id: int) -> tuple[str, str, str]:
         """The subscriber's unsubscribe token, unsubscribe URL (one click) and preferences URL."""

@@ -26,6 +26,8 @@ class Recipient:
     name: str | None
     language: str
     delivery_id: int | None = None
+    # The member's choice of topics as stored (audience/topics.py); None: every item.
+    topics: str | None = None
 
 
 @dataclass(frozen=True)

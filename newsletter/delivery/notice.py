@@ -3,8 +3,9 @@
 A list's notices (confirmation, probe) carry the group's List-Id, List-Unsubscribe and
 Message-ID from ``headers.py`` (as edition 0) and go out from a VERP address the caller
 chooses (:func:`notice_message`); the workspace's own mail (sign-in links, notification
-digests) is personal (:func:`personal_message`), from the user's own VERP address. All are
-one text part, DKIM-signed when the site signs (:func:`text_message`).
+digests) is personal (:func:`personal_message`), from the user's own VERP address, under
+the site's identity. All are one text part, DKIM-signed with the key of the identity they
+are sent under (:func:`text_message`).
 """
 
 from collections.abc import Iterable
@@ -12,7 +13,7 @@ from email.message import EmailMessage
 from email.utils import parseaddr
 
 from newsletter.core import verp
-from newsletter.core.settings import Settings
+from newsletter.core.settings import SenderIdentity, Settings
 from newsletter.delivery import dkim
 from newsletter.delivery.headers import (
     AUTO_SUBMITTED,
@@ -62,6 +63,7 @@ def notice_message(
         message_id=message_id,
         sender=sender,
         subscriber_id=subscriber_id,
+        identity=headers.identity,
     )
 
 
@@ -119,15 +121,17 @@ def text_message(
     message_id: str,
     sender: str,
     subscriber_id: int = 0,
+    identity: SenderIdentity | None = None,
 ) -> OutgoingMessage:
-    """A one-part text message with the header ``fields`` as given, DKIM-signed when the site signs."""
+    """A one-part text message with the header ``fields`` as given, DKIM-signed when ``identity``
+    (a list's, else the site's) has a key."""
     message = EmailMessage(policy=BODY_POLICY[smtputf8])
     for field, value in fields:
         message.set_raw(field, value)
     message.set_content(body + "\n", charset="utf-8", cte="quoted-printable")
     message["Content-Language"] = language
     data = message.as_bytes(policy=WIRE_POLICY[smtputf8])
-    sign = dkim.signer_for(settings)
+    sign = dkim.signer_for(settings, identity)
     return OutgoingMessage(
         sender=sender,
         recipient=recipient,

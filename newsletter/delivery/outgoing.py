@@ -2,7 +2,8 @@
 
 The runner prepares an edition once per send (a worker once per edition it works on);
 the engine then builds each member's message by splicing the pre-encoded bytes
-(``splice.py``). ``send_test`` builds a single copy, marked [TEST], for an editor.
+(``splice.py``) of the copy their chosen topics select (``variants.py``). ``send_test``
+builds a single copy, marked [TEST], for an editor.
 """
 
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ from newsletter.delivery import splice
 from newsletter.delivery.engine import Job
 from newsletter.delivery.message import MessageFactory, Recipient
 from newsletter.delivery.transports.base import Transport
+from newsletter.delivery.variants import Variants
 from newsletter.editions.build import channel, content, get_edition, neutral, render_languages
 from newsletter.editions.render import Rendered, Renderer
 
@@ -57,6 +59,8 @@ class Prepared:
     job: Job
     # The members by reading language (counted when it was prepared).
     audience: dict[str, int] = field(default_factory=dict)
+    # The copies by members' topics (variants.py); None for a Prepared made elsewhere.
+    variants: Variants | None = None
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -95,8 +99,10 @@ def prepare(site: Site, renderer: Renderer, edition_id: int, *, allow_large: boo
         edition_content = content(session, settings, edition)
         members = audience(session, edition, group_language)
     parts = render_languages(renderer, settings, edition_content, allow_large=allow_large)
-    factory = message_factory(settings, group, edition_id, parts)
-    return Prepared(edition_id, group_language, parts, Job(splice.builder(factory), group_language), members)
+    # Members who chose topics get the copy for their choice, rendered once per distinct one.
+    copies = Variants(settings, renderer, group, edition_content, parts, allow_large=allow_large)
+    job = Job(copies.build, group_language, copies.skip)
+    return Prepared(edition_id, group_language, parts, job, members, copies)
 
 
 def send_test(

@@ -82,7 +82,7 @@ def probe_message(
             gettext("To stop receiving %(group)s, open this link:") % {"group": group.name}
             + "\n"
             + unsubscribe_url,
-            f"{settings.site.name}\n{settings.site.postal_address}",
+            f"{headers.identity.organisation}\n{headers.identity.postal_address}",
         ]
     )
     return notice_message(

@@ -323,7 +323,8 @@ Builder = Callable[[Recipient], OutgoingMessage]
 def builder(factory: MessageFactory) -> Builder:
     """How each recipient's message is built: spliced (or the slow path), DKIM-signed if configured."""
     build = _unsigned(factory)
-    sign = dkim.signer_for(factory.settings)
+    # The group's key when it has one of its own, else the site's (core/identity.py).
+    sign = dkim.signer_for(factory.settings, factory.headers.identity)
     if sign is None:
         return build
 

@@ -31,6 +31,7 @@ from mjml import mjml2html
 
 from newsletter.core import i18n
 from newsletter.core.errors import RenderError
+from newsletter.core.identity import sender_identity
 from newsletter.core.models import ItemKind
 from newsletter.core.settings import GroupConfig, Settings
 from newsletter.editions.palette import palette
@@ -271,9 +272,13 @@ class Renderer:
         group = content.group
         site = self.settings.site
         sections = _sections(content, language, gettext, self.settings)
+        postal_address = sender_identity(
+            site, self.settings.delivery, self.settings.dkim, group
+        ).postal_address
         return {
             "language": language,
-            "site": {"name": site.name, "base_url": site.base_url, "postal_address": site.postal_address},
+            # The postal address the footer shows is the group's own when it has one (core/identity.py).
+            "site": {"name": site.name, "base_url": site.base_url, "postal_address": postal_address},
             "group": {
                 "slug": content.group_slug,
                 "name": group.name,

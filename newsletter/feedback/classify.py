@@ -1,8 +1,11 @@
 """What a returned message is: a complaint, a hard or soft failure, an unsubscribe, or none.
 
 An unsubscribe request is a mail to the ``mailto:`` of ``List-Unsubscribe``
-(``delivery/headers.py``): addressed to ``settings.unsubscribe_address``, with the
-subject ``unsubscribe TOKEN``, the signed token of the message it came from.
+(``delivery/headers.py``): addressed to the unsubscribe mailbox of the site or of a
+group with a sender of its own (``core/identity.py``), with the subject
+``unsubscribe TOKEN``, the signed token of the message it came from. VERP addresses
+are looked for under every bounce address the site's groups send from, and a List-Id
+is recognised under each group's List-Id host.
 
 Whether a failure is hard or soft is the bounce policy's rule (``policy.judge``), the
 same for a notice read here as for a refusal at send time.
@@ -99,7 +102,7 @@ def classify(data: bytes, settings: Settings) -> Report:
         edition_id=edition_id,
     )
     if message.get_content_type() != "multipart/report" and _addressed_to(
-        message, settings.unsubscribe_address
+        message, {identity.unsubscribe_address for identity in settings.identities().values()}
     ):
         wanted = UNSUBSCRIBE_SUBJECT.match(_header(message, "Subject") or "")
         token = wanted.group(1) if wanted else None
@@ -229,10 +232,10 @@ def _not_a_bounce(message: Message) -> str:
     return "no failed recipient found"
 
 
-def _addressed_to(message: Message, address: str) -> bool:
-    wanted = address.casefold()
+def _addressed_to(message: Message, addresses: set[str]) -> bool:
+    wanted = {address.casefold() for address in addresses}
     values = [str(v) for name in DELIVERED_TO for v in message.get_all(name) or []]
-    return any(found.casefold() == wanted for _, found in getaddresses(values))
+    return any(found.casefold() in wanted for _, found in getaddresses(values))
 
 
 def _header_block(data: bytes) -> bytes:
@@ -242,10 +245,13 @@ def _header_block(data: bytes) -> bytes:
 
 def _find_verp(data: bytes, settings: Settings) -> VerpAddress | None:
     """The first genuine VERP (edition, probe or user) address in the message (envelope headers first)."""
-    local, _, domain = settings.bounce_address.rpartition("@")
-    pattern = re.compile(
-        re.escape(local) + r"\+[epu]\d+\.s\d+\.[0-9a-f]{8}@" + re.escape(domain) + r"(?![\w.-])", re.I
-    )
+    # Every bounce address a message of the site may have gone out from (groups have their own).
+    bounces = sorted({identity.bounce_address for identity in settings.identities().values()})
+    alternatives = []
+    for bounce in bounces:
+        local, _, domain = bounce.rpartition("@")
+        alternatives.append(re.escape(local) + r"\+[epu]\d+\.s\d+\.[0-9a-f]{8}@" + re.escape(domain))
+    pattern = re.compile("(?:" + "|".join(alternatives) + r")(?![\w.-])", re.I)
     for match in pattern.finditer(data.decode("latin-1")):
         found = verp.decode(match.group(0), settings.signing_key)
         if found is not None:
@@ -269,11 +275,17 @@ def _origin(original: Message | None, settings: Settings) -> tuple[str | None, i
     """The group (our List-Id) and edition (our Feedback-ID) of a returned message."""
     if original is None:
         return None, None
-    host = urlsplit(settings.site.base_url).hostname or ""
     slug = None
     list_id = re.search(r"<([^<>]+)>", _header(original, "List-Id") or "")
-    if list_id and host and list_id.group(1).lower().endswith("." + host.lower()):
-        slug = list_id.group(1)[: -len(host) - 1].lower()
+    if list_id:
+        found = list_id.group(1).lower()
+        # Today's List-Ids (the group under its sender's domain), and those of messages sent
+        # before the List-Id stopped following the website's host.
+        website = urlsplit(settings.site.base_url).hostname or ""
+        for candidate in settings.groups:
+            if found in (settings.identity(candidate).list_id(candidate), f"{candidate}.{website.lower()}"):
+                slug = candidate
+                break
     feedback = re.fullmatch(r"e(\d+):\d+:newsletter", _header(original, "Feedback-ID") or "")
     return slug, int(feedback.group(1)) if feedback else None
 

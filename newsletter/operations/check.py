@@ -24,8 +24,17 @@ from newsletter.core.credentials import webhook_key
 from newsletter.core.db import make_engine, require_current, transaction
 from newsletter.core.errors import ConfigError, ImportFileError, NewsletterError, RenderError
 from newsletter.core.i18n import base_language
+from newsletter.core.identity import sender_identity
 from newsletter.core.models import Edition, EditionItem, EditionStatus, Item, ItemKind, ItemStatus
-from newsletter.core.settings import CONFIG_FILE, Problem, Resolution, Settings, SiteConfig, locate
+from newsletter.core.settings import (
+    CONFIG_FILE,
+    DkimSection,
+    Problem,
+    Resolution,
+    Settings,
+    SiteConfig,
+    locate,
+)
 from newsletter.delivery.dkim import read_signer
 from newsletter.delivery.transports.relayconfig import smtp_problems
 from newsletter.editions.build import DEFAULT_SUBJECT
@@ -88,15 +97,56 @@ def _group_files(site_dir: Path, config: SiteConfig, text: str) -> list[Problem]
 
 
 def _dkim_key(site_dir: Path, config: SiteConfig, text: str) -> list[Problem]:
-    """The ``[dkim]`` key must be readable, a PEM RSA private key, and long enough."""
-    if config.dkim is None:
-        return []
-    try:
-        read_signer(site_dir, config.dkim)
-    except ConfigError as exc:
-        line = locate(text, ("dkim", "key_file"))
-        return [Problem(site_dir / CONFIG_FILE, line, "dkim.key_file", str(exc))]
-    return []
+    """Each DKIM key (``[dkim]``, ``[groups.SLUG.dkim]``) must be readable, PEM RSA, long enough."""
+    tables: list[tuple[tuple[str, ...], DkimSection]] = []
+    if config.dkim is not None:
+        tables.append((("dkim",), config.dkim))
+    tables += [(("groups", slug, "dkim"), group.dkim) for slug, group in config.groups.items() if group.dkim]
+    problems = []
+    for path, table in tables:
+        try:
+            read_signer(site_dir, table)
+        except ConfigError as exc:
+            line = locate(text, (*path, "key_file"))
+            problems.append(Problem(site_dir / CONFIG_FILE, line, ".".join((*path, "key_file")), str(exc)))
+    return problems
+
+
+def _unsigned_senders(site_dir: Path, config: SiteConfig, text: str) -> list[Problem]:
+    """Warnings: a From domain that no configured DKIM key signs for (DMARC wants one aligned).
+
+    Looked at: each group with a ``sender`` or a ``dkim`` table of its own, and the site's
+    sender when ``[dkim]`` exists. A site with no key at all may well sign in its relay,
+    so it gets no warning for groups that send as the site.
+    """
+    file = site_dir / CONFIG_FILE
+    warnings = []
+    site = sender_identity(config.site, config.delivery, config.dkim)
+    if config.dkim is not None and not site.dkim_aligned:
+        message = f"the site sends from {site.address} but [dkim] signs for {config.dkim.domain}"
+        warnings.append(Problem(file, locate(text, ("dkim", "domain")), "dkim.domain", message))
+    for slug, group in config.groups.items():
+        if group.sender is None and group.dkim is None:
+            continue
+        identity = sender_identity(config.site, config.delivery, config.dkim, group)
+        if identity.dkim_aligned:
+            continue
+        if identity.dkim is None:
+            why = f"no DKIM key is configured for {identity.domain}"
+        else:
+            why = f"its DKIM key signs for {identity.dkim.domain}, not for {identity.domain}"
+        key = "sender" if group.sender is not None else "dkim"
+        warnings.append(
+            Problem(
+                file,
+                locate(text, ("groups", slug, key)),
+                f"groups.{slug}.{key}",
+                f"group {slug} sends from {identity.address} but {why}; add a [groups.{slug}.dkim] "
+                "table (selector, domain, key_file) or sign in the relay, or receivers may "
+                "reject or junk its mail (DMARC)",
+            )
+        )
+    return warnings
 
 
 def _sample_items(language: str) -> list[PoolItem]:
@@ -184,7 +234,10 @@ def _trial_renders(
 
 @dataclass(frozen=True)
 class CheckReport:
-    """What ``check`` found: every problem, and how many of each thing it looked at."""
+    """What ``check`` found: every problem, and how many of each thing it looked at.
+
+    ``warnings`` are worth a look but stop nothing (the site is still OK).
+    """
 
     problems: list[Problem]
     checked: dict[str, int] = field(default_factory=dict)
@@ -219,6 +272,7 @@ def check_site(resolution: Resolution) -> CheckReport:
     site_dir = resolution.site_dir
     config = resolution.file.config
     problems = list(resolution.problems)
+    warnings: list[Problem] = []
     counts = {"groups": 0, "schedules": 0, "templates": 0}
     gaps = LanguageGaps([], [], {})
     templates = template_files(site_dir)
@@ -236,6 +290,7 @@ def check_site(resolution: Resolution) -> CheckReport:
         problems.extend(_dkim_key(site_dir, config, text))
         gaps = language_gaps(site_dir, config, text)
         problems.extend(gaps.problems)
+        warnings.extend(_unsigned_senders(site_dir, config, text))
         schedules, schedule_problems = load_schedules(site_dir, config.groups)
         problems.extend(schedule_problems)
         problems.extend(_schedule_files(site_dir, schedules, environment))

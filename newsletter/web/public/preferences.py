@@ -1,4 +1,4 @@
-"""A subscriber's own page: lists, language and name; a copy of their data; erasure.
+"""A subscriber's own page: lists and their topics, language and name; a copy of their data; erasure.
 
 The preferences link in every email opens it. Saving records the consent text shown
 for each list ticked; ``export`` hands over everything held as JSON; ``forget`` (a
@@ -52,6 +52,9 @@ class Preferences:
             if form is None:
                 return self.pages.rejected(request, language)
             groups = {str(g) for g in form.getlist("groups") if str(g) in self.settings.groups}
+            # The groups whose topics the page showed: none ticked there is everything again.
+            shown = [str(g) for g in form.getlist("topics-shown") if str(g) in self.settings.groups]
+            chosen = {slug: [str(t) for t in form.getlist(f"topics-{slug}")] for slug in shown}
             try:
                 await run_in_threadpool(
                     self._save,
@@ -61,6 +64,7 @@ class Preferences:
                     str(form.get("language", ""))[:35] or None,
                     gettext(PREFERENCES_CONSENT_TEXT),
                     client_address(request),
+                    chosen,
                 )
             except InputError as exc:
                 return self.pages.message(request, gettext("Not saved"), exc, language=language, status=400)
@@ -91,6 +95,7 @@ class Preferences:
         language: str | None,
         consent: str,
         client: str | None,
+        chosen_topics: dict[str, list[str]],
     ) -> None:
         with self.site.transaction() as session:
             selfservice.update_preferences(
@@ -102,6 +107,7 @@ class Preferences:
                 language=language,
                 consent_text=consent,
                 ip=client,
+                chosen_topics=chosen_topics,
             )
 
     async def export(self, request: Request) -> Response:
