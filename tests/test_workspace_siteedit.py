@@ -210,6 +210,23 @@ def test_removing_needs_the_box_ticked(ws: Workspace) -> None:
     assert config.read_bytes() == before
 
 
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        ("de", "es gibt bereits eine Quelle namens &#39;wipo-news&#39;: wählen Sie einen anderen Namen"),
+        ("fr", "il existe déjà une source nommée &#39;wipo-news&#39;\u00a0: choisissez un autre nom"),
+    ],
+)
+def test_a_refusal_is_shown_in_the_readers_language(ws: Workspace, language: str, expected: str) -> None:
+    """The editor's refusal is a msgid with values: the page translates it, the values stay as posted."""
+    admin = session_for(ws, ADMIN)
+    admin.headers["accept-language"] = language
+    data = {**form_of(admin, "/admin/sources/new"), **NEW_SOURCE, "name": "wipo-news"}
+    answer = admin.post("/admin/sources/new", data=data)
+    assert answer.status_code == 400
+    assert alert(answer.text) == expected
+
+
 def test_an_editor_reads_the_pages_without_a_form_and_cannot_post(ws: Workspace) -> None:
     """Editors see sources and schedules, with no way to change them; a forged post is a 403."""
     config, weekly = ws.cli.site / "newsletter.toml", ws.cli.site / "schedules" / "weekly.toml"

@@ -39,6 +39,7 @@ from tomlkit.items import AoT, Table
 from newsletter.core import audit
 from newsletter.core.configfile import Problem, parse_config
 from newsletter.core.errors import InputError, NotFoundError, StaleRecord, file_error
+from newsletter.core.messages import Message
 from newsletter.core.sections import SLUG
 from newsletter.core.site import Site
 from newsletter.operations.check import check_schedule_text
@@ -103,7 +104,7 @@ class SiteEditor:
 
     def schedule_file(self, name: str) -> Path:
         if not SLUG.match(name):
-            raise NotFoundError(f"no schedule named {name!r}")
+            raise NotFoundError("no schedule named '{name}'", name=name)
         return self.settings.site_dir / SCHEDULES_DIR / f"{name}.toml"
 
     # -- sources ---------------------------------------------------------------------------
@@ -122,9 +123,13 @@ class SiteEditor:
                 tables = tomlkit.aot()
                 document.append("sources", tables)
             elif not isinstance(tables, AoT):
-                raise InputError(f"{self.config_file.name}: sources is not written as [[sources]] tables")
+                raise InputError(
+                    "{file}: sources is not written as [[sources]] tables", file=self.config_file.name
+                )
             if any(table.get("name") == form.name for table in tables):
-                raise InputError(f"there is already a source named {form.name!r}: choose another name")
+                raise InputError(
+                    "there is already a source named '{name}': choose another name", name=form.name
+                )
             if len(tables) and not tables[-1].as_string().endswith("\n\n"):
                 # A blank line between the last table and the new one, as people write them.
                 tables[-1].add(tomlkit.nl())
@@ -194,29 +199,38 @@ class SiteEditor:
         if not url:
             raise InputError("give the feed's address, such as https://example.org/feed.xml")
         if any(ch.isspace() or ord(ch) < 32 for ch in url) or len(url) > 2000:
-            raise InputError(f"{url[:100]!r} is not a feed address such as https://example.org/feed.xml")
+            raise InputError(
+                "'{url}' is not a feed address such as https://example.org/feed.xml", url=url[:100]
+            )
         try:
             parts = urlsplit(url)
             host = parts.hostname
         except ValueError:
-            raise InputError(f"{url!r} is not a feed address such as https://example.org/feed.xml") from None
+            raise InputError(
+                "'{url}' is not a feed address such as https://example.org/feed.xml", url=url
+            ) from None
         if parts.scheme:
             if parts.scheme.lower() not in {"http", "https"} or not host:
                 raise InputError(
-                    f"{url!r} is not an http:// or https:// address such as https://example.org/feed.xml"
+                    "'{url}' is not an http:// or https:// address such as https://example.org/feed.xml",
+                    url=url,
                 )
             return url
         site_dir = self.settings.site_dir.resolve()
         local = (site_dir / url).resolve()
         if Path(url).is_absolute() or not local.is_relative_to(site_dir) or not local.is_file():
-            where = "(give a path relative to it, such as samples/feeds/news.xml)"
-            raise InputError(f"{url!r} is not an https:// address, nor a file in the site folder {where}")
+            raise InputError(
+                "'{url}' is not an https:// address, nor a file in the site folder "
+                "(give a path relative to it, such as samples/feeds/news.xml)",
+                url=url,
+            )
         return url
 
     def _check_config(self, text: str) -> None:
         parsed = parse_config(self.config_file, text)
         if parsed.problems or parsed.config is None:
-            raise InputError(_worded(parsed.problems, "sources."))
+            problem = _worded(parsed.problems, "sources.")
+            raise InputError(problem)
 
     # -- schedules -------------------------------------------------------------------------
 
@@ -231,9 +245,11 @@ class SiteEditor:
         if new:
             seen = ABSENT
             if path.exists():
-                raise InputError(f"there is already a schedule named {form.name!r}: choose another name")
+                raise InputError(
+                    "there is already a schedule named '{name}': choose another name", name=form.name
+                )
         elif not path.exists():
-            raise NotFoundError(f"no schedule named {form.name!r}")
+            raise NotFoundError("no schedule named '{name}'", name=form.name)
         with self._editing(path, seen) as text:
             document = _parse(path, text) if text else tomlkit.document()
             if new:
@@ -247,14 +263,15 @@ class SiteEditor:
             new_text = tomlkit.dumps(document)
             problems = check_schedule_text(self.settings, path, new_text)
             if problems:
-                raise InputError(_worded(problems, ""))
+                problem = _worded(problems, "")
+                raise InputError(problem)
             self._write(path, new_text, kind, form.name, **detail)
 
     def remove_schedule(self, name: str, seen: str) -> None:
         """Delete ``schedules/NAME.toml``; the editions it built stay."""
         path = self.schedule_file(name)
         if not path.exists():
-            raise NotFoundError(f"no schedule named {name!r}")
+            raise NotFoundError("no schedule named '{name}'", name=name)
         with self._editing(path, seen) as text:
             old = _parse(path, text).unwrap()
             with self.site.transaction() as session:
@@ -272,8 +289,8 @@ class SiteEditor:
             raise InputError("choose the groups the schedule builds editions for")
         unknown = [slug for slug in groups if slug not in self.settings.groups]
         if unknown:
-            known = ", ".join(sorted(self.settings.groups))
-            raise InputError(f"unknown group {unknown[0]!r} (known: {known})")
+            known = sorted(self.settings.groups)
+            raise InputError("unknown group '{group}' (known: {known})", group=unknown[0], known=known)
         subject = _text("subject", form.subject)
         try:
             grace = float(form.grace_hours.strip() or "6")
@@ -299,13 +316,16 @@ class SiteEditor:
             now = version(path)
             if now != seen:
                 raise StaleRecord(
-                    f"{path.name} was changed since this form was shown (by someone else, or by hand); "
-                    "nothing was saved: reload the page and make the change again"
+                    "{file} was changed since this form was shown (by someone else, or by hand); "
+                    "nothing was saved: reload the page and make the change again",
+                    file=path.name,
                 )
             try:
                 text = path.read_text(encoding="utf-8") if now != ABSENT else ""
             except (OSError, UnicodeDecodeError) as exc:
-                raise InputError(f"{path.name} cannot be read ({exc}); fix it by hand first") from None
+                raise InputError(
+                    "{file} cannot be read ({reason}); fix it by hand first", file=path.name, reason=str(exc)
+                ) from None
             yield text
 
     def _write(self, path: Path, text: str, kind: str, name: str, **detail: Any) -> None:
@@ -383,7 +403,9 @@ def _parse(path: Path, text: str) -> tomlkit.TOMLDocument:
     try:
         return tomlkit.parse(text)
     except TOMLKitError as exc:
-        raise InputError(f"{path.name} is not valid TOML ({exc}); fix it by hand first") from None
+        raise InputError(
+            "{file} is not valid TOML ({reason}); fix it by hand first", file=path.name, reason=str(exc)
+        ) from None
 
 
 def _same_ending(old: str, new: str) -> str:
@@ -398,7 +420,7 @@ def _source_table(document: tomlkit.TOMLDocument, name: str) -> Table:
         for table in tables:
             if isinstance(table, Table) and table.get("name") == name:
                 return table
-    raise NotFoundError(f"no source named {name!r}")
+    raise NotFoundError("no source named '{name}'", name=name)
 
 
 def _set(table: Any, values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, list[Any]]:
@@ -435,7 +457,7 @@ def _plain(value: Any) -> Any:
 def _text(field: str, value: str) -> str:
     text = value.strip()
     if len(text) > MAX_TEXT or any(ord(ch) < 32 for ch in text):
-        raise InputError(f"{field}: give one line of at most {MAX_TEXT} characters")
+        raise InputError("{field}: give one line of at most {limit} characters", field=field, limit=MAX_TEXT)
     return text
 
 
@@ -446,19 +468,26 @@ def _whole(field: str, value: str, *, optional: bool = False) -> int | None:
     try:
         return int(text)
     except ValueError:
-        hint = ", or leave it empty" if optional else ""
-        raise InputError(f"{field}: give a whole number{hint}") from None
+        if optional:
+            raise InputError("{field}: give a whole number, or leave it empty", field=field) from None
+        raise InputError("{field}: give a whole number", field=field) from None
 
 
-def _worded(problems: tuple[Problem, ...] | list[Problem], prefix: str) -> str:
-    """The first problem as one sentence for the page: the setting's name, then what is wrong."""
+def _worded(problems: tuple[Problem, ...] | list[Problem], prefix: str) -> Message:
+    """The first problem as one sentence for the page: the setting's name, then what is wrong.
+
+    What is wrong is the loader's own English (``check`` prints the same words); the
+    sentence around it is translated.
+    """
     if not problems:
-        return "the file would not be valid"
+        return Message("the file would not be valid")
     problem = problems[0]
     key = problem.key
     if prefix and key.startswith(prefix):
         key = key.rsplit(".", 1)[-1]
-    return f"{key}: {problem.message}" if key else problem.message
+    if not key:
+        return Message(problem.message)
+    return Message("{key}: {problem}", key=key, problem=problem.message)
 
 
 __all__ = [

@@ -76,7 +76,7 @@ class Schedules(Part):
     def _file(self, name: str) -> Path:
         path = SiteEditor(self.site, "").schedule_file(name)
         if not path.is_file():
-            raise NotFoundError(f"no schedule named {name!r}")
+            raise NotFoundError("no schedule named '{name}'", name=name)
         return path
 
     def _file_label(self, name: str | None) -> str:
@@ -94,7 +94,7 @@ class Schedules(Part):
         values: dict[str, Any],
         existing: str | None,
         seen: str,
-        error: str = "",
+        error: str | InputError = "",
         status: int = 200,
     ) -> Response:
         return self.pages.page(
@@ -123,7 +123,11 @@ class Schedules(Part):
         text = path.read_text(encoding="utf-8", errors="replace")
         schedule, problems = parse_schedule(path, text, self.settings.groups)
         if schedule is None:
-            raise InputError(f"{SCHEDULES_DIR}/{path.name} has problems ({problems[0]}): fix it by hand")
+            raise InputError(
+                "{file} has problems ({problem}): fix it by hand",
+                file=self._file_label(name),
+                problem=str(problems[0]),
+            )
         form = ScheduleForm(
             name=schedule.name,
             cron=schedule.cron,
@@ -188,7 +192,7 @@ class Schedules(Part):
                 partial(self._fresh_form, request, signed, existing, error=stale, status=409)
             )
         except InputError as exc:
-            error = gettext(str(exc))
+            error = exc
             return await run_in_threadpool(
                 partial(
                     self._form_page,
@@ -216,17 +220,21 @@ class Schedules(Part):
 
         def act() -> None:
             if form.get("confirm") != "yes":
-                raise InputError(f"tick the box to confirm that the schedule {name} should be removed")
+                raise InputError(
+                    "tick the box to confirm that the schedule {name} should be removed", name=name
+                )
             if not seen:
                 raise InputError("the form is incomplete: reload the page and try again")
             SiteEditor(self.site, signed.actor.label).remove_schedule(name, seen)
 
+        error: str | InputError
+        status: int
         try:
             await run_in_threadpool(act)
         except StaleRecord:
             error, status = stale_message(signed.language, self._file_label(name)), 409
         except InputError as exc:
-            error, status = gettext(str(exc)), 400
+            error, status = exc, 400
         else:
             error, status = "", 200
         if error:

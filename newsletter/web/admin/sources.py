@@ -95,7 +95,7 @@ class Sources(Part):
             return self.pages.rejected(request, signed.language)
         name = request.path_params["source_name"]
         if name not in {source.name for source in self.settings.sources}:
-            raise NotFoundError(f"no source {name!r}")
+            raise NotFoundError("no source named '{name}'", name=name)
         report = await run_in_threadpool(overview.fetch_now, self.site, name, actor=signed.actor.label)
         return await run_in_threadpool(self._page, request, signed, result=report)
 
@@ -108,7 +108,7 @@ class Sources(Part):
         for source in self.settings.sources:
             if source.name == name:
                 return source
-        raise NotFoundError(f"no source {name!r}")
+        raise NotFoundError("no source named '{name}'", name=name)
 
     def _form_page(
         self,
@@ -118,7 +118,7 @@ class Sources(Part):
         values: dict[str, Any],
         existing: str | None,
         seen: str,
-        error: str = "",
+        error: str | InputError = "",
         status: int = 200,
     ) -> Response:
         return self.pages.page(
@@ -184,7 +184,7 @@ class Sources(Part):
                 partial(self._fresh_form, request, signed, existing, error=stale, status=409)
             )
         except InputError as exc:
-            error = gettext(str(exc))
+            error = exc
             return await run_in_threadpool(
                 partial(
                     self._form_page,
@@ -212,17 +212,21 @@ class Sources(Part):
 
         def act() -> None:
             if form.get("confirm") != "yes":
-                raise InputError(f"tick the box to confirm that the source {name} should be removed")
+                raise InputError(
+                    "tick the box to confirm that the source {name} should be removed", name=name
+                )
             if not seen:
                 raise InputError("the form is incomplete: reload the page and try again")
             SiteEditor(self.site, signed.actor.label).remove_source(name, seen)
 
+        error: str | InputError
+        status: int
         try:
             await run_in_threadpool(act)
         except StaleRecord:
             error, status = stale_message(signed.language, self._file_label(name)), 409
         except InputError as exc:
-            error, status = gettext(str(exc)), 400
+            error, status = exc, 400
         else:
             error, status = "", 200
         if error:
