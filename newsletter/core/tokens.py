@@ -144,7 +144,9 @@ def _form_mac(secret_key: str, group: str, form_id: str, stamp: str) -> str:
 def make_form_token(secret_key: str, group: str, form_id: str, issued: date) -> str:
     """The token of ``group``'s form ``form_id``, made on ``issued`` (an InputError for a bad form id)."""
     if not FORM_ID.fullmatch(form_id):
-        raise InputError(f"{form_id!r} cannot name a form: use up to 30 lower-case letters, digits and -")
+        raise InputError(
+            "'{form}' cannot name a form: use up to 30 lower-case letters, digits and -", form=form_id
+        )
     stamp = issued.strftime("%Y%m%d")
     return f"f1.{form_id}.{stamp}.{_form_mac(secret_key, group, form_id, stamp)}"
 
