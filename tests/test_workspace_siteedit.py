@@ -116,6 +116,45 @@ def test_an_admin_adds_changes_and_removes_a_source_and_the_file_keeps_its_comme
     assert '"approval": ["editor", "auto"]' in change_event.detail
 
 
+def test_an_admin_adds_a_news_page_source_and_turning_it_into_a_feed_drops_its_page_keys(
+    ws: Workspace,
+) -> None:
+    """A page source from the form: kind, selector and article cap written; `check` validates the selector."""
+    config = ws.cli.site / "newsletter.toml"
+    admin = session_for(ws, ADMIN)
+    page = {
+        **NEW_SOURCE,
+        "url": "https://ipo.example.org/news/",
+        "kind": "page",
+        "link_selector": "ul.news-list a",
+        "max_articles": "5",
+    }
+    added = admin.post("/admin/sources/new", data={**form_of(admin, "/admin/sources/new"), **page})
+    assert added.status_code == 200, added.text
+    text = config.read_text(encoding="utf-8")
+    assert 'kind = "page"\nlink_selector = "ul.news-list a"\nmax_articles = 5' in text
+    ws.cli("check")
+
+    bad = {**page, "link_selector": "ul.news-list a[href"}
+    before = config.read_bytes()
+    refused = admin.post(
+        "/admin/sources/ipo-news/edit", data={**form_of(admin, "/admin/sources/ipo-news/edit"), **bad}
+    )
+    assert refused.status_code == 400
+    assert "is not a CSS selector" in refused.text
+    assert config.read_bytes() == before
+
+    feed = {**page, "kind": "feed", "url": "https://ipo.example.org/feed.xml"}
+    changed = admin.post(
+        "/admin/sources/ipo-news/edit", data={**form_of(admin, "/admin/sources/ipo-news/edit"), **feed}
+    )
+    assert changed.status_code == 200, changed.text
+    text = config.read_text(encoding="utf-8")
+    assert "link_selector" not in text
+    assert "max_articles" not in text
+    ws.cli("check")
+
+
 def test_changing_a_source_keeps_the_comment_on_its_line(ws: Workspace) -> None:
     """A key's trailing comment survives a change of its value."""
     config = ws.cli.site / "newsletter.toml"

@@ -73,6 +73,10 @@ class SourceForm:
     language: str = "en"
     interval_minutes: str = "60"
     allow_private: bool = False
+    # A page source (a listing of article links read with trafilatura) instead of a feed.
+    kind: str = "feed"
+    link_selector: str = ""
+    max_articles: str = "20"
 
 
 @dataclass(frozen=True)
@@ -177,6 +181,7 @@ class SiteEditor:
             raise InputError("choose the groups the source's items are for (or all groups)")
         if "*" in groups:
             groups = ["*"]
+        kind = form.kind if form.kind in {"feed", "page"} else "feed"
         return {
             "name": form.name.strip(),
             "url": self._url(form.url),
@@ -187,6 +192,9 @@ class SiteEditor:
             "language": _text("language", form.language) or "en",
             "interval_minutes": _whole("interval_minutes", form.interval_minutes),
             "allow_private": bool(form.allow_private),
+            "kind": kind,
+            "link_selector": (_text("link_selector", form.link_selector) or None) if kind == "page" else None,
+            "max_articles": _whole("max_articles", form.max_articles) if kind == "page" else None,
         }
 
     def _url(self, value: str) -> str:
@@ -386,6 +394,9 @@ _SOURCE_DEFAULTS: dict[str, Any] = {
     "language": "en",
     "interval_minutes": 60,
     "allow_private": False,
+    "kind": "feed",
+    "link_selector": None,
+    "max_articles": 20,
 }
 _SCHEDULE_DEFAULTS: dict[str, Any] = {
     "timezone": None,

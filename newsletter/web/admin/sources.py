@@ -254,6 +254,9 @@ def _posted(form: FormData, existing: str | None) -> SourceForm:
         language=text("language", "en"),
         interval_minutes=text("interval_minutes", "60"),
         allow_private=form.get("allow_private") == "yes",
+        kind=text("kind", "feed"),
+        link_selector=text("link_selector"),
+        max_articles=text("max_articles", "20"),
     )
 
 
@@ -269,6 +272,9 @@ def _values(config: SourceConfig) -> dict[str, Any]:
         "language": config.language,
         "interval_minutes": str(config.interval_minutes),
         "allow_private": config.allow_private,
+        "kind": config.kind,
+        "link_selector": config.link_selector or "",
+        "max_articles": str(config.max_articles),
     }
 
 
@@ -284,6 +290,9 @@ def _posted_values(posted: SourceForm) -> dict[str, Any]:
         "language": posted.language,
         "interval_minutes": posted.interval_minutes,
         "allow_private": posted.allow_private,
+        "kind": posted.kind,
+        "link_selector": posted.link_selector,
+        "max_articles": posted.max_articles,
     }
 
 
