@@ -70,6 +70,10 @@ def test_an_identical_text_is_the_same_story_and_different_years_are_not() -> No
     title, text = "EPO publishes Patent Index 2025", "Filings at the EPO rose by 2.1% last year."
     assert same_story(profile(title, text), profile(title, text))
     assert not same_story(profile(title, text), profile(title.replace("2025", "2024"), text))
+    part = "PATENTSCOPE webinar series, part {}", "Searching chemical structures in PATENTSCOPE."
+    assert not same_story(profile(part[0].format(1), part[1]), profile(part[0].format(2), part[1]))
+    week = "Week {} story {}", "What happened this week."
+    assert not same_story(profile(week[0].format(2, 1), week[1]), profile(week[0].format(1, 2), week[1]))
     assert not same_story(profile("", ""), profile("", ""))
 
 

@@ -10,9 +10,10 @@ items are from their words:
   one word);
 * the score is the mean of the Jaccard similarity of the titles' words and of the
   whole texts' words (title and summary);
-* two guards decide first, whatever the score: two titles that both carry a year, or
-  both carry other numbers, and share none of them are different stories ("Patent
-  Index 2024" and "Patent Index 2025", maintenance on the 14th and on the 21st); and so
+* two guards decide first, whatever the score: two titles that both carry years and
+  share none, or both carry other numbers and not the same ones, are different stories
+  ("Patent Index 2024" and "Patent Index 2025", maintenance on the 14th and on the 21st,
+  "part 1" and "part 2"); and so
   are two items whose titles each name something the other item never mentions ("WIPO
   Translate covers Korean" and "... covers Arabic"; "EPO and JPO" and "EPO and CNIPA"),
   the near-miss that word overlap alone takes for one story.
@@ -76,11 +77,11 @@ _YEAR = re.compile(r"\b(?:19|20)\d\d\b")
 
 @dataclass(frozen=True)
 class Profile:
-    """What the comparison needs of one item: its title words, all its words, its numbers."""
+    """What the comparison needs of one item: its title words, all its words, its numbers (in order)."""
 
     title: frozenset[str]
     words: frozenset[str]
-    numbers: frozenset[str]
+    numbers: tuple[str, ...]
     years: frozenset[str]
 
 
@@ -105,7 +106,7 @@ def profile(title: str, text: str, language: str = "en") -> Profile:
     return Profile(
         title=title_words,
         words=title_words | words(text, language),
-        numbers=frozenset(_NUMBER.findall(title)) - frozenset(_YEAR.findall(title)),
+        numbers=tuple(n for n in _NUMBER.findall(title) if not _YEAR.fullmatch(n)),
         years=frozenset(_YEAR.findall(title)),
     )
 
@@ -120,9 +121,14 @@ def _disjoint(a: frozenset[str], b: frozenset[str]) -> bool:
     return bool(a) and bool(b) and not (a & b)
 
 
+def _differ(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    # In the order they appear: "week 2, story 1" and "week 1, story 2" are two stories.
+    return bool(a) and bool(b) and a != b
+
+
 def similarity(a: Profile, b: Profile) -> float:
     """How alike two items are, from 0 (nothing shared, or different numbers) to 1."""
-    if _disjoint(a.years, b.years) or _disjoint(a.numbers, b.numbers):
+    if _disjoint(a.years, b.years) or _differ(a.numbers, b.numbers):
         return 0.0
     if (a.title - b.words) and (b.title - a.words):
         return 0.0
