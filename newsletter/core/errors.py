@@ -226,7 +226,7 @@ class ApiRefusal(NewsletterError):
         self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
     ) -> None:
         super().__init__(message)
-        self.status = status
+        self.http_status = status
         self.code = code
         self.message = message
         self.headers = dict(headers or {})

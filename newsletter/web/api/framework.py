@@ -105,7 +105,7 @@ def translate(exc: NewsletterError) -> ApiRefusal:
 
 def error_response(error: ApiRefusal) -> JSONResponse:
     body = {"error": {"code": error.code, "message": error.message}}
-    return JSONResponse(body, status_code=error.status, headers=error.headers)
+    return JSONResponse(body, status_code=error.http_status, headers=error.headers)
 
 
 # -- what a route declares -----------------------------------------------------------------
@@ -345,7 +345,7 @@ class Api:
             raise
         except NewsletterError as exc:
             error = translate(exc)
-            if error.status >= 500:
+            if error.http_status >= 500:
                 log.warning("%s %s: %s", endpoint.method, call.request.url.path, exc)
             raise error from None
         except Exception:
