@@ -44,8 +44,10 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/mypy tests bench
 
+# One worker per core; each test file runs on one worker (its module fixtures, servers
+# and browser stay together).
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadfile
 
 clean:
 	rm -rf $(VENV) newsletter.db newsletter.db-wal newsletter.db-shm outbox .pytest_cache .mypy_cache .ruff_cache
