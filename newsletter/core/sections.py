@@ -236,8 +236,17 @@ class DkimSection(_Section):
     domain: str
     # PEM private key (RSA, PKCS#1 or PKCS#8) the operator provides; relative to the site folder.
     key_file: str
+    # A second signature with Ed25519 (RFC 8463): its own selector and PEM key, or neither.
+    ed25519_selector: str | None = None
+    ed25519_key_file: str | None = None
 
-    _names = field_validator("selector", "domain")(_dns_name)
+    _names = field_validator("selector", "domain", "ed25519_selector")(_dns_name)
+
+    @model_validator(mode="after")
+    def _ed25519_pair(self) -> "DkimSection":
+        if (self.ed25519_selector is None) != (self.ed25519_key_file is None):
+            raise ValueError("ed25519_selector and ed25519_key_file go together: set both or neither")
+        return self
 
 
 class GroupConfig(_Section):

@@ -1,6 +1,7 @@
 """Draining an outbox through one or more SMTP connections: the delivery engine.
 
-Everything runs on one asyncio event loop in one thread. A recording task claims
+Everything runs on one asyncio event loop in one thread, except DKIM signatures, which
+OpenSSL makes on a small thread pool without holding the GIL. A recording task claims
 batches of due deliveries (one transaction each) and feeds them to *lanes*, one task
 per connection (``transports.relays``; any other transport is one lane). Each lane
 builds each message by splicing (``splice.py``) and hands it over; the recording task
@@ -29,6 +30,7 @@ The engine knows nothing of editions' states or leases: it takes its work from a
 import asyncio
 import concurrent.futures
 import contextlib
+import os
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -92,6 +94,9 @@ def _keep_all(topics: str | None) -> bool:
 class Job:
     """How to build one edition's messages.
 
+    ``build`` may leave a message's DKIM signature pending (``OutgoingMessage.pending``):
+    the engine makes it on its signing pool before the message goes to a transport.
+
     ``skip`` says, from a member's choice of topics, that their copy would have no item
     (``variants.py``); the row is then recorded as skipped, with ``SKIP_REASON``.
     """
@@ -127,6 +132,24 @@ class _Shared:
         self.streak: list[tuple[int, int]] = []
         self.pause_after = pause_after
         self.paused = False
+        self._sealers: concurrent.futures.ThreadPoolExecutor | None = None
+
+    async def seal(self, message: OutgoingMessage) -> OutgoingMessage:
+        """The message with its DKIM signature made, on a thread of a pool as big as the machine.
+
+        Signing is the one CPU-heavy step per message (about a millisecond for RSA-2048);
+        OpenSSL releases the GIL while it signs, so the other core signs while this
+        thread keeps the connections busy (docs/performance.md).
+        """
+        if self._sealers is None:
+            self._sealers = concurrent.futures.ThreadPoolExecutor(
+                os.cpu_count() or 1, thread_name_prefix="dkim"
+            )
+        return await asyncio.get_running_loop().run_in_executor(self._sealers, message.sealed)
+
+    def close(self) -> None:
+        if self._sealers is not None:
+            self._sealers.shutdown(wait=True)
 
     async def wait_recorded(self, sequence: int) -> bool:
         """Wait until outcome ``sequence`` is committed; False if the engine is stopping."""
@@ -199,7 +222,7 @@ async def _attempt(
     if row.topics is not None and jobs(row.edition_id).skip(row.topics):
         return outbox.Outcome(row.delivery_id, DeliveryStatus.SKIPPED, error=SKIP_REASON), False, None
     if message is None:
-        message = _build(row, jobs)
+        message = await _build(row, jobs, shared)
     ahead: Ahead | None = None
     try:
         await lane.stage(message)
@@ -212,7 +235,10 @@ async def _attempt(
     if not shared.todo.empty():
         # The next row is there: its envelope can go out with this final dot.
         following = shared.todo.get_nowait()
-        ahead = (following, _build(following, jobs) if following and _wanted(following, jobs) else None)
+        ahead = (
+            following,
+            await _build(following, jobs, shared) if following and _wanted(following, jobs) else None,
+        )
     try:
         await lane.commit(ahead[1] if ahead else None)
     except DeliveryError as exc:
@@ -231,10 +257,13 @@ def _wanted(row: Claimed, jobs: Callable[[int], Job]) -> bool:
     return bool(row.active) and (row.topics is None or not jobs(row.edition_id).skip(row.topics))
 
 
-def _build(row: Claimed, jobs: Callable[[int], Job]) -> OutgoingMessage:
+async def _build(row: Claimed, jobs: Callable[[int], Job], shared: _Shared) -> OutgoingMessage:
     job = jobs(row.edition_id)
     language = reader_language(row.language, job.group_language)
-    return job.build(Recipient(row.subscriber_id, row.email, row.name, language, row.delivery_id, row.topics))
+    message = job.build(
+        Recipient(row.subscriber_id, row.email, row.name, language, row.delivery_id, row.topics)
+    )
+    return message if message.pending is None else await shared.seal(message)
 
 
 def run(
@@ -338,6 +367,7 @@ class _Engine:
                 for _, outcome in results:
                     attempts.pop(outcome.delivery_id, None)
             finally:
+                shared.close()
                 recorder.close()
                 self.queue.release(list(attempts))
         if shared.failure is not None:

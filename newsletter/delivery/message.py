@@ -7,6 +7,7 @@ List-Unsubscribe-Post, a VERP envelope sender). The bodies are quoted-printable.
 This is the reference the splicer (``splice.py``) is checked against.
 """
 
+import dataclasses
 import html
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from email.message import EmailMessage
 from newsletter.core import i18n
 from newsletter.core.settings import Settings
 from newsletter.core.tokens import Signer
+from newsletter.delivery.dkim import Pending
 from newsletter.delivery.headers import BODY_POLICY, WIRE_POLICY, ListHeaders, recipient_address
 from newsletter.editions.render import Marker, Rendered
 
@@ -42,6 +44,15 @@ class OutgoingMessage:
     edition_id: int
     delivery_id: int | None
     subscriber_id: int
+    # DKIM signatures hashed but not made yet: the engine makes them on another core
+    # (``sealed``); a transport only ever gets sealed messages.
+    pending: Pending | None = None
+
+    def sealed(self) -> "OutgoingMessage":
+        """The message with its DKIM signature(s) on top (itself when none is pending)."""
+        if self.pending is None:
+            return self
+        return dataclasses.replace(self, data=self.pending.seal() + self.data, pending=None)
 
 
 class MessageFactory:

@@ -246,11 +246,18 @@ class _Clock:
 class Splicer:
     """Builds every recipient's message of one edition from slices; same API as the factory."""
 
-    def __init__(self, factory: MessageFactory) -> None:
+    def __init__(
+        self, factory: MessageFactory, signer: dkim.DkimSigner | None = None, *, defer_signature: bool = False
+    ) -> None:
+        """``signer``: DKIM-sign each message; ``defer_signature``: leave the signature
+        hashed but not made (``OutgoingMessage.pending``), for the engine to make on another core."""
         self.factory = factory
         self.headers = factory.headers
         self.edition_id = factory.edition_id
-        self._templates: dict[tuple[str, bool], tuple[_Template, list[bytes], list[tuple[int, int]]]] = {}
+        self.signer = signer
+        self.defer_signature = defer_signature
+        self._slow = _whole(factory.build, signer, defer_signature)
+        self._templates: dict[tuple[str, bool], _Cut] = {}
         self._clock = _Clock()
         # Tokens are URL-safe base64 and dots: the URLs need HTML escaping only if the base does.
         base = self.headers.unsubscribe_base + self.headers.preferences_base
@@ -258,7 +265,7 @@ class Splicer:
         # The same characters need no quoted-printable escaping either when the base has none.
         self._qp_url = qp_safe if _SAFE_TEXT.fullmatch(base) else qp_value
 
-    def template(self, language: str, utf8: bool) -> tuple[_Template, list[bytes], list[tuple[int, int]]]:
+    def template(self, language: str, utf8: bool) -> "_Cut":
         key = (language, utf8)
         found = self._templates.get(key)
         if found is None:
@@ -267,16 +274,17 @@ class Splicer:
             placeholder = Recipient(0, ("ü" if utf8 else "x") + "@placeholder.invalid", None, language)
             reference = self.factory.build(placeholder)
             template = _cut(reference.data, rendered.text, rendered.html, language)
-            found = (template, *template.program())
-            self._templates[key] = found
+            slices, slots = template.program()
+            signing = dkim.Spliced(self.signer, slices, [at for at, _ in slots]) if self.signer else None
+            found = self._templates[key] = (template, slices, slots, signing)
         return found
 
     def build(self, recipient: Recipient) -> OutgoingMessage:
         name = recipient.name
         if name and ("\r" in name or "\n" in name):
-            return self.factory.build(recipient)
+            return self._slow(recipient)
         utf8, envelope_recipient, address = headers.recipient_address(recipient.email)
-        template, slices, slots = self.template(recipient.language, utf8)
+        template, slices, slots, signing = self.template(recipient.language, utf8)
         list_headers = self.headers
         subscriber_id = recipient.subscriber_id
         token, unsubscribe, preferences = list_headers.links(subscriber_id)
@@ -305,7 +313,7 @@ class Splicer:
         pieces = slices.copy()
         for at, slot in slots:
             pieces[at] = values[slot]
-        return OutgoingMessage(
+        message = OutgoingMessage(
             sender=list_headers.return_path(subscriber_id),
             recipient=envelope_recipient,
             data=b"".join(pieces),
@@ -314,33 +322,27 @@ class Splicer:
             edition_id=self.edition_id,
             delivery_id=recipient.delivery_id,
             subscriber_id=subscriber_id,
+            pending=signing.pending(pieces) if signing else None,
         )
+        return message if self.defer_signature else message.sealed()
 
 
 Builder = Callable[[Recipient], OutgoingMessage]
+# A template's slices, the (position, slot) pairs of its values, and its DKIM signing.
+_Cut = tuple[_Template, list[bytes], list[tuple[int, int]], dkim.Spliced | None]
 
 
-def builder(factory: MessageFactory) -> Builder:
-    """How each recipient's message is built: spliced (or the slow path), DKIM-signed if configured."""
-    build = _unsigned(factory)
-    # The group's key when it has one of its own, else the site's (core/identity.py).
-    sign = dkim.signer_for(factory.settings, factory.headers.identity)
-    if sign is None:
-        return build
+def builder(factory: MessageFactory, *, defer_signature: bool = False) -> Builder:
+    """How each recipient's message is built: spliced (or the slow path), DKIM-signed if configured.
 
-    def signed(recipient: Recipient) -> OutgoingMessage:
-        message = build(recipient)
-        return dataclasses.replace(message, data=sign(message.data))
-
-    return signed
-
-
-def _unsigned(factory: MessageFactory) -> Builder:
-    """The fast path when the factory's messages can be spliced, else the factory itself."""
+    The group's key signs when it has one of its own, else the site's (core/identity.py).
+    ``defer_signature``: see :class:`Splicer`.
+    """
+    signer = dkim.DkimSigner.from_settings(factory.settings, factory.headers.identity)
     if factory.subject_prefix:
         # Test copies: one message, built the slow way.
-        return factory.build
-    splicer = Splicer(factory)
+        return _whole(factory.build, signer, defer_signature)
+    splicer = Splicer(factory, signer, defer_signature=defer_signature)
     try:
         # Every template is cut before the first message, so a message shape the
         # splicer does not expect means the slow path for all, never a send cut short.
@@ -348,5 +350,18 @@ def _unsigned(factory: MessageFactory) -> Builder:
             for utf8 in (False, True):
                 splicer.template(language, utf8)
     except SpliceError:
-        return factory.build
+        return _whole(factory.build, signer, defer_signature)
     return splicer.build
+
+
+def _whole(build: Builder, signer: dkim.DkimSigner | None, defer_signature: bool) -> Builder:
+    """``build``, with each whole message DKIM-signed when there is a signer."""
+    if signer is None:
+        return build
+
+    def signed(recipient: Recipient) -> OutgoingMessage:
+        message = build(recipient)
+        message = dataclasses.replace(message, pending=signer.pending_for(message.data))
+        return message if defer_signature else message.sealed()
+
+    return signed

@@ -52,10 +52,12 @@ class Variants:
         # The topics the edition carries, by key.
         self.carried = frozenset(topics.key(i.topic) for i in content.items if i.topic.strip())
         self._builders: dict[Copy, Callable[[Recipient], OutgoingMessage]] = {
-            None: splice.builder(self._factory(parts))
+            None: splice.builder(self._factory(parts), defer_signature=True)
         }
         # A stored choice (the JSON text) -> its copy, so a member costs one lookup.
         self._copies: dict[str | None, Copy] = {None: None}
+        # Whether a copy keeps no item at all, by copy (asked once per member).
+        self._empty: dict[frozenset[str], bool] = {}
         # Renders of the edition made for this send: the full one, then one per other copy.
         self.renders = 1
 
@@ -75,7 +77,12 @@ class Variants:
     def skip(self, stored: str | None) -> bool:
         """Whether the member's choice leaves no item of the edition in their copy."""
         kept = self.copy(stored)
-        return kept is not None and not self._items(kept)
+        if kept is None:
+            return False
+        empty = self._empty.get(kept)
+        if empty is None:
+            empty = self._empty[kept] = not self._items(kept)
+        return empty
 
     def build(self, recipient: Recipient) -> OutgoingMessage:
         kept = self.copy(recipient.topics)
@@ -94,7 +101,7 @@ class Variants:
         content = dataclasses.replace(self.content, items=self._items(kept))
         parts = render_languages(self.renderer, self.settings, content, allow_large=self.allow_large)
         self.renders += 1
-        return splice.builder(self._factory(parts))
+        return splice.builder(self._factory(parts), defer_signature=True)
 
     def _factory(self, parts: Mapping[str, Rendered]) -> MessageFactory:
         return MessageFactory(
