@@ -180,6 +180,56 @@ class Pending:
         return b"".join(out)
 
 
+# Stand-ins for t= (10 digits until the year 2286) and bh= (a SHA-256 in base64).
+_STAMP, _BODY_HASH = b"0" * 10, b"A" * 44
+
+
+@dataclass(frozen=True)
+class _SignatureForm:
+    """A key's DKIM-Signature field for one ``h=`` list, folded once; t= and bh= are filled in."""
+
+    field: bytes
+    canonical: bytes  # its relaxed form without the final CRLF, as it is hashed
+    at: tuple[int, int, int, int]  # where t= and bh= go in each
+
+    @classmethod
+    def of(cls, domain: bytes, key: _Key, names: tuple[bytes, ...], linesep: bytes) -> "_SignatureForm":
+        h = [b"h=" + names[0]] + [b":" + name for name in names[1:]]
+        tags = [
+            b"DKIM-Signature: v=1; ",
+            b"a=" + key.algorithm + b"; ",
+            b"c=relaxed/relaxed; ",
+            b"d=" + domain + b"; ",
+            b"s=" + key.selector + b"; ",
+            b"t=" + _STAMP + b"; ",
+            *h[:-1],
+            h[-1] + b"; ",
+            b"bh=" + _BODY_HASH + b"; ",
+            b"b=",
+        ]
+        field = _fold(tags, linesep)
+        canonical = relaxed_header(field)[:-2]
+        at = (
+            field.index(b"t=" + _STAMP) + 2,
+            field.index(b"bh=" + _BODY_HASH) + 3,
+            canonical.index(b"t=" + _STAMP) + 2,
+            canonical.index(b"bh=" + _BODY_HASH) + 3,
+        )
+        return cls(field, canonical, at)
+
+    def fill(self, stamp: bytes, body_hash: bytes) -> tuple[bytes, bytes]:
+        t, bh, canonical_t, canonical_bh = self.at
+        field, canonical = self.field, self.canonical
+        return (
+            field[:t] + stamp + field[t + 10 : bh] + body_hash + field[bh + 44 :],
+            canonical[:canonical_t]
+            + stamp
+            + canonical[canonical_t + 10 : canonical_bh]
+            + body_hash
+            + canonical[canonical_bh + 44 :],
+        )
+
+
 class DkimSigner:
     """Signs messages: ``signer.sign(data)`` returns the data with its DKIM-Signature field(s)."""
 
@@ -191,6 +241,7 @@ class DkimSigner:
         if ed25519 is not None:
             self.keys.append(_ed25519_key(*ed25519))
         self.domain = domain.encode("ascii")
+        self._forms: dict[tuple[bytes, tuple[bytes, ...], bytes], _SignatureForm] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, identity: SenderIdentity | None = None) -> "DkimSigner | None":
@@ -207,44 +258,45 @@ class DkimSigner:
         except ConfigError as exc:
             raise ConfigError(f"{settings.config_file}: dkim.key_file: {exc}") from None
 
+    def select(self, header: Sequence[tuple[bytes, bytes]]) -> tuple[tuple[bytes, ...], list[bytes]]:
+        """The ``h=`` names for these header fields (name, raw field), and the fields they sign in order.
+
+        Each name in ``h=`` takes the next instance of its field from the bottom (RFC 6376
+        5.4.2); an oversigned name finds none the last time, which signs its absence.
+        """
+        instances: dict[bytes, list[bytes]] = {}
+        for name, raw in header:
+            instances.setdefault(name, []).append(raw)
+        names: list[bytes] = []
+        chosen: list[bytes] = []
+        for name in _SIGNED:
+            found = instances.get(name, [])
+            names += [name] * (len(found) + (name in _OVERSIGNED))
+            chosen += reversed(found)
+        return tuple(names), chosen
+
     def pending(
         self, header: Sequence[tuple[bytes, bytes]], body_hash: bytes, linesep: bytes = CRLF
     ) -> Pending:
         """Hash the header fields (name, raw field) for each key; the body is given by its hash."""
-        counts: dict[bytes, int] = {}
-        for name, _ in header:
-            counts[name] = counts.get(name, 0) + 1
-        names: list[bytes] = []
-        for name in _SIGNED:
-            names += [name] * (counts.get(name, 0) + (name in _OVERSIGNED))
-        # Each name in h= takes the next instance of that field from the bottom (RFC 6376 5.4.2).
-        data = []
-        taken: dict[bytes, int] = {}
-        for name in names:
-            instances = [raw for found, raw in header if found == name]
-            index = taken[name] = taken.get(name, 0) + 1
-            if index <= len(instances):
-                data.append(relaxed_header(instances[-index]))
-        signed_data = b"".join(data)
-        stamp = b"%d" % int(time.time())
-        h = [b"h=" + names[0]] + [b":" + name for name in names[1:]]
+        names, chosen = self.select(header)
+        return self.pending_signed(names, b"".join(map(relaxed_header, chosen)), body_hash, linesep)
+
+    def pending_signed(
+        self, names: tuple[bytes, ...], signed: bytes, body_hash: bytes, linesep: bytes = CRLF
+    ) -> Pending:
+        """Hash the canonical signed fields ``signed`` (in the order of ``names``) for each key."""
+        stamp = b"%010d" % int(time.time())
+        bh = base64.b64encode(body_hash)
         parts = []
         for key in self.keys:
-            tags = [
-                b"DKIM-Signature: v=1; ",
-                b"a=" + key.algorithm + b"; ",
-                b"c=relaxed/relaxed; ",
-                b"d=" + self.domain + b"; ",
-                b"s=" + key.selector + b"; ",
-                b"t=" + stamp + b"; ",
-                *h[:-1],
-                h[-1] + b"; ",
-                b"bh=" + base64.b64encode(body_hash) + b"; ",
-                b"b=",
-            ]
-            field = _fold(tags, linesep)
-            digest = hashlib.sha256(signed_data + relaxed_header(field)[:-2]).digest()
-            parts.append((key.sign, field, digest))
+            form = self._forms.get((key.algorithm, names, linesep))
+            if form is None:
+                form = self._forms[(key.algorithm, names, linesep)] = _SignatureForm.of(
+                    self.domain, key, names, linesep
+                )
+            field, canonical = form.fill(stamp, bh)
+            parts.append((key.sign, field, hashlib.sha256(signed + canonical).digest()))
         return Pending(tuple(parts), linesep)
 
     def pending_for(self, data: bytes) -> Pending:
@@ -271,10 +323,11 @@ class DkimSigner:
 class Spliced:
     """Signing messages made of the same constant slices with values between them (``splice.py``).
 
-    The slices are canonicalised once; per message only the values are, and the body
-    is hashed. That needs every piece of the body to start a line: each constant slice
-    before a value ends with a line end, and so does each value (quoted-printable values
-    end in a soft line break). A message that breaks the rule is signed whole.
+    The slices are canonicalised once, and so are the header fields that hold no value;
+    per message only the values are, and the body is hashed. That needs every piece of
+    the body to start a line: each constant slice before a value ends with a line end,
+    and so does each value (quoted-printable values end in a soft line break). A message
+    that breaks the rule is signed whole.
     """
 
     def __init__(self, signer: DkimSigner, slices: Sequence[bytes], slots: Sequence[int]) -> None:
@@ -297,10 +350,16 @@ class Spliced:
             self.body = [None if at_ in values else relaxed_lines(piece) for at_, piece in pairs]
             constant = [piece for at_, piece in pairs if at_ not in values]
             self.whole = any(piece and not piece.endswith(b"\n") for piece in constant[:-1])
+        self.header_slots = [slot for slot in slots if slot < index]
+        # The h= names, and per signed field its canonical bytes or how to make them
+        # from the values: planned on the first message (a value may be a whole field,
+        # as the Date is, whose name only a real value shows).
+        self.names: tuple[bytes, ...] = ()
+        self.header: list[bytes | tuple[bytes, tuple[int, ...]] | int] | None = None
 
     def pending(self, pieces: Sequence[bytes]) -> Pending:
         """The signatures of the message ``b"".join(pieces)``."""
-        index, at = self.header_end
+        index = self.header_end[0]
         if self.whole:
             return self.signer.pending_for(b"".join(pieces))
         canonical = []
@@ -312,8 +371,50 @@ class Spliced:
                 constant = relaxed_lines(piece)
             canonical.append(constant)
         body_hash = hashlib.sha256(relaxed_end(b"".join(canonical))).digest()
-        header = b"".join(pieces[:index]) + pieces[index][:at]
-        return self.signer.pending(header_fields(header), body_hash)
+        if self.header is None:
+            self._plan(pieces)
+            assert self.header is not None
+        signed = []
+        for field in self.header:
+            if isinstance(field, bytes):
+                signed.append(field)
+            elif isinstance(field, int):
+                signed.append(relaxed_header(pieces[field]))
+            else:
+                raw, inside = field
+                for slot in inside:
+                    raw = raw.replace(_mark(slot), pieces[slot])
+                signed.append(relaxed_header(raw))
+        return self.signer.pending_signed(self.names, b"".join(signed), body_hash)
+
+    def _plan(self, pieces: Sequence[bytes]) -> None:
+        index, at = self.header_end
+        sample = list(pieces[:index])
+        whole = set()
+        for slot in self.header_slots:
+            value = pieces[slot]
+            starts_line = slot == 0 or pieces[slot - 1].endswith(b"\n")
+            if starts_line and value.endswith(b"\n") and value.count(b"\n") == 1 and b":" in value:
+                # A whole field (Date): its name, and a mark for the rest.
+                sample[slot] = value.split(b":", 1)[0] + b": " + _mark(slot) + CRLF
+                whole.add(slot)
+            else:
+                sample[slot] = _mark(slot)
+        self.names, chosen = self.signer.select(header_fields(b"".join(sample) + pieces[index][:at]))
+        self.header = []
+        for raw in chosen:
+            inside = tuple(slot for slot in self.header_slots if _mark(slot) in raw)
+            if not inside:
+                self.header.append(relaxed_header(raw))
+            elif len(inside) == 1 and inside[0] in whole:
+                self.header.append(inside[0])
+            else:
+                self.header.append((raw, inside))
+
+
+def _mark(slot: int) -> bytes:
+    """What stands for a value in a header field while the fields are planned (no field holds NUL)."""
+    return b"\x00%d\x00" % slot
 
 
 def read_signer(site_dir: Path, config: DkimSection) -> DkimSigner:
