@@ -319,15 +319,7 @@ def _apply(
     if candidate.suppress:
         return _suppress(session, group, candidate, subscriber, members, source=source, actor=actor)
     if subscriber is None:
-        subscriber = Subscriber(
-            email=candidate.address.email,
-            email_key=candidate.address.key,
-            name=candidate.name,
-            language=candidate.language,
-            field_values=candidate.fields or None,
-        )
-        session.add(subscriber)
-        session.flush()
+        subscriber = _new_subscriber(session, candidate)
         changed: list[str] = []
     else:
         membership = members.get(subscriber.id or 0)
@@ -369,6 +361,20 @@ def _apply(
     return "updated"
 
 
+def _new_subscriber(session: Session, candidate: _Candidate) -> Subscriber:
+    """The candidate's subscriber row, added and flushed (so it has an id)."""
+    subscriber = Subscriber(
+        email=candidate.address.email,
+        email_key=candidate.address.key,
+        name=candidate.name,
+        language=candidate.language,
+        field_values=candidate.fields or None,
+    )
+    session.add(subscriber)
+    session.flush()
+    return subscriber
+
+
 def _plan_suppression(subscriber: Subscriber | None, members: dict[int, Membership]) -> str:
     """What :func:`_suppress` would answer, changing nothing."""
     membership = None if subscriber is None else members.get(subscriber.id or 0)
@@ -394,15 +400,7 @@ def _suppress(
     pending or active member is unsubscribed; an ended membership stays as it is.
     """
     if subscriber is None:
-        subscriber = Subscriber(
-            email=candidate.address.email,
-            email_key=candidate.address.key,
-            name=candidate.name,
-            language=candidate.language,
-            field_values=candidate.fields or None,
-        )
-        session.add(subscriber)
-        session.flush()
+        subscriber = _new_subscriber(session, candidate)
     assert subscriber.id is not None
     membership = members.get(subscriber.id)
     if membership is not None and membership.status.sticky:

@@ -15,7 +15,6 @@ folder afresh, and the daemon plans its jobs again when a file changes. Editors 
 page without any form.
 """
 
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +25,22 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from newsletter.accounts.permissions import can, require, visible_groups
-from newsletter.core.errors import InputError, NotFoundError, StaleRecord
+from newsletter.core.errors import InputError, NotFoundError
 from newsletter.core.i18n import translations
 from newsletter.operations import overview
 from newsletter.operations.siteedit import ABSENT, ScheduleForm, SiteEditor, version
 from newsletter.scheduling.schedules import SCHEDULES_DIR, parse_schedule
-from newsletter.web.admin.auth import Part, Signed
-from newsletter.web.admin.sources import stale_message
+from newsletter.web.admin.auth import Signed
+from newsletter.web.admin.sitefiles import SiteFilePart
 
 FORM_FIELDS = 16
 
 
-class Schedules(Part):
+class Schedules(SiteFilePart):
+    permission = "schedules.manage"
+    param = "schedule_name"
+    form_fields = FORM_FIELDS
+
     def routes(self) -> list[Route]:
         signed_in = self.workspace.signed_in
         return [
@@ -168,81 +171,33 @@ class Schedules(Part):
                 status=409,
             )
 
-    async def _save(self, request: Request, signed: Signed, existing: str | None) -> Response:
-        form = await self.pages.form(request, max_fields=FORM_FIELDS + len(self.settings.groups))
-        if form is None:
-            return self.pages.rejected(request, signed.language)
-        gettext = translations(signed.language).gettext
-        posted = _posted(form, existing)
-        seen = str(form.get("version", ""))
+    def _check(self, name: str) -> None:
+        self._file(name)
 
-        def act() -> str:
-            if not seen:
-                raise InputError("the form is incomplete: reload the page and try again")
-            SiteEditor(self.site, signed.actor.label).save_schedule(posted, seen, new=existing is None)
-            if existing is None:
-                return gettext("The schedule %(name)s was added as %(file)s.")
-            return gettext("The schedule %(name)s was changed in %(file)s.")
+    def _parse(self, form: FormData, existing: str | None) -> ScheduleForm:
+        return _posted(form, existing)
 
-        try:
-            done = await run_in_threadpool(act)
-        except StaleRecord:
-            stale = stale_message(signed.language, self._file_label(existing))
-            return await run_in_threadpool(
-                partial(self._fresh_form, request, signed, existing, error=stale, status=409)
-            )
-        except InputError as exc:
-            error = exc
-            return await run_in_threadpool(
-                partial(
-                    self._form_page,
-                    request,
-                    signed,
-                    values=_values(posted),
-                    existing=existing,
-                    seen=seen,
-                    error=error,
-                    status=400,
-                )
-            )
-        message = done % {"name": posted.name, "file": f"{SCHEDULES_DIR}/{posted.name}.toml"}
-        return await run_in_threadpool(lambda: self._page(request, signed, done=message))
+    def _values(self, posted: ScheduleForm) -> dict[str, Any]:
+        return _values(posted)
 
-    async def remove(self, request: Request, signed: Signed) -> Response:
-        require(signed.actor, "schedules.manage", None)
-        name = request.path_params["schedule_name"]
-        await run_in_threadpool(self._file, name)
-        form = await self.pages.form(request)
-        if form is None:
-            return self.pages.rejected(request, signed.language)
-        gettext = translations(signed.language).gettext
-        seen = str(form.get("version", ""))
-
-        def act() -> None:
-            if form.get("confirm") != "yes":
-                raise InputError(
-                    "tick the box to confirm that the schedule {name} should be removed", name=name
-                )
-            if not seen:
-                raise InputError("the form is incomplete: reload the page and try again")
-            SiteEditor(self.site, signed.actor.label).remove_schedule(name, seen)
-
-        error: str | InputError
-        status: int
-        try:
-            await run_in_threadpool(act)
-        except StaleRecord:
-            error, status = stale_message(signed.language, self._file_label(name)), 409
-        except InputError as exc:
-            error, status = exc, 400
+    def _write(
+        self, editor: SiteEditor, posted: ScheduleForm, seen: str, existing: str | None, language: str
+    ) -> str:
+        gettext = translations(language).gettext
+        editor.save_schedule(posted, seen, new=existing is None)
+        if existing is None:
+            done = gettext("The schedule %(name)s was added as %(file)s.")
         else:
-            error, status = "", 200
-        if error:
-            return await run_in_threadpool(
-                partial(self._fresh_form, request, signed, name, error=error, status=status)
-            )
-        message = gettext("The schedule %(name)s was removed; the editions it built stay.") % {"name": name}
-        return await run_in_threadpool(lambda: self._page(request, signed, done=message))
+            done = gettext("The schedule %(name)s was changed in %(file)s.")
+        return done % {"name": posted.name, "file": f"{SCHEDULES_DIR}/{posted.name}.toml"}
+
+    def _unconfirmed(self, name: str) -> InputError:
+        return InputError("tick the box to confirm that the schedule {name} should be removed", name=name)
+
+    def _delete(self, editor: SiteEditor, name: str, seen: str, language: str) -> str:
+        editor.remove_schedule(name, seen)
+        gettext = translations(language).gettext
+        return gettext("The schedule %(name)s was removed; the editions it built stay.") % {"name": name}
 
 
 def _posted(form: FormData, existing: str | None) -> ScheduleForm:

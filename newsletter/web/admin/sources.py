@@ -16,7 +16,6 @@ was shown) and the audit log names who made it. Editors see the page without any
 A source's groups are shown only as far as the person may see them.
 """
 
-from functools import partial
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -27,18 +26,23 @@ from starlette.routing import Route
 
 from newsletter.accounts.permissions import can, require, visible_groups
 from newsletter.collecting.collect import SourceReport
-from newsletter.core.errors import InputError, NotFoundError, StaleRecord
+from newsletter.core.errors import InputError, NotFoundError
 from newsletter.core.i18n import translations
 from newsletter.core.sections import SourceConfig
 from newsletter.operations import overview
 from newsletter.operations.siteedit import SiteEditor, SourceForm, version
-from newsletter.web.admin.auth import Part, Signed
+from newsletter.web.admin.auth import Signed
+from newsletter.web.admin.sitefiles import SiteFilePart
 
 # A source's form: its fields, one box per group, the CSRF token and the file's version.
 FORM_FIELDS = 16
 
 
-class Sources(Part):
+class Sources(SiteFilePart):
+    permission = "sources.manage"
+    param = "source_name"
+    form_fields = FORM_FIELDS
+
     def routes(self) -> list[Route]:
         signed_in = self.workspace.signed_in
         return [
@@ -158,86 +162,37 @@ class Sources(Part):
         await run_in_threadpool(self._source, name)
         return await self._save(request, signed, name)
 
-    async def _save(self, request: Request, signed: Signed, existing: str | None) -> Response:
-        form = await self.pages.form(request, max_fields=FORM_FIELDS + len(self.settings.groups))
-        if form is None:
-            return self.pages.rejected(request, signed.language)
-        gettext = translations(signed.language).gettext
-        posted = _posted(form, existing)
-        editor = SiteEditor(self.site, signed.actor.label)
-        seen = str(form.get("version", ""))
+    def _check(self, name: str) -> None:
+        self._source(name)
 
-        def act() -> str:
-            if not seen:
-                raise InputError("the form is incomplete: reload the page and try again")
-            if existing is None:
-                editor.add_source(posted, seen)
-                return gettext("The source %(name)s was added to %(file)s.")
-            editor.change_source(existing, posted, seen)
-            return gettext("The source %(name)s was changed in %(file)s.")
+    def _parse(self, form: FormData, existing: str | None) -> SourceForm:
+        return _posted(form, existing)
 
-        try:
-            done = await run_in_threadpool(act)
-        except StaleRecord:
-            stale = stale_message(signed.language, self._file_label(existing))
-            return await run_in_threadpool(
-                partial(self._fresh_form, request, signed, existing, error=stale, status=409)
-            )
-        except InputError as exc:
-            error = exc
-            return await run_in_threadpool(
-                partial(
-                    self._form_page,
-                    request,
-                    signed,
-                    values=_posted_values(posted),
-                    existing=existing,
-                    seen=seen,
-                    error=error,
-                    status=400,
-                )
-            )
-        message = done % {"name": posted.name, "file": self.settings.config_file.name}
-        return await run_in_threadpool(lambda: self._page(request, signed, done=message))
+    def _values(self, posted: SourceForm) -> dict[str, Any]:
+        return _posted_values(posted)
 
-    async def remove(self, request: Request, signed: Signed) -> Response:
-        require(signed.actor, "sources.manage", None)
-        name = request.path_params["source_name"]
-        await run_in_threadpool(self._source, name)
-        form = await self.pages.form(request)
-        if form is None:
-            return self.pages.rejected(request, signed.language)
-        gettext = translations(signed.language).gettext
-        seen = str(form.get("version", ""))
-
-        def act() -> None:
-            if form.get("confirm") != "yes":
-                raise InputError(
-                    "tick the box to confirm that the source {name} should be removed", name=name
-                )
-            if not seen:
-                raise InputError("the form is incomplete: reload the page and try again")
-            SiteEditor(self.site, signed.actor.label).remove_source(name, seen)
-
-        error: str | InputError
-        status: int
-        try:
-            await run_in_threadpool(act)
-        except StaleRecord:
-            error, status = stale_message(signed.language, self._file_label(name)), 409
-        except InputError as exc:
-            error, status = exc, 400
+    def _write(
+        self, editor: SiteEditor, posted: SourceForm, seen: str, existing: str | None, language: str
+    ) -> str:
+        gettext = translations(language).gettext
+        if existing is None:
+            editor.add_source(posted, seen)
+            done = gettext("The source %(name)s was added to %(file)s.")
         else:
-            error, status = "", 200
-        if error:
-            return await run_in_threadpool(
-                partial(self._fresh_form, request, signed, name, error=error, status=status)
-            )
-        message = gettext("The source %(name)s was removed from %(file)s; its items stay.") % {
+            editor.change_source(existing, posted, seen)
+            done = gettext("The source %(name)s was changed in %(file)s.")
+        return done % {"name": posted.name, "file": self.settings.config_file.name}
+
+    def _unconfirmed(self, name: str) -> InputError:
+        return InputError("tick the box to confirm that the source {name} should be removed", name=name)
+
+    def _delete(self, editor: SiteEditor, name: str, seen: str, language: str) -> str:
+        editor.remove_source(name, seen)
+        gettext = translations(language).gettext
+        return gettext("The source %(name)s was removed from %(file)s; its items stay.") % {
             "name": name,
             "file": self.settings.config_file.name,
         }
-        return await run_in_threadpool(lambda: self._page(request, signed, done=message))
 
 
 def _posted(form: FormData, existing: str | None) -> SourceForm:
@@ -294,12 +249,3 @@ def _posted_values(posted: SourceForm) -> dict[str, Any]:
         "link_selector": posted.link_selector,
         "max_articles": posted.max_articles,
     }
-
-
-def stale_message(language: str, file: str) -> str:
-    """The page's words for a form shown before someone else changed the file (StaleRecord)."""
-    gettext = translations(language).gettext
-    return gettext(
-        "%(file)s was changed since this form was shown (by someone else, or by hand), so nothing "
-        "was saved. The form now shows the file as it is: make your change again."
-    ) % {"file": file}
