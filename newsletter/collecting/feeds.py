@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import feedparser
 import nh3
 
 from newsletter.collecting.fetch import AddressPolicy, Fetcher, FetchLimits, read_file
@@ -103,6 +102,8 @@ def fetch(
         headers["content-location"] = response.url
         etag = response.headers.get("etag")
         last_modified = response.headers.get("last-modified")
+    import feedparser  # here: only a fetch needs it, and it is slow to import
+
     parsed = feedparser.parse(body, response_headers=headers or None, sanitize_html=True)
     exception = parsed.get("bozo_exception") if parsed.get("bozo") else None
     problem = str(exception) if exception is not None else None

@@ -18,9 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urldefrag, urljoin, urlsplit
 
-import courlan
 import lxml.html
-import trafilatura
 from cssselect import GenericTranslator
 from lxml import etree
 
@@ -119,6 +117,8 @@ def _link_text(anchor: etree._Element) -> str:
 
 def article_links(body: bytes, listing_url: str, selector: str | None, limit: int) -> list[ArticleLink]:
     """The article links of a listing page, in page order, at most ``limit``, each once."""
+    from courlan import is_navigation_page, is_not_crawlable  # slow to import: see extract_article
+
     tree = _parse(body, listing_url)
     if tree is None:
         return []
@@ -145,7 +145,7 @@ def article_links(body: bytes, listing_url: str, selector: str | None, limit: in
         if not selector:
             if parts.hostname != listing.hostname or (parts.path or "/") == (listing.path or "/"):
                 continue
-            if courlan.is_navigation_page(url) or courlan.is_not_crawlable(url):
+            if is_navigation_page(url) or is_not_crawlable(url):
                 continue
             if not text or (_CHROME_TEXT.search(text) and len(text.split()) < 4):
                 continue
@@ -168,6 +168,10 @@ def _date(value: str | None) -> datetime | None:
 
 def extract_article(body: bytes, url: str, fallback_title: str = "") -> Article | None:
     """Title, date, main text and "Source:" credit of one article page (None: nothing readable)."""
+    # Imported here: trafilatura and its helpers take a good part of a second to load,
+    # which every command would pay (`run-due` from cron every minute) for no page source.
+    import trafilatura
+
     document = trafilatura.bare_extraction(
         body,
         url=url,

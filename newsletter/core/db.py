@@ -15,13 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
 from filelock import FileLock
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL
@@ -29,6 +24,15 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlmodel import Session
 
 from newsletter.core.errors import ConflictError, DatabaseError, file_error
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+# The newest revision of the shipped migrations (tests/test_migrations.py checks it against
+# alembic's own reading). Every command checks the database against it; with it here,
+# that check costs one query, not importing alembic and reading every migration script.
+SHIPPED_HEADS = ("0017",)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -61,15 +65,19 @@ def _safe(url: str | URL) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def alembic_config() -> Config:
+def alembic_config() -> "Config":
+    from alembic.config import Config
+
     config = Config(str(MIGRATIONS / "alembic.ini"))
     config.set_main_option("script_location", str(MIGRATIONS))
     return config
 
 
 @functools.cache
-def _scripts() -> ScriptDirectory:
+def _scripts() -> "ScriptDirectory":
     """The revisions this code knows, read once per process."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config())
 
 
@@ -80,6 +88,8 @@ def code_heads() -> tuple[str, ...]:
 
 def current_revisions(connection: Connection) -> tuple[str, ...]:
     """The revision(s) the database is at; empty for a database without a schema."""
+    from alembic.migration import MigrationContext
+
     return tuple(sorted(MigrationContext.configure(connection).get_current_heads()))
 
 
@@ -104,12 +114,15 @@ class Migration:
         return f"database {self.database}: migrated from revision {', '.join(self.before)} to {after}"
 
 
-def migrate(engine: Engine, *, config: Config | None = None) -> Migration:
+def migrate(engine: Engine, *, config: "Config | None" = None) -> Migration:
     """Bring the schema to the newest revision under the migration lock (a no-op when it is there).
 
     The whole migration is one transaction: a revision that fails leaves the schema
     as it was. ``config`` names other migrations than the shipped ones (for tests).
     """
+    from alembic import command
+    from alembic.util import CommandError
+
     config = config or alembic_config()
     database = _safe(engine.url)
     try:
@@ -256,6 +269,8 @@ def require_current(engine: Engine) -> None:
         raise DatabaseError(f"there is no database at {path} yet; run `newsletter migrate` to create it")
     try:
         with engine.connect() as connection:
+            if _stored_revisions(connection) == SHIPPED_HEADS:
+                return
             current = current_revisions(connection)
     except OperationalError as exc:
         raise DatabaseError(f"cannot open database {database}: {exc.orig or exc}".splitlines()[0]) from exc
@@ -273,6 +288,16 @@ def require_current(engine: Engine) -> None:
     )
 
 
+def _stored_revisions(connection: Connection) -> tuple[str, ...] | None:
+    """What alembic_version holds, by one query; None when the table is not there (no schema)."""
+    try:
+        with connection.begin_nested() if connection.in_transaction() else connection.begin():
+            rows = connection.execute(text("SELECT version_num FROM alembic_version")).scalars()
+            return tuple(sorted(rows))
+    except SQLAlchemyError:
+        return None
+
+
 def _ahead(database: str, current: tuple[str, ...]) -> str:
     """A database at a revision this code does not know was migrated by a newer version."""
     return (
@@ -283,6 +308,8 @@ def _ahead(database: str, current: tuple[str, ...]) -> str:
 
 
 def _unknown(revision: str) -> bool:
+    from alembic.util import CommandError
+
     try:
         return _scripts().get_revision(revision) is None
     except CommandError:
