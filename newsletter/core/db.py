@@ -123,6 +123,7 @@ def migrate(engine: Engine, *, config: "Config | None" = None) -> Migration:
     from alembic import command
     from alembic.util import CommandError
 
+    custom = config
     config = config or alembic_config()
     database = _safe(engine.url)
     try:
@@ -130,6 +131,9 @@ def migrate(engine: Engine, *, config: "Config | None" = None) -> Migration:
             before = current_revisions(connection)
             if any(_unknown(revision) for revision in before):
                 raise DatabaseError(_ahead(database, before))
+            if before == code_heads() and custom is None:
+                # Up to date: nothing to run (alembic would read every script to find that out).
+                return Migration(database, before, before)
             config.attributes["connection"] = connection
             command.upgrade(config, "heads")
             after = current_revisions(connection)
