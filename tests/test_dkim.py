@@ -24,7 +24,7 @@ from newsletter.delivery import splice
 from newsletter.delivery.dkim import DkimSigner, relaxed_body, relaxed_header, signer_for
 from newsletter.delivery.message import MessageFactory, Recipient
 from newsletter.editions.render import Marker, Rendered
-from tests.conftest import REPO
+from tests.conftest import REPO, Cli
 
 SELECTOR, DOMAIN = "news2026", "example.org"
 REQUIRED = {
@@ -248,27 +248,27 @@ def test_check_reports_an_unusable_key_with_its_line(site_dir: Path, key: rsa.RS
     assert problems() == []
 
 
+def send_sample_edition(site_dir: Path, tmp_path: Path) -> Cli:
+    """The UK group's seven members sent edition 1 (one sample item) to the outbox folder."""
+    cli = Cli(site_dir, f"sqlite:///{tmp_path / 'dkim.db'}")
+    cli("subscribers", "import", "uk", str(site_dir / "subscribers" / "uk.csv"))
+    item = site_dir / "samples" / "items" / "2026-11-wipo-user-survey.md"
+    cli("items", "add", "--approve", "--file", str(item))
+    cli("editions", "build", "uk")
+    cli("editions", "approve", "1")
+    cli("editions", "send", "1")
+    return cli
+
+
 def test_sent_editions_are_signed_when_the_site_says_so(
     site_dir: Path, key: rsa.RSAPrivateKey, tmp_path: Path
 ) -> None:
     """With [dkim] set, every message `editions send` delivers, and a send-test copy, verifies."""
-    from tests.conftest import Cli
 
     (site_dir / "dkim").mkdir()
     (site_dir / "dkim" / "news.pem").write_bytes(pem(key))
     site_with_dkim(site_dir, "dkim/news.pem")
-    cli = Cli(site_dir, f"sqlite:///{tmp_path / 'dkim.db'}")
-    cli("subscribers", "import", "uk", str(site_dir / "subscribers" / "uk.csv"))
-    cli(
-        "items",
-        "add",
-        "--approve",
-        "--file",
-        str(site_dir / "samples" / "items" / "2026-11-wipo-user-survey.md"),
-    )
-    cli("editions", "build", "uk")
-    cli("editions", "approve", "1")
-    cli("editions", "send", "1")
+    cli = send_sample_edition(site_dir, tmp_path)
     cli("send-test", "1", "--to", "editor@example.org")
     files = sorted((site_dir / "outbox" / "edition-1").glob("*.eml"))
     assert len(files) == 7 + 1
@@ -376,7 +376,6 @@ def _tag(field: bytes, name: str) -> str:
 
 def test_a_second_ed25519_signature_verifies(site_dir: Path, key: rsa.RSAPrivateKey, tmp_path: Path) -> None:
     """With an Ed25519 selector and key, sent mail carries an RSA and an Ed25519 signature (RFC 8463)."""
-    from tests.conftest import Cli
 
     ed_key = ed25519.Ed25519PrivateKey.generate()
     (site_dir / "dkim").mkdir()
@@ -394,18 +393,7 @@ def test_a_second_ed25519_signature_verifies(site_dir: Path, key: rsa.RSAPrivate
     def lookup(name: bytes, timeout: int = 5) -> bytes | None:
         return records.get(name) or rsa_lookup(name)
 
-    cli = Cli(site_dir, f"sqlite:///{tmp_path / 'ed.db'}")
-    cli("subscribers", "import", "uk", str(site_dir / "subscribers" / "uk.csv"))
-    cli(
-        "items",
-        "add",
-        "--approve",
-        "--file",
-        str(site_dir / "samples" / "items" / "2026-11-wipo-user-survey.md"),
-    )
-    cli("editions", "build", "uk")
-    cli("editions", "approve", "1")
-    cli("editions", "send", "1")
+    send_sample_edition(site_dir, tmp_path)
     files = sorted((site_dir / "outbox" / "edition-1").glob("*.eml"))
     assert len(files) == 7
     for path in files:

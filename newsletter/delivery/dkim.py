@@ -133,11 +133,16 @@ class _Key:
     sign: Callable[[bytes], bytes]  # the SHA-256 of the signed header data -> signature
 
 
-def _rsa_key(selector: str, pem: bytes) -> _Key:
+def _private_key(pem: bytes, what: str) -> object:
     try:
-        key = serialization.load_pem_private_key(pem.replace(b"\r\n", b"\n"), password=None)
+        # Keys saved on Windows have CRLF line ends.
+        return serialization.load_pem_private_key(pem.replace(b"\r\n", b"\n"), password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        raise ConfigError(f"the DKIM key is not a PEM RSA private key ({exc})") from None
+        raise ConfigError(f"the DKIM {what} ({exc})") from None
+
+
+def _rsa_key(selector: str, pem: bytes) -> _Key:
+    key = _private_key(pem, "key is not a PEM RSA private key")
     if not isinstance(key, rsa.RSAPrivateKey):
         raise ConfigError("the DKIM key is not a PEM RSA private key (another kind of key)")
     if key.key_size < MIN_KEY_BITS:
@@ -151,10 +156,7 @@ def _rsa_key(selector: str, pem: bytes) -> _Key:
 
 
 def _ed25519_key(selector: str, pem: bytes) -> _Key:
-    try:
-        key = serialization.load_pem_private_key(pem.replace(b"\r\n", b"\n"), password=None)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        raise ConfigError(f"the DKIM Ed25519 key is not a PEM private key ({exc})") from None
+    key = _private_key(pem, "Ed25519 key is not a PEM private key")
     if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise ConfigError("the DKIM Ed25519 key is not an Ed25519 private key")
     # RFC 8463 3: PureEdDSA over the SHA-256 hash of the signed header data.
