@@ -40,8 +40,11 @@ class Process:
     # Every process started, so that a failing test leaves none running.
     started: ClassVar[list["Process"]] = []
 
-    def __init__(self, cli: Cli, server: SmtpServer, *args: str) -> None:
+    def __init__(self, cli: Cli, server: SmtpServer, *args: str, site_relay: bool = False) -> None:
+        """``site_relay``: the relay is the site's ``[smtp]`` table, not NEWSLETTER_SMTP_URL."""
         env = {**os.environ, "NEWSLETTER_SMTP_URL": server.url(), "NEWSLETTER_SECRET_KEY": KEY}
+        if site_relay:
+            del env["NEWSLETTER_SMTP_URL"]
         command = [
             sys.executable, "-m", "newsletter", "--site", str(cli.site), "--database-url", cli.db_url,
             "--transport", "smtp", *args,
@@ -148,13 +151,19 @@ def test_a_second_send_with_wait_waits_for_the_first_and_ctrl_c_stops_waiting(cl
     addresses = bulk_members(cli, 199)
     edition_id = approved_edition(cli)
     with running_server() as server:
+        # The first send's messages wait at the gate while two more processes start, which
+        # on a loaded machine can take longer than the default 30 s reply timeout.
+        with (cli.site / "newsletter.toml").open("a", encoding="utf-8") as config:
+            config.write(
+                f'\n[smtp]\nhost = "{server.host}"\nport = {server.port}\ntls = "none"\ntimeout = 600\n'
+            )
         server.handler.gate.clear()
         try:
-            first = Process(cli, server, "editions", "send", str(edition_id))
+            first = Process(cli, server, "editions", "send", str(edition_id), site_relay=True)
             # The first process holds the lease: one of its messages waits at the gate.
             eventually(lambda: server.handler.held >= 1, "the first send reaching the relay")
-            patient = Process(cli, server, "editions", "send", str(edition_id), "--wait")
-            impatient = Process(cli, server, "editions", "send", str(edition_id), "--wait")
+            patient = Process(cli, server, "editions", "send", str(edition_id), "--wait", site_relay=True)
+            impatient = Process(cli, server, "editions", "send", str(edition_id), "--wait", site_relay=True)
             for waiting in (patient, impatient):
                 eventually(waiting.said_something, "a waiting line")
                 assert waiting.err[0].startswith("waiting: process ")
