@@ -246,6 +246,28 @@ def test_the_probe_sees_what_a_command_imports() -> None:
     assert {"jinja2", "mjml", "sqlalchemy"} <= set(loaded_by("editions", "--help"))
 
 
+def test_an_idle_tick_does_not_load_the_migrations_or_the_fetchers(site_dir: Path, tmp_path: Path) -> None:
+    """`run-due` from cron with nothing due checks the schema without alembic and fetches nothing.
+
+    The schema check compares the database with core/db.py's SHIPPED_HEADS; feedparser,
+    trafilatura and courlan load only when a source is fetched (docs/performance.md).
+    """
+    from tests.conftest import Cli
+
+    cli = Cli(site_dir, f"sqlite:///{tmp_path / 'tick.db'}")
+    moment = ["run-due", "--at", "2026-11-30T09:00:00+01:00"]
+    cli(*moment)  # collects the sample feeds and builds what is due at that moment
+    args = ["--site", str(site_dir), "--database-url", cli.db_url, *moment]
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=120, check=True
+    )
+    report = json.loads(done.stderr.strip().splitlines()[-1])
+    assert report["code"] in (0, None), done
+    loaded = set(report["loaded"])
+    assert "sqlalchemy" in loaded  # the probe sees the command's own libraries
+    assert loaded & {"alembic", "feedparser", "trafilatura", "courlan"} == set()
+
+
 def test_lazy_summaries_match_the_commands() -> None:
     """Each summary the top-level help shows without importing a command is that command's own."""
     context = click.Context(main, info_name="newsletter")
