@@ -209,8 +209,6 @@ class Recorder:
         # one UPDATE per row on the server, whose CPU the workers share (psycopg's own
         # parameter style, as this runs on the driver's connection).
         self._unnest = engine.dialect.name == "postgresql"
-        # A server over a connection (not a file): the engine writes from a thread.
-        self.remote = engine.dialect.name != "sqlite"
         self._unnest_sql = (
             f"UPDATE delivery SET status = '{DeliveryStatus.SENT.value}', last_error = NULL, "
             "next_attempt_at = NULL, sent_at = %(at)s, message_id = sent.message_id "
