@@ -12,6 +12,7 @@ import json
 import mailbox
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -20,7 +21,7 @@ import pytest
 from sqlmodel import select
 
 from newsletter.core import verp
-from newsletter.core.models import Event, Probe
+from newsletter.core.models import Event, Probe, Subscriber, utcnow
 from newsletter.feedback.reading import MAX_MESSAGE_BYTES
 from tests.conftest import Cli
 from tests.smtp_server import Received, SmtpServer, running_server
@@ -340,6 +341,27 @@ def test_the_mailto_unsubscribe_address_unsubscribes_by_its_signed_token(
     process(site, path)
     assert len(events(site, "unsubscribe-refused")) == 3
     assert len(events(site, "unsubscribe")) == 1
+
+
+def test_a_mailto_token_older_than_its_subscriber_unsubscribes_nobody(
+    site: Cli, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
+    """As on the web, a token made before its subscriber existed (an erased person's row id
+    given to someone new) is refused and recorded, and the new member stays subscribed."""
+    sent = send_edition(site, smtp_server)
+    address, subject = mailto(sent["raj.patel@example.org"])
+    with site.database() as session:
+        raj = session.exec(select(Subscriber).where(Subscriber.email == "raj.patel@example.org")).one()
+        raj.created_at = utcnow() + timedelta(days=1)
+        session.add(raj)
+        session.commit()
+    path, _ = maildir(tmp_path, client_mail(address, subject, "raj.patel@example.org", 1))
+    report = process(site, path)
+    assert [o["action"] for o in report["outcomes"]] == [
+        "nothing (the unsubscribe token names no subscription; recorded)"
+    ]
+    assert status(site, "raj.patel@example.org") == {"uk": "active"}
+    assert len(events(site, "unsubscribe-refused")) == 1
 
 
 def test_the_corpus_still_classifies_with_verp_configured(site: Cli, tmp_path: Path) -> None:

@@ -497,17 +497,24 @@ def export(session: Session, data: TokenData) -> dict[str, Any]:
     }
 
 
+def refuse_stale(subscriber: Subscriber, issued: datetime) -> None:
+    """NotFoundError for a token ``issued`` before its subscriber existed.
+
+    Such a token was made for someone who has been erased since, whose row id was
+    given to the new subscriber (SQLite reuses the highest id after a delete). The web
+    pages and the List-Unsubscribe mailto: both ask this.
+    """
+    if subscriber.created_at.replace(microsecond=0) > issued:
+        raise NotFoundError("this link no longer matches a subscription")
+
+
 def language_of(
     session: Session, settings: Settings, data: TokenData, *, issued: datetime | None = None
 ) -> str:
-    """The language of the token's subscriber; a token ``issued`` before they existed is refused.
-
-    Such a token was made for someone who has been erased since, whose row id was
-    given to the new subscriber (SQLite reuses the highest id after a delete).
-    """
+    """The language of the token's subscriber; a token ``issued`` before they existed is refused."""
     subscriber, membership = _membership(session, data)
-    if issued is not None and subscriber.created_at.replace(microsecond=0) > issued:
-        raise NotFoundError("this link no longer matches a subscription")
+    if issued is not None:
+        refuse_stale(subscriber, issued)
     group = session.get(Group, membership.group_id)
     return reader_language(subscriber.language, settings.group(group.slug).language if group else "en")
 

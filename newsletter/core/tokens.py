@@ -17,11 +17,11 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
-from itsdangerous.encoding import base64_encode, int_to_bytes
+from itsdangerous.encoding import base64_decode, base64_encode, bytes_to_int, int_to_bytes
 
 from newsletter.core.errors import BadToken, InputError
 
@@ -167,3 +167,9 @@ def read_form_token(secret_key: str, group: str, token: str, *, today: date) -> 
     if issued > today + timedelta(days=1) or found.expires < today:
         raise BadToken("this sign-up form has expired; the site that shows it needs a new one")
     return found
+
+
+def issued_at(token: str) -> datetime:
+    """When a token that has been verified was signed (itsdangerous puts the time before the signature)."""
+    stamp = token.rsplit(".", 2)[-2]
+    return datetime.fromtimestamp(bytes_to_int(base64_decode(stamp)), UTC)

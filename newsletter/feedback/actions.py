@@ -36,7 +36,7 @@ from newsletter.core.models import (
     utcnow,
 )
 from newsletter.core.settings import Settings
-from newsletter.core.tokens import Signer
+from newsletter.core.tokens import Signer, issued_at
 from newsletter.feedback import policy, reading
 from newsletter.feedback.classify import Failure, Report, Verdict, classify
 from newsletter.feedback.policy import LIVE
@@ -460,6 +460,10 @@ def _unsubscribe(run: _Run, report: Report) -> tuple[list[str], str]:
     else:
         try:
             data = Signer(run.settings.signing_key).read("unsubscribe", report.token)
+            named = run.session.get(Subscriber, data.subscriber_id)
+            if named is not None:
+                # As on the web: a token older than its subscriber was made for someone erased since.
+                selfservice.refuse_stale(named, issued_at(report.token))
             left = selfservice.unsubscribe(run.session, data, everything=False, source="mail")
         except BadToken:
             refused = "the unsubscribe token is forged or broken"

@@ -4,9 +4,8 @@ A token names a subscriber and a group and says what it is for (``confirm``,
 ``unsubscribe``, ``preferences``); the page then speaks that subscriber's language.
 """
 
-from datetime import UTC, datetime
+from datetime import datetime
 
-from itsdangerous.encoding import base64_decode, bytes_to_int
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -14,14 +13,8 @@ from starlette.responses import HTMLResponse, Response
 from newsletter.audience import selfservice
 from newsletter.core.i18n import translations
 from newsletter.core.site import Site
-from newsletter.core.tokens import Purpose, Signer, TokenData
+from newsletter.core.tokens import Purpose, Signer, TokenData, issued_at
 from newsletter.web.pages import Pages
-
-
-def issued_at(token: str) -> datetime:
-    """When a token that has been verified was signed (itsdangerous puts the time before the signature)."""
-    stamp = token.rsplit(".", 2)[-2]
-    return datetime.fromtimestamp(bytes_to_int(base64_decode(stamp)), UTC)
 
 
 class Links:
