@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
 from newsletter.core.db import make_engine
+from newsletter.core.errors import DatabaseError
 from newsletter.core.settings import load_settings
 from newsletter.core.site import Site
 from newsletter.web import create_app
@@ -101,6 +102,16 @@ def test_the_database_counter_is_one_limit_for_two_processes(engines: tuple[Engi
     clock.now += 2 * WINDOW
     assert two.hit("sign-up:client", "192.0.2.10", 10)
     assert len(two) == 1
+
+
+def test_a_database_the_counter_cannot_use_is_a_database_error(tmp_path: Path) -> None:
+    """A counter whose database is locked or gone raises DatabaseError, which the pages answer with 503."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'no-schema.db'}")
+    try:
+        with pytest.raises(DatabaseError, match="the rate limit counters cannot be read: no such table"):
+            DatabaseCounter(engine).hit("sign-up:client", "192.0.2.10", 10)
+    finally:
+        engine.dispose()
 
 
 def _redis_answers() -> bool:

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from newsletter.core.errors import ConfigError
+from newsletter.core.errors import ConfigError, DatabaseError
 
 WINDOW = 3600.0
 
@@ -101,11 +101,17 @@ class DatabaseCounter:
         now = self.clock()
         number = int(now // self.window)
         values = {"name": name, "key": key[:200], "window": number, "previous": number - 1}
-        with self.engine.begin() as connection:
-            if number != self._swept:
-                connection.execute(self._sweep, values)
-                self._swept = number
-            current, previous = connection.execute(self._upsert, values).one()
+        try:
+            with self.engine.begin() as connection:
+                if number != self._swept:
+                    connection.execute(self._sweep, values)
+                    self._swept = number
+                current, previous = connection.execute(self._upsert, values).one()
+        except sa.exc.SQLAlchemyError as exc:
+            # The pages answer DatabaseError with 503 and Retry-After (a locked or absent
+            # database), not with an error page of their own.
+            message = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            raise DatabaseError(f"the rate limit counters cannot be read: {message}") from exc
         return _estimate(previous or 0, current, now, self.window) <= limit
 
     def __len__(self) -> int:
