@@ -483,3 +483,40 @@ def test_the_engine_renews_the_lease_of_the_rows_in_hand(cli: Cli, monkeypatch: 
     assert renewed, "no lease was renewed"
     assert all(ids for ids in renewed)
     assert len(set().union(*map(set, renewed))) >= len(addresses) // 2
+
+
+def test_a_4xx_retried_until_given_up_counts_as_a_soft_bounce(cli: Cli) -> None:
+    """The last 4xx of a delivery whose retries ran out goes to the bounce policy, as a notice would."""
+    from newsletter.core.models import DeliveryStatus, Edition, Event, Subscriber
+    from newsletter.core.settings import BouncesSection
+    from newsletter.delivery import outbox
+
+    bulk_members(cli, 1)
+    edition_id = approved_edition(cli)
+    with database(cli.db_url) as session:
+        edition = session.get(Edition, edition_id)
+        assert edition is not None
+        outbox.enqueue(session, edition)
+        session.commit()
+        delivery = session.exec(select(Delivery).where(Delivery.edition_id == edition_id)).first()
+        assert delivery is not None
+        assert delivery.id is not None
+        member = session.get(Subscriber, delivery.subscriber_id)
+        assert member is not None
+        member_id, member_email = member.id, member.email
+        refusal = "452 4.2.2 mailbox full"
+        fail = outbox.Outcome(delivery.id, DeliveryStatus.FAILED, error=refusal, retry=True, code=452)
+        # A retry still to come: queued again, nothing for the policy.
+        outbox.record(session, [fail], {delivery.id: 1}, BouncesSection())
+        session.commit()
+        assert session.exec(select(Event).where(Event.kind == "bounce")).all() == []
+        # The last attempt: failed, and a soft bounce for the member.
+        outbox.record(session, [fail], {delivery.id: outbox.RETRY_ATTEMPTS + 1}, BouncesSection())
+        session.commit()
+        session.refresh(delivery)
+        assert delivery.status == DeliveryStatus.FAILED
+        (event,) = session.exec(select(Event).where(Event.kind == "bounce")).all()
+    detail = json.loads(event.detail)
+    assert (detail["verdict"], detail["status"]) == ("soft", "4.2.2")
+    assert event.subscriber_id == member_id
+    assert cli.members("dach")[member_email]["status"] == "active"  # one soft bounce ends nothing

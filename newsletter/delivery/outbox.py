@@ -123,8 +123,9 @@ def record(
 ) -> None:
     """Write a batch of results in a few statements; temporary failures go back to the queue.
 
-    A permanent failure (a 5xx for this recipient) also goes to the bounce policy, in the
-    same transaction, as a returned failure notice would (``feedback/policy.py``).
+    A permanent failure (a 5xx for this recipient), and a temporary one retried until we
+    gave up, also goes to the bounce policy, in the same transaction, as a returned
+    failure notice would (``feedback/policy.py``).
     """
     now = utcnow()
     table: sa.Table = Delivery.__table__  # type: ignore[attr-defined]
@@ -140,6 +141,10 @@ def record(
             delay = retry_delay(attempts.get(outcome.delivery_id, 1))
             if delay is None:
                 status = DeliveryStatus.FAILED
+                if outcome.code is not None:
+                    # Retried until we gave up: as the notice a relay sends when its own
+                    # retries run out, a failure the bounce policy counts (soft, by its 4xx).
+                    permanent.append(outcome)
             else:
                 status, next_at = DeliveryStatus.QUEUED, now + timedelta(seconds=delay)
         elif outcome.status == DeliveryStatus.FAILED and outcome.code is not None:
