@@ -211,6 +211,28 @@ def test_only_a_notice_to_the_verp_address_itself_acts_at_once(
     assert status(site, "raj.patel@example.org") == {"uk": "active"}
 
 
+def test_a_groups_own_bounce_address_also_believes_only_verp(
+    cli: Cli, smtp_server: SmtpServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no site-wide bounce_address but the group's own, a notice to the plain address is not believed."""
+    config = cli.site / "newsletter.toml"
+    group_bounces = "uk-bounces@example.org"
+    config.write_text(
+        config.read_text().replace("[groups.uk]\n", f'[groups.uk]\nbounce_address = "{group_bounces}"\n', 1)
+    )
+    monkeypatch.setenv("NEWSLETTER_SMTP_URL", smtp_server.url())
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", KEY)
+    _members(cli)
+    sent = send_edition(cli, smtp_server)
+    raj = sent["raj.patel@example.org"]
+    assert raj.mail_from.startswith("uk-bounces+")  # the group's VERP address
+    quoted = f"Return-Path: <{raj.mail_from}>\r\n{raj.content.decode()}"
+    (tmp_path / "raj.eml").write_bytes(dsn("raj.patel@example.org", to=group_bounces, returned=quoted))
+    outcomes = process(cli, tmp_path / "raj.eml")["outcomes"]
+    assert [o["action"] for o in outcomes] == ["unverified; probe wanted in uk"]
+    assert status(cli, "raj.patel@example.org") == {"uk": "active"}
+
+
 def test_a_complaint_without_a_genuine_verp_address_is_recorded_not_applied(
     site: Cli, smtp_server: SmtpServer, tmp_path: Path
 ) -> None:

@@ -35,12 +35,12 @@ zero; at ``threshold`` (5.0) the membership becomes ``bounced``. A bounce scores
 group of the edition it came from (VERP), else the group named by the returned
 message's ``List-Id``, else every live membership of the address.
 
-With ``[delivery] bounce_address`` set, only a report that came back to the member's
-own signed VERP address acts; any other is recorded as unverified, and a bounce asks
-for a probe (``actions.py``; ``delivery/probes.py`` sends it), whose own bounce alone
-ends the membership. A mail to the List-Unsubscribe ``mailto:`` address unsubscribes
-with the signed token in its subject, through the same library call as the web's
-one-click unsubscribe; a forged token is recorded and ignored. A message too big or
+With ``[delivery] bounce_address`` (or a group's ``bounce_address``) set, only a report
+that came back to the member's own signed VERP address acts; any other is recorded as
+unverified, and a bounce asks for a probe (``actions.py``; ``delivery/probes.py``
+sends it), whose own bounce alone ends the membership. A mail to the List-Unsubscribe
+``mailto:`` address unsubscribes with the signed token in its subject, through the same
+library call as the web's one-click unsubscribe; a forged token is recorded and ignored. A message too big or
 nested too deep to read is reported as unreadable and, in a Maildir, quarantined
 (``reading.py``); the others are processed.
 

@@ -108,8 +108,11 @@ class _Run:
         self.session, self.settings, self.actor, self.at = session, settings, actor, at
         self.slugs = {g.id: g.slug for g in session.exec(select(Group))}
         self.changed = 0
-        # Believe only reports that came back to a genuine VERP address (see the module docstring).
-        self.verified_only = settings.delivery.bounce_address is not None
+        # Believe only reports that came back to a genuine VERP address (see the module
+        # docstring) once a bounce address is configured, the site's or any group's.
+        self.verified_only = settings.delivery.bounce_address is not None or any(
+            group.bounce_address for group in settings.groups.values()
+        )
         self.report = ProcessReport()
 
     def group_id(self, slug: str | None) -> int | None:
