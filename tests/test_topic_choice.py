@@ -159,6 +159,17 @@ def test_each_member_gets_the_items_of_their_topics_rendered_once_per_distinct_c
     assert skipped.last_error == SKIP_REASON
 
 
+def test_a_dry_run_counts_the_members_whose_topics_leave_nothing_apart(site: Cli) -> None:
+    """`editions send --dry-run` says how many would get a copy, and how many chose nothing it carries."""
+    store(site, "library@example.net", '["Events"]')
+    choose(site, "owen.jones@example.org", ["EPO"])
+    edition_id = int(json.loads(site("editions", "build", "uk", "--json").stdout)["id"])
+    site("editions", "approve", str(edition_id))
+    line = site("editions", "send", str(edition_id), "--dry-run").stdout.strip()
+    assert line.startswith(f"dry run: edition #{edition_id} would go to 6 member(s) (")
+    assert "1 of them chose only topics this edition does not carry" in line
+
+
 def test_without_choices_the_edition_is_rendered_once(
     site: Cli, smtp_server: SmtpServer, renders: list[int]
 ) -> None:

@@ -266,8 +266,14 @@ def _print_result(app: AppContext, result: SendResult) -> None:
         echo(f"warning: {warning}", err=True)
     languages = ", ".join(f"{k} {v}" for k, v in sorted(result.languages.items()))
     if result.dry_run:
+        skips = result.totals.get("would skip (no item in their topics)", 0)
+        if skips:
+            languages = (
+                f"active members by language: {languages}; {skips} of them chose only topics "
+                "this edition does not carry"
+            )
         echo(
-            f"dry run: edition #{edition_id} would go to {sum(result.languages.values())} member(s) "
+            f"dry run: edition #{edition_id} would go to {result.totals['would send']} member(s) "
             f"({languages or 'none'}); nothing was sent"
         )
         return

@@ -61,6 +61,8 @@ class Prepared:
     audience: dict[str, int] = field(default_factory=dict)
     # The copies by members' topics (variants.py); None for a Prepared made elsewhere.
     variants: Variants | None = None
+    # Members of the audience whose chosen topics leave no item of this edition (skipped).
+    topic_skips: int = 0
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -88,6 +90,20 @@ def audience(session: Session, edition: Edition, group_language: str) -> dict[st
     return languages
 
 
+def topic_choices(session: Session, edition: Edition) -> dict[str, int]:
+    """The group's active members who chose topics, counted by their stored choice."""
+    query = (
+        select(Membership.topics, func.count())
+        .where(
+            col(Membership.group_id) == edition.group_id,
+            col(Membership.status) == MembershipStatus.ACTIVE,
+            col(Membership.topics).is_not(None),
+        )
+        .group_by(col(Membership.topics))
+    )
+    return {str(stored): int(count) for stored, count in session.exec(query)}
+
+
 def prepare(site: Site, renderer: Renderer, edition_id: int, *, allow_large: bool = False) -> Prepared:
     """Render the edition in every language and make its message builder."""
     settings = site.settings
@@ -98,11 +114,13 @@ def prepare(site: Site, renderer: Renderer, edition_id: int, *, allow_large: boo
         group_language = base_language(settings.group(group.slug).language)
         edition_content = content(session, settings, edition)
         members = audience(session, edition, group_language)
+        choices = topic_choices(session, edition)
     parts = render_languages(renderer, settings, edition_content, allow_large=allow_large)
     # Members who chose topics get the copy for their choice, rendered once per distinct one.
     copies = Variants(settings, renderer, group, edition_content, parts, allow_large=allow_large)
     job = Job(copies.build, group_language, copies.skip)
-    return Prepared(edition_id, group_language, parts, job, members, copies)
+    skips = sum(count for stored, count in choices.items() if copies.skip(stored))
+    return Prepared(edition_id, group_language, parts, job, members, copies, skips)
 
 
 def send_test(

@@ -161,7 +161,9 @@ class Runner:
                 prepared = prepare(self.site, self.renderer, edition_id, allow_large=allow_large)
                 with self.site.transaction() as session:
                     status = str(get_edition(session, edition_id).status)
-                would = {"would send": sum(prepared.audience.values())}
+                would = {"would send": sum(prepared.audience.values()) - prepared.topic_skips}
+                if prepared.topic_skips:
+                    would["would skip (no item in their topics)"] = prepared.topic_skips
                 return SendResult(
                     edition_id, status, DeliveryReport(), would, prepared.warnings, prepared.audience, True
                 )
