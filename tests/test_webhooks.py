@@ -196,6 +196,29 @@ def test_a_receiver_that_is_down_gets_the_event_later_exactly_once(cli: Cli, sec
         assert [row.status for row in deliveries(site)] == ["delivered", "delivered"]
 
 
+def test_deliveries_to_an_endpoint_taken_out_of_the_site_are_given_up_with_the_reason(
+    cli: Cli, secret_file: Path
+) -> None:
+    """Queued deliveries whose endpoint was removed from newsletter.toml are not left waiting for ever."""
+    receiver = Receiver(free_port())
+    declare(cli.site, secret_file, receiver.url, allow_private=True)
+    cli("subscribers", "add", "uk", "bo@example.org")
+    with opened(cli) as site:
+        webhooks.run(site)  # nothing listens: the delivery waits for its retry
+        assert [row.status for row in deliveries(site)] == ["queued"]
+    config = cli.site / "newsletter.toml"
+    config.write_text(config.read_text().split("\n[[webhooks]]\n")[0] + "\n")
+    with opened(cli) as site:
+        report = webhooks.run(site)
+        assert report.given_up == [
+            "member.subscribed to crm (the endpoint is no longer in the site's configuration)"
+        ]
+        (row,) = deliveries(site)
+        assert row.status == "failed"
+        assert row.last_error == "the endpoint is no longer in the site's configuration"
+        assert webhooks.run(site).given_up == []
+
+
 def test_a_claim_left_by_a_process_that_died_is_delivered_after_its_lease(
     cli: Cli, secret_file: Path
 ) -> None:

@@ -123,11 +123,12 @@ def deliver(
     """Post the due deliveries (at most ``limit``), each claimed, signed, posted and recorded."""
     settings = site.settings
     hooks = {hook.name: hook for hook in settings.webhooks}
+    report = RoundReport()
+    report.given_up += _orphans(site, hooks, now or utcnow())
     # Made at the first claim: loading the TLS context is slow, and most rounds post nothing.
     sender = poster
     owner = secrets.token_hex(16)
     unreachable: set[str] = set()
-    report = RoundReport()
     for _ in range(limit):
         if should_stop():
             break
@@ -149,6 +150,31 @@ def deliver(
         else:
             report.retrying.append(line)
     return report
+
+
+def _orphans(site: Site, hooks: Mapping[str, WebhookConfig], now: datetime) -> list[str]:
+    """Queued deliveries to an endpoint no longer in the site's configuration: given up, said why.
+
+    Nothing would ever post them, and they would show as waiting for ever.
+    """
+    reason = "the endpoint is no longer in the site's configuration"
+    with site.transaction() as session:
+        rows = session.exec(
+            select(WebhookDelivery.endpoint, WebhookDelivery.topic).where(
+                col(WebhookDelivery.status) == WebhookStatus.QUEUED,
+                col(WebhookDelivery.endpoint).not_in(list(hooks)),
+            )
+        ).all()
+        if rows:
+            session.execute(
+                update(WebhookDelivery)
+                .where(
+                    col(WebhookDelivery.status) == WebhookStatus.QUEUED,
+                    col(WebhookDelivery.endpoint).not_in(list(hooks)),
+                )
+                .values(status=WebhookStatus.FAILED, last_error=reason, last_attempt_at=now)
+            )
+    return [f"{topic} to {endpoint} ({reason})" for endpoint, topic in rows]
 
 
 def _said(outcome: _Outcome) -> str:
