@@ -414,3 +414,29 @@ def test_an_ed25519_selector_needs_its_key(site_dir: Path) -> None:
         handle.write('ed25519_selector = "news2026e"\n')
     with pytest.raises(ConfigError, match="ed25519_selector and ed25519_key_file go together"):
         load_settings(site_dir, env={})
+
+
+def test_check_names_the_ed25519_key_file_when_that_key_is_unusable(
+    site_dir: Path, key: rsa.RSAPrivateKey
+) -> None:
+    """An RSA key where the Ed25519 one should be is reported at ed25519_key_file, and sending refuses it."""
+    from newsletter.core.settings import resolve
+    from newsletter.operations.check import check_site
+
+    (site_dir / "dkim").mkdir()
+    (site_dir / "dkim" / "news.pem").write_bytes(pem(key))
+    (site_dir / "dkim" / "news-ed.pem").write_bytes(pem(key))
+    with (site_dir / "newsletter.toml").open("a") as handle:
+        handle.write(
+            f'\n[dkim]\nselector = "{SELECTOR}"\ndomain = "{DOMAIN}"\nkey_file = "dkim/news.pem"\n'
+            'ed25519_selector = "news2026e"\ned25519_key_file = "dkim/news-ed.pem"\n'
+        )
+    config = site_dir / "newsletter.toml"
+    line = next(
+        n for n, text in enumerate(config.read_text().splitlines(), 1) if text.startswith("ed25519_key_file")
+    )
+    (problem,) = check_site(resolve(site_dir, env={})).problems
+    assert (problem.line, problem.key) == (line, "dkim.ed25519_key_file")
+    assert problem.message.endswith("the DKIM Ed25519 key is not an Ed25519 private key")
+    with pytest.raises(ConfigError, match=r"dkim\.ed25519_key_file: .*news-ed\.pem: the DKIM Ed25519 key"):
+        signer_for(load_settings(site_dir, env={}))

@@ -36,6 +36,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -257,8 +258,8 @@ class DkimSigner:
             return None
         try:
             return read_signer(settings.site_dir, config)
-        except ConfigError as exc:
-            raise ConfigError(f"{settings.config_file}: dkim.key_file: {exc}") from None
+        except KeyFileError as exc:
+            raise ConfigError(f"{settings.config_file}: dkim.{exc.setting}: {exc}") from None
 
     def select(self, header: Sequence[tuple[bytes, bytes]]) -> tuple[tuple[bytes, ...], list[bytes]]:
         """The ``h=`` names for these header fields (name, raw field), and the fields they sign in order.
@@ -419,31 +420,37 @@ def _mark(slot: int) -> bytes:
     return b"\x00%d\x00" % slot
 
 
-def read_signer(site_dir: Path, config: DkimSection) -> DkimSigner:
-    """The signer a ``[dkim]`` table describes; ConfigError saying why its key cannot be used."""
+class KeyFileError(ConfigError):
+    """A DKIM key file that cannot be used; ``setting`` names its key in the table."""
 
-    def read(name: str) -> tuple[Path, bytes]:
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
+def read_signer(site_dir: Path, config: DkimSection) -> DkimSigner:
+    """The signer a ``[dkim]`` table describes; KeyFileError saying which key cannot be used and why."""
+
+    def read(setting: str, name: str, check: Callable[[bytes], object]) -> bytes:
         path = Path(name)
         if not path.is_absolute():
             path = site_dir / path
         try:
-            return path, path.read_bytes()
+            pem = path.read_bytes()
         except OSError as exc:
-            raise ConfigError(f"cannot read {path} ({exc.strerror or exc})") from None
+            raise KeyFileError(setting, f"cannot read {path} ({exc.strerror or exc})") from None
+        try:
+            check(pem)
+        except ConfigError as exc:
+            raise KeyFileError(setting, f"{path}: {exc}") from None
+        return pem
 
-    path, key = read(config.key_file)
+    key = read("key_file", config.key_file, partial(_rsa_key, config.selector))
     ed25519_key = None
     if config.ed25519_key_file and config.ed25519_selector:
-        ed_path, ed_pem = read(config.ed25519_key_file)
-        try:
-            _ed25519_key(config.ed25519_selector, ed_pem)
-        except ConfigError as exc:
-            raise ConfigError(f"{ed_path}: {exc}") from None
-        ed25519_key = (config.ed25519_selector, ed_pem)
-    try:
-        return DkimSigner(config.selector, config.domain, key, ed25519_key)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        check = partial(_ed25519_key, config.ed25519_selector)
+        ed25519_key = (config.ed25519_selector, read("ed25519_key_file", config.ed25519_key_file, check))
+    return DkimSigner(config.selector, config.domain, key, ed25519_key)
 
 
 def signer_for(settings: Settings, identity: SenderIdentity | None = None) -> Callable[[bytes], bytes] | None:

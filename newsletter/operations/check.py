@@ -35,7 +35,7 @@ from newsletter.core.settings import (
     SiteConfig,
     locate,
 )
-from newsletter.delivery.dkim import read_signer
+from newsletter.delivery.dkim import KeyFileError, read_signer
 from newsletter.delivery.transports.relayconfig import smtp_problems
 from newsletter.editions.build import DEFAULT_SUBJECT
 from newsletter.editions.render import MJML_TAGS, EditionContent, PoolItem, Renderer
@@ -97,7 +97,8 @@ def _group_files(site_dir: Path, config: SiteConfig, text: str) -> list[Problem]
 
 
 def _dkim_key(site_dir: Path, config: SiteConfig, text: str) -> list[Problem]:
-    """Each DKIM key (``[dkim]``, ``[groups.SLUG.dkim]``) must be readable, PEM RSA, long enough."""
+    """Each DKIM key (``[dkim]``, ``[groups.SLUG.dkim]``) must be readable, PEM RSA, long enough
+    (and an Ed25519 key, when there is one, an Ed25519 key)."""
     tables: list[tuple[tuple[str, ...], DkimSection]] = []
     if config.dkim is not None:
         tables.append((("dkim",), config.dkim))
@@ -106,9 +107,9 @@ def _dkim_key(site_dir: Path, config: SiteConfig, text: str) -> list[Problem]:
     for path, table in tables:
         try:
             read_signer(site_dir, table)
-        except ConfigError as exc:
-            line = locate(text, (*path, "key_file"))
-            problems.append(Problem(site_dir / CONFIG_FILE, line, ".".join((*path, "key_file")), str(exc)))
+        except KeyFileError as exc:
+            line = locate(text, (*path, exc.setting))
+            problems.append(Problem(site_dir / CONFIG_FILE, line, ".".join((*path, exc.setting)), str(exc)))
     return problems
 
 
