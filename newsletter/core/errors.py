@@ -17,6 +17,7 @@ it is given) while ``str(exc)`` stays English for the terminal and the logs::
 
     NewsletterError                 base of everything below
     ├── ConfigError                 newsletter.toml, environment or a schedule file is wrong
+    │   └── KeyFileError            a DKIM key file is unusable; names its setting (delivery/dkim.py)
     ├── SiteError                   the site folder is missing or incomplete
     ├── InputError                  a file or argument given by the user is unusable (exit 2)
     │   ├── ImportFileError         a subscriber CSV cannot be read at all
@@ -69,6 +70,14 @@ class NewsletterError(Exception):
 
 class ConfigError(NewsletterError):
     """A setting is missing or invalid; the message names the file and the key."""
+
+
+class KeyFileError(ConfigError):
+    """A DKIM key file that cannot be used; ``setting`` names its key in the table."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 class SiteError(NewsletterError):

@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from newsletter.core.errors import ConfigError
+from newsletter.core.errors import ConfigError, KeyFileError
 from newsletter.core.settings import DkimSection, SenderIdentity, Settings
 
 HEADERS = (
@@ -418,14 +418,6 @@ class Spliced:
 def _mark(slot: int) -> bytes:
     """What stands for a value in a header field while the fields are planned (no field holds NUL)."""
     return b"\x00%d\x00" % slot
-
-
-class KeyFileError(ConfigError):
-    """A DKIM key file that cannot be used; ``setting`` names its key in the table."""
-
-    def __init__(self, setting: str, message: str) -> None:
-        super().__init__(message)
-        self.setting = setting
 
 
 def read_signer(site_dir: Path, config: DkimSection) -> DkimSigner:

@@ -22,7 +22,7 @@ from sqlmodel import col, select
 from newsletter.audience.csvfile import read_subscriber_csv
 from newsletter.core.credentials import webhook_key
 from newsletter.core.db import make_engine, require_current, transaction
-from newsletter.core.errors import ConfigError, ImportFileError, NewsletterError, RenderError
+from newsletter.core.errors import ConfigError, ImportFileError, KeyFileError, NewsletterError, RenderError
 from newsletter.core.i18n import base_language
 from newsletter.core.identity import sender_identity
 from newsletter.core.models import Edition, EditionItem, EditionStatus, Item, ItemKind, ItemStatus
@@ -35,7 +35,7 @@ from newsletter.core.settings import (
     SiteConfig,
     locate,
 )
-from newsletter.delivery.dkim import KeyFileError, read_signer
+from newsletter.delivery.dkim import read_signer
 from newsletter.delivery.transports.relayconfig import smtp_problems
 from newsletter.editions.build import DEFAULT_SUBJECT
 from newsletter.editions.render import MJML_TAGS, EditionContent, PoolItem, Renderer
