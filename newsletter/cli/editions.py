@@ -16,7 +16,7 @@ from newsletter.core.i18n import available_languages, base_language, reader_lang
 from newsletter.core.models import EditionStatus
 from newsletter.delivery.lease import describe
 from newsletter.delivery.outgoing import send_test as send_test_copy
-from newsletter.delivery.runner import Runner, SendResult
+from newsletter.delivery.runner import WOULD_SEND, WOULD_SKIP, Runner, SendResult
 from newsletter.delivery.transports import open_transport
 from newsletter.editions import build as library
 from newsletter.editions.render import Renderer, check_size
@@ -266,14 +266,14 @@ def _print_result(app: AppContext, result: SendResult) -> None:
         echo(f"warning: {warning}", err=True)
     languages = ", ".join(f"{k} {v}" for k, v in sorted(result.languages.items()))
     if result.dry_run:
-        skips = result.totals.get("would skip (no item in their topics)", 0)
+        skips = result.totals.get(WOULD_SKIP, 0)
         if skips:
             languages = (
                 f"active members by language: {languages}; {skips} of them chose only topics "
                 "this edition does not carry"
             )
         echo(
-            f"dry run: edition #{edition_id} would go to {result.totals['would send']} member(s) "
+            f"dry run: edition #{edition_id} would go to {result.totals[WOULD_SEND]} member(s) "
             f"({languages or 'none'}); nothing was sent"
         )
         return

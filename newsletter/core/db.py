@@ -295,7 +295,7 @@ def require_current(engine: Engine) -> None:
 def _stored_revisions(connection: Connection) -> tuple[str, ...] | None:
     """What alembic_version holds, by one query; None when the table is not there (no schema)."""
     try:
-        with connection.begin_nested() if connection.in_transaction() else connection.begin():
+        with connection.begin():  # a fresh connection: rolled back on its own if the table is missing
             rows = connection.execute(text("SELECT version_num FROM alembic_version")).scalars()
             return tuple(sorted(rows))
     except SQLAlchemyError:

@@ -81,6 +81,10 @@ class SendResult:
     waited_for: str | None = None
 
 
+# A dry run's totals: the members a copy would go to, and those whose topics leave it empty.
+WOULD_SEND, WOULD_SKIP = "would send", "would skip (no item in their topics)"
+
+
 def _never() -> bool:
     return False
 
@@ -161,9 +165,9 @@ class Runner:
                 prepared = prepare(self.site, self.renderer, edition_id, allow_large=allow_large)
                 with self.site.transaction() as session:
                     status = str(get_edition(session, edition_id).status)
-                would = {"would send": sum(prepared.audience.values()) - prepared.topic_skips}
+                would = {WOULD_SEND: sum(prepared.audience.values()) - prepared.topic_skips}
                 if prepared.topic_skips:
-                    would["would skip (no item in their topics)"] = prepared.topic_skips
+                    would[WOULD_SKIP] = prepared.topic_skips
                 return SendResult(
                     edition_id, status, DeliveryReport(), would, prepared.warnings, prepared.audience, True
                 )

@@ -484,8 +484,7 @@ def _unsubscribe(run: _Run, report: Report) -> tuple[list[str], str]:
             )
             event.at = run.at
         return [], f"nothing ({refused}; recorded)"
-    subscriber = run.session.get(Subscriber, data.subscriber_id)
-    shown = [subscriber.email] if subscriber else []
+    shown = [named.email] if named else []
     if not left:
         return shown, "nothing (already unsubscribed)"
     run.report.unsubscribed += len(left)
