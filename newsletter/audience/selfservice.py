@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select, update
 
 from newsletter.audience import topics
@@ -32,10 +33,28 @@ from newsletter.core.models import (
     Membership,
     MembershipStatus,
     Subscriber,
+    search_text,
     utcnow,
 )
 from newsletter.core.settings import Settings
 from newsletter.core.tokens import TokenData
+
+GROUP: sa.Table = Group.__table__  # type: ignore[attr-defined]
+SUBSCRIBER: sa.Table = Subscriber.__table__  # type: ignore[attr-defined]
+MEMBERSHIP: sa.Table = Membership.__table__  # type: ignore[attr-defined]
+CONSENT: sa.Table = Consent.__table__  # type: ignore[attr-defined]
+CONFIRMATION_MAIL: sa.Table = ConfirmationMail.__table__  # type: ignore[attr-defined]
+# The sign-up's statements, compiled once and cached (request_subscription).
+_GROUP_ID = sa.select(GROUP.c.id).where(GROUP.c.slug == sa.bindparam("slug"))
+_FIND_SUBSCRIBER = sa.select(SUBSCRIBER.c.id).where(SUBSCRIBER.c.email_key == sa.bindparam("key"))
+_NEW_SUBSCRIBER = sa.insert(SUBSCRIBER).returning(SUBSCRIBER.c.id)
+_FIND_MEMBERSHIP = sa.select(MEMBERSHIP.c.id).where(
+    MEMBERSHIP.c.subscriber_id == sa.bindparam("subscriber_id"),
+    MEMBERSHIP.c.group_id == sa.bindparam("group_id"),
+)
+_NEW_MEMBERSHIP = sa.insert(MEMBERSHIP)
+_NEW_CONSENT = sa.insert(CONSENT).returning(CONSENT.c.id)
+_NEW_CONFIRMATION = sa.insert(CONFIRMATION_MAIL)
 
 # Confirmation links expire after two days.
 CONFIRM_MAX_AGE = 2 * 24 * 3600
@@ -56,6 +75,13 @@ class Subscription:
     language: str
     needs_confirmation: bool
     consent_id: int | None = None
+
+
+def _group_id(session: Session, slug: str) -> int:
+    group_id: int | None = session.connection().execute(_GROUP_ID, {"slug": slug}).scalar()
+    if group_id is None:
+        raise NotFoundError("no group '{group}'", group=slug)
+    return group_id
 
 
 def _group(session: Session, slug: str) -> Group:
@@ -105,7 +131,7 @@ def request_subscription(
     subscribed. An existing membership is left as it is: its status, and the consent
     in force, change only when the new request is confirmed.
     """
-    group = _group(session, group_slug)
+    group_id = _group_id(session, group_slug)
     address = _address(email)
     if language:
         try:
@@ -113,55 +139,50 @@ def request_subscription(
         except ValueError:
             language = None
     name = (clean_name(name) or clean_name(address.display_name) or "")[:200] or None
-    subscriber = session.exec(
-        select(Subscriber).where(col(Subscriber.email_key) == address.key)
-    ).one_or_none()
-    if subscriber is None:
-        subscriber = Subscriber(email=address.email, email_key=address.key, name=name, language=language)
-        session.add(subscriber)
-        session.flush()
-    assert subscriber.id is not None
-    assert group.id is not None
-    membership = session.exec(
-        select(Membership).where(
-            col(Membership.subscriber_id) == subscriber.id, col(Membership.group_id) == group.id
-        )
-    ).one_or_none()
     now = utcnow()
     ip = ip[:45] if ip else None
-    if membership is None:
-        session.add(
-            Membership(
-                subscriber_id=subscriber.id,
-                group_id=group.id,
-                status=MembershipStatus.PENDING,
-                source=source,
-                consent_text=consent_text,
-                consent_ip=ip,
-                consent_at=now,
-                status_changed_at=now,
-            )
+    # Core statements made once, not ORM objects: this is the public pages' one write, and
+    # building, flushing and committing six ORM objects was most of a sign-up's CPU time
+    # (and of the time it holds SQLite's write lock); docs/performance.md has the figures.
+    connection = session.connection()
+    subscriber_id = connection.execute(_FIND_SUBSCRIBER, {"key": address.key}).scalar()
+    if subscriber_id is None:
+        subscriber_id = connection.execute(
+            _NEW_SUBSCRIBER,
+            {
+                "email": address.email,
+                "email_key": address.key,
+                "name": name,
+                "language": language,
+                "search_key": search_text(address.email, name),
+                "created_at": now,
+                "updated_at": now,
+            },
+        ).scalar_one()
+    ids = {"subscriber_id": subscriber_id, "group_id": group_id}
+    if connection.execute(_FIND_MEMBERSHIP, ids).first() is None:
+        connection.execute(
+            _NEW_MEMBERSHIP,
+            {
+                **ids,
+                "status": MembershipStatus.PENDING,
+                "source": source,
+                "consent_text": consent_text,
+                "consent_ip": ip,
+                "consent_at": now,
+                "status_changed_at": now,
+                "created_at": now,
+            },
         )
-    consent = Consent(
-        subscriber_id=subscriber.id, group_id=group.id, at=now, source=source, text=consent_text, ip=ip
+    consent_id: int = connection.execute(
+        _NEW_CONSENT, {**ids, "at": now, "source": source, "text": consent_text, "ip": ip}
+    ).scalar_one()
+    connection.execute(
+        _NEW_CONFIRMATION,
+        {**ids, "consent_id": consent_id, "language": language, "queued_at": now, "due_at": now},
     )
-    session.add(consent)
-    session.flush()
-    assert consent.id is not None
-    session.add(
-        ConfirmationMail(
-            consent_id=consent.id,
-            subscriber_id=subscriber.id,
-            group_id=group.id,
-            language=language,
-            queued_at=now,
-            due_at=now,
-        )
-    )
-    audit.record(
-        session, "consent", actor="web", source=ip or "", subscriber_id=subscriber.id, group_id=group.id
-    )
-    return consent.id
+    audit.insert(connection, "consent", actor="web", source=ip or "", **ids)
+    return consent_id
 
 
 def confirmation_for(

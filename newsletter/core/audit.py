@@ -14,10 +14,17 @@ import json
 import os
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy import Connection
 from sqlmodel import Session
 
-from newsletter.core.models import Event, WebhookEvent
+from newsletter.core.models import Event, WebhookEvent, utcnow
 from newsletter.core.webhookevents import topic_of
+
+EVENT: sa.Table = Event.__table__  # type: ignore[attr-defined]
+WEBHOOK_EVENT: sa.Table = WebhookEvent.__table__  # type: ignore[attr-defined]
+_NEW_EVENT = sa.insert(EVENT)
+_NEW_CAPTURE = sa.insert(WEBHOOK_EVENT)
 
 
 def current_actor() -> str:
@@ -40,6 +47,18 @@ def token_actor(name: str) -> str:
     return f"token:{name}"
 
 
+def _rows(
+    kind: str, actor: str, source: str, ids: dict[str, int | None], detail: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The audit row's values, and the captured webhook event's (None: no topic for this kind)."""
+    text = json.dumps(detail, default=str, ensure_ascii=False, sort_keys=True)
+    event = {"kind": kind, "actor": actor, "source": source, "detail": text, "at": utcnow(), **ids}
+    topic = topic_of(kind, detail)
+    if topic is None:
+        return event, None
+    return event, {"topic": topic, "at": event["at"], "detail": text, **ids}
+
+
 def record(
     session: Session,
     kind: str,
@@ -53,28 +72,28 @@ def record(
     **detail: Any,
 ) -> Event:
     """Add one audit row to the session (it commits with the change it describes)."""
-    event = Event(
-        kind=kind,
-        actor=actor,
-        source=source,
-        subscriber_id=subscriber_id,
-        group_id=group_id,
-        edition_id=edition_id,
-        item_id=item_id,
-        detail=json.dumps(detail, default=str, ensure_ascii=False, sort_keys=True),
-    )
+    ids = {"subscriber_id": subscriber_id, "group_id": group_id, "edition_id": edition_id, "item_id": item_id}
+    values, captured = _rows(kind, actor, source, ids, detail)
+    event = Event(**values)
     session.add(event)
-    topic = topic_of(kind, detail)
-    if topic is not None:
-        session.add(
-            WebhookEvent(
-                topic=topic,
-                at=event.at,
-                subscriber_id=subscriber_id,
-                group_id=group_id,
-                item_id=item_id,
-                edition_id=edition_id,
-                detail=event.detail,
-            )
-        )
+    if captured is not None:
+        session.add(WebhookEvent(**captured))
     return event
+
+
+def insert(
+    connection: Connection,
+    kind: str,
+    *,
+    actor: str,
+    source: str = "",
+    subscriber_id: int | None = None,
+    group_id: int | None = None,
+    **detail: Any,
+) -> None:
+    """As :func:`record`, in Core statements on ``connection``: for a path that builds no ORM objects."""
+    ids: dict[str, int | None] = {"subscriber_id": subscriber_id, "group_id": group_id}
+    values, captured = _rows(kind, actor, source, ids, detail)
+    connection.execute(_NEW_EVENT, values)
+    if captured is not None:
+        connection.execute(_NEW_CAPTURE, captured)

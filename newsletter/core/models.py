@@ -140,8 +140,12 @@ class Subscriber(SQLModel, table=True):
 
 def search_key(subscriber: Subscriber) -> str:
     """The text a search matches: address, name and field values, case-folded, one per line."""
-    parts = [subscriber.email, subscriber.name or "", *(subscriber.field_values or {}).values()]
-    return "\n".join(parts).casefold()
+    return search_text(subscriber.email, subscriber.name, subscriber.field_values)
+
+
+def search_text(email: str, name: str | None, field_values: dict[str, str] | None = None) -> str:
+    """:func:`search_key` of a subscriber not made as an object (a Core insert sets it itself)."""
+    return "\n".join([email, name or "", *(field_values or {}).values()]).casefold()
 
 
 @sa.event.listens_for(Subscriber, "before_insert")
@@ -315,12 +319,19 @@ class ItemTranslation(SQLModel, table=True):
     summary_html: str = ""
 
 
+# The schedule name of an edition built by hand (workspace or `editions build`), not by a
+# schedule file. A schedule is a standing order to send what it builds once approved; a
+# manual edition goes out only when someone allowed to send says so (send now, or a
+# planned moment), so approving one never sends it by itself.
+MANUAL_SCHEDULE = "manual"
+
+
 class Edition(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("group_id", "schedule", "period_key"), NO_ID_REUSE)
 
     id: int | None = Field(default=None, primary_key=True)
     group_id: int = Field(foreign_key="group.id", index=True)
-    schedule: str = Field(default="manual", max_length=100)
+    schedule: str = Field(default=MANUAL_SCHEDULE, max_length=100)
     period_key: str = Field(max_length=64)
     template: str = Field(default="digest", max_length=100)
     subject_template: str = ""
