@@ -221,7 +221,7 @@ try:
     main(sys.argv[1:], prog_name="newsletter")
 except SystemExit as exit:
     code = exit.code
-print(json.dumps({"code": code, "loaded": sorted({m.split(".")[0] for m in sys.modules})}), file=sys.stderr)
+print(json.dumps({"code": code, "loaded": sorted(sys.modules)}), file=sys.stderr)
 """
 
 
@@ -232,7 +232,7 @@ def loaded_by(*args: str) -> list[str]:
     )
     report = json.loads(done.stderr.strip().splitlines()[-1])
     assert report["code"] in (0, None), done
-    return sorted(set(report["loaded"]) & set(HEAVY))
+    return sorted({name.split(".")[0] for name in report["loaded"]} & set(HEAVY))
 
 
 @pytest.mark.parametrize("args", [["--help"], ["--version"], ["-h"]])
@@ -247,10 +247,12 @@ def test_the_probe_sees_what_a_command_imports() -> None:
 
 
 def test_an_idle_tick_does_not_load_the_migrations_or_the_fetchers(site_dir: Path, tmp_path: Path) -> None:
-    """`run-due` from cron with nothing due checks the schema without alembic and fetches nothing.
+    """`run-due` from cron with nothing due checks the schema without alembic and loads no stage.
 
-    The schema check compares the database with core/db.py's SHIPPED_HEADS; feedparser,
-    trafilatura and courlan load only when a source is fetched (docs/performance.md).
+    The schema check compares the database with core/db.py's SHIPPED_HEADS; the fetchers
+    and parsers load only when a source is due, the edition builder and renderer only
+    when a slot is built, the runner and message builders only when something is sent
+    (scheduling/scheduler.py, docs/performance.md).
     """
     from tests.conftest import Cli
 
@@ -265,7 +267,23 @@ def test_an_idle_tick_does_not_load_the_migrations_or_the_fetchers(site_dir: Pat
     assert report["code"] in (0, None), done
     loaded = set(report["loaded"])
     assert "sqlalchemy" in loaded  # the probe sees the command's own libraries
-    assert loaded & {"alembic", "feedparser", "trafilatura", "courlan"} == set()
+    stages = {
+        "alembic",
+        "feedparser",
+        "trafilatura",
+        "courlan",
+        "httpx",
+        "jinja2",
+        "mjml",
+        "newsletter.collecting.collect",
+        "newsletter.editions.build",
+        "newsletter.editions.render",
+        "newsletter.delivery.message",
+        "newsletter.delivery.runner",
+        "newsletter.delivery.probes",
+        "newsletter.delivery.confirmations",
+    }
+    assert loaded & stages == set()
 
 
 def test_lazy_summaries_match_the_commands() -> None:

@@ -7,15 +7,14 @@ import click
 
 from newsletter.cli.context import AppContext
 from newsletter.cli.output import echo, emit_json, log_handler, table
-from newsletter.collecting.collect import collect as collect_sources
 from newsletter.core.errors import InputError, StateError
 from newsletter.core.models import utcnow
 from newsletter.core.site import LiveSite
 from newsletter.delivery import webhooks
 from newsletter.delivery.transports import open_transport
 from newsletter.operations import notifications
-from newsletter.scheduling.daemon import Chore, Daemon, describe
 from newsletter.scheduling.leader import leadership
+from newsletter.scheduling.scheduler import describe
 from newsletter.scheduling.scheduler import run_due as tick
 
 pass_app = click.make_pass_decorator(AppContext)
@@ -46,6 +45,10 @@ def collect(app: AppContext, /, names: tuple[str, ...], as_json: bool) -> None:
         raise InputError(
             f"no source named {', '.join(sorted(unknown))} in {app.settings.config_file} (known: {known})"
         )
+    # Here, not at the top: `run-due`, in this module too, loads the fetchers only when a
+    # source is due (collecting/sources.py).
+    from newsletter.collecting.collect import collect as collect_sources
+
     reports = collect_sources(app.site, names=names)
     if as_json:
         emit_json(reports)
@@ -152,6 +155,8 @@ def daemon(app: AppContext, /, verbose: bool) -> None:
       newsletter --transport smtp daemon
       newsletter daemon --verbose
     """
+    from newsletter.scheduling.daemon import Chore, Daemon
+
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[log_handler()])
     if not verbose:
         logging.getLogger("apscheduler").setLevel(logging.WARNING)

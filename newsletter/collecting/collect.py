@@ -15,7 +15,6 @@ transaction of its own.
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
@@ -24,6 +23,7 @@ from newsletter.collecting import pages
 from newsletter.collecting.feeds import FeedEntry, Fetched, entries_to_drafts, fetch
 from newsletter.collecting.fetch import MEGABYTE, AddressPolicy, Fetcher, FetchLimits, HttpFetcher
 from newsletter.collecting.images import attach, fetch_image
+from newsletter.collecting.sources import SourceReport, is_due, sync_sources
 from newsletter.core import audit
 from newsletter.core.errors import FeedError, FetchError, InputError
 from newsletter.core.models import Item, ItemStatus, Provenance, Source, utcnow
@@ -35,43 +35,6 @@ from newsletter.pool.similar import StoryIndex
 
 # Called after each committed batch of a source's entries: (source name, entries stored so far).
 BatchHook = Callable[[str, int], None]
-
-
-@dataclass
-class SourceReport:
-    name: str
-    added: int = 0
-    seen: int = 0
-    merged: int = 0
-    # Page sources: articles still proposed whose text changed on the site.
-    updated: int = 0
-    too_old: int = 0
-    not_modified: bool = False
-    skipped: bool = False
-    error: str | None = None
-    warning: str | None = None
-    # Failed fetches in a row, this one included (0 when it worked).
-    failures: int = 0
-
-
-def sync_sources(session: Session, settings: Settings) -> dict[str, Source]:
-    """A ``source`` row for each declared source (where its fetch state is kept)."""
-    rows = {s.name: s for s in session.exec(select(Source))}
-    for config in settings.sources:
-        row = rows.get(config.name) or Source(name=config.name, url=config.url)
-        if row.url != config.url:
-            row.etag = row.last_modified = None
-        row.url, row.topic = config.url, config.topic
-        session.add(row)
-        rows[config.name] = row
-    session.flush()
-    return rows
-
-
-def _due(source: Source, config: SourceConfig, now: datetime) -> bool:
-    if source.last_fetched_at is None:
-        return True
-    return now - source.last_fetched_at >= timedelta(minutes=config.interval_minutes)
 
 
 def _drafts(
@@ -157,7 +120,7 @@ def collect(
         report = SourceReport(config.name)
         reports.append(report)
         source = rows[config.name]
-        if (only_due and not _due(source, config, now)) or (should_stop and should_stop()):
+        if (only_due and not is_due(source, config, now)) or (should_stop and should_stop()):
             report.skipped = True
             continue
         if time.monotonic() >= ends:

@@ -75,16 +75,6 @@ def _claimable(now: datetime) -> sa.ColumnElement[bool]:
     )
 
 
-def queued(site: Site) -> int:
-    """How many confirmation emails wait to be sent (due or not)."""
-    with site.transaction() as session:
-        return session.exec(
-            select(sa.func.count())
-            .select_from(ConfirmationMail)
-            .where(col(ConfirmationMail.status).in_([DeliveryStatus.QUEUED, DeliveryStatus.SENDING]))
-        ).one()
-
-
 def claim(site: Site, owner: str, *, now: datetime, limit: int = BATCH) -> list[int]:
     """Claim up to ``limit`` due rows for ``owner``; their ids, oldest first."""
     claimed: list[int] = []

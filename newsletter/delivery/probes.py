@@ -31,6 +31,7 @@ from newsletter.core.tokens import Signer
 from newsletter.delivery.headers import ListHeaders
 from newsletter.delivery.message import OutgoingMessage
 from newsletter.delivery.notice import notice_message
+from newsletter.delivery.pending import probes_wanted
 from newsletter.delivery.transports import Transport
 from newsletter.feedback import policy
 
@@ -112,10 +113,7 @@ def send_probes(
     signer = Signer(settings.signing_key)
     report = ProbeReport()
     moment = at or utcnow()
-    with site.transaction() as session:
-        wanted = list(
-            session.exec(select(Probe.id).where(col(Probe.sent_at).is_(None), col(Probe.expires_at) > moment))
-        )
+    wanted = probes_wanted(site, moment)
     if not wanted:
         return report
     try:
@@ -125,7 +123,6 @@ def send_probes(
         return report
     try:
         for probe_id in wanted:
-            assert probe_id is not None
             _send_one(site, settings, signer, transport, probe_id, report, actor=actor, at=moment)
     finally:
         transport.close()

@@ -28,6 +28,7 @@ from newsletter.core.errors import (
 )
 from newsletter.core.i18n import available_languages, base_language, translations
 from newsletter.core.models import (
+    MANUAL_SCHEDULE,
     Edition,
     EditionItem,
     EditionStatus,
@@ -47,11 +48,8 @@ from newsletter.pool.richtext import markdown_to_html
 DEFAULT_SUBJECT = "{{ group.name }}{{ t.colon }} {{ edition.date }}"
 
 
-# The schedule name of an edition built by hand (workspace or `editions build`), not by a
-# schedule file. A schedule is a standing order to send what it builds once approved; a
-# manual edition goes out only when someone allowed to send says so (send now, or a
-# planned moment), so approving one never sends it by itself.
-MANUAL = "manual"
+# The schedule name of an edition built by hand (core/models.py says what it means).
+MANUAL = MANUAL_SCHEDULE
 
 
 def channel(actor: str) -> str:

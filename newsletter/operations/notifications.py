@@ -27,7 +27,6 @@ from newsletter.core.models import Notice, NotificationSetting, User
 from newsletter.core.settings import Settings
 from newsletter.core.site import Site
 from newsletter.core.tokens import Signer
-from newsletter.delivery.notifymail import digest_message
 from newsletter.delivery.transports import Transport
 from newsletter.operations import notices
 
@@ -164,6 +163,11 @@ def send_digests(
     """Send a digest to each person whose notices wait and whose last digest is old enough."""
     with site.transaction() as session:
         people = sorted(set(session.exec(select(Notice.user_id).where(col(Notice.sent_at).is_(None)))))
+    if not people:
+        return
+    # Loaded here: the digest's message builders are not needed by a round with nothing to send.
+    from newsletter.delivery.notifymail import digest_message
+
     transport: Transport | None = None
     try:
         for user_id in people:

@@ -11,8 +11,9 @@ from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from newsletter.collecting.collect import SourceReport, collect
+from newsletter.collecting.collect import collect
 from newsletter.collecting.fetch import Fetcher
+from newsletter.collecting.sources import SourceReport
 from newsletter.core import audit
 from newsletter.core.errors import NotFoundError
 from newsletter.core.models import Edition, Group

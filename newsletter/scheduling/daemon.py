@@ -33,7 +33,14 @@ from newsletter.core.models import utcnow
 from newsletter.core.site import FileKey, LiveSite, Site, file_key
 from newsletter.delivery.transports import Transport
 from newsletter.scheduling.leader import leadership
-from newsletter.scheduling.scheduler import TickReport, run_due, send_confirmations, trigger, zone_of
+from newsletter.scheduling.scheduler import (
+    TickReport,
+    describe,
+    run_due,
+    send_confirmations,
+    trigger,
+    zone_of,
+)
 from newsletter.scheduling.schedules import SCHEDULES_DIR, load_schedules
 
 log = logging.getLogger("newsletter.scheduling.daemon")
@@ -52,24 +59,6 @@ class Chore:
     name: str
     seconds: float
     run: Callable[[datetime], None]
-
-
-def describe(report: TickReport, *, separator: str = " | ") -> str:
-    """One line for the log (or, with ``separator="\n"``, one line per kind of work)."""
-    parts = [f"tick {report.at.isoformat(timespec='seconds')}"]
-    added = sum(r.added for r in report.collected)
-    if added:
-        parts.append(f"collected {added} new item(s)")
-    for name in ("built", "skipped", "missed", "waiting", "sent", "confirmations", "errors"):
-        values = getattr(report, name)
-        if values:
-            parts.append(f"{name}: {'; '.join(values)}")
-    if report.stopped:
-        parts.append("stopped early: the rest is left for the next tick")
-    failing = [f"{r.name}: {r.error}" for r in report.collected if r.error]
-    if failing:
-        parts.append(f"source errors: {'; '.join(failing)}")
-    return separator.join(parts)
 
 
 class Daemon:

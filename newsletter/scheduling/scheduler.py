@@ -15,34 +15,38 @@ at a time. A stop request (the daemon's SIGTERM) is honoured between slots,
 between batches and between editions; the batch in hand is finished and recorded first.
 """
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
 from sqlmodel import Session, col, select
 
-from newsletter.collecting.collect import SourceReport, collect
+from newsletter.collecting.sources import SourceReport, collect_due
 from newsletter.core import audit
 from newsletter.core.errors import ConflictError, LeaseHeld, NewsletterError, NothingToBuild
-from newsletter.core.models import Edition, EditionStatus, Event, Group
+from newsletter.core.models import Edition, Event, Group
 from newsletter.core.settings import Settings
 from newsletter.core.site import Site
-from newsletter.delivery import confirmations, lease
-from newsletter.delivery.probes import send_probes
-from newsletter.delivery.runner import Runner
-from newsletter.delivery.transports import Transport
-from newsletter.editions import build as editions
-from newsletter.editions.render import Renderer
+from newsletter.delivery import lease, pending
 from newsletter.scheduling.leader import leadership
 from newsletter.scheduling.schedules import Schedule, load_schedules
+
+if TYPE_CHECKING:
+    from newsletter.delivery.transports import Transport
+    from newsletter.editions.render import Renderer
 
 ACTOR = "scheduler"
 # How far back to look for the latest slot; longer than any sensible schedule period.
 LOOKBACK = timedelta(days=62)
 SEND_LOCK = "send"
 StopCheck = Callable[[], bool]
+# The edition renderer, made at the first slot or send that needs one.
+RendererOnce = Callable[[], "Renderer"]
+TransportFactory = Callable[[], "Transport"]
 
 
 def _never() -> bool:
@@ -109,6 +113,24 @@ class TickReport:
     confirmations: list[str] = field(default_factory=list)
 
 
+def describe(report: TickReport, *, separator: str = " | ") -> str:
+    """One line for the log (or, with ``separator="\n"``, one line per kind of work)."""
+    parts = [f"tick {report.at.isoformat(timespec='seconds')}"]
+    added = sum(r.added for r in report.collected)
+    if added:
+        parts.append(f"collected {added} new item(s)")
+    for name in ("built", "skipped", "missed", "waiting", "sent", "confirmations", "errors"):
+        values = getattr(report, name)
+        if values:
+            parts.append(f"{name}: {'; '.join(values)}")
+    if report.stopped:
+        parts.append("stopped early: the rest is left for the next tick")
+    failing = [f"{r.name}: {r.error}" for r in report.collected if r.error]
+    if failing:
+        parts.append(f"source errors: {'; '.join(failing)}")
+    return separator.join(parts)
+
+
 def _handled(session: Session, group: Group, slot: Slot) -> bool:
     edition = session.exec(
         select(Edition.id).where(
@@ -145,7 +167,7 @@ def _has_history(session: Session, group: Group, slot: Slot) -> bool:
     return event is not None
 
 
-def _build_slot(site: Site, renderer: Renderer, slot: Slot, at: datetime, report: TickReport) -> None:
+def _build_slot(site: Site, renderer: RendererOnce, slot: Slot, at: datetime, report: TickReport) -> None:
     schedule = slot.schedule
     try:
         with site.transaction() as session:
@@ -161,11 +183,14 @@ def _build_slot(site: Site, renderer: Renderer, slot: Slot, at: datetime, report
                 if not first:
                     report.missed.append(slot.marker)
                 return
+            # Loaded here: most ticks find every slot handled and build nothing.
+            from newsletter.editions import build as editions
+
             try:
                 edition = editions.build(
                     session,
                     site.settings,
-                    renderer,
+                    renderer(),
                     slot.group,
                     actor=ACTOR,
                     schedule=schedule.name,
@@ -181,7 +206,7 @@ def _build_slot(site: Site, renderer: Renderer, slot: Slot, at: datetime, report
                 return
             # A group with the four-eyes rule wants a person's approval, whatever the schedule says.
             if schedule.approval == "auto" and not site.settings.group(slot.group).require_second_person:
-                editions.approve(session, site.settings, renderer, edition.id or 0, actor=ACTOR)
+                editions.approve(session, site.settings, renderer(), edition.id or 0, actor=ACTOR)
             else:
                 report.waiting.append(f"{slot.marker} (edition #{edition.id} waits for approval)")
             report.built.append(f"{slot.marker} -> edition #{edition.id}")
@@ -194,7 +219,7 @@ def _build_slot(site: Site, renderer: Renderer, slot: Slot, at: datetime, report
 
 
 def build_due(
-    site: Site, renderer: Renderer, at: datetime, report: TickReport, should_stop: StopCheck = _never
+    site: Site, renderer: RendererOnce, at: datetime, report: TickReport, should_stop: StopCheck = _never
 ) -> None:
     schedules, problems = load_schedules(site.settings.site_dir, site.settings.groups)
     report.errors.extend(str(p) for p in problems)
@@ -210,8 +235,8 @@ def build_due(
 
 def send_due(
     site: Site,
-    renderer: Renderer,
-    transport_factory: Callable[[], Transport],
+    renderer: RendererOnce,
+    transport_factory: TransportFactory,
     report: TickReport,
     should_stop: StopCheck = _never,
 ) -> None:
@@ -234,28 +259,17 @@ def send_due(
         if not mine:
             report.skipped.append("sending (another process is sending)")
             return
-        with site.transaction() as session:
-            planned = col(Edition.scheduled_at).is_not(None)
-            due = session.exec(
-                select(Edition.id)
-                .where(
-                    (col(Edition.status) == EditionStatus.SENDING)
-                    | (
-                        (col(Edition.status) == EditionStatus.APPROVED)
-                        & (
-                            (planned & (col(Edition.scheduled_at) <= report.at))
-                            | (~planned & (col(Edition.schedule) != editions.MANUAL))
-                        )
-                    ),
-                )
-                .order_by(col(Edition.id))
-            ).all()
+        due = pending.editions_due(site, report.at)
+        if not due:
+            return
+        # The runner (messages, the engine, DKIM) loads only when an edition is due.
+        from newsletter.delivery.runner import Runner
+
         for edition_id in due:
-            assert edition_id is not None
             if should_stop():
                 report.stopped = True
                 return
-            runner = Runner(site, renderer, transport_factory(), actor=ACTOR, should_stop=should_stop)
+            runner = Runner(site, renderer(), transport_factory(), actor=ACTOR, should_stop=should_stop)
             try:
                 result = runner.send(edition_id)
             except LeaseHeld as held:
@@ -273,7 +287,7 @@ def send_due(
 def run_due(
     site: Site,
     at: datetime,
-    transport_factory: Callable[[], Transport],
+    transport_factory: TransportFactory,
     *,
     collect_sources: bool = True,
     should_stop: StopCheck | None = None,
@@ -281,31 +295,50 @@ def run_due(
     """One tick as if it were ``at``: collect what is due, build what is due, send what is approved.
 
     ``should_stop`` is asked between slots and between editions; when it says yes the
-    tick ends after the piece of work in hand (``report.stopped``).
+    tick ends after the piece of work in hand (``report.stopped``). Each stage's
+    modules load only when the tick has work for it: one with nothing due (cron's
+    every minute) runs a few queries and loads no fetcher, renderer or sender.
     """
     stop = should_stop or _never
     report = TickReport(at)
-    renderer = Renderer(site.settings)
+
+    @functools.cache
+    def renderer() -> "Renderer":
+        from newsletter.editions.render import Renderer
+
+        return Renderer(site.settings)
+
     if collect_sources:
-        report.collected = collect(site, now=at, only_due=True, should_stop=stop)
+        report.collected = collect_due(site, at, stop)
     build_due(site, renderer, at, report, stop)
     if not report.stopped:
         send_due(site, renderer, transport_factory, report, stop)
     if not report.stopped:
-        probes = send_probes(site, transport_factory, actor=ACTOR, at=at)
-        if probes.deferred or probes.error:
-            report.errors.append(probes.summary())
-        elif probes.sent or probes.refused:
-            report.sent.append(probes.summary())
+        send_probes(site, transport_factory, at, report)
     if not report.stopped:
         send_confirmations(site, transport_factory, report)
     return report
 
 
-def send_confirmations(site: Site, transport_factory: Callable[[], Transport], report: TickReport) -> None:
-    """Send the queued confirmation emails that are due (on the clock: they wait for no slot)."""
-    if not confirmations.queued(site):
+def send_probes(site: Site, transport_factory: TransportFactory, at: datetime, report: TickReport) -> None:
+    """Send the bounce probes ``bounces process`` asked for (``delivery/probes.py``)."""
+    if not pending.probes_wanted(site, at):
         return
+    from newsletter.delivery import probes
+
+    sent = probes.send_probes(site, transport_factory, actor=ACTOR, at=at)
+    if sent.deferred or sent.error:
+        report.errors.append(sent.summary())
+    elif sent.sent or sent.refused:
+        report.sent.append(sent.summary())
+
+
+def send_confirmations(site: Site, transport_factory: TransportFactory, report: TickReport) -> None:
+    """Send the queued confirmation emails that are due (on the clock: they wait for no slot)."""
+    if not pending.confirmations_queued(site):
+        return
+    from newsletter.delivery import confirmations
+
     transport = transport_factory()
     try:
         drained = confirmations.drain(site, transport)

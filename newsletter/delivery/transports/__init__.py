@@ -13,11 +13,16 @@ engine, ``send`` for a single message (raising
 :class:`~newsletter.core.errors.PermanentFailure`), and ``close``.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from newsletter.core.settings import Settings
-from newsletter.delivery.message import OutgoingMessage
 from newsletter.delivery.transports.base import Capabilities, Lane, SenderLane, Transport
+
+if TYPE_CHECKING:
+    from newsletter.delivery.message import OutgoingMessage
 
 
 def open_transport(settings: Settings) -> Transport:

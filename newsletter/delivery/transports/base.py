@@ -11,11 +11,16 @@ into stage and commit, so that its final dot goes only once the previous message
 record (``delivery/engine.py`` says why).
 """
 
+from __future__ import annotations
+
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from newsletter.delivery.message import OutgoingMessage
+if TYPE_CHECKING:
+    # For annotations only: the message module (its builders and the renderer) loads
+    # with whatever builds a message, not with every caller that holds a transport.
+    from newsletter.delivery.message import OutgoingMessage
 
 
 @dataclass(frozen=True)

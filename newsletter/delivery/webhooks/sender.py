@@ -16,17 +16,18 @@ addresses refused unless ``allow_private``), one deadline of the endpoint's
 :data:`RESPONSE_BYTES` of the answer are read.
 """
 
+from __future__ import annotations
+
 import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sqlmodel import col, or_, select, update
 
-from newsletter.collecting.fetch import AddressPolicy, FetchLimits, HttpFetcher, Response
 from newsletter.core.credentials import webhook_key
 from newsletter.core.errors import ConfigError, FetchError, FetchRefused
 from newsletter.core.models import WebhookDelivery, WebhookStatus, utcnow
@@ -35,6 +36,9 @@ from newsletter.core.settings import Settings
 from newsletter.core.site import Site
 from newsletter.delivery.webhooks import signing
 from newsletter.delivery.webhooks.dispatch import dispatch
+
+if TYPE_CHECKING:
+    from newsletter.collecting.fetch import AddressPolicy, FetchLimits, Response
 
 log = logging.getLogger(__name__)
 BACKOFF_FIRST = timedelta(seconds=30)
@@ -125,7 +129,8 @@ def deliver(
     hooks = {hook.name: hook for hook in settings.webhooks}
     report = RoundReport()
     report.given_up += _orphans(site, hooks, now or utcnow())
-    # Made at the first claim: loading the TLS context is slow, and most rounds post nothing.
+    # Made, and the HTTP client loaded, at the first claim: loading the TLS context is
+    # slow, and most rounds post nothing.
     sender = poster
     owner = secrets.token_hex(16)
     unreachable: set[str] = set()
@@ -137,7 +142,10 @@ def deliver(
         if claimed is None:
             break
         hook = hooks[claimed.endpoint]
-        sender = sender or HttpFetcher()
+        if sender is None:
+            from newsletter.collecting.fetch import HttpFetcher
+
+            sender = HttpFetcher()
         outcome = _attempt(sender, settings, hook, claimed)
         if not outcome.reached:
             unreachable.add(hook.name)
@@ -219,6 +227,8 @@ def _attempt(poster: Poster, settings: Settings, hook: WebhookConfig, claimed: _
         key = webhook_key(settings, hook)
     except ConfigError as exc:
         return _Outcome(None, "", str(exc), reached=True)
+    from newsletter.collecting.fetch import AddressPolicy, FetchLimits
+
     body = claimed.body.encode("utf-8")
     limits = FetchLimits(
         max_bytes=RESPONSE_BYTES,

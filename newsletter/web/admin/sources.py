@@ -25,7 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from newsletter.accounts.permissions import can, require, visible_groups
-from newsletter.collecting.collect import SourceReport
+from newsletter.collecting.sources import SourceReport
 from newsletter.core.errors import InputError, NotFoundError
 from newsletter.core.i18n import translations
 from newsletter.core.sections import SourceConfig
