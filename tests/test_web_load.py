@@ -128,3 +128,26 @@ def test_a_sign_up_during_a_long_delivery_succeeds(cli: Cli, tmp_path: Path) -> 
                 send.kill()
             site.close()
         assert len({rcpt for m in server.messages for rcpt in m.rcpt_tos} & set(addresses)) == len(addresses)
+
+
+def test_requests_use_no_more_connections_at_once_than_the_pool_keeps(site_dir: Path, db_url: str) -> None:
+    """serve runs at most POOL_SIZE requests' database work at once, and the pool keeps that many.
+
+    With anyio's 40 threads on SQLAlchemy's pool of 5, a burst on PostgreSQL opened and
+    closed a connection (a new backend) per request beyond the fifth (docs/performance.md).
+    """
+    import anyio.to_thread
+
+    from newsletter.core.db import POOL_SIZE
+
+    settings = load_settings(site_dir, env={"NEWSLETTER_SECRET_KEY": KEY}, overrides={"database.url": db_url})
+    site = Site.open(settings)
+    try:
+        if site.engine.dialect.name == "postgresql":
+            assert site.engine.pool.size() == POOL_SIZE  # type: ignore[attr-defined]
+        with TestClient(create_app(site)) as client:
+            limiter = client.portal.call(anyio.to_thread.current_default_thread_limiter)
+            assert limiter.total_tokens == POOL_SIZE
+            assert sign_up(client, "pool@example.org")[0] == 200
+    finally:
+        site.close()

@@ -47,6 +47,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# PostgreSQL connections a process keeps open once it has used them (SQLAlchemy's
+# default is 5). A connection beyond them is opened for the moment and closed after:
+# under a burst of sign-ups on a pool of 5, serve opened and closed a connection (a new
+# PostgreSQL backend) per request, and that cost drove it into overload at 150 a
+# second. ``serve`` runs at most this many requests' database work at once
+# (web/app.py), so it never needs more; a command uses one or two.
+POOL_SIZE = 16
+
+
 def make_engine(url: str) -> Engine:
     """Create an engine for ``url`` with the settings this project relies on."""
     try:
@@ -54,7 +63,7 @@ def make_engine(url: str) -> Engine:
             engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
             event.listen(engine, "connect", _sqlite_pragmas)
             return engine
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE)
     except (SQLAlchemyError, ImportError) as exc:
         raise DatabaseError(f"cannot use database {_safe(url)}: {exc}") from exc
 

@@ -13,12 +13,13 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
+import anyio.to_thread
 from sqlalchemy import event
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
-from newsletter.core.db import make_engine
+from newsletter.core.db import POOL_SIZE, make_engine
 from newsletter.core.errors import DatabaseError
 from newsletter.core.i18n import translations
 from newsletter.core.models import utcnow
@@ -83,6 +84,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # The requests' database work runs on anyio's threads (40 at once by default):
+        # no more at once than the connections the pool keeps (core/db.py POOL_SIZE).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = POOL_SIZE
         yield
         if visitors is not site:
             visitors.engine.dispose()
