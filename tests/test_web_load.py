@@ -146,6 +146,7 @@ def test_requests_use_no_more_connections_at_once_than_the_pool_keeps(site_dir: 
         if site.engine.dialect.name == "postgresql":
             assert site.engine.pool.size() == POOL_SIZE  # type: ignore[attr-defined]
         with TestClient(create_app(site)) as client:
+            assert client.portal is not None  # set while the client is open
             limiter = client.portal.call(anyio.to_thread.current_default_thread_limiter)
             assert limiter.total_tokens == POOL_SIZE
             assert sign_up(client, "pool@example.org")[0] == 200
