@@ -48,10 +48,6 @@ from newsletter.pool.richtext import markdown_to_html
 DEFAULT_SUBJECT = "{{ group.name }}{{ t.colon }} {{ edition.date }}"
 
 
-# The schedule name of an edition built by hand (core/models.py says what it means).
-MANUAL = MANUAL_SCHEDULE
-
-
 def channel(actor: str) -> str:
     """The channel an actor works through: the scheduler, the workspace or the command line."""
     if actor == "scheduler":
@@ -96,7 +92,7 @@ def build(
     group_slug: str,
     *,
     actor: str,
-    schedule: str = MANUAL,
+    schedule: str = MANUAL_SCHEDULE,
     period_key: str | None = None,
     subject_template: str | None = None,
     template: str | None = None,
