@@ -96,11 +96,12 @@ class SignUp:
                 name=name,
                 **context,
             )
-        # The counter may be the database or Redis: never wait on it in the event loop.
-        if not await run_in_threadpool(self.limits.allow_client, client):
-            return self.pages.too_many(request, language)
         try:
-            await run_in_threadpool(self._subscribe, slug, email, name, wanted_language, consent, client)
+            # The counters may be the database or Redis: never wait on them in the event loop.
+            # One trip to a worker thread for the limits and the write, not one each.
+            allowed = await run_in_threadpool(
+                self._subscribe, slug, email, name, wanted_language, consent, client
+            )
         except InputError as exc:
             return self.pages.page(
                 request,
@@ -112,6 +113,8 @@ class SignUp:
                 name=name,
                 **context,
             )
+        if not allowed:
+            return self.pages.too_many(request, language)
         return self.pages.message(
             request,
             gettext("Check your inbox"),
@@ -122,11 +125,14 @@ class SignUp:
             language=language,
         )
 
-    def _subscribe(self, slug: str, email: str, name: str, language: str, consent: str, client: str) -> None:
+    def _subscribe(self, slug: str, email: str, name: str, language: str, consent: str, client: str) -> bool:
+        """Record the sign-up; False when the client is past its limit (the page says so)."""
+        if not self.limits.allow_client(client):
+            return False
         # Past its limit, an address (counted without +tags or case) gets nothing more,
         # and the page says the same as for any other address.
         if not self.limits.allow_address(selfservice.sign_up_limit_key(email)):
-            return
+            return True
         with self.site.transaction() as session:
             selfservice.request_subscription(
                 session,
@@ -138,6 +144,7 @@ class SignUp:
                 consent_text=consent,
                 ip=client,
             )
+        return True
 
     async def confirm(self, request: Request) -> Response:
         try:
