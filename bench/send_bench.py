@@ -340,6 +340,12 @@ def run_bench(args: argparse.Namespace, folder: Path, db_url: str) -> None:
         "send_cpu_us_per_message": median("cpu_us"),
         "machine": machine(),
     }
+    if args.workers:
+        figures |= {
+            "sink_cpu_us_per_message": median("sink_cpu_us"),
+            "database_cpu_us_per_message": median("database_cpu_us"),
+            "cores_busy": round(statistics.median(r["cores_busy"] for r in rounds), 2),
+        }
     if args.dkim:
         figures |= {"raw_rsa2048_signs_per_s": round(raw_rsa, 1), "ratio_raw_rsa": round(ours / raw_rsa, 3)}
     print(f"machine:             {figures['machine']}")
@@ -348,6 +354,11 @@ def run_bench(args: argparse.Namespace, folder: Path, db_url: str) -> None:
         print(f"database:            PostgreSQL, {args.workers} worker processes")
         print(f"newsletter send:     {ours} msg/s (median of {args.rounds}; the workers' start-up included)")
         print(f"send CPU:            {figures['send_cpu_us_per_message']} us per message (the workers')")
+        print(
+            f"on the same cores:   smtp-sink {figures['sink_cpu_us_per_message']} us, PostgreSQL "
+            f"{figures['database_cpu_us_per_message']} us per message; {figures['cores_busy']} of "
+            f"{os.cpu_count()} cores busy while the workers ran"
+        )
     else:
         print(f"database:            {figures['database']}, this process delivers")
         print(f"newsletter send:     {ours} msg/s (median of {args.rounds}; rendering and queueing included)")
@@ -445,6 +456,26 @@ def send_here(
     return {"ours": args.recipients / ours, "cpu_us": cpu / args.recipients * 1e6}
 
 
+def cpu_seconds(name: str) -> float:
+    """User + system CPU seconds of every process named ``name`` on this machine, so far.
+
+    For the share of the cores smtp-sink and PostgreSQL's processes take while the
+    workers send: they run on the same cores, so what they use is what the workers
+    cannot (a process that ended between two readings is missed, which only lowers the
+    figure; PostgreSQL's backends live as long as their connections).
+    """
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # gone meanwhile
+        if text[text.index("(") + 1 : text.rindex(")")] == name:
+            fields = text.rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def run_workers(
     args: argparse.Namespace, site: Any, edition_id: int, command: list[str], env: dict[str, str]
 ) -> dict[str, float]:
@@ -459,6 +490,7 @@ def run_workers(
         session.add(edition)
     with ExitStack() as stack:
         logs = [stack.enter_context(tempfile.TemporaryFile()) for _ in range(args.workers)]
+        others = {name: cpu_seconds(name) for name in ("smtp-sink", "postgres")}
         started = time.perf_counter()
         workers = [
             subprocess.Popen(command, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT) for log in logs
@@ -466,6 +498,7 @@ def run_workers(
         # wait4, not Popen.wait: the resource use of each worker alone.
         usages = [os.wait4(worker.pid, 0) for worker in workers]
         elapsed = time.perf_counter() - started
+        others = {name: cpu_seconds(name) - before for name, before in others.items()}
         sent = 0
         for worker, (_, status, _), log in zip(workers, usages, logs, strict=True):
             worker.returncode = os.waitstatus_to_exitcode(status)
@@ -481,6 +514,9 @@ def run_workers(
         "ours": args.recipients / elapsed,
         "cpu_us": cpu / args.recipients * 1e6,
         "peak_mb": max(usage.ru_maxrss for _, _, usage in usages) / 1024,
+        "sink_cpu_us": others["smtp-sink"] / args.recipients * 1e6,
+        "database_cpu_us": others["postgres"] / args.recipients * 1e6,
+        "cores_busy": (cpu + sum(others.values())) / elapsed,
     }
 
 

@@ -91,8 +91,12 @@ def rss_mb(server: subprocess.Popen[bytes]) -> float:
     return total / 1024
 
 
-def send(site: Path, db_url: str, sink_port: int) -> float:
-    """One edition to the whole group over SMTP; its messages per second."""
+def send(site: Path, db_url: str, sink_port: int, nice: int = 0) -> float:
+    """One edition to the whole group over SMTP; its messages per second.
+
+    With ``nice`` the send runs at that lower CPU priority, as a worker whose systemd
+    unit says ``Nice=`` (docs/operations.md): the web pages get the cores first.
+    """
     env = {**os.environ, "NEWSLETTER_SECRET_KEY": KEY, "NEWSLETTER_SMTP_URL": f"smtp://127.0.0.1:{sink_port}"}
     command = [sys.executable, "-m", "newsletter", "--site", str(site), "--database-url", db_url]
     # Each send is a new edition with a new item (an item goes to a group once).
@@ -104,7 +108,8 @@ def send(site: Path, db_url: str, sink_port: int) -> float:
     subprocess.run([*command, "editions", "approve", str(edition)], env=env, check=True, capture_output=True)
     started = time.perf_counter()
     done = subprocess.run(
-        [*command, "--transport", "smtp", "editions", "send", str(edition)],
+        ["nice", "-n", str(nice)] * bool(nice)
+        + [*command, "--transport", "smtp", "editions", "send", str(edition)],
         env=env,
         capture_output=True,
         text=True,
@@ -154,7 +159,7 @@ async def soak(args: argparse.Namespace, site: Path, db_url: str, port: int, sin
             elapsed >= (len(sends) + 1) * args.send_every * 60 - 30
             and len(sends) < args.minutes // args.send_every
         ):
-            sends.append(loop.run_in_executor(None, send, site, db_url, sink_port))
+            sends.append(loop.run_in_executor(None, send, site, db_url, sink_port, args.send_nice))
         if elapsed >= (minute + 1) * 60:
             report(minute)
             minute += 1
@@ -183,6 +188,9 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument(
+        "--send-nice", type=int, default=0, help="run the sends under load at this niceness (0-19)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temp:
         folder = Path(temp)
@@ -216,6 +224,7 @@ def main() -> None:
         "minutes": args.minutes,
         "members": args.members,
         "workers": args.workers,
+        "send_nice": args.send_nice,
         "machine": machine(),
     }
     print(json.dumps(figures))
