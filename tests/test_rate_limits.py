@@ -104,6 +104,36 @@ def test_the_database_counter_is_one_limit_for_two_processes(engines: tuple[Engi
     assert len(two) == 1
 
 
+def two_limits(counter: Counter) -> list[bool]:
+    """A sign-up's two limits counted at once: the client (2 an hour) and the address (1)."""
+    return counter.hits([("sign-up:client", "192.0.2.20", 2), ("sign-up:address", "ann@example.org", 1)])
+
+
+def test_two_limits_are_counted_at_once_in_memory_and_in_the_database(
+    engines: tuple[Engine, Engine],
+) -> None:
+    """`hits` counts every limit it is given, allowed or not, as `hit` after `hit` would."""
+    clock = Clock()
+    one, two = (DatabaseCounter(engine, clock=clock) for engine in engines)
+    memory = MemoryCounter(clock=clock)
+    for counter in (memory, one):
+        assert two_limits(counter) == [True, True]
+        assert two_limits(counter) == [True, False]
+        assert two_limits(counter) == [False, False]
+        # Each key has one counter, and the single-limit form reads the same counts.
+        assert len(counter) == 2
+        assert counter.hit("sign-up:address", "ann@example.org", 4)  # the 4th hit
+        assert not counter.hit("sign-up:address", "ann@example.org", 4)
+    # The other process sees the database's counts.
+    assert two.hits([("sign-up:client", "192.0.2.20", 4), ("sign-in:client", "192.0.2.20", 1)]) == [
+        True,
+        True,
+    ]
+    assert len(two) == 3
+    with pytest.raises(ValueError, match="once per call"):
+        one.hits([("sign-up:client", "192.0.2.21", 2), ("sign-up:client", "192.0.2.21", 2)])
+
+
 def test_a_database_the_counter_cannot_use_is_a_database_error(tmp_path: Path) -> None:
     """A counter whose database is locked or gone raises DatabaseError, which the pages answer with 503."""
     engine = make_engine(f"sqlite:///{tmp_path / 'no-schema.db'}")
@@ -131,6 +161,9 @@ def test_the_redis_counter_is_one_limit_for_two_processes() -> None:
     assert answers == [True] * 10 + [False]
     ttl = one.client.ttl(f"newsletter:rl:sign-up:client:{key}:{int(clock.now // WINDOW)}")
     assert 0 < ttl <= 2 * WINDOW + 1
+    # Two limits in one pipeline: the client's twelfth hit, and a first for an address.
+    assert two.hits([("sign-up:client", key, 10), ("sign-up:address", key, 1)]) == [False, True]
+    assert one.hits([("sign-up:address", key, 1)]) == [False]
 
 
 # -- real processes ------------------------------------------------------------------------------

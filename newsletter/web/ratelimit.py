@@ -20,7 +20,7 @@ Three stores, one behaviour:
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -31,9 +31,21 @@ from newsletter.core.errors import ConfigError, DatabaseError
 WINDOW = 3600.0
 
 
+# A limit to count one hit against: (name, key, hits allowed per window).
+Check = tuple[str, str, int]
+
+
 class Counter(Protocol):
     def hit(self, name: str, key: str, limit: int) -> bool:
         """Count a hit of ``key`` under the limit ``name``; False once over ``limit`` per window."""
+        ...
+
+    def hits(self, checks: Sequence[Check]) -> list[bool]:
+        """Count one hit on each (distinct) limit at once; whether each is still within it.
+
+        Every hit counts, allowed or not. A database or Redis counts them in one round
+        trip, where ``hit`` after ``hit`` takes two (a visit's sign-up checks two limits).
+        """
         ...
 
 
@@ -54,9 +66,12 @@ class MemoryCounter:
         self._previous: dict[tuple[str, str], int] = {}
 
     def hit(self, name: str, key: str, limit: int) -> bool:
+        return self.hits([(name, key, limit)])[0]
+
+    def hits(self, checks: Sequence[Check]) -> list[bool]:
         now = self.clock()
         number = int(now // self.window)
-        entry = (name, key)
+        counts: list[tuple[int, int]] = []
         with self._lock:
             if number != self._number:
                 # A new window: the last one becomes the previous (or nothing, after a
@@ -64,10 +79,15 @@ class MemoryCounter:
                 self._previous = self._current if number == self._number + 1 else {}
                 self._current = {}
                 self._number = number
-            count = self._current.get(entry, 0) + 1
-            self._current[entry] = count
-            previous = self._previous.get(entry, 0)
-        return _estimate(previous, count, now, self.window) <= limit
+            for name, key, _ in checks:
+                entry = (name, key)
+                count = self._current.get(entry, 0) + 1
+                self._current[entry] = count
+                counts.append((self._previous.get(entry, 0), count))
+        return [
+            _estimate(previous, count, now, self.window) <= limit
+            for (previous, count), (_, _, limit) in zip(counts, checks, strict=True)
+        ]
 
     def __len__(self) -> int:
         """How many counters are kept (for tests: bounded by the keys of two windows)."""
@@ -90,34 +110,56 @@ class DatabaseCounter:
         self.clock = clock
         self._swept = -1
         self._postgresql = engine.dialect.name == "postgresql"
-        self._upsert = sa.text(
-            "INSERT INTO rate_limit (name, key, window_start, hits) VALUES (:name, :key, :window, 1) "
-            "ON CONFLICT (name, key, window_start) DO UPDATE SET hits = rate_limit.hits + 1 "
-            "RETURNING hits, (SELECT p.hits FROM rate_limit p WHERE p.name = :name AND p.key = :key "
-            "AND p.window_start = :previous)"
-        )
+        self._upserts: dict[int, sa.TextClause] = {}
         self._sweep = sa.text("DELETE FROM rate_limit WHERE window_start < :previous")
 
+    def _upsert(self, count: int) -> sa.TextClause:
+        """One statement that counts ``count`` hits and returns each key's two windows."""
+        statement = self._upserts.get(count)
+        if statement is None:
+            rows = ", ".join(f"(:name{n}, :key{n}, :window, 1)" for n in range(count))
+            statement = self._upserts[count] = sa.text(
+                f"INSERT INTO rate_limit (name, key, window_start, hits) VALUES {rows} "
+                "ON CONFLICT (name, key, window_start) DO UPDATE SET hits = rate_limit.hits + 1 "
+                "RETURNING name, key, hits, (SELECT p.hits FROM rate_limit p WHERE p.name = rate_limit.name "
+                "AND p.key = rate_limit.key AND p.window_start = :previous)"
+            )
+        return statement
+
     def hit(self, name: str, key: str, limit: int) -> bool:
+        return self.hits([(name, key, limit)])[0]
+
+    def hits(self, checks: Sequence[Check]) -> list[bool]:
         now = self.clock()
         number = int(now // self.window)
-        values = {"name": name, "key": key[:200], "window": number, "previous": number - 1}
+        # Always the same order, so that two visits counting the same keys lock their rows
+        # in the same order.
+        keyed = sorted({(name, key[:200]) for name, key, _ in checks})
+        if len(keyed) != len(checks):
+            raise ValueError("each limit is counted once per call")
+        values: dict[str, object] = {"window": number, "previous": number - 1}
+        for n, (name, key) in enumerate(keyed):
+            values |= {f"name{n}": name, f"key{n}": key}
         try:
             with self.engine.begin() as connection:
                 if self._postgresql:
                     # A counter lost to a crash costs nothing, so its commit does not wait
-                    # for the disk: the sign-up's own commit does (two of a visit's three).
+                    # for the disk: the sign-up's own commit does.
                     connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
                 if number != self._swept:
                     connection.execute(self._sweep, values)
                     self._swept = number
-                current, previous = connection.execute(self._upsert, values).one()
+                rows = connection.execute(self._upsert(len(keyed)), values).all()
         except sa.exc.SQLAlchemyError as exc:
             # The pages answer DatabaseError with 503 and Retry-After (a locked or absent
             # database), not with an error page of their own.
             message = str(getattr(exc, "orig", None) or exc).splitlines()[0]
             raise DatabaseError(f"the rate limit counters cannot be read: {message}") from exc
-        return _estimate(previous or 0, current, now, self.window) <= limit
+        counted = {(name, key): (hits, previous or 0) for name, key, hits, previous in rows}
+        return [
+            _estimate(counted[name, key[:200]][1], counted[name, key[:200]][0], now, self.window) <= limit
+            for name, key, limit in checks
+        ]
 
     def __len__(self) -> int:
         with self.engine.connect() as connection:
@@ -135,15 +177,22 @@ class RedisCounter:
         self.clock = clock
 
     def hit(self, name: str, key: str, limit: int) -> bool:
+        return self.hits([(name, key, limit)])[0]
+
+    def hits(self, checks: Sequence[Check]) -> list[bool]:
         now = self.clock()
         number = int(now // self.window)
-        current_key, previous_key = (f"newsletter:rl:{name}:{key}:{n}" for n in (number, number - 1))
         pipeline = self.client.pipeline()
-        pipeline.incr(current_key)
-        pipeline.expire(current_key, int(self.window * 2) + 1)
-        pipeline.get(previous_key)
-        current, _, previous = pipeline.execute()
-        return _estimate(int(previous or 0), int(current), now, self.window) <= limit
+        for name, key, _ in checks:
+            current_key, previous_key = (f"newsletter:rl:{name}:{key}:{n}" for n in (number, number - 1))
+            pipeline.incr(current_key)
+            pipeline.expire(current_key, int(self.window * 2) + 1)
+            pipeline.get(previous_key)
+        answers = pipeline.execute()
+        return [
+            _estimate(int(answers[3 * n + 2] or 0), int(answers[3 * n]), now, self.window) <= limit
+            for n, (_, _, limit) in enumerate(checks)
+        ]
 
 
 def open_counter(store: str, engine: Engine | None, *, processes: int = 1) -> Counter:

@@ -111,6 +111,20 @@ class RateLimits:
     def allow_address(self, key: str) -> bool:
         return self.counter.hit(f"{self.name}:address", key, self.per_address)
 
+    def allow(self, client: str, address_key: str) -> tuple[bool, bool]:
+        """Whether the client, and the address, are within their limits: both counted at once.
+
+        The address counts even when the client is past its limit (one round trip to
+        a shared counter instead of two); the form then answers "too many" all the same.
+        """
+        client_ok, address_ok = self.counter.hits(
+            [
+                (f"{self.name}:client", client_bucket(client), self.per_client),
+                (f"{self.name}:address", address_key, self.per_address),
+            ]
+        )
+        return client_ok, address_ok
+
 
 def client_bucket(client: str) -> str:
     """The rate-limit bucket of a client address: the address, or for IPv6 its /64 network.

@@ -64,11 +64,10 @@ class SignIn:
         return self.pages.page(request, "admin/sign-in.html.j2", language=language, status=status, **context)
 
     def _allowed(self, request: Request, email: str) -> tuple[bool, bool]:
-        """Whether the client, then the address, are within their sign-in limits."""
+        """Whether the client, and the address, are within their sign-in limits (counted at once)."""
         client = client_address(request) or "unknown"
-        if not self.limits.allow_client(client):
-            return False, False
-        return True, self.limits.allow_address(email.strip().casefold())
+        client_ok, address_ok = self.limits.allow(client, email.strip().casefold())
+        return client_ok, client_ok and address_ok
 
     # -- by link ---------------------------------------------------------------------------
 

@@ -127,11 +127,19 @@ class SignUp:
 
     def _subscribe(self, slug: str, email: str, name: str, language: str, consent: str, client: str) -> bool:
         """Record the sign-up; False when the client is past its limit (the page says so)."""
-        if not self.limits.allow_client(client):
+        try:
+            key = selfservice.sign_up_limit_key(email)
+        except InputError:
+            # A wrong address still counts against the client, before it is told so.
+            if not self.limits.allow_client(client):
+                return False
+            raise
+        client_ok, address_ok = self.limits.allow(client, key)
+        if not client_ok:
             return False
         # Past its limit, an address (counted without +tags or case) gets nothing more,
         # and the page says the same as for any other address.
-        if not self.limits.allow_address(selfservice.sign_up_limit_key(email)):
+        if not address_ok:
             return True
         with self.site.transaction() as session:
             selfservice.request_subscription(
