@@ -6,21 +6,27 @@ holds the lock only for its short record commits, so a sign-up during a long del
 goes through.
 """
 
+import asyncio
 import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlmodel import col, select
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
 from starlette.testclient import TestClient
 
+from newsletter.core.db import POOL_SIZE
 from newsletter.core.models import Delivery, Subscriber
 from newsletter.core.settings import load_settings
 from newsletter.core.site import Site
 from newsletter.web import create_app
+from newsletter.web.admission import Admission, Receive, Scope, Send
 from tests.conftest import REPO, Cli, migrated, wait_until
 from tests.smtp_server import running_server
 from tests.test_delivery_engine import approved_edition, bulk_members, database
@@ -138,8 +144,6 @@ def test_requests_use_no_more_connections_at_once_than_the_pool_keeps(site_dir: 
     """
     import anyio.to_thread
 
-    from newsletter.core.db import POOL_SIZE
-
     settings = load_settings(site_dir, env={"NEWSLETTER_SECRET_KEY": KEY}, overrides={"database.url": db_url})
     site = Site.open(settings)
     try:
@@ -152,3 +156,73 @@ def test_requests_use_no_more_connections_at_once_than_the_pool_keeps(site_dir: 
             assert sign_up(client, "pool@example.org")[0] == 200
     finally:
         site.close()
+
+
+# -- admission: a busy process turns requests away quickly ----------------------------------
+
+
+def admission_of(app: object) -> Admission:
+    """The Admission layer inside create_app's middleware chain (built by the first request)."""
+    while not isinstance(app, Admission):
+        app = app.middleware_stack if isinstance(app, Starlette) else app.app  # type: ignore[attr-defined]
+    return app
+
+
+def test_a_request_that_waits_too_long_for_its_turn_is_told_to_come_back() -> None:
+    """One turn, held by a slow request: the next waits ``wait`` seconds, then gets the busy answer."""
+    asyncio.run(one_turn_held())
+
+
+async def one_turn_held() -> None:
+    release = asyncio.Event()
+    started: list[str] = []
+
+    async def slow_app(scope: Scope, receive: Receive, send: Send) -> None:
+        started.append(scope["path"])
+        if scope["path"] == "/slow":
+            await release.wait()
+        await PlainTextResponse("done")(scope, receive, send)
+
+    admission = Admission(
+        slow_app, limit=1, wait=0.05, busy=PlainTextResponse("busy", 503, headers={"retry-after": "5"})
+    )
+    transport = httpx.ASGITransport(app=admission)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        slow = asyncio.create_task(client.get("/slow"))
+        await wait_until_async(lambda: started == ["/slow"])
+        turned = await client.get("/next")
+        assert (turned.status_code, turned.text, turned.headers["retry-after"]) == (503, "busy", "5")
+        assert started == ["/slow"]  # the turned-away request's work never started
+        release.set()
+        assert (await slow).text == "done"
+        # The turn is free again: the next request is served.
+        assert (await client.get("/next")).text == "done"
+    assert admission.turned_away == 1
+    assert started == ["/slow", "/next"]
+
+
+async def wait_until_async(condition: Callable[[], bool]) -> None:
+    """Let the event loop run until ``condition`` holds (no wall-clock wait)."""
+    for _ in range(10_000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never held")
+
+
+def test_a_busy_process_answers_503_and_keeps_nothing_of_the_visitor(sqlite_site: tuple[Site, Path]) -> None:
+    """With no turn free, a sign-up is the translated busy page with Retry-After, and nobody is stored."""
+    site, _ = sqlite_site
+    app = create_app(site)
+    client = TestClient(app)
+    form = client.get("/subscribe/cepiug")
+    admission = admission_of(app)
+    assert admission.limit == 2 * POOL_SIZE
+    admission._turns = asyncio.Semaphore(0)  # every turn taken, as by slow requests
+    admission.wait = 0.05
+    data = {"csrf": csrf_of(form.text), "email": "queued@example.org", "consent": "yes"}
+    answer = client.post("/subscribe/cepiug", data=data)
+    assert (answer.status_code, answer.headers.get("retry-after")) == (503, "5")
+    assert "nothing was changed" in answer.text
+    assert answer.headers["x-content-type-options"] == "nosniff"  # still behind the security headers
+    assert not stored(site, "queued@example.org")

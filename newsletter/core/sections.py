@@ -342,6 +342,10 @@ class WebSection(_Section):
     # Retry-After: well before a visitor or their proxy gives up, and a visitor told to
     # try again was not subscribed.
     database_wait_seconds: float = Field(default=10.0, ge=0.1, le=60.0)
+    # How long a request may wait for its turn in a busy `serve` process (each runs at
+    # most 32 at once) before it is answered 503 with Retry-After, its work not started:
+    # well before a visitor gives up, so that a busy moment cannot pile up (web/admission.py).
+    request_wait_seconds: float = Field(default=3.0, ge=0.1, le=60.0)
     # Requests each JSON API token may make per hour (/api/v1/, counted on the same store
     # as the forms' limits); past it the API answers 429 with Retry-After.
     api_requests_per_hour: int = Field(default=3600, ge=1, le=1_000_000)

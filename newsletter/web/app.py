@@ -16,6 +16,7 @@ from typing import Any
 import anyio.to_thread
 from sqlalchemy import event
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -27,6 +28,7 @@ from newsletter.core.site import Site
 from newsletter.delivery.transports import Transport, open_transport
 from newsletter.web import admin, api, health, public, static
 from newsletter.web.admin.sending import Sender
+from newsletter.web.admission import RETRY_AFTER, Admission, Receive, Scope, Send
 from newsletter.web.pages import Pages
 from newsletter.web.ratelimit import open_counter
 from newsletter.web.security import RateLimits, SecurityHeaders, trusting_proxies
@@ -91,11 +93,7 @@ def create_app(
         if visitors is not site:
             visitors.engine.dispose()
 
-    async def busy(request: Request, exc: Exception) -> Response:
-        # The database did not answer in time (or refused the change): the request's
-        # transaction was rolled back, so the visitor is told to try again and nothing
-        # of theirs was kept.
-        log.warning("%s %s: %s", request.method, request.url.path, exc)
+    def busy_page(request: Request) -> Response:
         language = pages.language(request, settings.site.language)
         gettext = translations(language).gettext
         response = pages.message(
@@ -105,10 +103,28 @@ def create_app(
             language=language,
             status=503,
         )
-        response.headers["retry-after"] = "5"
+        response.headers["retry-after"] = str(RETRY_AFTER)
         return response
 
-    starlette = Starlette(routes=routes, exception_handlers={DatabaseError: busy}, lifespan=lifespan)
+    async def busy(request: Request, exc: Exception) -> Response:
+        # The database did not answer in time (or refused the change): the request's
+        # transaction was rolled back, so the visitor is told to try again and nothing
+        # of theirs was kept.
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        return busy_page(request)
+
+    async def turned_away(scope: Scope, receive: Receive, send: Send) -> None:
+        # Nothing of the request was read or done: it waited too long for its turn.
+        await busy_page(Request(scope))(scope, receive, send)
+
+    # A request's turn: as many at work as the pool has connections, and as many again
+    # on the event loop (reading forms, rendering pages) while those wait for the database.
+    admission = Middleware(
+        Admission, limit=2 * POOL_SIZE, wait=settings.web.request_wait_seconds, busy=turned_away
+    )
+    starlette = Starlette(
+        routes=routes, middleware=[admission], exception_handlers={DatabaseError: busy}, lifespan=lifespan
+    )
     app = trusting_proxies(starlette, settings.web.trusted_proxies)
     return SecurityHeaders(app, hsts=settings.site.base_url.startswith("https://"))
 
