@@ -42,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -456,24 +457,54 @@ def send_here(
     return {"ours": args.recipients / ours, "cpu_us": cpu / args.recipients * 1e6}
 
 
-def cpu_seconds(name: str) -> float:
-    """User + system CPU seconds of every process named ``name`` on this machine, so far.
+class CpuWatch:
+    """The CPU seconds processes of some names spend while it runs (smtp-sink, PostgreSQL's).
 
-    For the share of the cores smtp-sink and PostgreSQL's processes take while the
-    workers send: they run on the same cores, so what they use is what the workers
-    cannot (a process that ended between two readings is missed, which only lowers the
-    figure; PostgreSQL's backends live as long as their connections).
+    They share the cores with the workers, so what they use the workers cannot. Read
+    from /proc every fifth of a second, per process: PostgreSQL's backends start and end
+    with the workers' connections, so a reading at the start and one at the end alone
+    would miss them (a process that ends loses at most its last fifth of a second).
     """
-    ticks = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue  # gone meanwhile
-        if text[text.index("(") + 1 : text.rindex(")")] == name:
-            fields = text.rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+
+    def __init__(self, *names: str) -> None:
+        self.names = names
+        self._first: dict[int, int] = {}
+        self._last: dict[int, tuple[str, int]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _read(self) -> None:
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                text = stat.read_text()
+            except OSError:
+                continue  # gone meanwhile
+            name = text[text.index("(") + 1 : text.rindex(")")]
+            if name in self.names:
+                fields = text.rsplit(")", 1)[1].split()
+                pid, ticks = int(stat.parent.name), int(fields[11]) + int(fields[12])
+                self._first.setdefault(pid, 0 if self._started else ticks)
+                self._last[pid] = (name, ticks)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.2):
+            self._read()
+
+    def __enter__(self) -> "CpuWatch":
+        self._started = False
+        self._read()  # what each process had spent before
+        self._started = True
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._read()
+
+    def seconds(self, name: str) -> float:
+        ticks = sum(last - self._first[pid] for pid, (n, last) in self._last.items() if n == name)
+        return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def run_workers(
@@ -490,15 +521,16 @@ def run_workers(
         session.add(edition)
     with ExitStack() as stack:
         logs = [stack.enter_context(tempfile.TemporaryFile()) for _ in range(args.workers)]
-        others = {name: cpu_seconds(name) for name in ("smtp-sink", "postgres")}
-        started = time.perf_counter()
-        workers = [
-            subprocess.Popen(command, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT) for log in logs
-        ]
-        # wait4, not Popen.wait: the resource use of each worker alone.
-        usages = [os.wait4(worker.pid, 0) for worker in workers]
-        elapsed = time.perf_counter() - started
-        others = {name: cpu_seconds(name) - before for name, before in others.items()}
+        with CpuWatch("smtp-sink", "postgres") as watch:
+            started = time.perf_counter()
+            workers = [
+                subprocess.Popen(command, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+                for log in logs
+            ]
+            # wait4, not Popen.wait: the resource use of each worker alone.
+            usages = [os.wait4(worker.pid, 0) for worker in workers]
+            elapsed = time.perf_counter() - started
+        others = {name: watch.seconds(name) for name in watch.names}
         sent = 0
         for worker, (_, status, _), log in zip(workers, usages, logs, strict=True):
             worker.returncode = os.waitstatus_to_exitcode(status)
