@@ -134,6 +134,47 @@ def test_two_limits_are_counted_at_once_in_memory_and_in_the_database(
         one.hits([("sign-up:client", "192.0.2.21", 2), ("sign-up:client", "192.0.2.21", 2)])
 
 
+@pytest.mark.postgres
+def test_the_counters_upsert_is_never_run_from_a_cached_generic_plan(db_url: str) -> None:
+    """PostgreSQL plans the upsert afresh each time: a plan cached while the previous
+    window was empty scanned that whole window after the turn of the hour."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("plans are PostgreSQL's")
+    engine = make_engine(db_url)
+    clock = Clock()
+    counter = DatabaseCounter(engine, clock=clock)
+    try:
+        # psycopg prepares a statement on its fifth run on a connection; one connection here.
+        for n in range(12):
+            counter.hits(
+                [("sign-up:client", f"192.0.2.{n}", 10), ("sign-up:address", f"a{n}@example.org", 3)]
+            )
+        clock.now += WINDOW
+        for n in range(12):
+            counter.hits(
+                [("sign-up:client", f"198.51.100.{n}", 10), ("sign-up:address", f"b{n}@example.org", 3)]
+            )
+        with engine.connect() as connection:
+            plans = connection.exec_driver_sql(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+                "WHERE statement LIKE 'INSERT INTO rate_limit%%'"
+            ).all()
+            indexes = (
+                connection.exec_driver_sql(
+                    "SELECT indexname FROM pg_indexes WHERE tablename = 'rate_limit' "
+                    "AND schemaname = current_schema()"
+                )
+                .scalars()
+                .all()
+            )
+    finally:
+        engine.dispose()
+    assert plans, "the upsert was never prepared: the test no longer sees what it checks"
+    assert all(generic == 0 and custom > 0 for generic, custom in plans)
+    # The primary key is the only way to look a key up (migration 0018).
+    assert indexes == ["rate_limit_pkey"]
+
+
 def test_a_database_the_counter_cannot_use_is_a_database_error(tmp_path: Path) -> None:
     """A counter whose database is locked or gone raises DatabaseError, which the pages answer with 503."""
     engine = make_engine(f"sqlite:///{tmp_path / 'no-schema.db'}")

@@ -408,7 +408,7 @@ class RateLimit(SQLModel, table=True):
 
     name: str = Field(primary_key=True, max_length=40)
     key: str = Field(primary_key=True, max_length=200)
-    window_start: int = Field(primary_key=True, sa_type=sa.BigInteger, index=True)
+    window_start: int = Field(primary_key=True, sa_type=sa.BigInteger)
     hits: int = 0
 
 
