@@ -26,7 +26,8 @@ from newsletter.core.models import Delivery, Subscriber
 from newsletter.core.settings import load_settings
 from newsletter.core.site import Site
 from newsletter.web import create_app
-from newsletter.web.admission import Admission, Receive, Scope, Send
+from newsletter.web.admission import Admission
+from newsletter.web.security import Receive, Scope, Send
 from tests.conftest import REPO, Cli, migrated, wait_until
 from tests.smtp_server import running_server
 from tests.test_delivery_engine import approved_edition, bulk_members, database

@@ -19,14 +19,8 @@ a moment's wait would have served.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from newsletter.web.security import ASGIApp, Receive, Scope, Send
 
 # What a request turned away is told, in seconds: when to try again.
 RETRY_AFTER = 5

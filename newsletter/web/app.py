@@ -28,10 +28,10 @@ from newsletter.core.site import Site
 from newsletter.delivery.transports import Transport, open_transport
 from newsletter.web import admin, api, health, public, static
 from newsletter.web.admin.sending import Sender
-from newsletter.web.admission import RETRY_AFTER, Admission, Receive, Scope, Send
+from newsletter.web.admission import RETRY_AFTER, Admission
 from newsletter.web.pages import Pages
 from newsletter.web.ratelimit import open_counter
-from newsletter.web.security import RateLimits, SecurityHeaders, trusting_proxies
+from newsletter.web.security import RateLimits, Receive, Scope, SecurityHeaders, Send, trusting_proxies
 
 PROCESSES_VARIABLE = "NEWSLETTER_SERVE_PROCESSES"
 log = logging.getLogger(__name__)
