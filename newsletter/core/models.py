@@ -401,15 +401,17 @@ class SendLease(SQLModel, table=True):
 
 
 class RateLimit(SQLModel, table=True):
-    """Hits per key and window for the web pages' rate limits, shared by every ``serve``
-    process on the database (``web/ratelimit.py``); only two windows are ever kept."""
+    """A key's hits under one of the web pages' rate limits, shared by every ``serve``
+    process on the database (``web/ratelimit.py``): ``hits`` in the window numbered
+    ``window_start`` and ``previous_hits`` in the one before; keys idle longer are swept."""
 
     __tablename__ = "rate_limit"
 
     name: str = Field(primary_key=True, max_length=40)
     key: str = Field(primary_key=True, max_length=200)
-    window_start: int = Field(primary_key=True, sa_type=sa.BigInteger)
+    window_start: int = Field(sa_type=sa.BigInteger, index=True)
     hits: int = 0
+    previous_hits: int = 0
 
 
 class Probe(SQLModel, table=True):

@@ -97,33 +97,58 @@ class MemoryCounter:
 class DatabaseCounter:
     """Counters in the site's database, so that several ``serve`` processes share them.
 
-    One statement per call, whatever the number of limits: an upsert that returns each
-    key's new count and its count in the previous window (looked up by the primary key);
-    windows older than the previous one are deleted by the first hit of each new window,
-    so the table holds at most two windows of keys.
+    A key has one row holding its hits in the current window and in the previous one
+    (migration 0019). One statement per call, whatever the number of limits: an upsert
+    on the primary key that counts the hit, rolls the row forward when a new window has
+    begun, and returns both counts. Keys idle for two windows are deleted in batches of
+    at most ``sweep_batch`` rows, one batch per call after a new window begins until
+    none is left: a busy hour's keys are not all deleted in one statement that would
+    hold up the visits at the turn of the hour.
     """
 
     def __init__(
-        self, engine: Engine, window: float = WINDOW, clock: Callable[[], float] = time.time
+        self,
+        engine: Engine,
+        window: float = WINDOW,
+        clock: Callable[[], float] = time.time,
+        *,
+        sweep_batch: int = 500,
     ) -> None:
         self.engine = engine
         self.window = window
         self.clock = clock
+        self.sweep_batch = sweep_batch
         self._swept = -1
         self._postgresql = engine.dialect.name == "postgresql"
         self._upserts: dict[int, sa.TextClause] = {}
-        self._sweep = sa.text("DELETE FROM rate_limit WHERE window_start < :previous")
+        # Two processes sweeping at once take different rows on PostgreSQL (SKIP LOCKED);
+        # SQLite has one writer at a time anyway.
+        lock = " FOR UPDATE SKIP LOCKED" if self._postgresql else ""
+        self._sweep = sa.text(
+            "DELETE FROM rate_limit WHERE (name, key) IN (SELECT name, key FROM rate_limit "
+            f"WHERE window_start < :previous LIMIT :batch{lock})"
+        )
 
     def _upsert(self, count: int) -> sa.TextClause:
-        """One statement that counts ``count`` hits and returns each key's two windows."""
+        """One statement that counts a hit on ``count`` keys and returns each key's two windows.
+
+        The SET expressions all read the row as it was. A row of the window before
+        becomes the previous window's count; an older one counts for nothing. A row
+        already in a later window (another process whose clock is a little ahead) keeps
+        its window and counts the hit there.
+        """
         statement = self._upserts.get(count)
         if statement is None:
-            rows = ", ".join(f"(:name{n}, :key{n}, :window, 1)" for n in range(count))
+            rows = ", ".join(f"(:name{n}, :key{n}, :window, 1, 0)" for n in range(count))
             statement = self._upserts[count] = sa.text(
-                f"INSERT INTO rate_limit (name, key, window_start, hits) VALUES {rows} "
-                "ON CONFLICT (name, key, window_start) DO UPDATE SET hits = rate_limit.hits + 1 "
-                "RETURNING name, key, hits, (SELECT p.hits FROM rate_limit p WHERE p.name = rate_limit.name "
-                "AND p.key = rate_limit.key AND p.window_start = :previous)"
+                f"INSERT INTO rate_limit (name, key, window_start, hits, previous_hits) VALUES {rows} "
+                "ON CONFLICT (name, key) DO UPDATE SET "
+                "previous_hits = CASE WHEN rate_limit.window_start >= :window THEN rate_limit.previous_hits "
+                "WHEN rate_limit.window_start = :previous THEN rate_limit.hits ELSE 0 END, "
+                "hits = CASE WHEN rate_limit.window_start >= :window THEN rate_limit.hits + 1 ELSE 1 END, "
+                "window_start = CASE WHEN rate_limit.window_start > :window THEN rate_limit.window_start "
+                "ELSE :window END "
+                "RETURNING name, key, hits, previous_hits"
             )
         return statement
 
@@ -138,7 +163,7 @@ class DatabaseCounter:
         keyed = sorted({(name, key[:200]) for name, key, _ in checks})
         if len(keyed) != len(checks):
             raise ValueError("each limit is counted once per call")
-        values: dict[str, object] = {"window": number, "previous": number - 1}
+        values: dict[str, object] = {"window": number, "previous": number - 1, "batch": self.sweep_batch}
         for n, (name, key) in enumerate(keyed):
             values |= {f"name{n}": name, f"key{n}": key}
         try:
@@ -146,25 +171,25 @@ class DatabaseCounter:
                 if self._postgresql:
                     # For this transaction only, in one round trip: a counter lost to a
                     # crash costs nothing, so its commit does not wait for the disk (the
-                    # sign-up's own commit does); and the upsert is planned for the table
-                    # as it is now. A generic plan a connection cached while the previous
-                    # window was empty can look that window up by a scan of it: after
-                    # the turn of the hour each hit then read the whole previous hour
-                    # (docs/performance.md; migration 0018 also dropped the index it used).
+                    # sign-up's own commit does); and its statements are planned for the
+                    # table as it is now, never from a generic plan a long-lived
+                    # connection cached while the table was nearly empty (one such plan
+                    # once scanned a whole hour's rows on every hit: docs/performance.md).
                     connection.exec_driver_sql(
                         "SELECT set_config('synchronous_commit', 'off', true), "
                         "set_config('plan_cache_mode', 'force_custom_plan', true)"
                     )
                 if number != self._swept:
-                    connection.execute(self._sweep, values)
-                    self._swept = number
+                    swept = connection.execute(self._sweep, values).rowcount
+                    if swept < self.sweep_batch:
+                        self._swept = number
                 rows = connection.execute(self._upsert(len(keyed)), values).all()
         except sa.exc.SQLAlchemyError as exc:
             # The pages answer DatabaseError with 503 and Retry-After (a locked or absent
             # database), not with an error page of their own.
             message = str(getattr(exc, "orig", None) or exc).splitlines()[0]
             raise DatabaseError(f"the rate limit counters cannot be read: {message}") from exc
-        counted = {(name, key): (hits, previous or 0) for name, key, hits, previous in rows}
+        counted = {(name, key): (hits, previous) for name, key, hits, previous in rows}
         return [
             _estimate(counted[name, key[:200]][1], counted[name, key[:200]][0], now, self.window) <= limit
             for name, key, limit in checks
