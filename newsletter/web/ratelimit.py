@@ -18,13 +18,14 @@ Three stores, one behaviour:
 - :class:`RedisCounter`: a Redis server, when ``[web] rate_limit_store`` is a redis:// URL.
 """
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from newsletter.core.errors import ConfigError, DatabaseError
 
@@ -101,9 +102,9 @@ class DatabaseCounter:
     (migration 0019). One statement per call, whatever the number of limits: an upsert
     on the primary key that counts the hit, rolls the row forward when a new window has
     begun, and returns both counts. Keys idle for two windows are deleted in batches of
-    at most ``sweep_batch`` rows, one batch per call after a new window begins until
-    none is left: a busy hour's keys are not all deleted in one statement that would
-    hold up the visits at the turn of the hour.
+    at most ``sweep_batch`` rows, one batch (in a transaction of its own) per call after
+    a new window begins until none is left: a busy hour's keys are not all deleted in
+    one statement that would hold up the visits at the turn of the hour.
     """
 
     def __init__(
@@ -152,6 +153,22 @@ class DatabaseCounter:
             )
         return statement
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        with self.engine.begin() as connection:
+            if self._postgresql:
+                # For this transaction only, in one round trip: a counter lost to a
+                # crash costs nothing, so its commit does not wait for the disk (the
+                # sign-up's own commit does); and its statements are planned for the
+                # table as it is now, never from a generic plan a long-lived
+                # connection cached while the table was nearly empty (one such plan
+                # once scanned a whole hour's rows on every hit: docs/performance.md).
+                connection.exec_driver_sql(
+                    "SELECT set_config('synchronous_commit', 'off', true), "
+                    "set_config('plan_cache_mode', 'force_custom_plan', true)"
+                )
+            yield connection
+
     def hit(self, name: str, key: str, limit: int) -> bool:
         return self.hits([(name, key, limit)])[0]
 
@@ -167,22 +184,14 @@ class DatabaseCounter:
         for n, (name, key) in enumerate(keyed):
             values |= {f"name{n}": name, f"key{n}": key}
         try:
-            with self.engine.begin() as connection:
-                if self._postgresql:
-                    # For this transaction only, in one round trip: a counter lost to a
-                    # crash costs nothing, so its commit does not wait for the disk (the
-                    # sign-up's own commit does); and its statements are planned for the
-                    # table as it is now, never from a generic plan a long-lived
-                    # connection cached while the table was nearly empty (one such plan
-                    # once scanned a whole hour's rows on every hit: docs/performance.md).
-                    connection.exec_driver_sql(
-                        "SELECT set_config('synchronous_commit', 'off', true), "
-                        "set_config('plan_cache_mode', 'force_custom_plan', true)"
-                    )
-                if number != self._swept:
+            if number != self._swept:
+                # A transaction of its own: one that held the rows of its batch while
+                # waiting for a key another process's batch holds could deadlock.
+                with self._transaction() as connection:
                     swept = connection.execute(self._sweep, values).rowcount
-                    if swept < self.sweep_batch:
-                        self._swept = number
+                if swept < self.sweep_batch:
+                    self._swept = number
+            with self._transaction() as connection:
                 rows = connection.execute(self._upsert(len(keyed)), values).all()
         except sa.exc.SQLAlchemyError as exc:
             # The pages answer DatabaseError with 503 and Retry-After (a locked or absent
