@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from send_bench import database, machine  # noqa: E402
+from sqlalchemy import Engine, text  # noqa: E402
 from workspace_bench import make_site, newsletter  # noqa: E402
 
 from newsletter.web.ratelimit import Counter  # noqa: E402
@@ -34,6 +35,20 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def fill(engine: Engine, keys: int, window: int, prefix: str) -> None:
+    """``keys`` rows of one hit each in ``window``, generated in the database."""
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :keys) "
+                "INSERT INTO rate_limit (name, key, window_start, hits, previous_hits) "
+                "SELECT 'sign-up:client', :prefix || '-' || i, :window, 1, 0 FROM n"
+            ),
+            {"keys": keys, "window": window, "prefix": prefix},
+        )
+        connection.execute(text("ANALYZE rate_limit"))
 
 
 def timed(counter: Counter, visits: int, prefix: str) -> dict[str, float]:
@@ -61,8 +76,6 @@ def main() -> None:
     parser.add_argument("--visits", type=int, default=3_000)
     args = parser.parse_args()
 
-    from sqlalchemy import text
-
     from newsletter.core.db import make_engine
     from newsletter.web.ratelimit import WINDOW, DatabaseCounter
 
@@ -71,18 +84,8 @@ def main() -> None:
         engine = make_engine(db_url)
         window = 1_000
         clock = Clock(window * WINDOW)
-        with engine.begin() as connection:
-            # Two windows of keys, generated in the database.
-            connection.execute(
-                text(
-                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :keys) "
-                    "INSERT INTO rate_limit (name, key, window_start, hits, previous_hits) "
-                    "SELECT 'sign-up:client', 'old-' || i, :before, 1, 0 FROM n "
-                    "UNION ALL SELECT 'sign-up:client', 'recent-' || i, :window, 1, 0 FROM n"
-                ),
-                {"keys": args.keys, "before": window - 1, "window": window},
-            )
-            connection.execute(text("ANALYZE rate_limit"))
+        fill(engine, args.keys, window - 1, "old")
+        fill(engine, args.keys, window, "recent")
         counter = DatabaseCounter(engine, clock=clock)
         figures: dict[str, object] = {"current window": timed(counter, args.visits, "a")}
         clock.now += WINDOW

@@ -3,7 +3,7 @@
     .venv/bin/python bench/soak_bench.py                                   # 30 min, SQLite
     .venv/bin/python bench/soak_bench.py --minutes 3 --members 20000 --send-every 1
     .venv/bin/python bench/soak_bench.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test \\
-        --workers 2 --rate 150
+        --workers 2 --rate 150 --connections 24 --prefill-keys 1000000
 
 A site in a temp folder with N members in one group, a real ``newsletter serve`` (with
 ``--workers``), Postfix's smtp-sink as the relay. An open-loop generator (raw asyncio
@@ -32,8 +32,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from ratelimit_bench import fill  # noqa: E402
 from send_bench import database, free_port, machine, run_sink  # noqa: E402
+from sqlalchemy import create_engine  # noqa: E402
 from workspace_bench import make_site, newsletter, populate  # noqa: E402
+
+from newsletter.web.ratelimit import WINDOW  # noqa: E402
 
 KEY = "bench-signing-key-3f8a1c9e2b7d4a60"
 DEADLINE = 10.0
@@ -217,6 +221,12 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--connections", type=int, default=4, help="the sends' SMTP sessions")
+    parser.add_argument(
+        "--prefill-keys",
+        type=int,
+        default=0,
+        help="rate-limit keys of the previous hour in the database store (--workers 2 or more)",
+    )
     parser.add_argument("--database-url", default=None)
     parser.add_argument(
         "--send-nice", type=int, default=0, help="run the sends under load at this niceness (0-19)"
@@ -238,6 +248,12 @@ def main() -> None:
             newsletter(site, db_url, "migrate")
             newsletter(site, db_url, "status")  # opening the site writes its groups
             populate(db_url, "dach", args.members)
+            if args.prefill_keys:
+                # The database store of a server that has been up for an hour or more:
+                # keys of the previous hour, swept once the clock's hour turns.
+                engine = create_engine(db_url)
+                fill(engine, args.prefill_keys, int(time.time() // WINDOW) - 1, "prefill")
+                engine.dispose()
             sink_port, port = free_port(), free_port()
             sink = run_sink(sink_port)
             env = {**os.environ, "NEWSLETTER_SECRET_KEY": KEY}
@@ -263,6 +279,7 @@ def main() -> None:
         "members": args.members,
         "workers": args.workers,
         "connections": args.connections,
+        "prefill_keys": args.prefill_keys,
         "send_nice": args.send_nice,
         "serve_nice": args.serve_nice,
         "machine": machine(),
