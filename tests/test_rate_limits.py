@@ -133,6 +133,21 @@ def test_keys_idle_for_two_windows_are_swept_a_bounded_batch_per_hit(engines: tu
     assert counter.hit("sign-up:address", "recent0@example.org", 3)
 
 
+def test_a_process_whose_clock_is_behind_counts_in_the_newer_window(engines: tuple[Engine, Engine]) -> None:
+    """A row another process already rolled into the next window is not rolled back."""
+    ahead, behind = Clock(), Clock()
+    first, second = DatabaseCounter(engines[0], clock=ahead), DatabaseCounter(engines[1], clock=behind)
+    assert hits(first, "192.0.2.30", 4, limit=5) == [True] * 4
+    ahead.now += WINDOW  # the first process's clock turns the hour a moment before the second's
+    behind.now += WINDOW - 1
+    assert first.hit("sign-up:client", "192.0.2.30", 5)  # 4 previous (weight 1.0) + 1
+    # The second still counts on the newer row: 4 previous + 2 = 6 is over 5; both agree.
+    assert not second.hit("sign-up:client", "192.0.2.30", 5)
+    ahead.now = behind.now = ahead.now + WINDOW / 2
+    # Half a window on: 4 * 0.5 + 3 = 5 (the behind process's hit counted in this window).
+    assert first.hit("sign-up:client", "192.0.2.30", 5)
+
+
 def two_limits(counter: Counter) -> list[bool]:
     """A sign-up's two limits counted at once: the client (2 an hour) and the address (1)."""
     return counter.hits([("sign-up:client", "192.0.2.20", 2), ("sign-up:address", "ann@example.org", 1)])

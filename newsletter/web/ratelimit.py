@@ -136,7 +136,7 @@ class DatabaseCounter:
         The SET expressions all read the row as it was. A row of the window before
         becomes the previous window's count; an older one counts for nothing. A row
         already in a later window (another process whose clock is a little ahead) keeps
-        its window and counts the hit there.
+        its window and counts the hit there, and :meth:`hits` then counts all its hits.
         """
         statement = self._upserts.get(count)
         if statement is None:
@@ -149,7 +149,7 @@ class DatabaseCounter:
                 "hits = CASE WHEN rate_limit.window_start >= :window THEN rate_limit.hits + 1 ELSE 1 END, "
                 "window_start = CASE WHEN rate_limit.window_start > :window THEN rate_limit.window_start "
                 "ELSE :window END "
-                "RETURNING name, key, hits, previous_hits"
+                "RETURNING name, key, hits, previous_hits, window_start"
             )
         return statement
 
@@ -198,11 +198,13 @@ class DatabaseCounter:
             # database), not with an error page of their own.
             message = str(getattr(exc, "orig", None) or exc).splitlines()[0]
             raise DatabaseError(f"the rate limit counters cannot be read: {message}") from exc
-        counted = {(name, key): (hits, previous) for name, key, hits, previous in rows}
-        return [
-            _estimate(counted[name, key[:200]][1], counted[name, key[:200]][0], now, self.window) <= limit
-            for name, key, limit in checks
-        ]
+        estimates = {
+            # A row already in a later window (its previous window is this one): every
+            # hit it holds counts, rather than a weighting made for another window.
+            (name, key): _estimate(previous, hits, now, self.window) if start <= number else previous + hits
+            for name, key, hits, previous, start in rows
+        }
+        return [estimates[name, key[:200]] <= limit for name, key, limit in checks]
 
     def __len__(self) -> int:
         with self.engine.connect() as connection:
