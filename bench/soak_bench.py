@@ -106,8 +106,6 @@ def vacuum_if_autovacuum_is_off(db_url: str) -> bool:
     """
     if not db_url.startswith("postgresql"):
         return False
-    from sqlalchemy import create_engine
-
     engine = create_engine(db_url, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as connection:
