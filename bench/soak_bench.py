@@ -95,6 +95,38 @@ def rss_mb(server: subprocess.Popen[bytes]) -> float:
     return total / 1024
 
 
+def cpu_seconds(server: subprocess.Popen[bytes]) -> tuple[float, float, float]:
+    """CPU seconds so far of the serve processes, of PostgreSQL's processes, and of the machine.
+
+    Read from /proc; the differences between two readings a minute apart are the
+    cores each used in that minute (the machine's: every busy core, the generator's,
+    the sends' and the sink's included).
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def used(pid: int | str) -> float:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
+    pids = [server.pid, *(int(p) for p in children.read_text().split())] if children.exists() else []
+    postgres = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                name = (entry / "comm").read_text().strip()
+            except OSError:
+                continue
+            if name.startswith("postgres"):
+                postgres += used(entry.name)
+    busy = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    machine_seconds = (sum(int(x) for x in busy) - int(busy[3]) - int(busy[4])) / tick
+    return sum(used(pid) for pid in pids), postgres, machine_seconds
+
+
 def vacuum_if_autovacuum_is_off(db_url: str) -> bool:
     """On a PostgreSQL server whose autovacuum is off, VACUUM (ANALYZE) the bench's tables.
 
@@ -165,8 +197,8 @@ async def soak(args: argparse.Namespace, site: Path, db_url: str, port: int, sin
         seconds, outcome = await visit(port, n)
         results.append((time.perf_counter() - start, seconds, outcome))
 
-    def report(minute: int) -> None:
-        """One line for the visits that started in ``minute``."""
+    def report(minute: int, cores: str) -> None:
+        """One line for the visits that started in ``minute``, and the cores used in it."""
         rows = [(s, o) for at, s, o in results if minute * 60 <= at < (minute + 1) * 60]
         if not rows:
             return
@@ -175,11 +207,12 @@ async def soak(args: argparse.Namespace, site: Path, db_url: str, port: int, sin
         bad = {o: sum(1 for _, x in rows if x == o) for o in {o for _, o in rows} - {"ok"}}
         print(
             f"minute {minute + 1}: {len(rows)} visits, p50 {q[49]:.0f} ms, p95 {q[94]:.0f} ms, "
-            f"p99 {q[98]:.0f} ms, not ok {bad or 0}, serve {rss_mb(server):.0f} MB",
+            f"p99 {q[98]:.0f} ms, not ok {bad or 0}, serve {rss_mb(server):.0f} MB{cores}",
             flush=True,
         )
 
     minute = 0
+    cpu, cpu_at = cpu_seconds(server), 0.0
     while (elapsed := time.perf_counter() - start) < args.minutes * 60:
         while number < elapsed * args.rate:
             task = asyncio.create_task(one(number))
@@ -192,11 +225,16 @@ async def soak(args: argparse.Namespace, site: Path, db_url: str, port: int, sin
         ):
             sends.append(loop.run_in_executor(None, send, site, db_url, sink_port, args.send_nice))
         if elapsed >= (minute + 1) * 60:
-            report(minute)
+            now = cpu_seconds(server)
+            serve, postgres, busy = ((b - a) / (elapsed - cpu_at) for a, b in zip(cpu, now, strict=True))
+            cores = f"; cores: serve {serve:.2f}"
+            cores += f", postgresql {postgres:.2f}" if db_url.startswith("postgresql") else ""
+            report(minute, f"{cores}, machine {busy:.2f}")
+            cpu, cpu_at = now, elapsed
             minute += 1
         await asyncio.sleep(0.005)
     await asyncio.gather(*visits)
-    report(minute)
+    report(minute, "")
     rates = [await s for s in sends]
     outcomes = [o for _, _, o in results]
     return {
