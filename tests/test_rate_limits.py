@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from starlette.testclient import TestClient
 
 from newsletter.core.db import make_engine
@@ -178,35 +178,53 @@ def test_two_limits_are_counted_at_once_in_memory_and_in_the_database(
         one.hits([("sign-up:client", "192.0.2.21", 2), ("sign-up:client", "192.0.2.21", 2)])
 
 
+def prepared(connection: Connection, prefix: str) -> list[tuple[str, int, int, list[str]]]:
+    """The statements starting with ``prefix`` psycopg prepared on this connection."""
+    rows = connection.exec_driver_sql(
+        "SELECT name, generic_plans, custom_plans, parameter_types::text[] FROM pg_prepared_statements "
+        "WHERE statement LIKE %(prefix)s",
+        {"prefix": prefix + "%"},
+    ).all()
+    return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
 @pytest.mark.postgres
-def test_the_counters_upsert_is_never_run_from_a_cached_generic_plan(db_url: str) -> None:
-    """PostgreSQL plans the upsert afresh each time: a plan cached while the previous
-    window was empty scanned that whole window after the turn of the hour."""
+def test_the_counters_statements_never_scan_a_window_from_a_cached_plan(db_url: str) -> None:
+    """A plan cached while the previous window was empty once scanned that whole window on
+    every hit after the turn of the hour. The upsert, even planned generically, finds its
+    rows by primary key alone; the sweep, which reads by window, is planned afresh each time."""
     if not db_url.startswith("postgresql"):
         pytest.skip("plans are PostgreSQL's")
     engine = make_engine(db_url)
     clock = Clock()
-    counter = DatabaseCounter(engine, clock=clock)
+    counter = DatabaseCounter(engine, clock=clock, sweep_batch=2)
     try:
         # psycopg prepares a statement on its fifth run on a connection; one connection here.
         for n in range(12):
             counter.hits(
                 [("sign-up:client", f"192.0.2.{n}", 10), ("sign-up:address", f"a{n}@example.org", 3)]
             )
-        clock.now += WINDOW
+        clock.now += 2 * WINDOW  # all 24 keys are old: a dozen sweeps of two
         for n in range(12):
             counter.hits(
                 [("sign-up:client", f"198.51.100.{n}", 10), ("sign-up:address", f"b{n}@example.org", 3)]
             )
         with engine.connect() as connection:
-            plans = connection.exec_driver_sql(
-                "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
-                "WHERE statement LIKE 'INSERT INTO rate_limit%%'"
-            ).all()
+            upserts = prepared(connection, "INSERT INTO rate_limit")
+            sweeps = prepared(connection, "DELETE FROM rate_limit")
+            plans = []
+            connection.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+            for name, _, _, types in upserts:
+                values = ", ".join("1" if "int" in kind else "'x'" for kind in types)
+                plan = connection.exec_driver_sql(f"EXPLAIN EXECUTE {name}({values})").scalars().all()
+                plans.append("\n".join(plan))
     finally:
         engine.dispose()
-    assert plans, "the upsert was never prepared: the test no longer sees what it checks"
-    assert all(generic == 0 and custom > 0 for generic, custom in plans)
+    assert upserts and sweeps, "a statement was never prepared: the test no longer sees what it checks"
+    for plan in plans:
+        assert "Conflict Arbiter Indexes: rate_limit_pkey" in plan
+        assert "Scan on rate_limit" not in plan and "Index" not in plan.replace("Arbiter Indexes", "")
+    assert all(generic == 0 and custom > 0 for _, generic, custom, _ in sweeps)
 
 
 def test_a_database_the_counter_cannot_use_is_a_database_error(tmp_path: Path) -> None:

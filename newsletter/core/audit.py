@@ -47,7 +47,7 @@ def token_actor(name: str) -> str:
     return f"token:{name}"
 
 
-def _rows(
+def rows(
     kind: str, actor: str, source: str, ids: dict[str, int | None], detail: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The audit row's values, and the captured webhook event's (None: no topic for this kind)."""
@@ -73,7 +73,7 @@ def record(
 ) -> Event:
     """Add one audit row to the session (it commits with the change it describes)."""
     ids = {"subscriber_id": subscriber_id, "group_id": group_id, "edition_id": edition_id, "item_id": item_id}
-    values, captured = _rows(kind, actor, source, ids, detail)
+    values, captured = rows(kind, actor, source, ids, detail)
     event = Event(**values)
     session.add(event)
     if captured is not None:
@@ -93,7 +93,7 @@ def insert(
 ) -> None:
     """As :func:`record`, in Core statements on ``connection``: for a path that builds no ORM objects."""
     ids: dict[str, int | None] = {"subscriber_id": subscriber_id, "group_id": group_id}
-    values, captured = _rows(kind, actor, source, ids, detail)
+    values, captured = rows(kind, actor, source, ids, detail)
     connection.execute(_NEW_EVENT, values)
     if captured is not None:
         connection.execute(_NEW_CAPTURE, captured)

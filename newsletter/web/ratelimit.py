@@ -154,15 +154,16 @@ class DatabaseCounter:
         return statement
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[Connection]:
+    def _sweeping(self) -> Iterator[Connection]:
+        """A transaction for one batch of the sweep."""
         with self.engine.begin() as connection:
             if self._postgresql:
-                # For this transaction only, in one round trip: a counter lost to a
-                # crash costs nothing, so its commit does not wait for the disk (the
-                # sign-up's own commit does); and its statements are planned for the
-                # table as it is now, never from a generic plan a long-lived
-                # connection cached while the table was nearly empty (one such plan
-                # once scanned a whole hour's rows on every hit: docs/performance.md).
+                # For this transaction only, in one round trip: its commit does not wait
+                # for the disk (a swept key lost to a crash is swept again), and the
+                # sweep, which finds its rows by window, is planned for the table as it
+                # is now, never from a generic plan a long-lived connection cached while
+                # the table was nearly empty (one such plan once scanned a whole hour's
+                # rows on every hit: docs/performance.md).
                 connection.exec_driver_sql(
                     "SELECT set_config('synchronous_commit', 'off', true), "
                     "set_config('plan_cache_mode', 'force_custom_plan', true)"
@@ -187,11 +188,14 @@ class DatabaseCounter:
             if number != self._swept:
                 # A transaction of its own: one that held the rows of its batch while
                 # waiting for a key another process's batch holds could deadlock.
-                with self._transaction() as connection:
+                with self._sweeping() as connection:
                     swept = connection.execute(self._sweep, values).rowcount
                 if swept < self.sweep_batch:
                     self._swept = number
-            with self._transaction() as connection:
+            # One statement is its own transaction: no BEGIN or COMMIT to wait for. Its
+            # plan has no choice to get wrong (it finds its rows by primary key only),
+            # so a cached generic plan is as good as a fresh one (tests/test_rate_limits.py).
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
                 rows = connection.execute(self._upsert(len(keyed)), values).all()
         except sa.exc.SQLAlchemyError as exc:
             # The pages answer DatabaseError with 503 and Retry-After (a locked or absent

@@ -214,18 +214,16 @@ class EmbeddedSignUp:
         # and the answer is the same as for any other address.
         if not self.limits.allow_address(selfservice.sign_up_limit_key(email)):
             return
-        with self.site.transaction() as session:
-            selfservice.request_subscription(
-                session,
-                self.settings,
-                slug,
-                email,
-                name=name or None,
-                language=language,
-                consent_text=consent,
-                ip=client,
-                source=source,
-            )
+        selfservice.request_subscription(
+            self.site.engine,
+            slug,
+            email,
+            name=name or None,
+            language=language,
+            consent_text=consent,
+            ip=client,
+            source=source,
+        )
 
     # -- the JSON endpoint -----------------------------------------------------------------
 

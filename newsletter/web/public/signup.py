@@ -141,17 +141,15 @@ class SignUp:
         # and the page says the same as for any other address.
         if not address_ok:
             return True
-        with self.site.transaction() as session:
-            selfservice.request_subscription(
-                session,
-                self.settings,
-                slug,
-                email,
-                name=name,
-                language=language,
-                consent_text=consent,
-                ip=client,
-            )
+        selfservice.request_subscription(
+            self.site.engine,
+            slug,
+            email,
+            name=name,
+            language=language,
+            consent_text=consent,
+            ip=client,
+        )
         return True
 
     async def confirm(self, request: Request) -> Response:
