@@ -95,12 +95,13 @@ def rss_mb(server: subprocess.Popen[bytes]) -> float:
     return total / 1024
 
 
-def cpu_seconds(server: subprocess.Popen[bytes]) -> tuple[float, float, float]:
-    """CPU seconds so far of the serve processes, of PostgreSQL's processes, and of the machine.
+def cpu_seconds(server: subprocess.Popen[bytes]) -> tuple[float, dict[str, float], float]:
+    """CPU seconds so far of the serve processes, of each PostgreSQL process, and of the machine.
 
     Read from /proc; the differences between two readings a minute apart are the
     cores each used in that minute (the machine's: every busy core, the generator's,
-    the sends' and the sink's included).
+    the sends' and the sink's included). A PostgreSQL backend that ended within the
+    minute (a send's) is missing its last part: that column is a little low.
     """
     tick = os.sysconf("SC_CLK_TCK")
 
@@ -113,7 +114,7 @@ def cpu_seconds(server: subprocess.Popen[bytes]) -> tuple[float, float, float]:
 
     children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
     pids = [server.pid, *(int(p) for p in children.read_text().split())] if children.exists() else []
-    postgres = 0.0
+    postgres: dict[str, float] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
@@ -121,7 +122,7 @@ def cpu_seconds(server: subprocess.Popen[bytes]) -> tuple[float, float, float]:
             except OSError:
                 continue
             if name.startswith("postgres"):
-                postgres += used(entry.name)
+                postgres[entry.name] = used(entry.name)
     busy = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
     machine_seconds = (sum(int(x) for x in busy) - int(busy[3]) - int(busy[4])) / tick
     return sum(used(pid) for pid in pids), postgres, machine_seconds
@@ -226,7 +227,9 @@ async def soak(args: argparse.Namespace, site: Path, db_url: str, port: int, sin
             sends.append(loop.run_in_executor(None, send, site, db_url, sink_port, args.send_nice))
         if elapsed >= (minute + 1) * 60:
             now = cpu_seconds(server)
-            serve, postgres, busy = ((b - a) / (elapsed - cpu_at) for a, b in zip(cpu, now, strict=True))
+            seconds = elapsed - cpu_at
+            serve, busy = (now[0] - cpu[0]) / seconds, (now[2] - cpu[2]) / seconds
+            postgres = sum(used - cpu[1].get(pid, 0.0) for pid, used in now[1].items()) / seconds
             cores = f"; cores: serve {serve:.2f}"
             cores += f", postgresql {postgres:.2f}" if db_url.startswith("postgresql") else ""
             report(minute, f"{cores}, machine {busy:.2f}")
