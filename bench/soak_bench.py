@@ -123,9 +123,13 @@ def cpu_seconds(server: subprocess.Popen[bytes]) -> tuple[float, dict[str, float
                 continue
             if name.startswith("postgres"):
                 postgres[entry.name] = used(entry.name)
+    return sum(used(pid) for pid in pids), postgres, busy_seconds()
+
+
+def busy_seconds() -> float:
+    """The CPU seconds the whole machine has been busy (not idle, not waiting for the disk)."""
     busy = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    machine_seconds = (sum(int(x) for x in busy) - int(busy[3]) - int(busy[4])) / tick
-    return sum(used(pid) for pid in pids), postgres, machine_seconds
+    return (sum(int(x) for x in busy) - int(busy[3]) - int(busy[4])) / os.sysconf("SC_CLK_TCK")
 
 
 def vacuum_if_autovacuum_is_off(db_url: str) -> bool:
@@ -153,8 +157,8 @@ def vacuum_if_autovacuum_is_off(db_url: str) -> bool:
         engine.dispose()
 
 
-def send(site: Path, db_url: str, sink_port: int, nice: int = 0) -> float:
-    """One edition to the whole group over SMTP; its messages per second.
+def send(site: Path, db_url: str, sink_port: int, nice: int = 0) -> tuple[float, float]:
+    """One edition to the whole group over SMTP; its messages per second, and the machine's busy cores.
 
     With ``nice`` the send runs at that lower CPU priority, as a worker whose systemd
     unit says ``Nice=`` (docs/operations.md): the web pages get the cores first.
@@ -170,7 +174,7 @@ def send(site: Path, db_url: str, sink_port: int, nice: int = 0) -> float:
     built = subprocess.run([*command, "editions", "build", "dach", "--json"], env=env, capture_output=True)
     edition = json.loads(built.stdout)["id"]
     subprocess.run([*command, "editions", "approve", str(edition)], env=env, check=True, capture_output=True)
-    started = time.perf_counter()
+    started, busy = time.perf_counter(), busy_seconds()
     done = subprocess.run(
         ["nice", "-n", str(nice)] * bool(nice)
         + [*command, "--transport", "smtp", "editions", "send", str(edition)],
@@ -179,17 +183,18 @@ def send(site: Path, db_url: str, sink_port: int, nice: int = 0) -> float:
         text=True,
     )
     seconds = time.perf_counter() - started
+    cores = (busy_seconds() - busy) / seconds
     sent = re.search(r"sent (\d+)", done.stdout)
-    return int(sent.group(1)) / seconds if sent else 0.0
+    return (int(sent.group(1)) / seconds if sent else 0.0), cores
 
 
 async def soak(args: argparse.Namespace, site: Path, db_url: str, port: int, sink_port: int,
                server: subprocess.Popen[bytes]) -> dict[str, object]:  # fmt: skip
     loop = asyncio.get_running_loop()
-    alone = await loop.run_in_executor(None, send, site, db_url, sink_port)
-    print(f"send alone: {alone:.0f} msg/s", flush=True)
+    alone, alone_cores = await loop.run_in_executor(None, send, site, db_url, sink_port)
+    print(f"send alone: {alone:.0f} msg/s, {alone_cores:.2f} cores busy", flush=True)
     results: list[tuple[float, float, str]] = []
-    sends: list[asyncio.Future[float]] = []
+    sends: list[asyncio.Future[tuple[float, float]]] = []
     visits: set[asyncio.Task[None]] = set()
     start = time.perf_counter()
     number = 0
@@ -238,7 +243,8 @@ async def soak(args: argparse.Namespace, site: Path, db_url: str, port: int, sin
         await asyncio.sleep(0.005)
     await asyncio.gather(*visits)
     report(minute, "")
-    rates = [await s for s in sends]
+    done = [await s for s in sends]
+    rates, busy_under_load = [rate for rate, _ in done], [busy for _, busy in done]
     outcomes = [o for _, _, o in results]
     return {
         "visits": len(results),
@@ -247,6 +253,8 @@ async def soak(args: argparse.Namespace, site: Path, db_url: str, port: int, sin
         "send_alone_msgs_per_s": round(alone, 1),
         "sends_under_load_msgs_per_s": [round(r, 1) for r in rates],
         "share_of_alone": [round(r / alone, 2) for r in rates] if alone else [],
+        "cores_busy_alone": round(alone_cores, 2),
+        "cores_busy_under_load": [round(c, 2) for c in busy_under_load],
     }
 
 
