@@ -220,10 +220,12 @@ def test_the_counters_statements_never_scan_a_window_from_a_cached_plan(db_url: 
                 plans.append("\n".join(plan))
     finally:
         engine.dispose()
-    assert upserts and sweeps, "a statement was never prepared: the test no longer sees what it checks"
+    assert upserts, "the upsert was never prepared: the test no longer sees what it checks"
+    assert sweeps, "the sweep was never prepared: the test no longer sees what it checks"
     for plan in plans:
         assert "Conflict Arbiter Indexes: rate_limit_pkey" in plan
-        assert "Scan on rate_limit" not in plan and "Index" not in plan.replace("Arbiter Indexes", "")
+        assert "Scan on rate_limit" not in plan
+        assert "Index" not in plan.replace("Arbiter Indexes", "")
     assert all(generic == 0 and custom > 0 for _, generic, custom, _ in sweeps)
 
 

@@ -32,7 +32,13 @@ SIGN_UPS = [
 
 def step_by_step(engine: sa.Engine, slug: str, email: str, name: str | None, language: str | None) -> int:
     values = selfservice._sign_up_values(
-        slug, email, name=name, language=language, text="I agree", ip="192.0.2.7", source="web"
+        slug,
+        selfservice.sign_up_address(email),
+        name=name,
+        language=language,
+        text="I agree",
+        ip="192.0.2.7",
+        source="web",
     )
     with engine.begin() as connection:
         consent_id = selfservice._sign_up_step_by_step(connection, values)
@@ -42,7 +48,13 @@ def step_by_step(engine: sa.Engine, slug: str, email: str, name: str | None, lan
 
 def at_once(engine: sa.Engine, slug: str, email: str, name: str | None, language: str | None) -> int:
     return selfservice.request_subscription(
-        engine, slug, email, name=name, language=language, consent_text="I agree", ip="192.0.2.7"
+        engine,
+        slug,
+        selfservice.sign_up_address(email),
+        name=name,
+        language=language,
+        consent_text="I agree",
+        ip="192.0.2.7",
     )
 
 

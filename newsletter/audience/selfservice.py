@@ -96,26 +96,27 @@ def _group(session: Session, slug: str) -> Group:
     return group
 
 
-def _address(email: str) -> Address:
+def sign_up_address(email: str) -> Address:
+    """The address a sign-up is for; one we cannot send to is an :class:`InputError`."""
     try:
         return parse_address(email)
     except InvalidAddress as exc:
         raise InputError("this is not an address we can send to: {reason}", reason=exc.msg) from None
 
 
-def sign_up_limit_key(email: str) -> str:
-    """The key a sign-up for ``email`` counts against in the per-address rate limit.
+def sign_up_limit_key(address: Address) -> str:
+    """The key a sign-up for ``address`` counts against in the per-address rate limit.
 
     ``a+news@example.org`` and ``A@Example.org`` are one mailbox for the limit (never
-    for storage); an address we cannot send to is an :class:`InputError`.
+    for storage).
     """
-    return limit_key(_address(email))
+    return limit_key(address)
 
 
 def request_subscription(
     engine: Engine,
     group_slug: str,
-    email: str,
+    address: Address,
     *,
     name: str | None,
     language: str | None,
@@ -138,7 +139,7 @@ def request_subscription(
     All of it commits, or none of it: a :class:`DatabaseError` means nothing was stored.
     """
     values = _sign_up_values(
-        group_slug, email, name=name, language=language, text=consent_text, ip=ip, source=source
+        group_slug, address, name=name, language=language, text=consent_text, ip=ip, source=source
     )
     try:
         if engine.dialect.name == "postgresql":
@@ -157,7 +158,7 @@ def request_subscription(
 
 def _sign_up_values(
     group_slug: str,
-    email: str,
+    address: Address,
     *,
     name: str | None,
     language: str | None,
@@ -166,7 +167,6 @@ def _sign_up_values(
     source: str,
 ) -> dict[str, Any]:
     """The values a sign-up stores, checked and cut to their columns' sizes."""
-    address = _address(email)
     if language:
         try:
             language = normalize_language(language)

@@ -212,12 +212,13 @@ class EmbeddedSignUp:
     ) -> None:
         # Past its limit, an address (counted without +tags or case) gets nothing more,
         # and the answer is the same as for any other address.
-        if not self.limits.allow_address(selfservice.sign_up_limit_key(email)):
+        address = selfservice.sign_up_address(email)
+        if not self.limits.allow_address(selfservice.sign_up_limit_key(address)):
             return
         selfservice.request_subscription(
             self.site.engine,
             slug,
-            email,
+            address,
             name=name or None,
             language=language,
             consent_text=consent,

@@ -128,13 +128,13 @@ class SignUp:
     def _subscribe(self, slug: str, email: str, name: str, language: str, consent: str, client: str) -> bool:
         """Record the sign-up; False when the client is past its limit (the page says so)."""
         try:
-            key = selfservice.sign_up_limit_key(email)
+            address = selfservice.sign_up_address(email)
         except InputError:
             # A wrong address still counts against the client, before it is told so.
             if not self.limits.allow_client(client):
                 return False
             raise
-        client_ok, address_ok = self.limits.allow(client, key)
+        client_ok, address_ok = self.limits.allow(client, selfservice.sign_up_limit_key(address))
         if not client_ok:
             return False
         # Past its limit, an address (counted without +tags or case) gets nothing more,
@@ -144,7 +144,7 @@ class SignUp:
         selfservice.request_subscription(
             self.site.engine,
             slug,
-            email,
+            address,
             name=name,
             language=language,
             consent_text=consent,
