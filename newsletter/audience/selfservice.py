@@ -22,7 +22,7 @@ from sqlmodel import Session, col, select, update
 from newsletter.audience import topics
 from newsletter.audience.addresses import Address, clean_name, limit_key, parse_address
 from newsletter.core import audit, states
-from newsletter.core.db import database_error
+from newsletter.core.db import database_error, single_statement
 from newsletter.core.errors import BadToken, InputError, InvalidAddress, NotFoundError
 from newsletter.core.i18n import base_language, reader_language
 from newsletter.core.language import normalize_language
@@ -143,8 +143,7 @@ def request_subscription(
     )
     try:
         if engine.dialect.name == "postgresql":
-            # One statement is one transaction: no BEGIN or COMMIT to wait for either.
-            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            with single_statement(engine) as connection:
                 consent_id = connection.execute(_sign_up_at_once(), values).scalar()
         else:
             with engine.begin() as connection:

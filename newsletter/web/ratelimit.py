@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 
+from newsletter.core.db import single_statement
 from newsletter.core.errors import ConfigError, DatabaseError
 
 WINDOW = 3600.0
@@ -192,10 +193,9 @@ class DatabaseCounter:
                     swept = connection.execute(self._sweep, values).rowcount
                 if swept < self.sweep_batch:
                     self._swept = number
-            # One statement is its own transaction: no BEGIN or COMMIT to wait for. Its
-            # plan has no choice to get wrong (it finds its rows by primary key only),
+            # Its plan has no choice to get wrong (it finds its rows by primary key only),
             # so a cached generic plan is as good as a fresh one (tests/test_rate_limits.py).
-            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            with single_statement(self.engine) as connection:
                 rows = connection.execute(self._upsert(len(keyed)), values).all()
         except sa.exc.SQLAlchemyError as exc:
             # The pages answer DatabaseError with 503 and Retry-After (a locked or absent
