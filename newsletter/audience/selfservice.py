@@ -49,7 +49,7 @@ SUBSCRIBER: sa.Table = Subscriber.__table__  # type: ignore[attr-defined]
 MEMBERSHIP: sa.Table = Membership.__table__  # type: ignore[attr-defined]
 CONSENT: sa.Table = Consent.__table__  # type: ignore[attr-defined]
 CONFIRMATION_MAIL: sa.Table = ConfirmationMail.__table__  # type: ignore[attr-defined]
-# The sign-up's statements, compiled once and cached (request_subscription).
+# The step-by-step sign-up's statements, compiled once and cached (_sign_up_step_by_step).
 _GROUP_ID = sa.select(GROUP.c.id).where(GROUP.c.slug == sa.bindparam("slug"))
 _FIND_SUBSCRIBER = sa.select(SUBSCRIBER.c.id).where(SUBSCRIBER.c.email_key == sa.bindparam("key"))
 _NEW_SUBSCRIBER = sa.insert(SUBSCRIBER).returning(SUBSCRIBER.c.id)
@@ -80,13 +80,6 @@ class Subscription:
     language: str
     needs_confirmation: bool
     consent_id: int | None = None
-
-
-def _group_id(session: Session, slug: str) -> int:
-    group_id: int | None = session.connection().execute(_GROUP_ID, {"slug": slug}).scalar()
-    if group_id is None:
-        raise NotFoundError("no group '{group}'", group=slug)
-    return group_id
 
 
 def _group(session: Session, slug: str) -> Group:
@@ -190,7 +183,12 @@ def _sign_up_values(
 
 
 def _sign_up_step_by_step(connection: sa.Connection, values: dict[str, Any]) -> int | None:
-    """The sign-up in a statement per row, in the caller's transaction (SQLite: no round trips)."""
+    """The sign-up in a statement per row, in the caller's transaction (SQLite: no round trips).
+
+    Core statements compiled once, not ORM objects: building, flushing and committing six
+    ORM objects was most of a sign-up's CPU time, and of the time it held SQLite's write
+    lock (docs/performance.md).
+    """
     group_id: int | None = connection.execute(_GROUP_ID, values).scalar()
     if group_id is None:
         return None
