@@ -185,7 +185,7 @@ def prepared(connection: Connection, prefix: str) -> list[tuple[str, int, int, l
         "WHERE statement LIKE %(prefix)s",
         {"prefix": prefix + "%"},
     ).all()
-    return [tuple(row) for row in rows]  # type: ignore[misc]
+    return [(row[0], row[1], row[2], row[3]) for row in rows]
 
 
 @pytest.mark.postgres
