@@ -15,7 +15,6 @@ The serve processes' CPU per visit under load is ``bench/soak_bench.py``'s to me
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -26,23 +25,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from send_bench import database, machine  # noqa: E402
+from soak_bench import postgres_seconds  # noqa: E402
 from sqlalchemy import event  # noqa: E402
 from workspace_bench import KEY, make_site, newsletter  # noqa: E402
-
-
-def postgres_seconds() -> float:
-    """CPU seconds so far of every PostgreSQL process on this machine."""
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if (entry / "comm").read_text().startswith("postgres"):
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])
-        except OSError:
-            continue
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def run(site_dir: Path, db_url: str, count: int, warm_up: int) -> dict[str, Any]:
@@ -75,11 +60,11 @@ def run(site_dir: Path, db_url: str, count: int, warm_up: int) -> dict[str, Any]
         for n in range(warm_up):
             sign_up(n)
         statements = 0
-        cpu, wall, postgres = time.process_time(), time.perf_counter(), postgres_seconds()
+        cpu, wall, postgres = time.process_time(), time.perf_counter(), sum(postgres_seconds().values())
         for n in range(warm_up, warm_up + count):
             sign_up(n)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        postgres = postgres_seconds() - postgres
+        postgres = sum(postgres_seconds().values()) - postgres
     finally:
         site.close()
     per = 1000 / count

@@ -99,25 +99,17 @@ def rss_mb(server: subprocess.Popen[bytes]) -> float:
     return total / 1024
 
 
-def cpu_seconds(server: subprocess.Popen[bytes]) -> tuple[float, dict[str, float], float]:
-    """CPU seconds so far of the serve processes, of each PostgreSQL process, and of the machine.
+def process_seconds(pid: int | str) -> float:
+    """CPU seconds (user and system) the process has used so far; 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    Read from /proc; the differences between two readings a minute apart are the
-    cores each used in that minute (the machine's: every busy core, the generator's,
-    the sends' and the sink's included). A PostgreSQL backend that ended within the
-    minute (a send's) is missing its last part: that column is a little low.
-    """
-    tick = os.sysconf("SC_CLK_TCK")
 
-    def used(pid: int | str) -> float:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / tick
-
-    children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
-    pids = [server.pid, *(int(p) for p in children.read_text().split())] if children.exists() else []
+def postgres_seconds() -> dict[str, float]:
+    """CPU seconds so far of each PostgreSQL process on this machine, by pid."""
     postgres: dict[str, float] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -126,8 +118,21 @@ def cpu_seconds(server: subprocess.Popen[bytes]) -> tuple[float, dict[str, float
             except OSError:
                 continue
             if name.startswith("postgres"):
-                postgres[entry.name] = used(entry.name)
-    return sum(used(pid) for pid in pids), postgres, busy_seconds()
+                postgres[entry.name] = process_seconds(entry.name)
+    return postgres
+
+
+def cpu_seconds(server: subprocess.Popen[bytes]) -> tuple[float, dict[str, float], float]:
+    """CPU seconds so far of the serve processes, of each PostgreSQL process, and of the machine.
+
+    Read from /proc; the differences between two readings a minute apart are the
+    cores each used in that minute (the machine's: every busy core, the generator's,
+    the sends' and the sink's included). A PostgreSQL backend that ended within the
+    minute (a send's) is missing its last part: that column is a little low.
+    """
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
+    pids = [server.pid, *(int(p) for p in children.read_text().split())] if children.exists() else []
+    return sum(process_seconds(pid) for pid in pids), postgres_seconds(), busy_seconds()
 
 
 def busy_seconds() -> float:
