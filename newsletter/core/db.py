@@ -10,6 +10,7 @@ that is behind the code (run ``newsletter migrate``) or ahead of it.
 
 import functools
 import os
+import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from filelock import FileLock
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlmodel import Session
 
 from newsletter.core.errors import ConflictError, DatabaseError, file_error
@@ -56,16 +57,54 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 POOL_SIZE = 16
 
 
-def make_engine(url: str) -> Engine:
+# A pooled PostgreSQL connection idle this long is pinged before it is handed out.
+PING_IDLE_AFTER = 10.0
+
+
+def make_engine(url: str, *, ping_idle_after: float = PING_IDLE_AFTER) -> Engine:
     """Create an engine for ``url`` with the settings this project relies on."""
     try:
         if url.startswith("sqlite"):
             engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
             event.listen(engine, "connect", _sqlite_pragmas)
             return engine
-        return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE)
+        engine = create_engine(url, pool_size=POOL_SIZE)
     except (SQLAlchemyError, ImportError) as exc:
         raise DatabaseError(f"cannot use database {_safe(url)}: {exc}") from exc
+    _ping_when_idle(engine, ping_idle_after)
+    return engine
+
+
+def _ping_when_idle(engine: Engine, idle_after: float) -> None:
+    """Ping a pooled connection before handing it out only if it sat idle ``idle_after`` seconds.
+
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout: a round trip, and on a web
+    process a wait for the GIL on each side of it, for every statement a page runs. At
+    150 sign-ups a second that was a fifth of the serve processes' CPU and a sixth of
+    PostgreSQL's (docs/performance.md). A connection the server or a firewall dropped
+    is nearly always one that sat idle, so only those are pinged (SQLAlchemy's
+    documented way: a checkout hook that raises ``DisconnectionError`` makes the pool
+    open a new connection instead). One used in the last seconds is handed out as it
+    is; if the server restarted meanwhile, its statement fails (a ``DatabaseError``:
+    the pages answer 503, nothing was changed) and SQLAlchemy renews the whole pool.
+    """
+
+    def fresh(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get("idle_since", 0.0) < idle_after:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            if engine.dialect.is_disconnect(exc, dbapi_connection, None):
+                raise DisconnectionError(str(exc)) from exc
+            raise
+
+    event.listen(engine, "connect", fresh)
+    event.listen(engine, "checkin", fresh)
+    event.listen(engine, "checkout", ping_if_idle)
 
 
 def _safe(url: str | URL) -> str:
