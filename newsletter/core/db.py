@@ -395,8 +395,8 @@ def single_statement(engine: Engine) -> Iterator[Connection]:
     """A connection for one statement that is a whole change by itself, committed as it runs.
 
     On PostgreSQL in autocommit: the statement is its own transaction, with no BEGIN or
-    COMMIT round trip (a busy page's write is then two trips: the pool's ping and the
-    statement). On SQLite an ordinary transaction: it has no round trips to save, and
+    COMMIT round trip (a busy page's write is then one trip: the pool pings only a
+    connection that sat idle). On SQLite an ordinary transaction: it has no round trips to save, and
     switching its isolation level back and forth costs statements of its own.
     """
     if engine.dialect.name == "postgresql":
