@@ -79,8 +79,8 @@ def _ping_when_idle(engine: Engine, idle_after: float) -> None:
     """Ping a pooled connection before handing it out only if it sat idle ``idle_after`` seconds.
 
     SQLAlchemy's ``pool_pre_ping`` pings on every checkout: a round trip, and on a web
-    process a wait for the GIL on each side of it, for every statement a page runs. At
-    150 sign-ups a second that was a fifth of the serve processes' CPU and a sixth of
+    process a hand-over of the GIL on each side of it, for every statement a page runs:
+    about a quarter of a sign-up's database CPU in the serve process and a sixth of
     PostgreSQL's (docs/performance.md). A connection the server or a firewall dropped
     is nearly always one that sat idle, so only those are pinged (SQLAlchemy's
     documented way: a checkout hook that raises ``DisconnectionError`` makes the pool
