@@ -396,8 +396,8 @@ def single_statement(engine: Engine) -> Iterator[Connection]:
 
     On PostgreSQL in autocommit: the statement is its own transaction, with no BEGIN or
     COMMIT round trip (a busy page's write is then one trip: the pool pings only a
-    connection that sat idle). On SQLite an ordinary transaction: it has no round trips to save, and
-    switching its isolation level back and forth costs statements of its own.
+    connection that sat idle). On SQLite an ordinary transaction: it has no round trips
+    to save, and switching its isolation level back and forth costs statements of its own.
     """
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
