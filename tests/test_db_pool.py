@@ -5,6 +5,7 @@ server restart or a firewall would) and watches what the next checkout does.
 """
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -39,29 +40,30 @@ def kill(admin: Engine, pid: int) -> None:
     assert gone, f"backend {pid} still running"
 
 
-def test_an_idle_connection_whose_server_side_died_is_replaced_without_an_error(admin: Engine) -> None:
+@contextmanager
+def pool_with_a_dead_connection(admin: Engine, ping_idle_after: float) -> Iterator[tuple[Engine, int]]:
+    """A pool whose one connection has lost its server side; the backend it had."""
     assert POSTGRES_URL
-    engine = make_engine(POSTGRES_URL, ping_idle_after=0.0)
+    engine = make_engine(POSTGRES_URL, ping_idle_after=ping_idle_after)
     try:
         first = backend(engine)
         kill(admin, first)
-        # The checkout pings the idle connection, finds it dead and opens another.
-        assert backend(engine) != first
+        yield engine, first
     finally:
         engine.dispose()
 
 
+def test_an_idle_connection_whose_server_side_died_is_replaced_without_an_error(admin: Engine) -> None:
+    with pool_with_a_dead_connection(admin, ping_idle_after=0.0) as (engine, first):
+        # The checkout pings the idle connection, finds it dead and opens another.
+        assert backend(engine) != first
+
+
 def test_a_connection_used_moments_ago_is_not_pinged_and_one_failure_renews_the_pool(admin: Engine) -> None:
-    assert POSTGRES_URL
-    engine = make_engine(POSTGRES_URL, ping_idle_after=3600.0)
-    try:
-        first = backend(engine)
-        kill(admin, first)
+    with pool_with_a_dead_connection(admin, ping_idle_after=3600.0) as (engine, first):
         # No ping: the statement itself finds the connection dead (a page answers 503).
         with pytest.raises(OperationalError) as failure:
             backend(engine)
         assert failure.value.connection_invalidated
         # SQLAlchemy threw the dead connection away: the next checkout works.
         assert backend(engine) != first
-    finally:
-        engine.dispose()
