@@ -152,10 +152,8 @@ CHANGED_TABLES = (
 )
 
 
-def as_autovacuum_would(
-    db_url: str, command: str = "VACUUM (ANALYZE)", *, changed_only: bool = False
-) -> bool:
-    """On a PostgreSQL server whose autovacuum is off, run ``command`` on the bench's tables.
+def as_autovacuum_would(db_url: str, *, analyze_only: bool = False) -> bool:
+    """On a PostgreSQL server whose autovacuum is off, do what autovacuum would to the bench's tables.
 
     Each send leaves two dead row versions per delivery; with autovacuum off (as on the
     machines these figures were taken on) nothing reclaims them, every send after the
@@ -164,11 +162,11 @@ def as_autovacuum_would(
     untimed. And nothing re-analyzes a growing table, so the server's connections keep
     foreign-key checks planned while it was nearly empty (docs/performance.md): an
     ``ANALYZE`` runs each minute of the load. Both as autovacuum would do in the
-    background on a server configured as usual. With ``changed_only``, only the tables
-    autovacuum would pick: those changed by more than its threshold since their last
-    analysis (50 rows plus a tenth of the table, by the server's own settings), so that
-    a minute's ``ANALYZE`` does not make every connection replan every statement. True
-    if it ran.
+    background on a server configured as usual. With ``analyze_only`` (each minute),
+    only ``ANALYZE`` and only of the tables autovacuum would pick: those changed by more
+    than its threshold since their last analysis (50 rows plus a tenth of the table, by
+    the server's own settings), so that a minute's ``ANALYZE`` does not make every
+    connection replan every statement. True if it ran.
     """
     if not db_url.startswith("postgresql"):
         return False
@@ -178,8 +176,9 @@ def as_autovacuum_would(
             if connection.exec_driver_sql("SHOW autovacuum").scalar_one() == "on":
                 return False
             tables = (
-                connection.exec_driver_sql(CHANGED_TABLES if changed_only else ALL_TABLES).scalars().all()
+                connection.exec_driver_sql(CHANGED_TABLES if analyze_only else ALL_TABLES).scalars().all()
             )
+            command = "ANALYZE" if analyze_only else "VACUUM (ANALYZE)"
             if tables:
                 connection.exec_driver_sql(f"{command} {', '.join(tables)}")
             return True
@@ -270,7 +269,7 @@ async def soak(args: argparse.Namespace, site: Path, db_url: str, port: int, sin
             cores = f"; cores: serve {serve:.2f}"
             cores += f", postgresql {postgres:.2f}" if db_url.startswith("postgresql") else ""
             report(minute, f"{cores}, generator {generator:.2f}, machine {busy:.2f}")
-            analyze = functools.partial(as_autovacuum_would, db_url, "ANALYZE", changed_only=True)
+            analyze = functools.partial(as_autovacuum_would, db_url, analyze_only=True)
             analyses.append(loop.run_in_executor(None, analyze))
             cpu, cpu_at, generator_cpu = now, elapsed, time.process_time()
             minute += 1
