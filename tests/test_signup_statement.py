@@ -7,6 +7,8 @@ between the two, and every column of every row they write is compared: a column
 added to a model and to one way only fails here.
 """
 
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -109,3 +111,54 @@ def test_a_sign_up_for_no_group_stores_nothing(site_dir: Path, db_url: str) -> N
         assert all(not found for found in rows(site.engine).values())
     finally:
         site.close()
+
+
+@pytest.mark.postgres
+def test_two_sign_ups_of_one_new_address_at_once_both_succeed(site_dir: Path, db_url: str) -> None:
+    # A double click: the second sign-up's statement looks for the subscriber before the
+    # first has committed it, then meets it on the unique key. The browser shows the
+    # second click's answer, which must not be an error for a sign-up that was kept.
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite's writers take turns (BEGIN IMMEDIATE): no such race")
+    site = Site.open(load_settings(site_dir, env={}, overrides={"database.url": db_url}))
+    values = selfservice._sign_up_values(
+        "cepiug",
+        selfservice.sign_up_address("dana@example.org"),
+        name=None,
+        language=None,
+        text="I agree",
+        ip="192.0.2.7",
+        source="web",
+    )
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool, site.engine.connect() as first:
+            first.begin()
+            first_id = first.execute(selfservice._sign_up_at_once(), values).scalar_one()  # not committed
+            second = pool.submit(at_once, site.engine, "cepiug", "dana@example.org", None, None)
+            wait_for_lock_wait(site.engine, second)
+            first.commit()
+            consent_id = second.result(timeout=60)
+        found = rows(site.engine)
+        with site.engine.connect() as connection:
+            consents = connection.exec_driver_sql("SELECT id FROM consent ORDER BY id").scalars().all()
+    finally:
+        site.close()
+    # One person, one membership, and each click's request with its confirmation mail.
+    assert [len(found[table]) for table in TABLES] == [1, 1, 2, 2, 2, 2]
+    assert consents == [first_id, consent_id]
+    assert len({c["subscriber_id"] for c in found["consent"]}) == 1
+
+
+def wait_for_lock_wait(engine: sa.Engine, pending: Future[int]) -> None:
+    """Until a sign-up statement waits on a row lock (it found the uncommitted subscriber)."""
+    waiting = sa.text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO subscriber%'"
+    )
+    deadline = time.monotonic() + 60
+    with engine.connect() as watcher:
+        while not watcher.execute(waiting).scalar_one():
+            assert not pending.done(), pending.exception()
+            assert time.monotonic() < deadline, "the second sign-up never reached the first's row"
+            time.sleep(0.01)
+            watcher.rollback()  # a fresh snapshot of pg_stat_activity

@@ -130,22 +130,36 @@ def request_subscription(
     in force, change only when the new request is confirmed.
 
     All of it commits, or none of it: a :class:`DatabaseError` means nothing was stored.
+    Two sign-ups of the same new address at once (a double click on the button) both
+    succeed.
     """
     values = _sign_up_values(
         group_slug, address, name=name, language=language, text=consent_text, ip=ip, source=source
     )
     try:
-        if engine.dialect.name == "postgresql":
-            with single_statement(engine) as connection:
-                consent_id = connection.execute(_sign_up_at_once(), values).scalar()
-        else:
-            with engine.begin() as connection:
-                consent_id = _sign_up_step_by_step(connection, values)
+        try:
+            consent_id = _sign_up(engine, values)
+        except sa.exc.IntegrityError:
+            # PostgreSQL: another sign-up of this address committed the subscriber after
+            # this statement looked for it (SQLite's writers take turns: BEGIN IMMEDIATE).
+            # Nothing of this one was kept; once more finds that subscriber. A browser
+            # shows the answer to the last click, so that must not be an error.
+            consent_id = _sign_up(engine, values)
     except sa.exc.SQLAlchemyError as exc:
         raise database_error(exc) from exc
     if consent_id is None:
         raise NotFoundError("no group '{group}'", group=group_slug)
     return int(consent_id)
+
+
+def _sign_up(engine: Engine, values: dict[str, Any]) -> int | None:
+    """One attempt at the sign-up, committed; the consent request's id, None if the group is gone."""
+    if engine.dialect.name == "postgresql":
+        with single_statement(engine) as connection:
+            found: int | None = connection.execute(_sign_up_at_once(), values).scalar()
+            return found
+    with engine.begin() as connection:
+        return _sign_up_step_by_step(connection, values)
 
 
 def _sign_up_values(
