@@ -14,6 +14,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from newsletter.core.site import Site
+from newsletter.web.admission import RETRY_AFTER
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,8 @@ def routes(site: Site) -> list[BaseRoute]:
             await run_in_threadpool(ping)
         except SQLAlchemyError as exc:
             log.warning("healthz: the database does not answer: %s", exc)
-            return PlainTextResponse("database unavailable\n", status_code=503, headers={"retry-after": "5"})
+            headers = {"retry-after": str(RETRY_AFTER)}
+            return PlainTextResponse("database unavailable\n", status_code=503, headers=headers)
         return PlainTextResponse("ok\n")
 
     return [Route("/healthz", healthz, methods=["GET"])]
