@@ -331,6 +331,11 @@ def main() -> None:
         default=0,
         help="run the serve processes at this niceness (0-19), as a unit with Nice= would",
     )
+    parser.add_argument(
+        "--serve-batch",
+        action="store_true",
+        help="run the serve processes under SCHED_BATCH (chrt --batch), as CPUSchedulingPolicy=batch would",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temp:
         folder = Path(temp)
@@ -355,6 +360,7 @@ def main() -> None:
             log = (folder / "serve.log").open("wb")
             server = subprocess.Popen(
                 ["nice", "-n", str(args.serve_nice)] * bool(args.serve_nice)
+                + ["chrt", "--batch", "0"] * args.serve_batch
                 + [*command, "serve", "--port", str(port), "--workers", str(args.workers)],
                 env=env, stdout=log, stderr=log,
             )  # fmt: skip
@@ -378,6 +384,7 @@ def main() -> None:
         "prefill_keys": args.prefill_keys,
         "send_nice": args.send_nice,
         "serve_nice": args.serve_nice,
+        "serve_batch": args.serve_batch,
         "machine": machine(),
     }
     print(json.dumps(figures))
