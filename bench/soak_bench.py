@@ -192,7 +192,7 @@ def send(site: Path, db_url: str, sink_port: int, nice: int = 0) -> tuple[float,
     """One edition to the whole group over SMTP; its messages per second, and the machine's busy cores.
 
     With ``nice`` the send runs at that lower CPU priority, as a worker whose systemd
-    unit says ``Nice=`` (docs/operations.md): the web pages get the cores first.
+    unit says ``Nice=``: the web pages get the cores first.
     """
     if as_autovacuum_would(db_url):
         print("autovacuum is off: VACUUM (ANALYZE) before the send", flush=True)
@@ -331,11 +331,6 @@ def main() -> None:
         default=0,
         help="run the serve processes at this niceness (0-19), as a unit with Nice= would",
     )
-    parser.add_argument(
-        "--serve-batch",
-        action="store_true",
-        help="run the serve processes under SCHED_BATCH (chrt --batch), as CPUSchedulingPolicy=batch would",
-    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temp:
         folder = Path(temp)
@@ -360,7 +355,6 @@ def main() -> None:
             log = (folder / "serve.log").open("wb")
             server = subprocess.Popen(
                 ["nice", "-n", str(args.serve_nice)] * bool(args.serve_nice)
-                + ["chrt", "--batch", "0"] * args.serve_batch
                 + [*command, "serve", "--port", str(port), "--workers", str(args.workers)],
                 env=env, stdout=log, stderr=log,
             )  # fmt: skip
@@ -384,7 +378,6 @@ def main() -> None:
         "prefill_keys": args.prefill_keys,
         "send_nice": args.send_nice,
         "serve_nice": args.serve_nice,
-        "serve_batch": args.serve_batch,
         "machine": machine(),
     }
     print(json.dumps(figures))
