@@ -7,7 +7,6 @@ between the two, and every column of every row they write is compared: a column
 added to a model and to one way only fails here.
 """
 
-import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ from newsletter.audience import selfservice
 from newsletter.core.errors import NotFoundError
 from newsletter.core.settings import load_settings
 from newsletter.core.site import Site
+from tests.conftest import wait_until
 
 TABLES = ("subscriber", "membership", "consent", "confirmation_mail", "event", "webhook_event")
 # (group, address, name, language): a newcomer, the same person for a second group and
@@ -155,10 +155,11 @@ def wait_for_lock_wait(engine: sa.Engine, pending: Future[int]) -> None:
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
         "AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO subscriber%'"
     )
-    deadline = time.monotonic() + 60
-    with engine.connect() as watcher:
-        while not watcher.execute(waiting).scalar_one():
-            assert not pending.done(), pending.exception()
-            assert time.monotonic() < deadline, "the second sign-up never reached the first's row"
-            time.sleep(0.01)
-            watcher.rollback()  # a fresh snapshot of pg_stat_activity
+
+    def blocked() -> bool:
+        assert not pending.done(), pending.exception()
+        # A connection of its own each time: a fresh snapshot of pg_stat_activity.
+        with engine.connect() as watcher:
+            return bool(watcher.execute(waiting).scalar_one())
+
+    assert wait_until(blocked), "the second sign-up never reached the first's row"
