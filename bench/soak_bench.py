@@ -26,6 +26,7 @@ import functools
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -33,6 +34,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -188,11 +190,45 @@ def as_autovacuum_would(db_url: str, *, analyze_only: bool = False) -> bool:
         engine.dispose()
 
 
-def send(site: Path, db_url: str, sink_port: int, nice: int = 0) -> tuple[float, float]:
-    """One edition to the whole group over SMTP; its messages per second, and the machine's busy cores.
+class Sent(NamedTuple):
+    """What one send took: its rate, and who used the cores meanwhile."""
+
+    rate: float  # messages a second
+    cores: float  # the whole machine's busy cores
+    own: float  # the send process's own CPU (its DKIM threads included), in cores
+    serve: float  # the serve processes', in cores
+    sink: float  # smtp-sink's, in cores
+    preempted: int  # times the kernel took a core from the send process (involuntary switches)
+    waited: int  # times the send process gave its core up to wait (voluntary switches)
+
+    def line(self) -> str:
+        # The send's own CPU per message tells a machine that got slower or faster (as
+        # these virtual machines do, by a third) from a send that got less of its core.
+        cost = self.own / self.rate * 1e6 if self.rate else 0.0
+        return (
+            f"{self.rate:.0f} msg/s, {cost:.0f} µs of CPU a message; "
+            f"cores: machine {self.cores:.2f}, send {self.own:.2f}, "
+            f"serve {self.serve:.2f}, sink {self.sink:.2f}; the send preempted {self.preempted} "
+            f"times, waited {self.waited} times"
+        )
+
+
+def send(
+    site: Path,
+    db_url: str,
+    sink_port: int,
+    sink: subprocess.Popen[bytes],
+    server: subprocess.Popen[bytes],
+    nice: int = 0,
+    cpu: int | None = None,
+) -> Sent:
+    """One edition to the whole group over SMTP: its rate, and the cores used meanwhile.
 
     With ``nice`` the send runs at that lower CPU priority, as a worker whose systemd
-    unit says ``Nice=``: the web pages get the cores first.
+    unit says ``Nice=``: the web pages get the cores first. With ``cpu`` it runs on
+    that core only, as a unit with ``CPUAffinity=`` would (docs/operations.md). The send process's own CPU
+    and context switches come from ``getrusage`` of the children this process reaped
+    during the send, which is the send alone: nothing else it starts ends meanwhile.
     """
     if as_autovacuum_would(db_url):
         print("autovacuum is off: VACUUM (ANALYZE) before the send", flush=True)
@@ -205,27 +241,46 @@ def send(site: Path, db_url: str, sink_port: int, nice: int = 0) -> tuple[float,
     built = subprocess.run([*command, "editions", "build", "dach", "--json"], env=env, capture_output=True)
     edition = json.loads(built.stdout)["id"]
     subprocess.run([*command, "editions", "approve", str(edition)], env=env, check=True, capture_output=True)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     started, busy = time.perf_counter(), busy_seconds()
+    serve, sunk = cpu_seconds(server)[0], process_seconds(sink.pid)
     done = subprocess.run(
         ["nice", "-n", str(nice)] * bool(nice)
+        + ["taskset", "--cpu-list", str(cpu)] * (cpu is not None)
         + [*command, "--transport", "smtp", "editions", "send", str(edition)],
         env=env,
         capture_output=True,
         text=True,
     )
     seconds = time.perf_counter() - started
-    cores = (busy_seconds() - busy) / seconds
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     sent = re.search(r"sent (\d+)", done.stdout)
-    return (int(sent.group(1)) / seconds if sent else 0.0), cores
+    return Sent(
+        rate=int(sent.group(1)) / seconds if sent else 0.0,
+        cores=(busy_seconds() - busy) / seconds,
+        own=(after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime) / seconds,
+        serve=(cpu_seconds(server)[0] - serve) / seconds,
+        sink=(process_seconds(sink.pid) - sunk) / seconds,
+        preempted=after.ru_nivcsw - children.ru_nivcsw,
+        waited=after.ru_nvcsw - children.ru_nvcsw,
+    )
 
 
-async def soak(args: argparse.Namespace, site: Path, db_url: str, port: int, sink_port: int,
-               server: subprocess.Popen[bytes]) -> dict[str, object]:  # fmt: skip
+async def soak(
+    args: argparse.Namespace,
+    site: Path,
+    db_url: str,
+    port: int,
+    sink_port: int,
+    sink: subprocess.Popen[bytes],
+    server: subprocess.Popen[bytes],
+) -> dict[str, object]:
     loop = asyncio.get_running_loop()
-    alone, alone_cores = await loop.run_in_executor(None, send, site, db_url, sink_port)
-    print(f"send alone: {alone:.0f} msg/s, {alone_cores:.2f} cores busy", flush=True)
+    sending = functools.partial(send, site, db_url, sink_port, sink, server, cpu=args.send_cpu)
+    alone = await loop.run_in_executor(None, sending)
+    print(f"send alone: {alone.line()}", flush=True)
     results: list[tuple[float, float, str]] = []
-    sends: list[asyncio.Future[tuple[float, float]]] = []
+    sends: list[asyncio.Future[Sent]] = []
     analyses: list[asyncio.Future[bool]] = []
     visits: set[asyncio.Task[None]] = set()
     start, wall_start = time.perf_counter(), time.time()
@@ -273,7 +328,8 @@ async def soak(args: argparse.Namespace, site: Path, db_url: str, port: int, sin
             elapsed >= (len(sends) + 1) * args.send_every * 60 - 30
             and len(sends) < args.minutes // args.send_every
         ):
-            sends.append(loop.run_in_executor(None, send, site, db_url, sink_port, args.send_nice))
+            sends.append(loop.run_in_executor(None, sending, args.send_nice))
+            sends[-1].add_done_callback(lambda f: print(f"send under load: {f.result().line()}", flush=True))
         if elapsed >= (minute + 1) * 60:
             now = cpu_seconds(server)
             seconds = elapsed - cpu_at
@@ -291,17 +347,17 @@ async def soak(args: argparse.Namespace, site: Path, db_url: str, port: int, sin
     await asyncio.gather(*visits, *analyses)
     report(minute, "")
     done = [await s for s in sends]
-    rates, busy_under_load = [rate for rate, _ in done], [busy for _, busy in done]
+    rates = [d.rate for d in done]
     outcomes = [o for _, _, o in results]
     return {
         "visits": len(results),
         "ok": outcomes.count("ok"),
         "timeouts": outcomes.count("timeout"),
-        "send_alone_msgs_per_s": round(alone, 1),
+        "send_alone_msgs_per_s": round(alone.rate, 1),
         "sends_under_load_msgs_per_s": [round(r, 1) for r in rates],
-        "share_of_alone": [round(r / alone, 2) for r in rates] if alone else [],
-        "cores_busy_alone": round(alone_cores, 2),
-        "cores_busy_under_load": [round(c, 2) for c in busy_under_load],
+        "share_of_alone": [round(r / alone.rate, 2) for r in rates] if alone.rate else [],
+        "send_alone": alone._asdict(),
+        "sends_under_load": [d._asdict() for d in done],
     }
 
 
@@ -326,12 +382,22 @@ def main() -> None:
         "--send-nice", type=int, default=0, help="run the sends under load at this niceness (0-19)"
     )
     parser.add_argument(
+        "--send-cpu",
+        type=int,
+        default=None,
+        help="give the sends this core of their own and run everything else (serve, the sink, "
+        "the generator) on the others, as the units in docs/operations.md do on a small machine",
+    )
+    parser.add_argument(
         "--serve-nice",
         type=int,
         default=0,
         help="run the serve processes at this niceness (0-19), as a unit with Nice= would",
     )
     args = parser.parse_args()
+    if args.send_cpu is not None:
+        # Inherited by every process this one starts; the sends are moved with taskset.
+        os.sched_setaffinity(0, os.sched_getaffinity(0) - {args.send_cpu})
     with tempfile.TemporaryDirectory() as temp:
         folder = Path(temp)
         site = make_site(folder)
@@ -362,7 +428,7 @@ def main() -> None:
                 time.sleep(3)  # the server's start-up, before any visitor (a benchmark, not a test)
                 # uvloop, as serve uses: the generator's own CPU is taken from the two cores.
                 with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                    figures = runner.run(soak(args, site, db_url, port, sink_port, server))
+                    figures = runner.run(soak(args, site, db_url, port, sink_port, sink, server))
             finally:
                 server.terminate()
                 server.wait(timeout=60)
@@ -378,6 +444,7 @@ def main() -> None:
         "prefill_keys": args.prefill_keys,
         "send_nice": args.send_nice,
         "serve_nice": args.serve_nice,
+        "send_cpu": args.send_cpu,
         "machine": machine(),
     }
     print(json.dumps(figures))
