@@ -520,3 +520,16 @@ def test_a_4xx_retried_until_given_up_counts_as_a_soft_bounce(cli: Cli) -> None:
     assert (detail["verdict"], detail["status"]) == ("soft", "4.2.2")
     assert event.subscriber_id == member_id
     assert cli.members("dach")[member_email]["status"] == "active"  # one soft bounce ends nothing
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU affinity on this system")
+def test_the_signing_pool_has_a_thread_per_core_the_process_may_use_not_per_core_of_the_machine() -> None:
+    # A worker unit with CPUAffinity=1 (docs/operations.md) signs on that one core: a
+    # second thread would only take turns with the first.
+    ask = [sys.executable, "-c", "from newsletter.delivery.engine import usable_cores; print(usable_cores())"]
+    first = min(os.sched_getaffinity(0))
+    pinned = subprocess.run(
+        ["taskset", "--cpu-list", str(first), *ask], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    free = subprocess.run(ask, capture_output=True, text=True, check=True, cwd=REPO)
+    assert (pinned.stdout.strip(), free.stdout.strip()) == ("1", str(len(os.sched_getaffinity(0))))

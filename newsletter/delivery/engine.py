@@ -135,16 +135,14 @@ class _Shared:
         self._sealers: concurrent.futures.ThreadPoolExecutor | None = None
 
     async def seal(self, message: OutgoingMessage) -> OutgoingMessage:
-        """The message with its DKIM signature made, on a thread of a pool as big as the machine.
+        """The message with its DKIM signature made, on a thread of a pool, one per usable core.
 
         Signing is the one CPU-heavy step per message (about a millisecond for RSA-2048);
         OpenSSL releases the GIL while it signs, so the other core signs while this
         thread keeps the connections busy (docs/performance.md).
         """
         if self._sealers is None:
-            self._sealers = concurrent.futures.ThreadPoolExecutor(
-                os.cpu_count() or 1, thread_name_prefix="dkim"
-            )
+            self._sealers = concurrent.futures.ThreadPoolExecutor(usable_cores(), thread_name_prefix="dkim")
         return await asyncio.get_running_loop().run_in_executor(self._sealers, message.sealed)
 
     def close(self) -> None:
@@ -264,6 +262,14 @@ async def _build(row: Claimed, jobs: Callable[[int], Job], shared: _Shared) -> O
         Recipient(row.subscriber_id, row.email, row.name, language, row.delivery_id, row.topics)
     )
     return message if message.pending is None else await shared.seal(message)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity (systemd's ``CPUAffinity=``), else all."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity call
+        return os.cpu_count() or 1
 
 
 def run(
