@@ -230,9 +230,10 @@ def send(
 
     With ``nice`` the send runs at that lower CPU priority, as a worker whose systemd
     unit says ``Nice=``: the web pages get the cores first. With ``cpu`` it runs on
-    that core only, as a unit with ``CPUAffinity=`` would (docs/operations.md). The send process's own CPU
-    and context switches come from ``getrusage`` of the children this process reaped
-    during the send, which is the send alone: nothing else it starts ends meanwhile.
+    that core only, as a unit with ``CPUAffinity=`` would (docs/operations.md). The
+    send process's own CPU and context switches come from ``getrusage`` of the children
+    this process reaped during the send, which is the send alone: nothing else it
+    starts ends meanwhile.
     """
     if as_autovacuum_would(db_url):
         print("autovacuum is off: VACUUM (ANALYZE) before the send", flush=True)
@@ -406,6 +407,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.send_cpu is not None:
+        if args.send_cpu not in os.sched_getaffinity(0) or len(os.sched_getaffinity(0)) < 2:
+            parser.error(f"--send-cpu {args.send_cpu}: not one of two or more cores this process may use")
         # Inherited by every process this one starts; the sends are moved with taskset.
         os.sched_setaffinity(0, os.sched_getaffinity(0) - {args.send_cpu})
     with tempfile.TemporaryDirectory() as temp:
