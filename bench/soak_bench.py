@@ -93,14 +93,18 @@ async def visit(port: int, number: int) -> tuple[float, str]:
     return time.perf_counter() - started, "ok" if status == "200" else status
 
 
+def serve_pids(server: subprocess.Popen[bytes]) -> list[int]:
+    """The serve process and its children (the workers)."""
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
+    if not children.exists():
+        return [server.pid]
+    return [server.pid, *(int(p) for p in children.read_text().split())]
+
+
 def rss_mb(server: subprocess.Popen[bytes]) -> float:
     """Resident memory of the serve process and its children (the workers)."""
-    pids = [server.pid]
-    children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
     total = 0
-    for pid in pids:
+    for pid in serve_pids(server):
         status = Path(f"/proc/{pid}/status")
         if status.exists():
             line = next(x for x in status.read_text().splitlines() if x.startswith("VmRSS:"))
@@ -115,6 +119,11 @@ def process_seconds(pid: int | str) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def serve_seconds(server: subprocess.Popen[bytes]) -> float:
+    """CPU seconds so far of the serve processes (those gone count 0)."""
+    return sum(process_seconds(pid) for pid in serve_pids(server))
 
 
 def postgres_seconds() -> dict[str, float]:
@@ -139,9 +148,7 @@ def cpu_seconds(server: subprocess.Popen[bytes]) -> tuple[float, dict[str, float
     the sends' and the sink's included). A PostgreSQL backend that ended within the
     minute (a send's) is missing its last part: that column is a little low.
     """
-    children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
-    pids = [server.pid, *(int(p) for p in children.read_text().split())] if children.exists() else []
-    return sum(process_seconds(pid) for pid in pids), postgres_seconds(), busy_seconds()
+    return serve_seconds(server), postgres_seconds(), busy_seconds()
 
 
 def busy_seconds() -> float:
@@ -248,7 +255,7 @@ def send(
     subprocess.run([*command, "editions", "approve", str(edition)], env=env, check=True, capture_output=True)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     started, busy = time.perf_counter(), busy_seconds()
-    serve, sunk = cpu_seconds(server)[0], process_seconds(sink.pid)
+    serve, sunk = serve_seconds(server), process_seconds(sink.pid)
     done = subprocess.run(
         ["nice", "-n", str(nice)] * bool(nice)
         + ["taskset", "--cpu-list", str(cpu)] * (cpu is not None)
@@ -264,7 +271,7 @@ def send(
         rate=int(sent.group(1)) / seconds if sent else 0.0,
         cores=(busy_seconds() - busy) / seconds,
         own=(after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime) / seconds,
-        serve=(cpu_seconds(server)[0] - serve) / seconds,
+        serve=(serve_seconds(server) - serve) / seconds,
         sink=(process_seconds(sink.pid) - sunk) / seconds,
         preempted=after.ru_nivcsw - children.ru_nivcsw,
         waited=after.ru_nvcsw - children.ru_nvcsw,
